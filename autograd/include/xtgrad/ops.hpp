@@ -1,0 +1,132 @@
+// Every differentiable op of xtgrad. Each is defined with its backward beside it in
+// src/ops_*.cpp. Shapes follow NumPy/PyTorch broadcasting; axes may be negative
+// (-1 = last). A shape error throws std::invalid_argument naming the op and the shapes.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "xtgrad/random.hpp"
+#include "xtgrad/tensor.hpp"
+
+namespace xtgrad {
+
+// A scalar argument that does not take part in template deduction, so that
+// `x * 1.01` works for a Tensor<float>.
+template <class T>
+struct non_deduced { using type = T; };
+template <class T>
+using scalar_t = typename non_deduced<T>::type;
+
+using Axes = std::vector<int>;
+
+// ---- elementwise, binary (broadcasting) -----------------------------------------------
+template <class T> Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b);
+template <class T> Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b);
+template <class T> Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b);
+template <class T> Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b);
+template <class T> Tensor<T> pow(const Tensor<T>& base, const Tensor<T>& exponent);
+// with a scalar on either side
+template <class T> Tensor<T> add(const Tensor<T>& a, scalar_t<T> s);
+template <class T> Tensor<T> add(scalar_t<T> s, const Tensor<T>& a);
+template <class T> Tensor<T> sub(const Tensor<T>& a, scalar_t<T> s);
+template <class T> Tensor<T> sub(scalar_t<T> s, const Tensor<T>& a);
+template <class T> Tensor<T> mul(const Tensor<T>& a, scalar_t<T> s);
+template <class T> Tensor<T> mul(scalar_t<T> s, const Tensor<T>& a);
+template <class T> Tensor<T> div(const Tensor<T>& a, scalar_t<T> s);
+template <class T> Tensor<T> div(scalar_t<T> s, const Tensor<T>& a);
+template <class T> Tensor<T> pow(const Tensor<T>& base, scalar_t<T> exponent);
+template <class T> Tensor<T> pow(scalar_t<T> base, const Tensor<T>& exponent);
+
+// ---- elementwise, unary ---------------------------------------------------------------
+template <class T> Tensor<T> neg(const Tensor<T>& x);
+template <class T> Tensor<T> exp(const Tensor<T>& x);
+template <class T> Tensor<T> log(const Tensor<T>& x);
+template <class T> Tensor<T> sqrt(const Tensor<T>& x);
+template <class T> Tensor<T> abs(const Tensor<T>& x);  // gradient sign(x), 0 at 0
+template <class T> Tensor<T> tanh(const Tensor<T>& x);
+template <class T> Tensor<T> sigmoid(const Tensor<T>& x);
+template <class T> Tensor<T> relu(const Tensor<T>& x);
+enum class GeluApproximation { none, tanh };  // none = exact erf form (PyTorch's default)
+template <class T> Tensor<T> gelu(const Tensor<T>& x, GeluApproximation approx = GeluApproximation::none);
+// Gradient passes where min <= x <= max, as in PyTorch.
+template <class T> Tensor<T> clamp(const Tensor<T>& x, scalar_t<T> min, scalar_t<T> max);
+
+// ---- reductions: over the given axes, or all when axes is empty -----------------------
+template <class T> Tensor<T> sum(const Tensor<T>& x, const Axes& axes = {}, bool keepdims = false);
+template <class T> Tensor<T> mean(const Tensor<T>& x, const Axes& axes = {}, bool keepdims = false);
+// The gradient goes to the first arg-max of each reduced slice.
+template <class T> Tensor<T> max(const Tensor<T>& x, const Axes& axes = {}, bool keepdims = false);
+// Unbiased (divides by n - 1) unless unbiased = false, as torch.var.
+template <class T> Tensor<T> var(const Tensor<T>& x, const Axes& axes = {}, bool keepdims = false,
+                                 bool unbiased = true);
+
+// ---- shape ----------------------------------------------------------------------------
+// One entry of the new shape may be -1: inferred from the others.
+template <class T> Tensor<T> reshape(const Tensor<T>& x, const std::vector<long>& shape);
+template <class T> Tensor<T> transpose(const Tensor<T>& x, int axis0, int axis1);
+template <class T> Tensor<T> permute(const Tensor<T>& x, const Axes& order);
+template <class T> Tensor<T> unsqueeze(const Tensor<T>& x, int axis);
+template <class T> Tensor<T> squeeze(const Tensor<T>& x, int axis);  // axis must have size 1
+template <class T> Tensor<T> squeeze(const Tensor<T>& x);            // every size-1 axis
+// Broadcast to shape (size-1 axes grow; new axes in front; -1 keeps a size).
+template <class T> Tensor<T> expand(const Tensor<T>& x, const std::vector<long>& shape);
+template <class T> Tensor<T> concat(const std::vector<Tensor<T>>& xs, int axis = 0);
+// length elements of axis from start; slice is the same with [start, stop).
+template <class T> Tensor<T> narrow(const Tensor<T>& x, int axis, std::size_t start, std::size_t length);
+template <class T> Tensor<T> slice(const Tensor<T>& x, int axis, std::size_t start, std::size_t stop);
+// out.shape = x.shape with axis replaced by indices.size(); an embedding lookup is
+// index_select(weight (V,d), 0, ids) -> (n,d).
+template <class T> Tensor<T> index_select(const Tensor<T>& x, int axis, const std::vector<std::size_t>& indices);
+
+// ---- matmul, PyTorch semantics --------------------------------------------------------
+// 1-D . 1-D -> scalar; (n,k) x (k,m) -> (n,m); 1-D operands get a size-1 axis added and
+// removed; N-D operands are batches of matrices whose batch axes broadcast:
+// a (..., n, k), b (..., k, m) -> (..., n, m). One BLAS gemm per batch matrix, with
+// transpose flags in the backward (no materialised transposes).
+template <class T> Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b);
+
+// ---- neural-network functions ---------------------------------------------------------
+template <class T> Tensor<T> softmax(const Tensor<T>& x, int axis = -1);
+template <class T> Tensor<T> log_softmax(const Tensor<T>& x, int axis = -1);
+// Normalises over the trailing normalized_shape axes; weight and bias (that shape) are
+// optional. Fused forward and backward.
+template <class T>
+Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
+                     const std::optional<Tensor<T>>& weight = std::nullopt,
+                     const std::optional<Tensor<T>>& bias = std::nullopt, double eps = 1e-5);
+// logits (N,C) with class indices (N) -> mean over N of -log softmax(logits)[n, target[n]].
+template <class T>
+Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>& targets);
+// logits (N,C) with target distributions (N,C) -> mean over N of -sum_c target * log_softmax.
+template <class T>
+Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs);
+template <class T> Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target);  // mean
+// Zeroes each element with probability p and scales the rest by 1/(1-p) when training;
+// the identity otherwise.
+template <class T> Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator& gen);
+// value where mask is true, x elsewhere (mask broadcasts to x). value may be -inf.
+template <class T> Tensor<T> masked_fill(const Tensor<T>& x, const Mask& mask, scalar_t<T> value);
+// a where mask is true, b elsewhere; all three broadcast together.
+template <class T> Tensor<T> where(const Mask& mask, const Tensor<T>& a, const Tensor<T>& b);
+
+// ---- operators ------------------------------------------------------------------------
+template <class T> Tensor<T> operator+(const Tensor<T>& a, const Tensor<T>& b) { return add(a, b); }
+template <class T> Tensor<T> operator-(const Tensor<T>& a, const Tensor<T>& b) { return sub(a, b); }
+template <class T> Tensor<T> operator*(const Tensor<T>& a, const Tensor<T>& b) { return mul(a, b); }
+template <class T> Tensor<T> operator/(const Tensor<T>& a, const Tensor<T>& b) { return div(a, b); }
+template <class T> Tensor<T> operator-(const Tensor<T>& a) { return neg(a); }
+template <class T> Tensor<T> operator+(const Tensor<T>& a, scalar_t<T> s) { return add(a, s); }
+template <class T> Tensor<T> operator+(scalar_t<T> s, const Tensor<T>& a) { return add(s, a); }
+template <class T> Tensor<T> operator-(const Tensor<T>& a, scalar_t<T> s) { return sub(a, s); }
+template <class T> Tensor<T> operator-(scalar_t<T> s, const Tensor<T>& a) { return sub(s, a); }
+template <class T> Tensor<T> operator*(const Tensor<T>& a, scalar_t<T> s) { return mul(a, s); }
+template <class T> Tensor<T> operator*(scalar_t<T> s, const Tensor<T>& a) { return mul(s, a); }
+template <class T> Tensor<T> operator/(const Tensor<T>& a, scalar_t<T> s) { return div(a, s); }
+template <class T> Tensor<T> operator/(scalar_t<T> s, const Tensor<T>& a) { return div(s, a); }
+
+// ---- BLAS threads ---------------------------------------------------------------------
+void set_num_threads(int n);  // OpenBLAS threads for matmul
+int num_threads();
+
+}  // namespace xtgrad

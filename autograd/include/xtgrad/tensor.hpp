@@ -1,0 +1,149 @@
+// xtgrad: the tensor, the graph node and the reverse-mode engine.
+//
+// A Tensor<T> is a cheap handle (one shared_ptr) to a Node<T> that holds the value,
+// the gradient and, for an op's result, the op's inputs and its backward function.
+// Ops build the graph as they run; backward() walks it in reverse topological order.
+// T is float (training) or double (gradient checks); both are instantiated in the .cpp
+// files, so a layer written once as a template serves both.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+
+namespace xtgrad {
+
+using Shape = std::vector<std::size_t>;
+template <class T>
+using Array = xt::xarray<T>;
+// Boolean mask. masked_fill and where follow PyTorch: true selects the fill / first value.
+// (Attention layers take masks where true means "may attend"; they say so in their header.)
+using Mask = xt::xarray<bool>;
+
+template <class T>
+struct Node;
+template <class T>
+using NodePtr = std::shared_ptr<Node<T>>;
+
+// The backward of one op. It receives the op's inputs, its output value and the gradient
+// flowing into that output, and adds each input's gradient with accumulate_grad().
+// It never holds the output node itself, so the graph has no reference cycles.
+template <class T>
+using BackwardFn = std::function<void(const std::vector<NodePtr<T>>& inputs,
+                                      const Array<T>& output, const Array<T>& grad_output)>;
+
+template <class T>
+struct Node {
+  Array<T> data;
+  Array<T> grad;          // valid only when has_grad
+  bool has_grad = false;
+  bool requires_grad = false;
+  bool is_leaf = true;    // created by the user, not by an op
+  bool released = false;  // backward() already dropped this node's graph
+  const char* op = "leaf";
+  std::vector<NodePtr<T>> inputs;
+  BackwardFn<T> backward;
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  ~Node();  // iterative: dropping a chain of 100,000 ops must not recurse
+};
+
+// Shape as "(2,3,4)" for error messages.
+std::string shape_str(const Shape& shape);
+template <class S>
+std::string shape_str(const S& shape) {
+  return shape_str(Shape(shape.begin(), shape.end()));
+}
+
+template <class T>
+class Tensor {
+ public:
+  using value_type = T;
+
+  Tensor();  // an undefined tensor; defined() is false
+  explicit Tensor(Array<T> data, bool requires_grad = false);
+  Tensor(xt::nested_initializer_list_t<T, 1> values, bool requires_grad = false);
+  Tensor(xt::nested_initializer_list_t<T, 2> values, bool requires_grad = false);
+  Tensor(xt::nested_initializer_list_t<T, 3> values, bool requires_grad = false);
+  Tensor(xt::nested_initializer_list_t<T, 4> values, bool requires_grad = false);
+  explicit Tensor(NodePtr<T> node) : node_(std::move(node)) {}
+
+  bool defined() const { return node_ != nullptr; }
+  const Array<T>& data() const { return node().data; }
+  // Mutable value, for initialisation and optimizer updates (never inside a graph).
+  Array<T>& mutable_data() { return node().data; }
+  Shape shape() const;
+  std::size_t dim() const { return data().dimension(); }
+  std::size_t numel() const { return data().size(); }
+  T item() const;  // the value of a one-element tensor
+
+  bool requires_grad() const { return node().requires_grad; }
+  Tensor& set_requires_grad(bool requires = true);  // leaves only
+  bool is_leaf() const { return node().is_leaf; }
+  const char* op_name() const { return node().op; }
+
+  bool has_grad() const { return node().has_grad; }
+  const Array<T>& grad() const;  // throws when no gradient has arrived yet
+  void zero_grad();              // fills an existing gradient with zeros
+
+  // Backward from a one-element tensor (seed 1), or with an explicit output gradient.
+  // The graph is released afterwards unless retain_graph; gradients accumulate in the
+  // leaves across calls until zero_grad().
+  void backward(bool retain_graph = false);
+  void backward(const Array<T>& grad_output, bool retain_graph = false);
+
+  // The same value, cut from the graph: no gradient flows through it.
+  Tensor detach() const;
+
+  const NodePtr<T>& node_ptr() const { return node_; }
+
+ private:
+  Node<T>& node() const;
+  NodePtr<T> node_;
+};
+
+// ---- grad mode ------------------------------------------------------------------------
+bool grad_enabled();  // per thread; true unless a NoGradGuard is alive on this thread
+
+// While alive, ops on this thread record no graph (evaluation, optimizer updates).
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// ---- for writing ops ------------------------------------------------------------------
+// The result of an op: records inputs and backward only when grad mode is on and some
+// input requires a gradient; otherwise a plain leaf holding the value.
+template <class T>
+Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor<T>>& inputs,
+                      BackwardFn<T> backward);
+
+// Adds grad into node.grad (when the node requires one); shapes must agree exactly.
+template <class T>
+void accumulate_grad(Node<T>& node, Array<T>&& grad, const char* op);
+template <class T>
+void accumulate_grad(Node<T>& node, const Array<T>& grad, const char* op);
+
+// ---- creation -------------------------------------------------------------------------
+template <class T>
+Tensor<T> zeros(const Shape& shape, bool requires_grad = false);
+template <class T>
+Tensor<T> ones(const Shape& shape, bool requires_grad = false);
+template <class T>
+Tensor<T> full(const Shape& shape, T value, bool requires_grad = false);
+template <class T>
+Tensor<T> from_array(Array<T> data, bool requires_grad = false);
+
+}  // namespace xtgrad

@@ -1,0 +1,7 @@
+// The whole of xtgrad's engine in one include.
+#pragma once
+
+#include "xtgrad/gradcheck.hpp"
+#include "xtgrad/ops.hpp"
+#include "xtgrad/random.hpp"
+#include "xtgrad/tensor.hpp"

@@ -1,0 +1,278 @@
+// Elementwise ops. Binary ops broadcast as NumPy: a and b -> out of the broadcast shape;
+// each backward sums its gradient back to its input's shape (detail::sum_to).
+#include <cmath>
+
+#include <xtensor/xmath.hpp>
+#include <xtensor/xoperation.hpp>
+
+#include "detail.hpp"
+#include "xtgrad/ops.hpp"
+
+namespace xtgrad {
+namespace {
+
+using detail::shape_of;
+
+// Adds the gradient computed by make_grad() to node, summed to node's shape; skips the
+// work when node needs no gradient.
+template <class T, class F>
+void grad_to(Node<T>& node, const char* op, F&& make_grad) {
+  if (!node.requires_grad) return;
+  accumulate_grad(node, detail::sum_to(Array<T>(make_grad()), shape_of(node.data)), op);
+}
+
+// A binary op: out = forward(a, b); backward_a(x, y, out, g) / backward_b(...) give the
+// gradients (before undoing broadcasting).
+template <class T, class Fwd, class BackA, class BackB>
+Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd forward,
+                 BackA backward_a, BackB backward_b) {
+  detail::broadcast_shapes(a.shape(), b.shape(), op);
+  return make_result<T>(op, Array<T>(forward(a.data(), b.data())), {a, b},
+                        [op, backward_a, backward_b](const std::vector<NodePtr<T>>& in,
+                                                     const Array<T>& out, const Array<T>& g) {
+                          const Array<T>& x = in[0]->data;
+                          const Array<T>& y = in[1]->data;
+                          grad_to(*in[0], op, [&] { return backward_a(x, y, out, g); });
+                          grad_to(*in[1], op, [&] { return backward_b(x, y, out, g); });
+                        });
+}
+
+// A unary op: out = forward(x); backward(x, out, g) gives the input's gradient.
+template <class T, class Fwd, class Back>
+Tensor<T> unary(const char* op, const Tensor<T>& x, Fwd forward, Back backward) {
+  return make_result<T>(op, Array<T>(forward(x.data())), {x},
+                        [op, backward](const std::vector<NodePtr<T>>& in, const Array<T>& out,
+                                       const Array<T>& g) {
+                          grad_to(*in[0], op, [&] { return backward(in[0]->data, out, g); });
+                        });
+}
+
+}  // namespace
+
+// ---- binary ---------------------------------------------------------------------------
+template <class T>
+Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
+  return binary(
+      "add", a, b, [](const auto& x, const auto& y) { return x + y; },
+      [](const auto&, const auto&, const auto&, const auto& g) { return g; },
+      [](const auto&, const auto&, const auto&, const auto& g) { return g; });
+}
+
+template <class T>
+Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
+  return binary(
+      "sub", a, b, [](const auto& x, const auto& y) { return x - y; },
+      [](const auto&, const auto&, const auto&, const auto& g) { return g; },
+      [](const auto&, const auto&, const auto&, const auto& g) { return -g; });
+}
+
+template <class T>
+Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
+  return binary(
+      "mul", a, b, [](const auto& x, const auto& y) { return x * y; },
+      [](const auto&, const auto& y, const auto&, const auto& g) { return g * y; },
+      [](const auto& x, const auto&, const auto&, const auto& g) { return g * x; });
+}
+
+template <class T>
+Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
+  // d(x/y)/dx = 1/y, d(x/y)/dy = -x/y^2 = -out/y
+  return binary(
+      "div", a, b, [](const auto& x, const auto& y) { return x / y; },
+      [](const auto&, const auto& y, const auto&, const auto& g) { return g / y; },
+      [](const auto&, const auto& y, const auto& out, const auto& g) { return -g * out / y; });
+}
+
+template <class T>
+Tensor<T> pow(const Tensor<T>& base, const Tensor<T>& exponent) {
+  // d(x^y)/dx = y x^(y-1), d(x^y)/dy = x^y log x
+  return binary(
+      "pow", base, exponent, [](const auto& x, const auto& y) { return xt::pow(x, y); },
+      [](const auto& x, const auto& y, const auto&, const auto& g) {
+        return g * y * xt::pow(x, y - T(1));
+      },
+      [](const auto& x, const auto&, const auto& out, const auto& g) {
+        return g * out * xt::log(x);
+      });
+}
+
+// ---- with a scalar --------------------------------------------------------------------
+template <class T>
+Tensor<T> add(const Tensor<T>& a, scalar_t<T> s) {
+  return unary(
+      "add", a, [s](const auto& x) { return x + s; },
+      [](const auto&, const auto&, const auto& g) { return g; });
+}
+template <class T>
+Tensor<T> add(scalar_t<T> s, const Tensor<T>& a) {
+  return add(a, s);
+}
+template <class T>
+Tensor<T> sub(const Tensor<T>& a, scalar_t<T> s) {
+  return unary(
+      "sub", a, [s](const auto& x) { return x - s; },
+      [](const auto&, const auto&, const auto& g) { return g; });
+}
+template <class T>
+Tensor<T> sub(scalar_t<T> s, const Tensor<T>& a) {
+  return unary(
+      "sub", a, [s](const auto& x) { return s - x; },
+      [](const auto&, const auto&, const auto& g) { return -g; });
+}
+template <class T>
+Tensor<T> mul(const Tensor<T>& a, scalar_t<T> s) {
+  return unary(
+      "mul", a, [s](const auto& x) { return x * s; },
+      [s](const auto&, const auto&, const auto& g) { return g * s; });
+}
+template <class T>
+Tensor<T> mul(scalar_t<T> s, const Tensor<T>& a) {
+  return mul(a, s);
+}
+template <class T>
+Tensor<T> div(const Tensor<T>& a, scalar_t<T> s) {
+  return unary(
+      "div", a, [s](const auto& x) { return x / s; },
+      [s](const auto&, const auto&, const auto& g) { return g / s; });
+}
+template <class T>
+Tensor<T> div(scalar_t<T> s, const Tensor<T>& a) {
+  // d(s/x)/dx = -s/x^2 = -out/x
+  return unary(
+      "div", a, [s](const auto& x) { return s / x; },
+      [](const auto& x, const auto& out, const auto& g) { return -g * out / x; });
+}
+template <class T>
+Tensor<T> pow(const Tensor<T>& base, scalar_t<T> exponent) {
+  return unary(
+      "pow", base, [exponent](const auto& x) { return xt::pow(x, exponent); },
+      [exponent](const auto& x, const auto&, const auto& g) {
+        return g * exponent * xt::pow(x, exponent - T(1));
+      });
+}
+template <class T>
+Tensor<T> pow(scalar_t<T> base, const Tensor<T>& exponent) {
+  const T log_base = std::log(base);
+  return unary(
+      "pow", exponent, [base](const auto& y) { return xt::pow(base, y); },
+      [log_base](const auto&, const auto& out, const auto& g) { return g * out * log_base; });
+}
+
+// ---- unary ----------------------------------------------------------------------------
+template <class T>
+Tensor<T> neg(const Tensor<T>& x) {
+  return unary(
+      "neg", x, [](const auto& v) { return -v; },
+      [](const auto&, const auto&, const auto& g) { return -g; });
+}
+template <class T>
+Tensor<T> exp(const Tensor<T>& x) {
+  return unary(
+      "exp", x, [](const auto& v) { return xt::exp(v); },
+      [](const auto&, const auto& out, const auto& g) { return g * out; });
+}
+template <class T>
+Tensor<T> log(const Tensor<T>& x) {
+  return unary(
+      "log", x, [](const auto& v) { return xt::log(v); },
+      [](const auto& v, const auto&, const auto& g) { return g / v; });
+}
+template <class T>
+Tensor<T> sqrt(const Tensor<T>& x) {
+  return unary(
+      "sqrt", x, [](const auto& v) { return xt::sqrt(v); },
+      [](const auto&, const auto& out, const auto& g) { return g * T(0.5) / out; });
+}
+template <class T>
+Tensor<T> abs(const Tensor<T>& x) {
+  return unary(
+      "abs", x, [](const auto& v) { return xt::abs(v); },
+      [](const auto& v, const auto&, const auto& g) { return g * xt::sign(v); });
+}
+template <class T>
+Tensor<T> tanh(const Tensor<T>& x) {
+  return unary(
+      "tanh", x, [](const auto& v) { return xt::tanh(v); },
+      [](const auto&, const auto& out, const auto& g) { return g * (T(1) - out * out); });
+}
+template <class T>
+Tensor<T> sigmoid(const Tensor<T>& x) {
+  return unary(
+      "sigmoid", x, [](const auto& v) { return T(1) / (T(1) + xt::exp(-v)); },
+      [](const auto&, const auto& out, const auto& g) { return g * out * (T(1) - out); });
+}
+template <class T>
+Tensor<T> relu(const Tensor<T>& x) {
+  return unary(
+      "relu", x, [](const auto& v) { return xt::maximum(v, T(0)); },
+      [](const auto& v, const auto&, const auto& g) { return xt::where(v > T(0), g, T(0)); });
+}
+
+template <class T>
+Tensor<T> gelu(const Tensor<T>& x, GeluApproximation approx) {
+  const T inv_sqrt2 = T(1.0 / std::sqrt(2.0));
+  const T inv_sqrt_2pi = T(1.0 / std::sqrt(2.0 * M_PI));
+  if (approx == GeluApproximation::none) {
+    // gelu(x) = x Phi(x); gelu'(x) = Phi(x) + x phi(x)
+    return unary(
+        "gelu", x, [=](const auto& v) { return T(0.5) * v * (T(1) + xt::erf(v * inv_sqrt2)); },
+        [=](const auto& v, const auto&, const auto& g) {
+          return g * (T(0.5) * (T(1) + xt::erf(v * inv_sqrt2)) +
+                      v * inv_sqrt_2pi * xt::exp(T(-0.5) * v * v));
+        });
+  }
+  // gelu(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
+  const T k = T(std::sqrt(2.0 / M_PI));
+  const T c = T(0.044715);
+  return unary(
+      "gelu_tanh", x,
+      [=](const auto& v) { return T(0.5) * v * (T(1) + xt::tanh(k * (v + c * v * v * v))); },
+      [=](const auto& v, const auto&, const auto& g) {
+        // Evaluated here: an expression returned from this lambda must not refer to t.
+        const Array<T> t = xt::tanh(k * (v + c * v * v * v));
+        return Array<T>(g * (T(0.5) * (T(1) + t) +
+                             T(0.5) * v * (T(1) - t * t) * k * (T(1) + T(3) * c * v * v)));
+      });
+}
+
+template <class T>
+Tensor<T> clamp(const Tensor<T>& x, scalar_t<T> min, scalar_t<T> max) {
+  if (min > max)
+    detail::fail("clamp", "min " + std::to_string(min) + " is greater than max " +
+                              std::to_string(max));
+  return unary(
+      "clamp", x, [=](const auto& v) { return xt::clip(v, min, max); },
+      [=](const auto& v, const auto&, const auto& g) {
+        return xt::where(v >= min && v <= max, g, T(0));
+      });
+}
+
+#define INSTANTIATE(T)                                                  \
+  template Tensor<T> add(const Tensor<T>&, const Tensor<T>&);           \
+  template Tensor<T> sub(const Tensor<T>&, const Tensor<T>&);           \
+  template Tensor<T> mul(const Tensor<T>&, const Tensor<T>&);           \
+  template Tensor<T> div(const Tensor<T>&, const Tensor<T>&);           \
+  template Tensor<T> pow(const Tensor<T>&, const Tensor<T>&);           \
+  template Tensor<T> add(const Tensor<T>&, scalar_t<T>);                \
+  template Tensor<T> add(scalar_t<T>, const Tensor<T>&);                \
+  template Tensor<T> sub(const Tensor<T>&, scalar_t<T>);                \
+  template Tensor<T> sub(scalar_t<T>, const Tensor<T>&);                \
+  template Tensor<T> mul(const Tensor<T>&, scalar_t<T>);                \
+  template Tensor<T> mul(scalar_t<T>, const Tensor<T>&);                \
+  template Tensor<T> div(const Tensor<T>&, scalar_t<T>);                \
+  template Tensor<T> div(scalar_t<T>, const Tensor<T>&);                \
+  template Tensor<T> pow(const Tensor<T>&, scalar_t<T>);                \
+  template Tensor<T> pow(scalar_t<T>, const Tensor<T>&);                \
+  template Tensor<T> neg(const Tensor<T>&);                             \
+  template Tensor<T> exp(const Tensor<T>&);                             \
+  template Tensor<T> log(const Tensor<T>&);                             \
+  template Tensor<T> sqrt(const Tensor<T>&);                            \
+  template Tensor<T> abs(const Tensor<T>&);                             \
+  template Tensor<T> tanh(const Tensor<T>&);                            \
+  template Tensor<T> sigmoid(const Tensor<T>&);                         \
+  template Tensor<T> relu(const Tensor<T>&);                            \
+  template Tensor<T> gelu(const Tensor<T>&, GeluApproximation);         \
+  template Tensor<T> clamp(const Tensor<T>&, scalar_t<T>, scalar_t<T>);
+XTGRAD_INSTANTIATE(INSTANTIATE)
+
+}  // namespace xtgrad

@@ -1,0 +1,296 @@
+// The engine: Tensor, recording ops, backward, grad mode, creation.
+#include "xtgrad/tensor.hpp"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+#include <unordered_set>
+#include <utility>
+
+#include <xtensor/xbuilder.hpp>
+#include <xtensor/xnoalias.hpp>
+
+#include "detail.hpp"
+
+namespace xtgrad {
+
+// ---- detail ---------------------------------------------------------------------------
+std::string shape_str(const Shape& shape) {
+  std::ostringstream out;
+  out << '(';
+  for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? "," : "") << shape[i];
+  out << ')';
+  return out.str();
+}
+
+namespace detail {
+
+std::size_t normalize_axis(int axis, std::size_t ndim, const char* op) {
+  const long n = static_cast<long>(ndim);
+  if (axis < -n || axis >= n)
+    fail(op, "axis " + std::to_string(axis) + " out of range for " + std::to_string(ndim) +
+                 " dimensions");
+  return static_cast<std::size_t>(axis < 0 ? axis + n : axis);
+}
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+  const std::size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    const std::size_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    if (da != db && da != 1 && db != 1)
+      fail(op, "shapes cannot be broadcast together: " + shape_str(a) + " and " + shape_str(b));
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+std::size_t product(const Shape& shape, std::size_t begin, std::size_t end) {
+  std::size_t p = 1;
+  for (std::size_t i = begin; i < std::min(end, shape.size()); ++i) p *= shape[i];
+  return p;
+}
+
+template <class T>
+Array<T> sum_to(Array<T>&& grad, const Shape& shape) {
+  const Shape gshape = shape_of(grad);
+  if (gshape == shape) return std::move(grad);
+  const std::size_t lead = gshape.size() - shape.size();
+  std::vector<std::size_t> axes;
+  for (std::size_t i = 0; i < gshape.size(); ++i)
+    if (i < lead || (shape[i - lead] == 1 && gshape[i] != 1)) axes.push_back(i);
+  Array<T> reduced = xt::sum(grad, axes, xt::evaluation_strategy::immediate);
+  reduced.reshape(shape);
+  return reduced;
+}
+template Array<float> sum_to(Array<float>&&, const Shape&);
+template Array<double> sum_to(Array<double>&&, const Shape&);
+
+}  // namespace detail
+
+// ---- Node -----------------------------------------------------------------------------
+template <class T>
+Node<T>::~Node() {
+  // Unlink the chain by hand: destroying inputs recursively would use one stack frame
+  // per op, and a long chain would overflow the stack.
+  std::vector<NodePtr<T>> pending = std::move(inputs);
+  backward = nullptr;
+  while (!pending.empty()) {
+    NodePtr<T> next = std::move(pending.back());
+    pending.pop_back();
+    if (next && next.use_count() == 1) {
+      for (auto& in : next->inputs) pending.push_back(std::move(in));
+      next->inputs.clear();
+    }
+  }
+}
+
+// ---- grad mode ------------------------------------------------------------------------
+namespace {
+thread_local bool t_grad_enabled = true;
+}
+bool grad_enabled() { return t_grad_enabled; }
+NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) { t_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { t_grad_enabled = previous_; }
+
+// ---- Tensor ---------------------------------------------------------------------------
+template <class T>
+Tensor<T>::Tensor() = default;
+
+template <class T>
+Tensor<T>::Tensor(Array<T> data, bool requires_grad) : node_(std::make_shared<Node<T>>()) {
+  node_->data = std::move(data);
+  node_->requires_grad = requires_grad;
+}
+template <class T>
+Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 1> v, bool rg) : Tensor(Array<T>(v), rg) {}
+template <class T>
+Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 2> v, bool rg) : Tensor(Array<T>(v), rg) {}
+template <class T>
+Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 3> v, bool rg) : Tensor(Array<T>(v), rg) {}
+template <class T>
+Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 4> v, bool rg) : Tensor(Array<T>(v), rg) {}
+
+template <class T>
+Node<T>& Tensor<T>::node() const {
+  if (!node_) throw std::logic_error("xtgrad: use of an undefined Tensor");
+  return *node_;
+}
+
+template <class T>
+Shape Tensor<T>::shape() const {
+  return detail::shape_of(data());
+}
+
+template <class T>
+T Tensor<T>::item() const {
+  if (numel() != 1)
+    throw std::invalid_argument("item: tensor of shape " + shape_str(shape()) +
+                                " has more than one element");
+  return *data().data();
+}
+
+template <class T>
+Tensor<T>& Tensor<T>::set_requires_grad(bool requires) {
+  if (!node().is_leaf)
+    throw std::logic_error("set_requires_grad: only leaf tensors can change requires_grad "
+                           "(use detach() on an op's result)");
+  node_->requires_grad = requires;
+  return *this;
+}
+
+template <class T>
+const Array<T>& Tensor<T>::grad() const {
+  if (!node().has_grad)
+    throw std::logic_error("grad: this tensor has no gradient yet (call backward() first)");
+  return node_->grad;
+}
+
+template <class T>
+void Tensor<T>::zero_grad() {
+  if (node().has_grad) std::fill(node_->grad.begin(), node_->grad.end(), T(0));
+}
+
+template <class T>
+Tensor<T> Tensor<T>::detach() const {
+  return Tensor<T>(Array<T>(data()), false);
+}
+
+template <class T>
+void Tensor<T>::backward(bool retain_graph) {
+  if (numel() != 1)
+    throw std::invalid_argument("backward: a gradient can be created implicitly only for a "
+                                "one-element output, but this tensor has shape " +
+                                shape_str(shape()) + "; pass the output gradient");
+  backward(xt::ones<T>(shape()), retain_graph);
+}
+
+template <class T>
+void Tensor<T>::backward(const Array<T>& grad_output, bool retain_graph) {
+  Node<T>& root = node();
+  if (!root.requires_grad)
+    throw std::logic_error("backward: this tensor does not require a gradient (no input of "
+                           "its graph requires one)");
+  if (detail::shape_of(grad_output) != shape())
+    throw std::invalid_argument("backward: gradient of shape " + shape_str(grad_output.shape()) +
+                                " for an output of shape " + shape_str(shape()));
+
+  // Topological order by an iterative depth-first search (post-order), so that deep
+  // graphs cannot overflow the stack.
+  // `order` owns its nodes: releasing one node's inputs must not free a node that is
+  // still waiting for its turn.
+  std::vector<NodePtr<T>> order;
+  std::unordered_set<Node<T>*> visited;
+  std::vector<std::pair<NodePtr<T>, std::size_t>> stack{{node_, 0}};
+  visited.insert(&root);
+  while (!stack.empty()) {
+    auto& [node, next_input] = stack.back();
+    if (node->released)
+      throw std::logic_error(
+          "backward: the graph through op '" + std::string(node->op) +
+          "' was already released by an earlier backward(); pass retain_graph = true to the "
+          "first backward() to run backward twice");
+    if (next_input < node->inputs.size()) {
+      const NodePtr<T>& child = node->inputs[next_input++];
+      if (child->requires_grad && visited.insert(child.get()).second) stack.push_back({child, 0});
+    } else {
+      order.push_back(std::move(node));
+      stack.pop_back();
+    }
+  }
+
+  accumulate_grad(root, grad_output, "backward");
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    Node<T>* node = it->get();
+    if (node->is_leaf) continue;
+    if (node->has_grad) node->backward(node->inputs, node->data, node->grad);
+    // Only leaves keep their gradient, as in PyTorch; interior gradients are scratch.
+    node->grad = Array<T>();
+    node->has_grad = false;
+    if (!retain_graph) {
+      // Drop the graph: intermediate values are freed as soon as nothing else holds them.
+      node->backward = nullptr;
+      node->inputs.clear();
+      node->released = true;
+    }
+  }
+}
+
+template class Tensor<float>;
+template class Tensor<double>;
+template struct Node<float>;
+template struct Node<double>;
+
+// ---- recording ops --------------------------------------------------------------------
+template <class T>
+Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor<T>>& inputs,
+                      BackwardFn<T> backward) {
+  auto node = std::make_shared<Node<T>>();
+  node->data = std::move(value);
+  node->op = op;
+  const bool record = grad_enabled() &&
+      std::any_of(inputs.begin(), inputs.end(), [](const Tensor<T>& t) { return t.requires_grad(); });
+  if (record) {
+    node->requires_grad = true;
+    node->is_leaf = false;
+    node->inputs.reserve(inputs.size());
+    for (const auto& t : inputs) node->inputs.push_back(t.node_ptr());
+    node->backward = std::move(backward);
+  }
+  return Tensor<T>(std::move(node));
+}
+
+template <class T>
+void accumulate_grad(Node<T>& node, Array<T>&& grad, const char* op) {
+  if (!node.requires_grad) return;
+  if (!std::equal(grad.shape().begin(), grad.shape().end(), node.data.shape().begin(),
+                  node.data.shape().end()))
+    throw std::logic_error(std::string(op) + ": backward produced a gradient of shape " +
+                           shape_str(grad.shape()) + " for a tensor of shape " +
+                           shape_str(node.data.shape()));
+  if (!node.has_grad) {
+    node.grad = std::move(grad);
+    node.has_grad = true;
+  } else {
+    xt::noalias(node.grad) += grad;
+  }
+}
+
+template <class T>
+void accumulate_grad(Node<T>& node, const Array<T>& grad, const char* op) {
+  accumulate_grad(node, Array<T>(grad), op);
+}
+
+// ---- creation -------------------------------------------------------------------------
+template <class T>
+Tensor<T> zeros(const Shape& shape, bool requires_grad) {
+  return Tensor<T>(xt::zeros<T>(shape), requires_grad);
+}
+template <class T>
+Tensor<T> ones(const Shape& shape, bool requires_grad) {
+  return Tensor<T>(xt::ones<T>(shape), requires_grad);
+}
+template <class T>
+Tensor<T> full(const Shape& shape, T value, bool requires_grad) {
+  Array<T> data(shape);
+  data.fill(value);
+  return Tensor<T>(std::move(data), requires_grad);
+}
+template <class T>
+Tensor<T> from_array(Array<T> data, bool requires_grad) {
+  return Tensor<T>(std::move(data), requires_grad);
+}
+
+#define INSTANTIATE(T)                                                                     \
+  template Tensor<T> make_result(const char*, Array<T>&&, const std::vector<Tensor<T>>&,  \
+                                 BackwardFn<T>);                                           \
+  template void accumulate_grad(Node<T>&, Array<T>&&, const char*);                        \
+  template void accumulate_grad(Node<T>&, const Array<T>&, const char*);                   \
+  template Tensor<T> zeros(const Shape&, bool);                                            \
+  template Tensor<T> ones(const Shape&, bool);                                             \
+  template Tensor<T> full(const Shape&, T, bool);                                          \
+  template Tensor<T> from_array(Array<T>, bool);
+XTGRAD_INSTANTIATE(INSTANTIATE)
+
+}  // namespace xtgrad
