@@ -68,6 +68,9 @@ class Tensor {
 
   Tensor();  // an undefined tensor; defined() is false
   explicit Tensor(Array<T> data, bool requires_grad = false);
+  // Nested lists: Tensor<float>({{1, 2}, {3, 4}}). A single column {{1}, {2}} is
+  // ambiguous in C++ (each {x} also initialises a scalar): build it with from_array or
+  // reshape a 1-D tensor.
   Tensor(xt::nested_initializer_list_t<T, 1> values, bool requires_grad = false);
   Tensor(xt::nested_initializer_list_t<T, 2> values, bool requires_grad = false);
   Tensor(xt::nested_initializer_list_t<T, 3> values, bool requires_grad = false);
