@@ -29,6 +29,19 @@ Shape shape_of(const Array<T>& a) {
 
 std::size_t product(const Shape& shape, std::size_t begin = 0, std::size_t end = SIZE_MAX);
 
+// node's gradient buffer for an op that writes its gradient in place (BLAS with beta),
+// allocated uninitialised on first use; `fresh` says it holds no values yet, so the first
+// write must overwrite (beta = 0) rather than add.
+template <class T>
+T* grad_buffer(Node<T>& node, bool& fresh) {
+  fresh = !node.has_grad;
+  if (fresh) {
+    node.grad = Array<T>(node.data.shape());
+    node.has_grad = true;
+  }
+  return node.grad.data();
+}
+
 }  // namespace xtgrad::detail
 
 // Explicit instantiation for both scalar types: XTGRAD_INSTANTIATE(MACRO) runs

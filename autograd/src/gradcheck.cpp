@@ -2,6 +2,7 @@
 #include "xtgrad/gradcheck.hpp"
 
 #include <cmath>
+#include <optional>
 #include <sstream>
 
 #include "xtgrad/random.hpp"
@@ -46,9 +47,9 @@ struct Checker {
 };
 
 // fn evaluated without recording a graph.
-Arr evaluate(const GradcheckFn& fn, const std::vector<Tensor<double>>& inputs) {
+Arr evaluate(const std::function<Tensor<double>()>& fn) {
   NoGradGuard no_grad;
-  return fn(inputs).data();
+  return fn().data();
 }
 
 }  // namespace
@@ -58,16 +59,45 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor<double
   // Private leaf copies: the caller's tensors keep their values and gradients.
   std::vector<Tensor<double>> leaves;
   for (const auto& t : inputs) leaves.emplace_back(Arr(t.data()), t.requires_grad());
+  return gradcheck_params([&] { return fn(leaves); }, leaves, options);
+}
+
+GradcheckResult gradcheck_params(const std::function<Tensor<double>()>& fn,
+                                 const std::vector<Tensor<double>>& tensors, const GradcheckOptions& options) {
+  std::vector<Tensor<double>> leaves = tensors;  // handles: the same nodes
+  // Values are perturbed and gradients used as scratch below; put both back as they were
+  // when this returns, also when fn throws.
+  struct Restore {
+    std::vector<Tensor<double>>& leaves;
+    std::vector<Arr> values;
+    std::vector<std::optional<Arr>> grads;
+    ~Restore() {
+      for (std::size_t j = 0; j < leaves.size(); ++j) {
+        Node<double>& node = *leaves[j].node_ptr();
+        node.data = std::move(values[j]);
+        node.has_grad = grads[j].has_value();
+        node.grad = grads[j] ? std::move(*grads[j]) : Arr();
+      }
+    }
+  } restore{leaves, {}, {}};
+  for (const auto& t : leaves) {
+    restore.values.push_back(t.data());
+    restore.grads.push_back(t.has_grad() ? std::optional<Arr>(t.grad()) : std::nullopt);
+  }
   Checker check{options, {}};
 
   // Analytical side. Full mode: row i of each input's Jacobian is that input's gradient
   // after a backward with a one-hot output gradient. Fast mode: one backward with v.
-  Tensor<double> out = fn(leaves);
+  Tensor<double> out = fn();
   const Shape out_shape = out.shape();
   const std::size_t n_out = out.numel();
   bool any_input = false;
   for (const auto& t : leaves) any_input = any_input || t.requires_grad();
-  if (!any_input) return check.result;
+  if (!any_input) {
+    check.result.ok = false;
+    check.result.message = "gradcheck: no input requires a gradient, so there is nothing to check";
+    return check.result;
+  }
   if (!out.requires_grad()) {
     check.result.ok = false;
     check.result.message = "gradcheck: the output does not depend on any input that requires grad";
@@ -104,9 +134,9 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor<double
       const Arr u = randn<double>(leaves[j].shape(), gen).data();
       const Arr x0 = x;
       x = x0 + options.eps * u;
-      const Arr plus = evaluate(fn, leaves);
+      const Arr plus = evaluate(fn);
       x = x0 - options.eps * u;
-      const Arr minus = evaluate(fn, leaves);
+      const Arr minus = evaluate(fn);
       x = x0;
       double numerical = 0, projected = 0;
       for (std::size_t i = 0; i < n_out; ++i)
@@ -118,9 +148,9 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor<double
     for (std::size_t k = 0; k < n_in; ++k) {
       const double saved = x.data()[k];
       x.data()[k] = saved + options.eps;
-      const Arr plus = evaluate(fn, leaves);
+      const Arr plus = evaluate(fn);
       x.data()[k] = saved - options.eps;
-      const Arr minus = evaluate(fn, leaves);
+      const Arr minus = evaluate(fn);
       x.data()[k] = saved;
       for (std::size_t i = 0; i < n_out; ++i) {
         const double numerical = (plus.data()[i] - minus.data()[i]) / (2 * options.eps);

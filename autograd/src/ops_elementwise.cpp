@@ -85,14 +85,15 @@ Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
 
 template <class T>
 Tensor<T> pow(const Tensor<T>& base, const Tensor<T>& exponent) {
-  // d(x^y)/dx = y x^(y-1), d(x^y)/dy = x^y log x
+  // d(x^y)/dx = y x^(y-1), d(x^y)/dy = x^y log x. As in PyTorch, the first is 0 where
+  // y == 0 and the second 0 where x == 0 and y >= 0 (not 0 * inf = NaN at x = 0).
   return binary(
       "pow", base, exponent, [](const auto& x, const auto& y) { return xt::pow(x, y); },
       [](const auto& x, const auto& y, const auto&, const auto& g) {
-        return g * y * xt::pow(x, y - T(1));
+        return xt::where(xt::equal(y, T(0)), T(0), g * y * xt::pow(x, y - T(1)));
       },
-      [](const auto& x, const auto&, const auto& out, const auto& g) {
-        return g * out * xt::log(x);
+      [](const auto& x, const auto& y, const auto& out, const auto& g) {
+        return xt::where(xt::equal(x, T(0)) && y >= T(0), T(0), g * out * xt::log(x));
       });
 }
 
@@ -144,17 +145,24 @@ Tensor<T> div(scalar_t<T> s, const Tensor<T>& a) {
 }
 template <class T>
 Tensor<T> pow(const Tensor<T>& base, scalar_t<T> exponent) {
+  // exponent 0 gives a zero gradient (as PyTorch), not 0 * 0^-1 = NaN at x = 0
+  const T lowered = exponent == T(0) ? T(0) : exponent - T(1);
   return unary(
       "pow", base, [exponent](const auto& x) { return xt::pow(x, exponent); },
-      [exponent](const auto& x, const auto&, const auto& g) {
-        return g * exponent * xt::pow(x, exponent - T(1));
+      [exponent, lowered](const auto& x, const auto&, const auto& g) {
+        return g * exponent * xt::pow(x, lowered);
       });
 }
 template <class T>
 Tensor<T> pow(scalar_t<T> base, const Tensor<T>& exponent) {
   const T log_base = std::log(base);
+  const auto forward = [base](const auto& y) { return xt::pow(base, y); };
+  if (base == T(0))  // as PyTorch: a zero gradient where y >= 0, not 0 * log 0 = NaN
+    return unary("pow", exponent, forward, [log_base](const auto& y, const auto& out, const auto& g) {
+      return xt::where(y >= T(0), T(0), g * out * log_base);
+    });
   return unary(
-      "pow", exponent, [base](const auto& y) { return xt::pow(base, y); },
+      "pow", exponent, forward,
       [log_base](const auto&, const auto& out, const auto& g) { return g * out * log_base; });
 }
 

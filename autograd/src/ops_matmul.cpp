@@ -70,17 +70,6 @@ struct MatmulPlan {
   }
 };
 
-// The gradient buffer of node, allocated on first use; `fresh` says it holds no values yet.
-template <class T>
-T* grad_buffer(Node<T>& node, bool& fresh) {
-  fresh = !node.has_grad;
-  if (fresh) {
-    node.grad = Array<T>(node.data.shape());
-    node.has_grad = true;
-  }
-  return node.grad.data();
-}
-
 // Matrices no product touched (only with an empty batch) get a zero gradient.
 template <class T>
 void zero_unwritten(T* grad, const std::vector<bool>& written, std::size_t matrix_size) {
@@ -112,7 +101,7 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
         // gradients: the first write overwrites a fresh buffer (beta 0), the rest add.
         if (in[0]->requires_grad) {
           bool fresh;
-          T* ga = grad_buffer(*in[0], fresh);
+          T* ga = detail::grad_buffer(*in[0], fresh);
           std::vector<bool> written(plan.a_count, !fresh);
           for (std::size_t t = 0; t < plan.a_index.size(); ++t) {  // dA (n,k) = dC (n,m) B^T
             const std::size_t i = plan.a_index[t];
@@ -124,7 +113,7 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
         }
         if (in[1]->requires_grad) {
           bool fresh;
-          T* gb = grad_buffer(*in[1], fresh);
+          T* gb = detail::grad_buffer(*in[1], fresh);
           std::vector<bool> written(plan.b_count, !fresh);
           for (std::size_t t = 0; t < plan.b_index.size(); ++t) {  // dB (k,m) = A^T (k,n) dC (n,m)
             const std::size_t i = plan.b_index[t];

@@ -56,9 +56,7 @@ Tensor<T> reshape(const Tensor<T>& x, const std::vector<long>& shape) {
       known *= target[i];
     }
   }
-  std::string wanted = "(";
-  for (std::size_t i = 0; i < shape.size(); ++i) wanted += (i ? "," : "") + std::to_string(shape[i]);
-  wanted += ")";
+  const std::string wanted = shape_str(shape);
   if (inferred >= 0) {
     if (known == 0 || x.numel() % known != 0)
       detail::fail("reshape", "cannot reshape " + shape_str(x.shape()) + " into " + wanted);
@@ -128,8 +126,9 @@ Tensor<T> squeeze(const Tensor<T>& x) {
 template <class T>
 Tensor<T> expand(const Tensor<T>& x, const std::vector<long>& shape) {
   const Shape in = x.shape();
+  const std::string wanted = shape_str(shape);
   if (shape.size() < in.size())
-    detail::fail("expand", "cannot expand " + shape_str(in) + " to fewer dimensions");
+    detail::fail("expand", "cannot expand " + shape_str(in) + " to " + wanted + ": fewer dimensions");
   const std::size_t lead = shape.size() - in.size();
   Shape target(shape.size());
   for (std::size_t i = 0; i < shape.size(); ++i) {
@@ -137,11 +136,11 @@ Tensor<T> expand(const Tensor<T>& x, const std::vector<long>& shape) {
     if (shape[i] == -1 && existing) {
       target[i] = in[i - lead];
     } else if (shape[i] < 0) {
-      detail::fail("expand", "invalid size " + std::to_string(shape[i]) + " for a new axis");
+      detail::fail("expand", "invalid size " + std::to_string(shape[i]) + " for a new axis in " + wanted);
     } else {
       target[i] = static_cast<std::size_t>(shape[i]);
       if (existing && in[i - lead] != 1 && in[i - lead] != target[i])
-        detail::fail("expand", "cannot expand " + shape_str(in) + " to " + shape_str(target));
+        detail::fail("expand", "cannot expand " + shape_str(in) + " to " + wanted);
     }
   }
   return make_result<T>("expand", Array<T>(xt::broadcast(x.data(), target)), {x},

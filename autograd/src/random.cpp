@@ -13,7 +13,11 @@ double Generator::uniform() {
   return static_cast<double>(engine_() >> 11) * 0x1.0p-53;
 }
 
-double Generator::uniform(double low, double high) { return low + (high - low) * uniform(); }
+double Generator::uniform(double low, double high) {
+  // low + (high - low) * u can round up to high: keep the interval half-open.
+  const double r = low + (high - low) * uniform();
+  return r < high || !(low < high) ? r : std::nextafter(high, low);
+}
 
 double Generator::normal(double mean, double stddev) {
   // Box-Muller, keeping the second value of each pair.
@@ -69,7 +73,11 @@ Tensor<T> randn(const Shape& shape, Generator& gen, T mean, T stddev, bool requi
 template <class T>
 Tensor<T> rand(const Shape& shape, Generator& gen, T low, T high, bool requires_grad) {
   Array<T> data(shape);
-  for (auto& v : data) v = static_cast<T>(gen.uniform(low, high));
+  for (auto& v : data) {
+    v = static_cast<T>(gen.uniform(low, high));
+    // Narrowing to float can round a value just below high up to high.
+    if (!(v < high) && low < high) v = std::nextafter(high, low);
+  }
   return Tensor<T>(std::move(data), requires_grad);
 }
 

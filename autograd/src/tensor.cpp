@@ -2,7 +2,6 @@
 #include "xtgrad/tensor.hpp"
 
 #include <algorithm>
-#include <sstream>
 #include <stdexcept>
 #include <unordered_set>
 #include <utility>
@@ -15,14 +14,6 @@
 namespace xtgrad {
 
 // ---- detail ---------------------------------------------------------------------------
-std::string shape_str(const Shape& shape) {
-  std::ostringstream out;
-  out << '(';
-  for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? "," : "") << shape[i];
-  out << ')';
-  return out.str();
-}
-
 namespace detail {
 
 std::size_t normalize_axis(int axis, std::size_t ndim, const char* op) {
@@ -204,7 +195,16 @@ void Tensor<T>::backward(const Array<T>& grad_output, bool retain_graph) {
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     Node<T>* node = it->get();
     if (node->is_leaf) continue;
-    if (node->has_grad) node->backward(node->inputs, node->data, node->grad);
+    if (node->has_grad) {
+      try {
+        node->backward(node->inputs, node->data, node->grad);
+      } catch (...) {
+        // Leave no half-summed interior gradient behind for a later backward to add to.
+        for (auto& n : order)
+          if (!n->is_leaf) n->grad = Array<T>(), n->has_grad = false;
+        throw;
+      }
+    }
     // Only leaves keep their gradient, as in PyTorch; interior gradients are scratch.
     node->grad = Array<T>();
     node->has_grad = false;

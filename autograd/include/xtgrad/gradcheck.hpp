@@ -48,4 +48,16 @@ using GradcheckFn = std::function<Tensor<double>(const std::vector<Tensor<double
 GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor<double>>& inputs,
                           const GradcheckOptions& options = {});
 
+// The same check for tensors that fn reads directly rather than as arguments, such as a
+// layer's parameters (module.parameters()) and the inputs it is applied to:
+//
+//   std::vector<Tensor<double>> wrt = layer.parameters();
+//   wrt.push_back(x);
+//   auto result = xtgrad::gradcheck_params([&] { return layer.forward(x); }, wrt);
+//
+// They are perturbed in place and restored, with their gradients, before it returns.
+GradcheckResult gradcheck_params(const std::function<Tensor<double>()>& fn,
+                                 const std::vector<Tensor<double>>& tensors,
+                                 const GradcheckOptions& options = {});
+
 }  // namespace xtgrad

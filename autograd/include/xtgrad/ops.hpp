@@ -86,6 +86,12 @@ template <class T> Tensor<T> index_select(const Tensor<T>& x, int axis, const st
 // transpose flags in the backward (no materialised transposes).
 template <class T> Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b);
 
+// x (..., in), weight (out, in), bias (out) -> (..., out) = x weight^T + bias, as PyTorch's
+// F.linear: one gemm with a transpose flag, weight stored as PyTorch stores it.
+template <class T>
+Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight,
+                 const std::optional<Tensor<T>>& bias = std::nullopt);
+
 // ---- neural-network functions ---------------------------------------------------------
 template <class T> Tensor<T> softmax(const Tensor<T>& x, int axis = -1);
 template <class T> Tensor<T> log_softmax(const Tensor<T>& x, int axis = -1);

@@ -54,11 +54,14 @@ struct Node {
   ~Node();  // iterative: dropping a chain of 100,000 ops must not recurse
 };
 
-// Shape as "(2,3,4)" for error messages.
-std::string shape_str(const Shape& shape);
+// Shape as "(2,3,4)" for error messages; any sequence of integers (a requested shape
+// may hold -1).
 template <class S>
 std::string shape_str(const S& shape) {
-  return shape_str(Shape(shape.begin(), shape.end()));
+  std::string out = "(";
+  for (auto it = shape.begin(); it != shape.end(); ++it)
+    out += (it == shape.begin() ? "" : ",") + std::to_string(*it);
+  return out + ")";
 }
 
 template <class T>

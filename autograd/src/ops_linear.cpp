@@ -1,0 +1,60 @@
+// linear: x (..., in), weight (out, in), bias (out) -> (..., out) = x weight^T + bias.
+// x is seen as a (rows, in) matrix; one gemm forward, two in the backward, all with
+// transpose flags instead of transposed copies:
+//   y  (rows,out) = x (rows,in) W^T          gemm(no, trans)
+//   dx (rows,in)  = dy (rows,out) W (out,in)  gemm(no, no)
+//   dW (out,in)   = dy^T (out,rows) x         gemm(trans, no)
+//   db (out)      = column sums of dy
+#include "blas.hpp"
+#include "detail.hpp"
+#include "xtgrad/ops.hpp"
+
+namespace xtgrad {
+
+template <class T>
+Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optional<Tensor<T>>& bias) {
+  const Shape xs = x.shape(), ws = weight.shape();
+  if (ws.size() != 2 || xs.empty() || xs.back() != ws[1])
+    detail::fail("linear", "input " + shape_str(xs) + " does not match weight " + shape_str(ws) +
+                               " (expected input (..., " + (ws.size() == 2 ? std::to_string(ws[1]) : "in") + "))");
+  if (bias && bias->shape() != Shape{ws[0]})
+    detail::fail("linear", "bias " + shape_str(bias->shape()) + " does not match weight " + shape_str(ws));
+  const std::size_t in = ws[1], out = ws[0], rows = x.numel() / in;
+  Shape out_shape = xs;
+  out_shape.back() = out;
+  Array<T> y(out_shape);
+  blas::gemm<T>(false, true, rows, out, in, T(1), x.data().data(), in, weight.data().data(), in, T(0), y.data(), out);
+  if (bias) {
+    const T* b = bias->data().data();
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t j = 0; j < out; ++j) y.data()[r * out + j] += b[j];
+  }
+  std::vector<Tensor<T>> inputs{x, weight};
+  if (bias) inputs.push_back(*bias);
+  return make_result<T>(
+      "linear", std::move(y), inputs,
+      [rows, in, out](const std::vector<NodePtr<T>>& inputs, const Array<T>&, const Array<T>& g) {
+        const T* px = inputs[0]->data.data();
+        const T* pw = inputs[1]->data.data();
+        bool fresh = false;
+        if (inputs[0]->requires_grad) {
+          T* gx = detail::grad_buffer(*inputs[0], fresh);
+          blas::gemm<T>(false, false, rows, in, out, T(1), g.data(), out, pw, in, fresh ? T(0) : T(1), gx, in);
+        }
+        if (inputs[1]->requires_grad) {
+          T* gw = detail::grad_buffer(*inputs[1], fresh);
+          blas::gemm<T>(true, false, out, in, rows, T(1), g.data(), out, px, in, fresh ? T(0) : T(1), gw, in);
+        }
+        if (inputs.size() > 2 && inputs[2]->requires_grad) {
+          T* gb = detail::grad_buffer(*inputs[2], fresh);
+          if (fresh) std::fill(gb, gb + out, T(0));
+          for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t j = 0; j < out; ++j) gb[j] += g.data()[r * out + j];
+        }
+      });
+}
+
+template Tensor<float> linear(const Tensor<float>&, const Tensor<float>&, const std::optional<Tensor<float>>&);
+template Tensor<double> linear(const Tensor<double>&, const Tensor<double>&, const std::optional<Tensor<double>>&);
+
+}  // namespace xtgrad

@@ -1,0 +1,77 @@
+// Cross-attention: queries from one modality (caption words), keys and values from another
+// (image patches): softmax(Q K^T / sqrt(d)) V. Built from the engine's ops, so the
+// backward is their composition and gradcheck covers it like any op.
+//
+// MASKS: every mask here is boolean and TRUE MEANS "MAY ATTEND". A query row with nothing
+// to attend to gets all-zero weights, a zero output row and a zero gradient (never NaN).
+//
+// Dimension legend: B batch, Lq queries, Lk keys/values, H heads, D model width,
+// dh = D / H per-head width.
+#pragma once
+
+#include <optional>
+
+#include "xtgrad/layers.hpp"
+
+namespace xtgrad {
+
+template <class T>
+struct AttentionResult {
+  Tensor<T> output;   // (B, Lq, D); all-pairs: (Bq, Bk, Lq, D)
+  Tensor<T> weights;  // (B, Lq, Lk), or (B, H, Lq, Lk) per head; all-pairs: (Bq, Bk, Lq, Lk) or (Bq, Bk, H, Lq, Lk)
+};
+
+// The seed article's CrossAttention: query_linear, key_linear, value_linear and
+// output_linear, one head, scores scaled by 1/sqrt(dim_output).
+//   query (B,Lq,dim_query), key (B,Lk,dim_key), value (B,Lk,dim_value)
+//   -> output (B,Lq,dim_output), attention weights (B,Lq,Lk)
+template <class T>
+class CrossAttention : public Module<T> {
+ public:
+  CrossAttention(std::size_t dim_query, std::size_t dim_key, std::size_t dim_value, std::size_t dim_output,
+                 Generator& gen = global_generator());
+  AttentionResult<T> forward(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value);
+
+  const std::size_t dim_query, dim_key, dim_value, dim_output;
+  std::shared_ptr<Linear<T>> query_linear, key_linear, value_linear, output_linear;
+};
+
+// Multi-head cross-attention with separate query, key and value widths.
+//   q_proj: query_dim -> out_dim, k_proj: key_dim -> out_dim, v_proj: value_dim -> out_dim,
+//   out_proj: out_dim -> out_dim; num_heads must divide out_dim; scores scaled by 1/sqrt(dh).
+// Dropout (on the attention weights) applies in training mode only.
+template <class T>
+class MultiHeadCrossAttention : public Module<T> {
+ public:
+  MultiHeadCrossAttention(std::size_t query_dim, std::size_t num_heads, std::size_t key_dim,
+                          std::size_t value_dim, std::size_t out_dim, bool bias = true, double dropout = 0.0,
+                          Generator& gen = global_generator());
+
+  // query (B,Lq,query_dim), key (B,Lk,key_dim), value (B,Lk,value_dim);
+  // key_padding_mask (B,Lk) and attn_mask (Lq,Lk) or (B,Lq,Lk): true = may attend.
+  // -> output (B,Lq,out_dim), weights averaged over heads (B,Lq,Lk) or per head (B,H,Lq,Lk).
+  AttentionResult<T> forward(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
+                             const std::optional<Mask>& key_padding_mask = std::nullopt,
+                             const std::optional<Mask>& attn_mask = std::nullopt,
+                             bool average_weights = true);
+
+  // Every query batch element against every key/value batch element, with these weights:
+  // queries (Bq,Lq,query_dim), keys (Bk,Lk,key_dim), values (Bk,Lk,value_dim),
+  // key_padding_mask (Bk,Lk) -> output (Bq,Bk,Lq,out_dim), weights (Bq,Bk,Lq,Lk) averaged
+  // or (Bq,Bk,H,Lq,Lk). Each side is projected once; the scores of all pairs are one
+  // batched product per head, (Bq*Lq, dh) x (dh, Bk*Lk): never Bq*Bk separate calls.
+  AttentionResult<T> forward_all_pairs(const Tensor<T>& queries, const Tensor<T>& keys, const Tensor<T>& values,
+                                       const std::optional<Mask>& key_padding_mask = std::nullopt,
+                                       bool average_weights = true);
+
+  std::string extra_repr() const override;
+
+  const std::size_t query_dim, num_heads, key_dim, value_dim, out_dim, head_dim;
+  const double dropout_p;
+  std::shared_ptr<Linear<T>> q_proj, k_proj, v_proj, out_proj;
+
+ private:
+  Generator dropout_gen_;
+};
+
+}  // namespace xtgrad

@@ -1,0 +1,199 @@
+#include "xtgrad/attention.hpp"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+namespace xtgrad {
+namespace {
+
+// Checks x is (batch?, len?, width) and returns its shape; the message names the layer.
+Shape check_3d(const char* layer, const char* what, const Shape& shape, std::size_t width) {
+  if (shape.size() != 3 || shape[2] != width)
+    throw std::invalid_argument(std::string(layer) + ": " + what + " must be (B, L, " + std::to_string(width) +
+                                "), got " + shape_str(shape));
+  return shape;
+}
+
+void check_key_value(const char* layer, const Shape& query, const Shape& key, const Shape& value, bool same_batch) {
+  if (key[0] != value[0] || key[1] != value[1])
+    throw std::invalid_argument(std::string(layer) + ": key " + shape_str(key) + " and value " + shape_str(value) +
+                                " differ in batch or length");
+  if (same_batch && query[0] != key[0])
+    throw std::invalid_argument(std::string(layer) + ": query " + shape_str(query) + " and key " + shape_str(key) +
+                                " differ in batch size");
+}
+
+template <class T>
+constexpr T minus_infinity() {
+  return -std::numeric_limits<T>::infinity();
+}
+
+}  // namespace
+
+// ---- CrossAttention -------------------------------------------------------------------
+template <class T>
+CrossAttention<T>::CrossAttention(std::size_t dq, std::size_t dk, std::size_t dv, std::size_t dout, Generator& gen)
+    : Module<T>("CrossAttention"), dim_query(dq), dim_key(dk), dim_value(dv), dim_output(dout) {
+  query_linear = this->register_module("query_linear", std::make_shared<Linear<T>>(dq, dout, true, gen));
+  key_linear = this->register_module("key_linear", std::make_shared<Linear<T>>(dk, dout, true, gen));
+  value_linear = this->register_module("value_linear", std::make_shared<Linear<T>>(dv, dout, true, gen));
+  output_linear = this->register_module("output_linear", std::make_shared<Linear<T>>(dout, dout, true, gen));
+}
+
+template <class T>
+AttentionResult<T> CrossAttention<T>::forward(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value) {
+  const Shape qs = check_3d("CrossAttention", "query", query.shape(), dim_query);
+  const Shape ks = check_3d("CrossAttention", "key", key.shape(), dim_key);
+  const Shape vs = check_3d("CrossAttention", "value", value.shape(), dim_value);
+  check_key_value("CrossAttention", qs, ks, vs, true);
+  const Tensor<T> q = query_linear->forward(query);  // (B,Lq,D)
+  const Tensor<T> k = key_linear->forward(key);      // (B,Lk,D)
+  const Tensor<T> v = value_linear->forward(value);  // (B,Lk,D)
+  // The seed divides by sqrt(K.size(-1)): K's last size after projection is dim_output.
+  const Tensor<T> scores = matmul(q, transpose(k, -2, -1)) * T(1.0 / std::sqrt(double(dim_output)));  // (B,Lq,Lk)
+  const Tensor<T> weights = softmax(scores, -1);
+  const Tensor<T> context = matmul(weights, v);  // (B,Lq,D)
+  return {output_linear->forward(context), weights};
+}
+
+// ---- MultiHeadCrossAttention ----------------------------------------------------------
+template <class T>
+MultiHeadCrossAttention<T>::MultiHeadCrossAttention(std::size_t qd, std::size_t heads, std::size_t kd, std::size_t vd,
+                                                    std::size_t od, bool bias, double dropout, Generator& gen)
+    : Module<T>("MultiHeadCrossAttention"),
+      query_dim(qd), num_heads(heads), key_dim(kd), value_dim(vd), out_dim(od),
+      head_dim(heads ? od / heads : 0), dropout_p(dropout), dropout_gen_(gen.next_u64()) {
+  if (heads == 0 || od % heads != 0)
+    throw std::invalid_argument("MultiHeadCrossAttention: num_heads = " + std::to_string(heads) +
+                                " must divide out_dim = " + std::to_string(od));
+  if (!(dropout >= 0.0 && dropout < 1.0))
+    throw std::invalid_argument("MultiHeadCrossAttention: dropout must be in [0, 1), got " + std::to_string(dropout));
+  q_proj = this->register_module("q_proj", std::make_shared<Linear<T>>(qd, od, bias, gen));
+  k_proj = this->register_module("k_proj", std::make_shared<Linear<T>>(kd, od, bias, gen));
+  v_proj = this->register_module("v_proj", std::make_shared<Linear<T>>(vd, od, bias, gen));
+  out_proj = this->register_module("out_proj", std::make_shared<Linear<T>>(od, od, bias, gen));
+}
+
+template <class T>
+AttentionResult<T> MultiHeadCrossAttention<T>::forward(const Tensor<T>& query, const Tensor<T>& key,
+                                                       const Tensor<T>& value,
+                                                       const std::optional<Mask>& key_padding_mask,
+                                                       const std::optional<Mask>& attn_mask, bool average_weights) {
+  const char* layer = "MultiHeadCrossAttention";
+  const Shape qs = check_3d(layer, "query", query.shape(), query_dim);
+  const Shape ks = check_3d(layer, "key", key.shape(), key_dim);
+  const Shape vs = check_3d(layer, "value", value.shape(), value_dim);
+  check_key_value(layer, qs, ks, vs, true);
+  const long B = long(qs[0]), Lq = long(qs[1]), Lk = long(ks[1]), H = long(num_heads), dh = long(head_dim);
+
+  const Tensor<T> q = permute(reshape(q_proj->forward(query), {B, Lq, H, dh}), {0, 2, 1, 3});  // (B,H,Lq,dh)
+  const Tensor<T> kt = permute(reshape(k_proj->forward(key), {B, Lk, H, dh}), {0, 2, 3, 1});   // (B,H,dh,Lk)
+  const Tensor<T> v = permute(reshape(v_proj->forward(value), {B, Lk, H, dh}), {0, 2, 1, 3});  // (B,H,Lk,dh)
+  Tensor<T> scores = matmul(q, kt) * T(1.0 / std::sqrt(double(dh)));                           // (B,H,Lq,Lk)
+
+  // allowed (B,1,Lq,Lk) = key_padding_mask[b,k] and attn_mask[(b,)q,k]
+  std::optional<Mask> dead_rows;  // (B,Lq,1): queries with nothing to attend to
+  if (key_padding_mask || attn_mask) {
+    if (key_padding_mask && (key_padding_mask->dimension() != 2 || key_padding_mask->shape()[0] != qs[0] ||
+                             key_padding_mask->shape()[1] != ks[1]))
+      throw std::invalid_argument(std::string(layer) + ": key_padding_mask must be (B,Lk) = " +
+                                  shape_str(Shape{qs[0], ks[1]}) + ", got " + shape_str(key_padding_mask->shape()));
+    const bool batched_attn = attn_mask && attn_mask->dimension() == 3;
+    if (attn_mask && !((attn_mask->dimension() == 2 && attn_mask->shape()[0] == qs[1] && attn_mask->shape()[1] == ks[1]) ||
+                       (batched_attn && attn_mask->shape()[0] == qs[0] && attn_mask->shape()[1] == qs[1] &&
+                        attn_mask->shape()[2] == ks[1])))
+      throw std::invalid_argument(std::string(layer) + ": attn_mask must be (Lq,Lk) or (B,Lq,Lk) for Lq = " +
+                                  std::to_string(Lq) + ", Lk = " + std::to_string(Lk) + ", got " +
+                                  shape_str(attn_mask->shape()));
+    Mask blocked = xt::zeros<bool>({std::size_t(B), std::size_t(1), std::size_t(Lq), std::size_t(Lk)});
+    Mask dead = xt::zeros<bool>({std::size_t(B), std::size_t(Lq), std::size_t(1)});
+    bool any_dead = false;
+    for (long b = 0; b < B; ++b)
+      for (long i = 0; i < Lq; ++i) {
+        bool any_allowed = false;
+        for (long j = 0; j < Lk; ++j) {
+          bool ok = !key_padding_mask || (*key_padding_mask)(b, j);
+          if (attn_mask) ok = ok && (batched_attn ? (*attn_mask)(b, i, j) : (*attn_mask)(i, j));
+          blocked(b, 0, i, j) = !ok;
+          any_allowed = any_allowed || ok;
+        }
+        dead(b, i, 0) = !any_allowed;
+        any_dead = any_dead || !any_allowed;
+      }
+    scores = masked_fill(scores, blocked, minus_infinity<T>());
+    if (any_dead) dead_rows = std::move(dead);
+  }
+  const Tensor<T> weights = softmax(scores, -1);  // (B,H,Lq,Lk); a fully blocked row is zeros
+  const Tensor<T> attended =
+      dropout_p > 0 && this->is_training() ? dropout(weights, dropout_p, true, dropout_gen_) : weights;
+  const Tensor<T> context = reshape(permute(matmul(attended, v), {0, 2, 1, 3}), {B, Lq, H * dh});  // (B,Lq,D)
+  Tensor<T> output = out_proj->forward(context);                                                  // (B,Lq,D)
+  // out_proj's bias would make a dead row non-zero; it has attended to nothing.
+  if (dead_rows) output = masked_fill(output, *dead_rows, T(0));
+  return {output, average_weights ? mean(weights, {1}) : weights};
+}
+
+template <class T>
+AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs(const Tensor<T>& queries, const Tensor<T>& keys,
+                                                                 const Tensor<T>& values,
+                                                                 const std::optional<Mask>& key_padding_mask,
+                                                                 bool average_weights) {
+  const char* layer = "MultiHeadCrossAttention.forward_all_pairs";
+  const Shape qs = check_3d(layer, "queries", queries.shape(), query_dim);
+  const Shape ks = check_3d(layer, "keys", keys.shape(), key_dim);
+  const Shape vs = check_3d(layer, "values", values.shape(), value_dim);
+  check_key_value(layer, qs, ks, vs, false);
+  const long Bq = long(qs[0]), Lq = long(qs[1]), Bk = long(ks[0]), Lk = long(ks[1]);
+  const long H = long(num_heads), dh = long(head_dim);
+
+  // Project each side once, then lay the heads out as the batch of one product.
+  const Tensor<T> q = permute(reshape(q_proj->forward(queries), {Bq * Lq, H, dh}), {1, 0, 2});  // (H,Bq*Lq,dh)
+  const Tensor<T> kt = permute(reshape(k_proj->forward(keys), {Bk * Lk, H, dh}), {1, 2, 0});    // (H,dh,Bk*Lk)
+  const Tensor<T> v = permute(reshape(v_proj->forward(values), {Bk, Lk, H, dh}), {2, 0, 1, 3}); // (H,Bk,Lk,dh)
+  Tensor<T> scores = reshape(matmul(q, kt) * T(1.0 / std::sqrt(double(dh))), {H, Bq, Lq, Bk, Lk});
+
+  std::optional<Mask> dead_pairs;  // (1,Bk,1,1): images whose keys are all padding
+  if (key_padding_mask) {
+    if (key_padding_mask->dimension() != 2 || key_padding_mask->shape()[0] != ks[0] || key_padding_mask->shape()[1] != ks[1])
+      throw std::invalid_argument(std::string(layer) + ": key_padding_mask must be (Bk,Lk) = " +
+                                  shape_str(Shape{ks[0], ks[1]}) + ", got " + shape_str(key_padding_mask->shape()));
+    Mask blocked = !*key_padding_mask;
+    blocked.reshape({1, 1, 1, std::size_t(Bk), std::size_t(Lk)});
+    scores = masked_fill(scores, blocked, minus_infinity<T>());
+    Mask dead = xt::zeros<bool>({std::size_t(1), std::size_t(Bk), std::size_t(1), std::size_t(1)});
+    bool any_dead = false;
+    for (long b = 0; b < Bk; ++b) {
+      bool any_allowed = false;
+      for (long j = 0; j < Lk; ++j) any_allowed = any_allowed || (*key_padding_mask)(b, j);
+      dead(0, b, 0, 0) = !any_allowed;
+      any_dead = any_dead || !any_allowed;
+    }
+    if (any_dead) dead_pairs = std::move(dead);
+  }
+  const Tensor<T> weights = softmax(scores, -1);  // (H,Bq,Lq,Bk,Lk)
+  const Tensor<T> attended =
+      dropout_p > 0 && this->is_training() ? dropout(weights, dropout_p, true, dropout_gen_) : weights;
+  // (H,Bk,Bq*Lq,Lk) x (H,Bk,Lk,dh) -> (H,Bk,Bq*Lq,dh): H*Bk products, not Bq*Bk
+  const Tensor<T> by_key = reshape(permute(attended, {0, 3, 1, 2, 4}), {H, Bk, Bq * Lq, Lk});
+  const Tensor<T> context =
+      reshape(permute(reshape(matmul(by_key, v), {H, Bk, Bq, Lq, dh}), {2, 1, 3, 0, 4}), {Bq, Bk, Lq, H * dh});
+  Tensor<T> output = out_proj->forward(context);  // (Bq,Bk,Lq,D)
+  if (dead_pairs) output = masked_fill(output, *dead_pairs, T(0));
+  const Tensor<T> pair_weights = permute(weights, {1, 3, 0, 2, 4});  // (Bq,Bk,H,Lq,Lk)
+  return {output, average_weights ? mean(pair_weights, {2}) : pair_weights};
+}
+
+template <class T>
+std::string MultiHeadCrossAttention<T>::extra_repr() const {
+  return "query_dim=" + std::to_string(query_dim) + ", num_heads=" + std::to_string(num_heads) +
+         ", key_dim=" + std::to_string(key_dim) + ", value_dim=" + std::to_string(value_dim) +
+         ", out_dim=" + std::to_string(out_dim) + ", dropout=" + std::to_string(dropout_p);
+}
+
+template class CrossAttention<float>;
+template class CrossAttention<double>;
+template class MultiHeadCrossAttention<float>;
+template class MultiHeadCrossAttention<double>;
+
+}  // namespace xtgrad

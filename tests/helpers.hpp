@@ -1,0 +1,101 @@
+// Shared by the test files: inputs, value checks and a gradcheck assertion.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <iostream>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "xtgrad/xtgrad.hpp"
+
+namespace xtgrad::testing {
+
+using D = Tensor<double>;
+
+// A double tensor of N(0, 1) values (or U(low, high)) that requires a gradient.
+inline D input(const Shape& shape, std::uint64_t seed) {
+  Generator gen(seed);
+  return randn<double>(shape, gen, 0.0, 1.0, true);
+}
+inline D input_uniform(const Shape& shape, double low, double high, std::uint64_t seed) {
+  Generator gen(seed);
+  return rand<double>(shape, gen, low, high, true);
+}
+
+// Runs gradcheck and fails the test with its message; returns the largest error seen.
+inline double check_grad(const GradcheckFn& fn, const std::vector<D>& inputs,
+                         const GradcheckOptions& options = {}) {
+  const GradcheckResult result = gradcheck(fn, inputs, options);
+  CHECK_MESSAGE(result.ok, result.message);
+  CHECK(result.checked > 0);
+  return result.max_abs_error;
+}
+
+using Fn = GradcheckFn;
+using In = std::vector<D>;
+
+// A tensor with the given shape and row-major values.
+template <class T = double>
+Tensor<T> make(const Shape& shape, const std::vector<T>& values, bool requires_grad = false) {
+  Array<T> a(shape);
+  REQUIRE(a.size() == values.size());
+  std::copy(values.begin(), values.end(), a.begin());
+  return Tensor<T>(std::move(a), requires_grad);
+}
+
+// 1, 2, ..., n in the given shape.
+template <class T = double>
+Tensor<T> iota(const Shape& shape, bool requires_grad = false) {
+  std::size_t n = 1;
+  for (std::size_t d : shape) n *= d;
+  std::vector<T> v(n);
+  std::iota(v.begin(), v.end(), T(1));
+  return make<T>(shape, v, requires_grad);
+}
+
+// Checks shape and every value (relative tolerance eps; infinities must match exactly).
+template <class T>
+void check_values(const Tensor<T>& t, const Shape& shape, const std::vector<double>& expected,
+                  double eps = 1e-12) {
+  REQUIRE(t.shape() == shape);
+  REQUIRE(t.numel() == expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const double value = double(t.data().data()[i]);
+    if (std::isinf(expected[i]))
+      CHECK_MESSAGE(value == expected[i], "element " << i);  // Approx cannot compare infinities
+    else
+      CHECK_MESSAGE(value == doctest::Approx(expected[i]).epsilon(eps), "element " << i);
+  }
+}
+template <class T>
+void check_array(const Array<T>& a, const Shape& shape, const std::vector<double>& expected,
+                 double eps = 1e-12) {
+  check_values(Tensor<T>(a), shape, expected, eps);
+}
+
+// check_grad, printing the largest error per op family when XTGRAD_GRADCHECK_REPORT is set.
+inline double grad(const char* family, const Fn& fn, const In& inputs) {
+  const double err = check_grad(fn, inputs);
+  if (std::getenv("XTGRAD_GRADCHECK_REPORT")) std::cerr << "gradcheck-error " << family << ' ' << err << '\n';
+  return err;
+}
+
+// Asserts that f throws std::invalid_argument whose message contains every fragment.
+template <class F>
+void check_throws_with(F&& f, const std::vector<std::string>& fragments) {
+  try {
+    f();
+    FAIL("expected std::invalid_argument");
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    for (const auto& fragment : fragments)
+      CHECK_MESSAGE(what.find(fragment) != std::string::npos, "'" << what << "' lacks '" << fragment << "'");
+  }
+}
+
+}  // namespace xtgrad::testing
