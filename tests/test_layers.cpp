@@ -6,8 +6,7 @@
 #include <xtensor/xview.hpp>
 
 #include "helpers.hpp"
-#include "xtgrad/attention.hpp"
-#include "xtgrad/layers.hpp"
+#include "xtgrad/nn.hpp"
 
 using namespace xtgrad;
 using namespace xtgrad::testing;
@@ -390,4 +389,37 @@ TEST_CASE("gradcheck: all pairs, with a key padding mask that kills one image") 
   CHECK(all_finite(masked.output.data()));
   check_layer(attn, [&] { return attn.forward_all_pairs(queries, keys, values, padding).output; },
               {queries, keys, values});
+}
+
+// ---- training -------------------------------------------------------------------------
+TEST_CASE("training: an MLP learns to tell a disc from the ring around it") {
+  // Points in [-2, 2]^2; class 1 inside radius 1.2. Not linearly separable.
+  Generator gen(62);
+  const std::size_t n = 256;
+  Array<float> points = xt::zeros<float>({n, std::size_t(2)});
+  std::vector<std::size_t> labels(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    points(i, 0) = float(gen.uniform(-2, 2));
+    points(i, 1) = float(gen.uniform(-2, 2));
+    labels[i] = points(i, 0) * points(i, 0) + points(i, 1) * points(i, 1) < 1.44f ? 1 : 0;
+  }
+  const Tensor<float> x(points);
+  Sequential<float> mlp({std::make_shared<Linear<float>>(2, 32, true, gen), std::make_shared<GELU<float>>(),
+                         std::make_shared<Linear<float>>(32, 2, true, gen)});
+  Adam<float> opt(mlp.parameters(), AdamOptions().set_lr(0.02));
+  float loss_value = 0;
+  for (int step = 0; step < 400; ++step) {
+    opt.zero_grad();
+    Tensor<float> loss = cross_entropy(mlp.forward(x), labels);
+    loss.backward();
+    opt.step();
+    loss_value = loss.item();
+  }
+  NoGradGuard no_grad;
+  const Array<float> logits = mlp.forward(x).data();
+  std::size_t correct = 0;
+  for (std::size_t i = 0; i < n; ++i) correct += (logits(i, 1) > logits(i, 0)) == (labels[i] == 1);
+  MESSAGE("disc vs ring: loss " << loss_value << ", accuracy " << double(correct) / n);
+  CHECK(loss_value < 0.1f);
+  CHECK(double(correct) / n >= 0.97);
 }

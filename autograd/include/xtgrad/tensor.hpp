@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +24,11 @@ using Array = xt::xarray<T>;
 // Boolean mask. masked_fill and where follow PyTorch: true selects the fill / first value.
 // (Attention layers take masks where true means "may attend"; they say so in their header.)
 using Mask = xt::xarray<bool>;
+
+// Named arrays: a module's parameters by dotted name, an optimizer's state; what
+// checkpoints hold.
+template <class T>
+using StateDict = std::map<std::string, Array<T>>;
 
 template <class T>
 struct Node;

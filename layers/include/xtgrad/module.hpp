@@ -16,10 +16,6 @@
 
 namespace xtgrad {
 
-// Parameters by dotted name; what state_dict() returns and load_state_dict() takes.
-template <class T>
-using StateDict = std::map<std::string, Array<T>>;
-
 // The generator layers draw their initial weights from when none is given.
 Generator& global_generator();
 void manual_seed(std::uint64_t seed);  // reseeds global_generator()

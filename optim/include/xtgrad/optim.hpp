@@ -34,16 +34,13 @@
 namespace xtgrad {
 
 // ---- state dicts ----------------------------------------------------------------------
-// Optimizer and scheduler state is a map from names to arrays, ready to be written to a
+// Optimizer and scheduler state is a StateDict (tensor.hpp), ready to be written to a
 // checkpoint next to the model's parameters. Per-parameter entries are prefixed by the
 // parameter's index in params(): "0.exp_avg", "1.step".
 //
 // A scalar (an lr, a step count) is stored as a shape (3) array {hi, mid, lo} whose sum
 // in double is the exact double value: in a float state dict one element would round the
 // lr to float and step counts above 2^24, and resuming would not be bit-exact.
-template <class T>
-using StateDict = std::map<std::string, Array<T>>;
-
 template <class T>
 Array<T> encode_state_scalar(double value);
 template <class T>
