@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS       ?= 2
 
 # What the build needs from Debian. ccache only speeds up rebuilds.
-PACKAGES := cmake make g++ libxtensor-dev libxtensor-blas-dev libopenblas-dev doctest-dev nlohmann-json3-dev ccache
+PACKAGES := cmake make g++ libxtensor-dev libxtensor-blas-dev libopenblas-dev doctest-dev nlohmann-json3-dev libcli11-dev libstb-dev ccache
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps configure build test bench clean

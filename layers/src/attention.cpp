@@ -73,6 +73,14 @@ MultiHeadCrossAttention<T>::MultiHeadCrossAttention(std::size_t qd, std::size_t 
   k_proj = this->register_module("k_proj", std::make_shared<Linear<T>>(kd, od, bias, gen));
   v_proj = this->register_module("v_proj", std::make_shared<Linear<T>>(vd, od, bias, gen));
   out_proj = this->register_module("out_proj", std::make_shared<Linear<T>>(od, od, bias, gen));
+  // PyTorch's nn.MultiheadAttention initialisation: Xavier-uniform query, key and value
+  // projections and zero biases (out_proj keeps Linear's weight initialisation).
+  for (Linear<T>* proj : {q_proj.get(), k_proj.get(), v_proj.get()}) {
+    const T bound = T(std::sqrt(6.0 / double(proj->in_features + proj->out_features)));
+    proj->weight.mutable_data() = rand<T>(proj->weight.shape(), gen, -bound, bound).data();
+  }
+  for (Linear<T>* proj : {q_proj.get(), k_proj.get(), v_proj.get(), out_proj.get()})
+    if (proj->bias) proj->bias->mutable_data().fill(T(0));
 }
 
 template <class T>

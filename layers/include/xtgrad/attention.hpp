@@ -39,7 +39,8 @@ class CrossAttention : public Module<T> {
 // Multi-head cross-attention with separate query, key and value widths.
 //   q_proj: query_dim -> out_dim, k_proj: key_dim -> out_dim, v_proj: value_dim -> out_dim,
 //   out_proj: out_dim -> out_dim; num_heads must divide out_dim; scores scaled by 1/sqrt(dh).
-// Dropout (on the attention weights) applies in training mode only.
+// Initialised as PyTorch's nn.MultiheadAttention: Xavier-uniform q/k/v projections, zero
+// biases. Dropout (on the attention weights) applies in training mode only.
 template <class T>
 class MultiHeadCrossAttention : public Module<T> {
  public:

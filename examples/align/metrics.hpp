@@ -1,0 +1,32 @@
+// The test metrics of ../shared/TASK.md.
+//   P@1: test pairs in blocks of 100; each caption ranks its block's images by score; a hit
+//        when the top image matches the caption.
+//   Grounding: on each caption's own image, the attention averaged over heads and over the
+//        colour and shape tokens; a hit when its argmax is the described object's cell.
+#pragma once
+
+#include <array>
+
+#include "model.hpp"
+
+namespace align {
+
+constexpr std::size_t kBlock = 100;
+
+struct Metrics {
+  double p_at_1 = 0;
+  double grounding = 0;  // 0 for a model without attention
+};
+
+// scores (n,n) of block[i]'s caption against block[j]'s image -> captions whose top image
+// matches them
+std::size_t top1_hits(const xtgrad::Array<float>& scores, const std::vector<Example>& block);
+// attention (4,16) of a caption over its own image's patches (already averaged over heads)
+bool grounding_hit(const float* attention, const Example& example);
+// The colour and shape tokens' mean attention over the 16 patches.
+std::array<float, kPatches> object_attention(const float* attention);
+
+// Both metrics over data (data.size() a multiple of kBlock), without recording a graph.
+Metrics evaluate(AlignModel<float>& model, const std::vector<Example>& data);
+
+}  // namespace align

@@ -1,0 +1,121 @@
+#include "model.hpp"
+
+#include <stdexcept>
+
+namespace align {
+
+using xtgrad::Tensor;
+
+std::map<std::string, std::string> ModelConfig::to_metadata() const {
+  return {{"dim", std::to_string(dim)}, {"heads", std::to_string(heads)}, {"attention", attention ? "true" : "false"}};
+}
+
+ModelConfig ModelConfig::from_metadata(const std::map<std::string, std::string>& metadata) {
+  const auto get = [&](const char* key) {
+    const auto found = metadata.find(key);
+    if (found == metadata.end()) throw std::invalid_argument(std::string("model configuration lacks '") + key + "'");
+    return found->second;
+  };
+  const auto positive = [&](const char* key) {
+    const std::string text = get(key);
+    std::size_t used = 0;
+    unsigned long value = 0;
+    try {
+      value = std::stoul(text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != text.size() || value == 0 || value > 4096)
+      throw std::invalid_argument(std::string("model configuration has a bad '") + key + "': \"" + text + "\"");
+    return std::size_t(value);
+  };
+  ModelConfig config;
+  config.dim = positive("dim");
+  config.heads = positive("heads");
+  const std::string attention = get("attention");
+  if (attention != "true" && attention != "false")
+    throw std::invalid_argument("model configuration has a bad 'attention': \"" + attention + "\"");
+  config.attention = attention == "true";
+  if (config.dim % config.heads != 0)
+    throw std::invalid_argument("model configuration: heads " + std::to_string(config.heads) + " do not divide dim " +
+                                std::to_string(config.dim));
+  return config;
+}
+
+template <class T>
+AlignModel<T>::AlignModel(const ModelConfig& c, xtgrad::Generator& gen) : xtgrad::Module<T>("AlignModel"), config(c) {
+  using namespace xtgrad;
+  const std::size_t d = c.dim;
+  patch_embed = this->register_module("patch_embed", std::make_shared<Linear<T>>(kPatchValues, d, true, gen));
+  patch_position = this->register_parameter("patch_position", randn<T>({kPatches, d}, gen, T(0), T(0.02)));
+  token_embed = this->register_module("token_embed", std::make_shared<Embedding<T>>(kVocabSize, d, gen));
+  token_position = this->register_parameter("token_position", randn<T>({kCaptionLength, d}, gen, T(0), T(0.02)));
+  if (c.attention)
+    attention = this->register_module("attention",
+                                      std::make_shared<MultiHeadCrossAttention<T>>(d, c.heads, d, d, d, true, 0.0, gen));
+  norm = this->register_module("norm", std::make_shared<LayerNorm<T>>(Shape{d}));
+  hidden = this->register_module("hidden", std::make_shared<Linear<T>>(d, d, true, gen));
+  score = this->register_module("score", std::make_shared<Linear<T>>(d, 1, true, gen));
+}
+
+template <class T>
+ModelOutput<T> AlignModel<T>::forward(const Tensor<T>& patches, const std::vector<std::size_t>& caption_ids) {
+  using namespace xtgrad;
+  const long bq = long(caption_ids.size() / kCaptionLength), bk = long(patches.shape()[0]), d = long(config.dim);
+  const Tensor<T> image = patch_embed->forward(patches) + patch_position;                          // (Bk,16,d)
+  const Tensor<T> tokens = token_embed->forward(caption_ids, {std::size_t(bq), kCaptionLength}) + token_position;  // (Bq,4,d)
+  ModelOutput<T> out;
+  Tensor<T> attended;  // (Bq,Bk,4,d), or broadcastable to it
+  if (attention) {
+    AttentionResult<T> pairs = attention->forward_all_pairs(tokens, image, image);
+    attended = pairs.output;
+    out.attention = pairs.weights;
+  } else {
+    attended = reshape(mean(image, {1}), {1, bk, 1, d});  // (1,Bk,1,d): the same for every token
+  }
+  const Tensor<T> h = norm->forward(reshape(tokens, {bq, 1, long(kCaptionLength), d}) + attended);  // (Bq,Bk,4,d)
+  const Tensor<T> pooled = mean(h, {2});                                                             // (Bq,Bk,d)
+  out.scores = reshape(score->forward(gelu(hidden->forward(pooled))), {bq, bk});                    // (Bq,Bk)
+  return out;
+}
+
+template <class T>
+Tensor<T> patch_batch(const std::vector<Example>& data, const std::vector<std::size_t>& indices) {
+  std::vector<float> buffer(kPatches * kPatchValues);
+  xtgrad::Array<T> out(xtgrad::Shape{indices.size(), kPatches, kPatchValues});
+  for (std::size_t b = 0; b < indices.size(); ++b) {
+    patches_of(data[indices[b]], buffer.data());
+    std::copy(buffer.begin(), buffer.end(), out.data() + b * buffer.size());
+  }
+  return Tensor<T>(std::move(out));
+}
+
+std::vector<std::size_t> caption_batch(const std::vector<Example>& data, const std::vector<std::size_t>& indices) {
+  std::vector<std::size_t> ids;
+  ids.reserve(indices.size() * kCaptionLength);
+  for (std::size_t i : indices) ids.insert(ids.end(), data[i].caption.begin(), data[i].caption.end());
+  return ids;
+}
+
+template <class T>
+Tensor<T> alignment_loss(const Tensor<T>& scores, const std::vector<Example>& data,
+                         const std::vector<std::size_t>& indices) {
+  const std::size_t b = indices.size();
+  xtgrad::Array<T> targets = xt::zeros<T>({b, b});  // row i: uniform over the images caption i matches
+  for (std::size_t i = 0; i < b; ++i) {
+    std::size_t count = 0;
+    for (std::size_t j = 0; j < b; ++j)
+      if (matches(data[indices[i]].caption, data[indices[j]])) targets(i, j) = T(1), ++count;
+    for (std::size_t j = 0; j < b; ++j) targets(i, j) /= T(count);  // count >= 1: its own image
+  }
+  return xtgrad::cross_entropy(scores, Tensor<T>(std::move(targets)));
+}
+
+template class AlignModel<float>;
+template class AlignModel<double>;
+template Tensor<float> patch_batch(const std::vector<Example>&, const std::vector<std::size_t>&);
+template Tensor<double> patch_batch(const std::vector<Example>&, const std::vector<std::size_t>&);
+template Tensor<float> alignment_loss(const Tensor<float>&, const std::vector<Example>&, const std::vector<std::size_t>&);
+template Tensor<double> alignment_loss(const Tensor<double>&, const std::vector<Example>&, const std::vector<std::size_t>&);
+
+}  // namespace align

@@ -1,0 +1,67 @@
+// The toy task's model (../shared/TASK.md): caption words attend to image patches.
+//   patches (Bk,16,192) -> Linear(192,d) + position (16,d)      = image  (Bk,16,d)
+//   ids (Bq,4)          -> Embedding(14,d) + position (4,d)     = tokens (Bq,4,d)
+//   all-pairs multi-head cross-attention, queries = tokens, keys/values = image
+//                                                                -> (Bq,Bk,4,d)
+//   per pair: LayerNorm(token + attended), mean over the 4 tokens, Linear(d,d), GELU,
+//   Linear(d,1)                                                  -> scores (Bq,Bk)
+// With attention off, `attended` is the mean of the image's patches for every token: the
+// baseline that cannot tell where an object is.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "data.hpp"
+#include "xtgrad/nn.hpp"
+
+namespace align {
+
+struct ModelConfig {
+  std::size_t dim = 64;
+  std::size_t heads = 4;
+  bool attention = true;
+
+  // As checkpoint metadata, and back (throws std::invalid_argument on bad values).
+  std::map<std::string, std::string> to_metadata() const;
+  static ModelConfig from_metadata(const std::map<std::string, std::string>& metadata);
+};
+
+template <class T>
+struct ModelOutput {
+  xtgrad::Tensor<T> scores;     // (Bq,Bk): caption i against image j
+  xtgrad::Tensor<T> attention;  // (Bq,Bk,4,16), averaged over heads; undefined without attention
+};
+
+template <class T>
+class AlignModel : public xtgrad::Module<T> {
+ public:
+  AlignModel(const ModelConfig& config, xtgrad::Generator& gen);
+
+  // patches (Bk,16,192), caption_ids Bq*4 word ids -> scores (Bq,Bk) and attention
+  ModelOutput<T> forward(const xtgrad::Tensor<T>& patches, const std::vector<std::size_t>& caption_ids);
+
+  const ModelConfig config;
+  std::shared_ptr<xtgrad::Linear<T>> patch_embed;
+  xtgrad::Tensor<T> patch_position;
+  std::shared_ptr<xtgrad::Embedding<T>> token_embed;
+  xtgrad::Tensor<T> token_position;
+  std::shared_ptr<xtgrad::MultiHeadCrossAttention<T>> attention;  // null without attention
+  std::shared_ptr<xtgrad::LayerNorm<T>> norm;
+  std::shared_ptr<xtgrad::Linear<T>> hidden, score;
+};
+
+// (Bk,16,192) patches of the given examples, in that order.
+template <class T>
+xtgrad::Tensor<T> patch_batch(const std::vector<Example>& data, const std::vector<std::size_t>& indices);
+// Their captions as Bq*4 word ids.
+std::vector<std::size_t> caption_batch(const std::vector<Example>& data, const std::vector<std::size_t>& indices);
+
+// The training loss of one batch of pairs: for each caption, cross-entropy of the softmax
+// over the batch's images against the uniform distribution over the images it matches.
+// scores (B,B) -> scalar
+template <class T>
+xtgrad::Tensor<T> alignment_loss(const xtgrad::Tensor<T>& scores, const std::vector<Example>& data,
+                                 const std::vector<std::size_t>& indices);
+
+}  // namespace align

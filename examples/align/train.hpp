@@ -1,0 +1,70 @@
+// Training the toy task: batches of pairs, Adam (or AdamW / SGD), evaluation every
+// eval_every steps with a line appended to DIR/metrics.jsonl and a checkpoint.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+
+#include "metrics.hpp"
+#include "xtgrad/safetensors.hpp"
+
+namespace align {
+
+struct TrainOptions {
+  // The run's settings: stored in the checkpoint, taken from it on --resume.
+  std::size_t batch = 32;
+  double lr = 3e-3;
+  std::string optimizer = "adam";  // adam | adamw | sgd
+  std::uint64_t seed = 0;
+  std::size_t train_size = 20000;
+  std::size_t test_size = 1000;
+  ModelConfig model;
+  // Per invocation.
+  std::size_t steps = 2000;       // train until this step
+  std::size_t eval_every = 250;
+  int threads = 1;
+  std::string out_dir = "runs/align";
+  std::string resume_dir;         // empty: a fresh run
+  bool progress_bar = false;      // a live bar (a terminal) or plain lines
+};
+
+struct TrainResult {
+  std::size_t step = 0;
+  double last_loss = 0;  // mean training loss since the previous evaluation
+  Metrics metrics;
+  double seconds = 0;    // this invocation's training, evaluations included
+  double ms_per_step = 0;
+};
+
+// Checks what can be checked before any work (values, an output directory that can be
+// written): throws std::invalid_argument with a message for the user.
+void validate(const TrainOptions& options);
+
+// The run settings stored in train_state.safetensors of a checkpoint directory; the
+// per-invocation fields are left as they are in `base`.
+TrainOptions stored_settings(const std::string& dir, TrainOptions base);
+
+// Trains (or resumes) and returns the final metrics; progress and a summary go to `log`.
+// Throws xtgrad::CheckpointError for a bad checkpoint and std::runtime_error when the loss
+// stops being finite (the last checkpoint is kept).
+TrainResult train(const TrainOptions& options, std::ostream& log);
+
+// A batch sampler over n examples: shuffled epochs, dropping the last partial batch. Its
+// state (the generator, the epoch's order and the position in it) goes in checkpoints.
+class BatchSampler {
+ public:
+  BatchSampler(std::size_t n, std::size_t batch, std::uint64_t seed);
+  std::vector<std::size_t> next();
+  xtgrad::Metadata state() const;             // generator state and position
+  xtgrad::Array<float> order() const;          // the current epoch's order
+  void restore(const xtgrad::Metadata& state, const xtgrad::Array<float>& order);
+
+ private:
+  void shuffle();
+  std::size_t n_, batch_;
+  xtgrad::Generator gen_;
+  std::vector<std::size_t> order_;
+  std::size_t position_ = 0;
+};
+
+}  // namespace align

@@ -1,0 +1,436 @@
+// safetensors reading and writing: the format is described in xtgrad/safetensors.hpp.
+//
+// Writing: header JSON first (it can fail on a bad name before anything touches the
+// disk), then a temporary file next to the target, fsync, rename over the target.
+// Reading: the 8-byte size and the header are checked against the file size before any
+// allocation; every entry is checked, then that the tensors tile the buffer exactly;
+// only then are the arrays allocated and read, one tensor at a time.
+#include "xtgrad/safetensors.hpp"
+
+#include <fcntl.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace xtgrad {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+// Values are stored little-endian and we copy them with memcpy: right on x86_64 and
+// aarch64. A big-endian port would byte-swap in write_tensor_data / read_tensor.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "safetensors.cpp copies little-endian data as is: add byte swapping");
+static_assert(std::numeric_limits<float>::is_iec559 && sizeof(float) == 4, "F32 is IEEE binary32");
+static_assert(std::numeric_limits<double>::is_iec559 && sizeof(double) == 8, "F64 is IEEE binary64");
+// Offsets and sizes are u64 in the format; we index memory with them.
+static_assert(sizeof(std::size_t) >= sizeof(std::uint64_t), "xtgrad's checkpoints need a 64-bit size_t");
+// Array<T> can only hold row-major storage (custom strides need a dynamic layout), which
+// is safetensors' C order: data() is the tensor's bytes as the file wants them.
+static_assert(Array<float>::static_layout == xt::layout_type::row_major &&
+              Array<double>::static_layout == xt::layout_type::row_major);
+
+// A header larger than this is a corrupt or hostile file, not a checkpoint.
+constexpr std::uint64_t kMaxHeaderSize = 100'000'000;
+constexpr const char* kMetadataKey = "__metadata__";
+
+template <class T>
+constexpr const char* dtype_name() {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
+  return std::is_same_v<T, float> ? "F32" : "F64";
+}
+
+// Builds the CheckpointError messages: "load_safetensors: 'dir/model.safetensors': ...".
+struct Failer {
+  const char* function;
+  const std::string& path;
+  [[noreturn]] void operator()(const std::string& problem) const {
+    throw CheckpointError(std::string(function) + ": '" + path + "': " + problem);
+  }
+};
+
+std::string errno_text(int err) { return std::system_category().message(err); }
+
+// A JSON value for an error message, cut short: the header may be 100 MB.
+std::string brief(const json& value) {
+  std::string text = value.dump();
+  return text.size() <= 40 ? text : text.substr(0, 37) + "...";
+}
+
+// ==== writing ==========================================================================
+
+// The header JSON, padded with spaces so that 8 + its size is a multiple of 8: the data
+// buffer then starts 8-byte aligned, as the reference writer does it.
+template <class T>
+std::string make_header(const Failer& fail, const StateDict<T>& tensors, const Metadata& metadata) {
+  json header = json::object();
+  std::uint64_t offset = 0;
+  for (const auto& [name, array] : tensors) {  // std::map: sorted by name, so are the offsets
+    if (name == kMetadataKey) fail("a tensor cannot be named '__metadata__'");
+    const std::uint64_t nbytes = std::uint64_t(array.size()) * sizeof(T);
+    json entry = json::object();
+    entry["dtype"] = dtype_name<T>();
+    entry["shape"] = json::array();
+    for (std::size_t d : array.shape()) entry["shape"].push_back(std::uint64_t(d));
+    entry["data_offsets"] = json::array({offset, offset + nbytes});
+    header[name] = std::move(entry);
+    offset += nbytes;
+  }
+  if (!metadata.empty()) header[kMetadataKey] = metadata;
+
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const json::exception& e) {  // type_error 316: a string that is not UTF-8
+    fail(std::string("cannot encode the header (tensor names and metadata must be UTF-8): ") + e.what());
+  }
+  text.append((8 - text.size() % 8) % 8, ' ');
+  return text;
+}
+
+// A temporary file next to the target. Until commit(), the destructor closes and removes
+// it, so every failure (every exception on the way) cleans up after itself.
+class TempFile {
+ public:
+  TempFile(const Failer& fail, std::string path) : fail_(fail), path_(std::move(path)) {
+    // O_TRUNC: a stale temporary left by a crashed process with our pid is overwritten;
+    // O_NOFOLLOW: never truncate some other file through a symlink planted at that name.
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd_ < 0) fail_("cannot create the temporary file '" + path_ + "': " + errno_text(errno));
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  ~TempFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(path_.c_str());
+  }
+
+  void write(const void* data, std::size_t size) {
+    const char* p = static_cast<const char*>(data);
+    while (size > 0) {  // write() may write less than asked (and caps one call near 2 GB)
+      const ssize_t n = ::write(fd_, p, size);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail_("cannot write the temporary file '" + path_ + "': " + errno_text(n < 0 ? errno : EIO));
+      p += n;
+      size -= std::size_t(n);
+    }
+  }
+
+  // fsync, close (which can report a deferred write error), rename over target.
+  void commit(const std::string& target) {
+    if (::fsync(fd_) != 0) fail_("cannot flush the temporary file '" + path_ + "': " + errno_text(errno));
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) fail_("cannot close the temporary file '" + path_ + "': " + errno_text(errno));
+    if (std::rename(path_.c_str(), target.c_str()) != 0)
+      fail_("cannot move the temporary file '" + path_ + "' into place: " + errno_text(errno));
+    committed_ = true;
+  }
+
+ private:
+  const Failer& fail_;
+  std::string path_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+// "<path>.tmp-<pid>-<n>": the pid keeps two processes apart, n two saves in one process.
+std::string temporary_path(const std::string& path) {
+  static std::atomic<unsigned> counter{0};
+  return path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+}
+
+// Makes the rename itself durable. Best effort: the new file is already in place, and a
+// failure here must not report a save that did happen as failed.
+void sync_directory_of(const std::string& path) {
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// u64 little-endian, byte by byte: independent of the machine's byte order.
+void encode_u64(std::uint64_t value, unsigned char (&out)[8]) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<unsigned char>(value >> (8 * i));
+}
+std::uint64_t decode_u64(const unsigned char (&in)[8]) {
+  std::uint64_t value = 0;
+  for (int i = 0; i < 8; ++i) value |= std::uint64_t(in[i]) << (8 * i);
+  return value;
+}
+
+// ==== reading: the header ==============================================================
+
+// What one header entry promises; checked against the buffer before anything is read.
+struct Entry {
+  std::string name;
+  bool is_f64 = false;  // else F32
+  Shape shape;
+  std::uint64_t begin = 0, end = 0;  // byte range in the data buffer
+};
+
+// Parses the header, refusing a key that appears twice in one object: nlohmann's parse
+// keeps the last one silently, which would hide a tensor. The parser callback sees every
+// object open and close and every key; depth 1 is the top level (the tensor names).
+json parse_header(const Failer& fail, const std::string& text) {
+  if (text.empty() || text.front() != '{') fail("the header is not a JSON object (it does not start with '{')");
+  std::vector<std::set<std::string>> open_objects;  // the keys seen so far, innermost last
+  const json::parser_callback_t on_event = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) {
+      open_objects.emplace_back();
+    } else if (event == json::parse_event_t::object_end) {
+      open_objects.pop_back();
+    } else if (event == json::parse_event_t::key) {
+      const std::string& key = parsed.get_ref<const std::string&>();
+      if (!open_objects.back().insert(key).second)
+        fail(depth == 1 && key != kMetadataKey ? "duplicate tensor name '" + key + "' in the header"
+                                               : "duplicate key '" + key + "' in the header");
+    }
+    return true;
+  };
+  try {
+    return json::parse(text, on_event);
+  } catch (const json::parse_error& e) {
+    fail(std::string("the header is not valid JSON: ") + e.what());
+  }
+}
+
+// A JSON number that must be a non-negative integer (a shape entry, an offset).
+std::uint64_t as_index(const Failer& fail, const json& value, const std::string& what) {
+  if (value.is_number_unsigned()) return value.get<std::uint64_t>();
+  if (value.is_number_integer() && value.get<std::int64_t>() >= 0) return value.get<std::uint64_t>();
+  if (value.is_number_integer()) fail(what + " is negative: " + brief(value));
+  if (value.is_number_float()) fail(what + " is not an integer: " + brief(value));
+  fail(what + " is not a number: " + brief(value));
+}
+
+// entry[key], which must exist.
+const json& field(const Failer& fail, const json& entry, const char* key, const std::string& where) {
+  const auto it = entry.find(key);
+  if (it == entry.end()) fail(where + "no \"" + key + "\"");
+  return *it;
+}
+
+// shape -> (shape, element count); refuses entries that are not indices and products that
+// overflow u64 (a hostile [4294967296, 4294967296, 16] would wrap to 0).
+std::pair<Shape, std::uint64_t> parse_shape(const Failer& fail, const json& shape, const std::string& where) {
+  if (!shape.is_array()) fail(where + "\"shape\" is not an array: " + brief(shape));
+  Shape dims;
+  std::uint64_t numel = 1;  // a 0-d tensor holds one element
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    const std::uint64_t d = as_index(fail, shape[i], where + "shape entry " + std::to_string(i));
+    if (__builtin_mul_overflow(numel, d, &numel))
+      fail(where + "the shape " + brief(shape) + " overflows: its element count exceeds 2^64");
+    dims.push_back(std::size_t(d));
+  }
+  return {dims, numel};
+}
+
+Entry parse_entry(const Failer& fail, const std::string& name, const json& value, std::uint64_t buffer_size) {
+  const std::string where = "tensor '" + name + "': ";
+  if (!value.is_object()) fail(where + "the entry is not an object: " + brief(value));
+  Entry e;
+  e.name = name;
+
+  const json& dtype = field(fail, value, "dtype", where);
+  if (!dtype.is_string()) fail(where + "\"dtype\" is not a string: " + brief(dtype));
+  const std::string& dtype_text = dtype.get_ref<const std::string&>();
+  if (dtype_text != "F32" && dtype_text != "F64")
+    fail(where + "unsupported dtype '" + dtype_text + "' (xtgrad reads F32 and F64)");
+  e.is_f64 = dtype_text == "F64";
+  const std::uint64_t element_size = e.is_f64 ? 8 : 4;
+
+  std::uint64_t numel = 0, nbytes = 0;
+  std::tie(e.shape, numel) = parse_shape(fail, field(fail, value, "shape", where), where);
+  if (__builtin_mul_overflow(numel, element_size, &nbytes))
+    fail(where + "the shape " + shape_str(e.shape) + " overflows: its byte count exceeds 2^64");
+
+  const json& offsets = field(fail, value, "data_offsets", where);
+  if (!offsets.is_array() || offsets.size() != 2)
+    fail(where + "\"data_offsets\" is not an array [begin, end]: " + brief(offsets));
+  e.begin = as_index(fail, offsets[0], where + "data_offsets begin");
+  e.end = as_index(fail, offsets[1], where + "data_offsets end");
+  const std::string range = "data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) + "]";
+  if (e.end < e.begin) fail(where + range + ": end is before begin");
+  if (e.end > buffer_size)
+    fail(where + range + " run past the end of the data buffer (" + std::to_string(buffer_size) + " bytes)");
+  if (e.end - e.begin != nbytes)
+    fail(where + range + " hold " + std::to_string(e.end - e.begin) + " bytes, but dtype " + dtype_text +
+         " and shape " + shape_str(e.shape) + " need " + std::to_string(nbytes));
+  return e;
+}
+
+Metadata parse_metadata(const Failer& fail, const json& value) {
+  if (!value.is_object()) fail("__metadata__ is not an object: " + brief(value));
+  Metadata metadata;
+  for (const auto& [key, item] : value.items()) {
+    if (!item.is_string()) fail("__metadata__ value of '" + key + "' is not a string: " + brief(item));
+    metadata[key] = item.get<std::string>();
+  }
+  return metadata;
+}
+
+// The spec forbids overlap and holes: sorted by offsets, each tensor starts where the
+// previous one ends, and the last one ends at the end of the buffer.
+void check_tiling(const Failer& fail, const std::vector<Entry>& entries, std::uint64_t buffer_size) {
+  std::vector<const Entry*> order;
+  for (const Entry& e : entries) order.push_back(&e);
+  std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) {
+    return std::tie(a->begin, a->end) < std::tie(b->begin, b->end);
+  });
+  std::uint64_t covered = 0;  // bytes [0, covered) belong to the tensors seen so far
+  const Entry* previous = nullptr;
+  for (const Entry* e : order) {
+    if (e->begin < covered)
+      fail("tensors '" + previous->name + "' and '" + e->name + "' overlap in the data buffer (at byte " +
+           std::to_string(e->begin) + ")");
+    if (e->begin > covered)
+      fail("hole in the data buffer: bytes [" + std::to_string(covered) + ", " + std::to_string(e->begin) +
+           ") before tensor '" + e->name + "' belong to no tensor");
+    covered = e->end;
+    previous = e;
+  }
+  if (covered != buffer_size)
+    fail("hole in the data buffer: bytes [" + std::to_string(covered) + ", " + std::to_string(buffer_size) +
+         ") at its end belong to no tensor");
+}
+
+// ==== reading: the file ================================================================
+
+// An open checkpoint whose size is known.
+struct OpenFile {
+  std::ifstream in;
+  std::uint64_t size = 0;
+};
+
+OpenFile open_checkpoint(const Failer& fail, const std::string& path) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (!fs::exists(status)) fail("cannot open the file: it does not exist");
+  if (fs::is_directory(status)) fail("cannot open the file: it is a directory");
+  OpenFile file;
+  file.in.open(path, std::ios::binary);
+  if (!file.in) fail("cannot open the file: " + errno_text(errno));
+  file.in.seekg(0, std::ios::end);
+  const std::streamoff size = file.in.tellg();
+  if (!file.in || size < 0) fail("cannot determine the file size");
+  file.in.seekg(0);
+  file.size = std::uint64_t(size);
+  return file;
+}
+
+void read_exactly(const Failer& fail, std::ifstream& in, std::uint64_t offset, void* out, std::uint64_t size) {
+  in.seekg(std::streamoff(offset));
+  if (!in.read(static_cast<char*>(out), std::streamsize(size)))
+    fail("cannot read " + std::to_string(size) + " bytes at offset " + std::to_string(offset) +
+         " (was the file truncated while reading?)");
+}
+
+// Reads one checked tensor, converting F32 <-> F64 where the file and T differ.
+template <class T>
+Array<T> read_tensor(const Failer& fail, std::ifstream& in, const Entry& e, std::uint64_t buffer_start) {
+  Array<T> array = Array<T>::from_shape(e.shape);
+  const std::uint64_t nbytes = e.end - e.begin;  // == array.size() * element size: checked
+  if (nbytes == 0) return array;
+  if (e.is_f64 == std::is_same_v<T, double>) {
+    read_exactly(fail, in, buffer_start + e.begin, array.data(), nbytes);
+    return array;
+  }
+  std::vector<char> raw(nbytes);
+  read_exactly(fail, in, buffer_start + e.begin, raw.data(), nbytes);
+  const auto convert = [&](auto stored) {  // stored: a float or double, for its type only
+    using S = decltype(stored);
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      std::memcpy(&stored, raw.data() + i * sizeof(S), sizeof(S));
+      array.data()[i] = static_cast<T>(stored);  // F64 -> float rounds (out of range: inf)
+    }
+  };
+  if (e.is_f64)
+    convert(double{});
+  else
+    convert(float{});
+  return array;
+}
+
+}  // namespace
+
+template <class T>
+void save_safetensors(const std::string& path, const StateDict<T>& tensors, const Metadata& metadata) {
+  const Failer fail{"save_safetensors", path};
+  const std::string header = make_header(fail, tensors, metadata);
+  unsigned char size_bytes[8];
+  encode_u64(header.size(), size_bytes);
+
+  TempFile file(fail, temporary_path(path));
+  file.write(size_bytes, sizeof size_bytes);
+  file.write(header.data(), header.size());
+  for (const auto& [name, array] : tensors)  // same order as the offsets in the header
+    file.write(array.data(), array.size() * sizeof(T));
+  file.commit(path);
+  sync_directory_of(path);
+}
+
+template <class T>
+Safetensors<T> load_safetensors(const std::string& path) {
+  const Failer fail{"load_safetensors", path};
+  OpenFile file = open_checkpoint(fail, path);
+
+  // 8 bytes: the header size, checked against the file before allocating anything.
+  if (file.size < 8)
+    fail("the file is too short (" + std::to_string(file.size) + " bytes) to hold the 8-byte header size");
+  unsigned char size_bytes[8];
+  read_exactly(fail, file.in, 0, size_bytes, 8);
+  const std::uint64_t header_size = decode_u64(size_bytes);
+  if (header_size > kMaxHeaderSize)
+    fail("the header size " + std::to_string(header_size) + " is absurd (the limit is " +
+         std::to_string(kMaxHeaderSize) + " bytes)");
+  if (header_size > file.size - 8)
+    fail("the header size " + std::to_string(header_size) + " is larger than the rest of the file (" +
+         std::to_string(file.size - 8) + " bytes)");
+  std::string header_text(header_size, '\0');
+  read_exactly(fail, file.in, 8, header_text.data(), header_size);
+
+  // The header: every entry checked, then the tiling of the buffer.
+  const json header = parse_header(fail, header_text);
+  if (!header.is_object()) fail("the header is not a JSON object");
+  const std::uint64_t buffer_start = 8 + header_size;
+  const std::uint64_t buffer_size = file.size - buffer_start;
+  Safetensors<T> result;
+  std::vector<Entry> entries;
+  for (const auto& [key, value] : header.items()) {
+    if (key == kMetadataKey)
+      result.metadata = parse_metadata(fail, value);
+    else
+      entries.push_back(parse_entry(fail, key, value, buffer_size));
+  }
+  check_tiling(fail, entries, buffer_size);
+
+  // The data: sizes are now bounded by the file's size.
+  for (const Entry& e : entries) result.tensors[e.name] = read_tensor<T>(fail, file.in, e, buffer_start);
+  return result;
+}
+
+template void save_safetensors<float>(const std::string&, const StateDict<float>&, const Metadata&);
+template void save_safetensors<double>(const std::string&, const StateDict<double>&, const Metadata&);
+template Safetensors<float> load_safetensors<float>(const std::string&);
+template Safetensors<double> load_safetensors<double>(const std::string&);
+
+}  // namespace xtgrad
