@@ -201,21 +201,27 @@ TEST_CASE("align metrics: grounding averages the colour and shape tokens") {
 TEST_CASE("align training: a short run climbs far above chance, the baseline cannot ground") {
   TempDir dir("short");
   TrainOptions options;
-  options.steps = 150;
-  options.eval_every = 150;
+  options.steps = 200;
+  options.eval_every = 200;
   options.train_size = 2000;
   options.test_size = 200;
   options.out_dir = dir.path.string();
   std::ostringstream log;
   const TrainResult attention = train(options, log);
-  MESSAGE("150 steps: P@1 " << attention.metrics.p_at_1 << ", grounding " << attention.metrics.grounding);
-  CHECK(attention.metrics.p_at_1 > 0.5);      // chance is about 0.02
+  MESSAGE("200 steps: P@1 " << attention.metrics.p_at_1 << ", grounding " << attention.metrics.grounding);
+  CHECK(attention.metrics.p_at_1 > 0.3);      // chance is about 0.02
   CHECK(attention.metrics.grounding > 0.8);   // chance is about 1/16
   const auto lines = read_file(dir / "metrics.jsonl");
-  CHECK(lines.find("\"step\": 150, \"loss\": ") != std::string::npos);
+  CHECK(lines.find("\"step\": 200, \"loss\": ") != std::string::npos);
   CHECK(lines.find("\"ms_per_step\": ") != std::string::npos);
   CHECK(fs::exists(dir / "model.safetensors"));
   CHECK(fs::exists(dir / "train_state.safetensors"));
+
+  options.model.attention = false;  // mean pooling: knows what, not where
+  const TrainResult pooled = train(options, log);
+  MESSAGE("200 steps without attention: P@1 " << pooled.metrics.p_at_1);
+  CHECK(pooled.metrics.grounding == 0.0);
+  CHECK(pooled.metrics.p_at_1 < attention.metrics.p_at_1 - 0.1);
 }
 
 // ---- checkpoints ----------------------------------------------------------------------

@@ -233,6 +233,7 @@ TrainResult train(const TrainOptions& options, std::ostream& log) {
       << options.steps << " with " << options.optimizer << ", lr " << options.lr << ", batch " << options.batch << "\n";
 
   const std::string metrics_path = (fs::path(options.out_dir) / "metrics.jsonl").string();
+  if (options.resume_dir.empty()) fs::remove(metrics_path);  // a fresh run starts a fresh record
   Progress progress(log, options.progress_bar, step, options.steps, std::max<std::size_t>(1, options.eval_every / 5));
   TrainResult result;
   const auto start = Clock::now();

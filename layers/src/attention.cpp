@@ -74,9 +74,13 @@ MultiHeadCrossAttention<T>::MultiHeadCrossAttention(std::size_t qd, std::size_t 
   v_proj = this->register_module("v_proj", std::make_shared<Linear<T>>(vd, od, bias, gen));
   out_proj = this->register_module("out_proj", std::make_shared<Linear<T>>(od, od, bias, gen));
   // PyTorch's nn.MultiheadAttention initialisation: Xavier-uniform query, key and value
-  // projections and zero biases (out_proj keeps Linear's weight initialisation).
+  // projections and zero biases (out_proj keeps Linear's weight initialisation). When all
+  // widths are equal PyTorch initialises the three as one (3 out, in) matrix, whose Xavier
+  // bound is smaller; we follow it there too.
+  const bool combined = qd == od && kd == od && vd == od;
   for (Linear<T>* proj : {q_proj.get(), k_proj.get(), v_proj.get()}) {
-    const T bound = T(std::sqrt(6.0 / double(proj->in_features + proj->out_features)));
+    const double fan_out = double(proj->out_features) * (combined ? 3.0 : 1.0);
+    const T bound = T(std::sqrt(6.0 / (double(proj->in_features) + fan_out)));
     proj->weight.mutable_data() = rand<T>(proj->weight.shape(), gen, -bound, bound).data();
   }
   for (Linear<T>* proj : {q_proj.get(), k_proj.get(), v_proj.get(), out_proj.get()})
