@@ -599,3 +599,52 @@ TEST_CASE("engine: Tensor<float> records, differentiates and creates") {
   CHECK(F({1.0f, 2.0f}).shape() == Shape{2});
   CHECK(zeros<float>({2, 2}).numel() == 4);
 }
+
+// ---- anomaly detection ----------------------------------------------------------------
+TEST_CASE("anomaly: a NaN made in a forward names the op") {
+  const D x({1.0, -1.0}, true);
+  CHECK_NOTHROW(xtgrad::log(x));  // off by default: NaN flows silently, as in PyTorch
+  AnomalyGuard guard;
+  CHECK_THROWS_WITH_AS(xtgrad::log(x), doctest::Contains("forward of op 'log' produced NaN (first at flat element 1"),
+                       AnomalyError);
+}
+
+TEST_CASE("anomaly: an infinity made from finite inputs names the op, one passed along does not") {
+  AnomalyGuard guard;
+  CHECK_THROWS_WITH_AS(xtgrad::exp(D({1.0, 1000.0})), doctest::Contains("forward of op 'exp' produced Inf"),
+                       AnomalyError);
+  const D inf({std::numeric_limits<double>::infinity(), 1.0});
+  CHECK_NOTHROW(inf + 1.0);  // the infinity was there before: not this op's doing
+  // masked_fill with -inf is how attention masks: intended, and softmax turns it into 0
+  const D scores({{1.0, 2.0}, {3.0, 4.0}}, true);
+  Mask blocked = xt::zeros<bool>({2, 2});
+  blocked(0, 1) = true;
+  D weights;
+  CHECK_NOTHROW(weights = softmax(masked_fill(scores, blocked, -std::numeric_limits<double>::infinity())));
+  CHECK_NOTHROW(sum(weights * weights).backward());
+}
+
+TEST_CASE("anomaly: an infinity made in a backward names the op and the input") {
+  const D x({0.0, 4.0}, true);
+  D y = sum(xtgrad::sqrt(x));  // d sqrt(x) / dx = 0.5 / sqrt(x): infinite at 0
+  AnomalyGuard guard;
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("backward of op 'sqrt' (gradient of its input 0) produced Inf"),
+                       AnomalyError);
+}
+
+TEST_CASE("anomaly: the guard is per thread and restores the previous state") {
+  CHECK_FALSE(anomaly_detection_enabled());
+  {
+    AnomalyGuard on;
+    CHECK(anomaly_detection_enabled());
+    bool other_thread = true;
+    std::thread([&] { other_thread = anomaly_detection_enabled(); }).join();
+    CHECK_FALSE(other_thread);
+    {
+      AnomalyGuard off(false);
+      CHECK_FALSE(anomaly_detection_enabled());
+    }
+    CHECK(anomaly_detection_enabled());
+  }
+  CHECK_FALSE(anomaly_detection_enabled());
+}

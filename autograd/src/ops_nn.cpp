@@ -312,12 +312,12 @@ Tensor<T> masked_fill(const Tensor<T>& x, const Mask& mask, scalar_t<T> value) {
                                     shape_str(xs));
   Mask full_mask = xt::broadcast(mask, xs);
   Array<T> out = xt::where(full_mask, value, x.data());
-  return make_result<T>("masked_fill", std::move(out), {x},
-                        [full_mask = std::move(full_mask)](const std::vector<NodePtr<T>>& in,
-                                                           const Array<T>&, const Array<T>& g) {
-                          if (in[0]->requires_grad)
-                            accumulate_grad(*in[0], Array<T>(xt::where(full_mask, T(0), g)), "masked_fill");
-                        });
+  return make_result<T>(
+      "masked_fill", std::move(out), {x},
+      [full_mask = std::move(full_mask)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+        if (in[0]->requires_grad) accumulate_grad(*in[0], Array<T>(xt::where(full_mask, T(0), g)), "masked_fill");
+      },
+      /*may_be_infinite=*/std::isinf(value));
 }
 
 // mask, a, b broadcast together -> a where mask is true, b elsewhere

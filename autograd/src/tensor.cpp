@@ -2,6 +2,7 @@
 #include "xtgrad/tensor.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <unordered_set>
 #include <utility>
@@ -84,6 +85,31 @@ thread_local bool t_grad_enabled = true;
 bool grad_enabled() { return t_grad_enabled; }
 NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) { t_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { t_grad_enabled = previous_; }
+
+// ---- anomaly detection ----------------------------------------------------------------
+namespace {
+thread_local bool t_detect_anomaly = false;
+
+template <class T>
+bool all_finite(const Array<T>& a) {
+  return std::all_of(a.begin(), a.end(), [](T v) { return std::isfinite(v); });
+}
+
+// Throws when a holds a NaN, or an infinity unless infinities are allowed.
+template <class T>
+void check_values(const Array<T>& a, bool allow_infinite, const std::string& where) {
+  const auto bad = std::find_if(a.begin(), a.end(),
+                                [&](T v) { return std::isnan(v) || (!allow_infinite && std::isinf(v)); });
+  if (bad == a.end()) return;
+  throw AnomalyError("anomaly detected: " + where + " produced " + (std::isnan(*bad) ? "NaN" : "Inf") +
+                     " (first at flat element " + std::to_string(bad - a.begin()) + " of shape " +
+                     shape_str(a.shape()) + ")");
+}
+}  // namespace
+
+bool anomaly_detection_enabled() { return t_detect_anomaly; }
+AnomalyGuard::AnomalyGuard(bool enabled) : previous_(t_detect_anomaly) { t_detect_anomaly = enabled; }
+AnomalyGuard::~AnomalyGuard() { t_detect_anomaly = previous_; }
 
 // ---- Tensor ---------------------------------------------------------------------------
 template <class T>
@@ -198,6 +224,12 @@ void Tensor<T>::backward(const Array<T>& grad_output, bool retain_graph) {
     if (node->has_grad) {
       try {
         node->backward(node->inputs, node->data, node->grad);
+        if (t_detect_anomaly && all_finite(node->grad))
+          for (std::size_t i = 0; i < node->inputs.size(); ++i)
+            if (node->inputs[i]->has_grad)
+              check_values(node->inputs[i]->grad, false,
+                           "the backward of op '" + std::string(node->op) + "' (gradient of its input " +
+                               std::to_string(i) + ")");
       } catch (...) {
         // Leave no half-summed interior gradient behind for a later backward to add to.
         for (auto& n : order)
@@ -225,7 +257,13 @@ template struct Node<double>;
 // ---- recording ops --------------------------------------------------------------------
 template <class T>
 Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor<T>>& inputs,
-                      BackwardFn<T> backward) {
+                      BackwardFn<T> backward, bool may_be_infinite) {
+  if (t_detect_anomaly) {
+    // An infinity is an anomaly only when the op made it from finite inputs.
+    const bool inputs_finite =
+        std::all_of(inputs.begin(), inputs.end(), [](const Tensor<T>& t) { return all_finite(t.data()); });
+    check_values(value, may_be_infinite || !inputs_finite, "the forward of op '" + std::string(op) + "'");
+  }
   auto node = std::make_shared<Node<T>>();
   node->data = std::move(value);
   node->op = op;
@@ -284,7 +322,7 @@ Tensor<T> from_array(Array<T> data, bool requires_grad) {
 
 #define INSTANTIATE(T)                                                                     \
   template Tensor<T> make_result(const char*, Array<T>&&, const std::vector<Tensor<T>>&,  \
-                                 BackwardFn<T>);                                           \
+                                 BackwardFn<T>, bool);                                     \
   template void accumulate_grad(Node<T>&, Array<T>&&, const char*);                        \
   template void accumulate_grad(Node<T>&, const Array<T>&, const char*);                   \
   template Tensor<T> zeros(const Shape&, bool);                                            \

@@ -1,7 +1,7 @@
 // xtgrad-align: the toy image-caption alignment task from the command line.
 //   xtgrad-align train  [--steps N --batch N --lr X --optimizer adam|adamw|sgd --dim N --heads N
 //                        --seed N --train-size N --test-size N --eval-every N --threads N
-//                        --out DIR --resume DIR --no-attention]
+//                        --out DIR --resume DIR --no-attention --detect-anomaly]
 //   xtgrad-align eval   --checkpoint PATH
 //   xtgrad-align show   --checkpoint PATH --caption "red circle top left" [--image N] --png FILE
 //   xtgrad-align sample [--count 16] [--seed N] --png FILE
@@ -156,6 +156,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--out", options.out_dir, "run directory")->capture_default_str();
   train_cmd->add_option("--resume", options.resume_dir, "continue the run in this directory");
   train_cmd->add_flag("--no-attention", no_attention, "replace attention by mean pooling (the baseline)");
+  train_cmd->add_flag("--detect-anomaly", options.detect_anomaly, "stop at the first op that makes a NaN or Inf (slow)");
 
   std::string checkpoint, caption, png;
   long image = -1;

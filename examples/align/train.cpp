@@ -1,5 +1,6 @@
 #include "train.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -236,6 +237,7 @@ TrainResult train(const TrainOptions& options, std::ostream& log) {
   if (options.resume_dir.empty()) fs::remove(metrics_path);  // a fresh run starts a fresh record
   Progress progress(log, options.progress_bar, step, options.steps, std::max<std::size_t>(1, options.eval_every / 5));
   TrainResult result;
+  const xtgrad::AnomalyGuard anomaly(options.detect_anomaly);
   const auto start = Clock::now();
   double loss_sum = 0, train_ms = 0;
   std::size_t losses = 0;
@@ -248,7 +250,8 @@ TrainResult train(const TrainOptions& options, std::ostream& log) {
     const double loss_value = loss.item();
     if (!std::isfinite(loss_value))
       throw std::runtime_error("the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step + 1) +
-                               " (try a smaller --lr); the last checkpoint in " + options.out_dir + " is kept");
+                               " (try a smaller --lr, or --detect-anomaly to find the op); the last checkpoint in " + options.out_dir +
+                               " is kept");
     loss.backward();
     optimizer->step();
     ++step;
@@ -258,6 +261,13 @@ TrainResult train(const TrainOptions& options, std::ostream& log) {
     progress.update(step, loss_value);
 
     if (step % options.eval_every == 0 || step == options.steps) {
+      // A step can turn the parameters non-finite while its loss was still finite: never
+      // overwrite a good checkpoint with them.
+      for (const auto& [name, p] : model->named_parameters())
+        if (!std::all_of(p.data().begin(), p.data().end(), [](float v) { return std::isfinite(v); }))
+          throw std::runtime_error("parameter '" + name + "' became non-finite at step " + std::to_string(step) +
+                                   " (try a smaller --lr, or --detect-anomaly to find the op); the last checkpoint in " +
+                                   options.out_dir + " is kept");
       result.step = step;
       result.last_loss = loss_sum / double(losses);
       result.ms_per_step = train_ms / double(losses);

@@ -26,6 +26,7 @@ struct TrainOptions {
   std::string out_dir = "runs/align";
   std::string resume_dir;         // empty: a fresh run
   bool progress_bar = false;      // a live bar (a terminal) or plain lines
+  bool detect_anomaly = false;    // name the first op that makes a NaN or Inf (slow)
 };
 
 struct TrainResult {

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -135,12 +136,35 @@ class NoGradGuard {
   bool previous_;
 };
 
+// ---- anomaly detection ----------------------------------------------------------------
+// While an AnomalyGuard is alive on this thread (as torch.autograd.detect_anomaly), every
+// op checks what it produces: a NaN, or an infinity made from finite inputs, in an op's
+// output or in the gradient its backward gives an input throws AnomalyError naming the
+// op, forward or backward, the input and the first bad element. It costs a pass over
+// every value: for hunting a bug, not for training.
+class AnomalyError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+bool anomaly_detection_enabled();
+class AnomalyGuard {
+ public:
+  explicit AnomalyGuard(bool enabled = true);
+  ~AnomalyGuard();
+  AnomalyGuard(const AnomalyGuard&) = delete;
+  AnomalyGuard& operator=(const AnomalyGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
 // ---- for writing ops ------------------------------------------------------------------
 // The result of an op: records inputs and backward only when grad mode is on and some
-// input requires a gradient; otherwise a plain leaf holding the value.
+// input requires a gradient; otherwise a plain leaf holding the value. may_be_infinite
+// tells anomaly detection that infinities are intended (masked_fill with -inf).
 template <class T>
 Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor<T>>& inputs,
-                      BackwardFn<T> backward);
+                      BackwardFn<T> backward, bool may_be_infinite = false);
 
 // Adds grad into node.grad (when the node requires one); shapes must agree exactly.
 template <class T>
