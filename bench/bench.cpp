@@ -1,8 +1,10 @@
 // xtgrad-bench: one JSON object per line, {"case": ..., "ms": <median>, "gflops": ...}.
 //   xtgrad-bench [--case NAME] [--threads N] [--repeats N]
-// Each case runs a warm-up, then `repeats` timed runs; ms is their median. Reference
-// cases (names starting with "ref_") time the raw library call the engine builds on, so
-// ratios are measured side by side in one run.
+// Each case runs a warm-up, then its repeats; ms is their median. A training step is
+// forward, backward and an Adam step (lr 1e-3) with loss = mean of the squared output,
+// unless the case says otherwise. Reference cases ("ref_") time the raw library call the
+// engine builds on, so ratios are measured side by side in one run. bench/compare_torch.py
+// runs the same cases in PyTorch.
 #include <cblas.h>
 
 #include <algorithm>
@@ -11,24 +13,29 @@
 #include <cstdlib>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "xtgrad/xtgrad.hpp"
+#include "model.hpp"
+#include "xtgrad/nn.hpp"
 
 namespace {
 
+using namespace xtgrad;
 using Clock = std::chrono::steady_clock;
 
 struct Measurement {
   double ms;                     // median over repeats
   std::optional<double> gflops;  // when the case has a FLOP count
+  std::map<std::string, double> extra;
 };
 
 struct Case {
   std::string name;
   std::string description;
+  int repeats;  // default; --repeats overrides
   std::function<Measurement(int repeats)> run;
 };
 
@@ -36,7 +43,6 @@ struct Case {
 double median_ms(const std::function<void()>& fn, int repeats) {
   for (int i = 0; i < std::max(2, repeats / 10); ++i) fn();
   std::vector<double> times;
-  times.reserve(repeats);
   for (int i = 0; i < repeats; ++i) {
     const auto start = Clock::now();
     fn();
@@ -46,43 +52,119 @@ double median_ms(const std::function<void()>& fn, int repeats) {
   return times[times.size() / 2];
 }
 
-Measurement with_flops(double ms, double flops) { return {ms, flops / (ms * 1e6)}; }
+Measurement with_flops(double ms, double flops) { return {ms, flops / (ms * 1e6), {}}; }
 
+// ---- matmul -----------------------------------------------------------------------------
 // (n,n) x (n,n) through the engine's matmul op, forward only.
 Measurement matmul_case(std::size_t n, int repeats) {
-  xtgrad::Generator gen(0);
-  const auto a = xtgrad::randn<float>({n, n}, gen);
-  const auto b = xtgrad::randn<float>({n, n}, gen);
-  const double ms = median_ms([&] { xtgrad::matmul(a, b); }, repeats);
-  return with_flops(ms, 2.0 * n * n * n);
+  Generator gen(0);
+  const auto a = randn<float>({n, n}, gen), b = randn<float>({n, n}, gen);
+  return with_flops(median_ms([&] { matmul(a, b); }, repeats), 2.0 * n * n * n);
 }
 
 // The same product as one raw cblas_sgemm into a preallocated buffer.
 Measurement sgemm_case(std::size_t n, int repeats) {
   std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
   const int ni = static_cast<int>(n);
-  const double ms = median_ms(
-      [&] {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.f, a.data(), ni,
-                    b.data(), ni, 0.f, c.data(), ni);
-      },
-      repeats);
-  return with_flops(ms, 2.0 * n * n * n);
+  const auto sgemm = [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.f, a.data(), ni, b.data(), ni, 0.f, c.data(), ni);
+  };
+  return with_flops(median_ms(sgemm, repeats), 2.0 * n * n * n);
+}
+
+// ---- training steps ---------------------------------------------------------------------
+// One step: zero_grad, loss = loss_of(), backward, Adam step.
+Measurement training_step(const std::vector<Tensor<float>>& params, const std::function<Tensor<float>()>& loss_of,
+                          double flops, int repeats) {
+  Adam<float> optimizer(params, AdamOptions().set_lr(1e-3));
+  const auto step = [&] {
+    optimizer.zero_grad();
+    Tensor<float> loss = loss_of();
+    loss.backward();
+    optimizer.step();
+  };
+  return with_flops(median_ms(step, repeats), flops);
+}
+
+Tensor<float> mean_square(const Tensor<float>& out) { return mean(out * out); }
+
+// FLOPs of one attention forward: projections, scores, weighted values, output projection;
+// a training step is about three times that (backward = two products per product).
+double attention_step_flops(double b, double lq, double lk, double dq, double dk, double dv, double d) {
+  const double forward = 2 * b * (lq * dq * d + lk * dk * d + lk * dv * d + 2 * lq * lk * d + lq * d * d);
+  return 3 * forward;
+}
+
+Measurement mha_case(std::size_t b, std::size_t lq, std::size_t lk, std::size_t width, std::size_t heads, int repeats) {
+  Generator gen(0);
+  MultiHeadCrossAttention<float> attn(width, heads, width, width, width, true, 0.0, gen);
+  const auto q = randn<float>({b, lq, width}, gen), kv = randn<float>({b, lk, width}, gen);
+  return training_step(attn.parameters(), [&] { return mean_square(attn.forward(q, kv, kv).output); },
+                       attention_step_flops(b, lq, lk, width, width, width, width), repeats);
+}
+
+// The seed's CrossAttention: batch 2, 4 queries of 128, 6 keys/values of 256, output 512.
+Measurement seed_case(int repeats) {
+  Generator gen(0);
+  CrossAttention<float> attn(128, 256, 256, 512, gen);
+  const auto q = randn<float>({2, 4, 128}, gen), k = randn<float>({2, 6, 256}, gen), v = randn<float>({2, 6, 256}, gen);
+  return training_step(attn.parameters(), [&] { return mean_square(attn.forward(q, k, v).output); },
+                       attention_step_flops(2, 4, 6, 128, 256, 256, 512), repeats);
+}
+
+// 200 times y = tanh(y * 1.01 + 0.1) - 0.01 * y on 8 elements: 1,000 ops, then backward.
+Measurement overhead_case(int repeats) {
+  const Tensor<float> x = ones<float>({8}, true);
+  const auto run = [&] {
+    Tensor<float> y = x;
+    for (int i = 0; i < 200; ++i) y = tanh(y * 1.01f + 0.1f) - 0.01f * y;
+    sum(y).backward();
+  };
+  Measurement m{median_ms(run, repeats), std::nullopt, {}};
+  m.extra["us_per_op"] = m.ms * 1000.0 / 1000.0;
+  return m;
+}
+
+// One step of the toy task's default model (../shared/TASK.md), data generated beforehand.
+Measurement align_case(int repeats) {
+  const std::vector<align::Example> data = align::generate(32, 0);
+  std::vector<std::size_t> batch(32);
+  for (std::size_t i = 0; i < 32; ++i) batch[i] = i;
+  const Tensor<float> patches = align::patch_batch<float>(data, batch);
+  const std::vector<std::size_t> ids = align::caption_batch(data, batch);
+  Generator gen(0);
+  align::AlignModel<float> model(align::ModelConfig{}, gen);
+  // patch embedding, k and v projections of 32 x 16 patches, q of 32 x 4 tokens, scores and
+  // weighted values of 32 x 32 pairs, out_proj of every pair's 4 tokens, the pair head
+  const double b = 32, d = 64, forward = 2 * (b * 16 * 192 * d + 2 * b * 16 * d * d + b * 4 * d * d +
+                                              2 * b * b * 4 * 16 * d + b * b * 4 * d * d + b * b * (d * d + d));
+  return training_step(model.parameters(),
+                       [&] { return align::alignment_loss(model.forward(patches, ids).scores, data, batch); },
+                       3 * forward, repeats);
 }
 
 std::vector<Case> all_cases() {
   return {
-      {"matmul_256", "float (256,256) x (256,256) through xtgrad::matmul, forward",
+      {"matmul_256", "float (256,256) x (256,256) through xtgrad::matmul, forward", 200,
        [](int r) { return matmul_case(256, r); }},
-      {"ref_sgemm_256", "raw cblas_sgemm of the same size, preallocated output",
+      {"ref_sgemm_256", "raw cblas_sgemm of the same size, preallocated output", 200,
        [](int r) { return sgemm_case(256, r); }},
+      {"attn_small", "MultiHeadCrossAttention training step: B 32, Lq 16, Lk 64, width 128, 4 heads", 50,
+       [](int r) { return mha_case(32, 16, 64, 128, 4, r); }},
+      {"attn_seed", "the seed's CrossAttention training step: B 2, 4x128 queries, 6x256 keys/values, out 512", 200,
+       [](int r) { return seed_case(r); }},
+      {"attn_large", "MultiHeadCrossAttention training step: B 16, Lq 128, Lk 256, width 512, 8 heads", 10,
+       [](int r) { return mha_case(16, 128, 256, 512, 8, r); }},
+      {"overhead_1000_ops", "1,000 elementwise ops on 8 elements, forward and backward", 200,
+       [](int r) { return overhead_case(r); }},
+      {"align_step", "one training step of the toy task's default model, batch 32, Adam", 50,
+       [](int r) { return align_case(r); }},
   };
 }
 
 [[noreturn]] void usage(const std::string& error) {
   std::cerr << "xtgrad-bench: " << error << "\n"
-            << "usage: xtgrad-bench [--case NAME] [--threads N] [--repeats N]\n"
-            << "cases:\n";
+            << "usage: xtgrad-bench [--case NAME] [--threads N] [--repeats N]\ncases:\n";
   for (const auto& c : all_cases()) std::cerr << "  " << c.name << "  " << c.description << "\n";
   std::exit(2);
 }
@@ -101,7 +183,7 @@ int parse_positive(const std::string& flag, const std::string& value) {
 
 int main(int argc, char** argv) {
   std::string only;
-  int threads = 1, repeats = 50;
+  int threads = 1, repeats = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") usage("help");
@@ -112,17 +194,19 @@ int main(int argc, char** argv) {
     else if (arg == "--repeats") repeats = parse_positive(arg, value);
     else usage("unknown flag: " + arg);
   }
-  xtgrad::set_num_threads(threads);
+  set_num_threads(threads);
 
   const auto cases = all_cases();
   if (!only.empty() && std::none_of(cases.begin(), cases.end(), [&](const Case& c) { return c.name == only; }))
     usage("unknown case: " + only);
   for (const auto& c : cases) {
     if (!only.empty() && c.name != only) continue;
-    const Measurement m = c.run(repeats);
+    const int n = repeats ? repeats : c.repeats;
+    const Measurement m = c.run(n);
     std::printf("{\"case\": \"%s\", \"ms\": %.4f", c.name.c_str(), m.ms);
     if (m.gflops) std::printf(", \"gflops\": %.2f", *m.gflops);
-    std::printf(", \"threads\": %d, \"repeats\": %d}\n", threads, repeats);
+    for (const auto& [key, value] : m.extra) std::printf(", \"%s\": %.4f", key.c_str(), value);
+    std::printf(", \"threads\": %d, \"repeats\": %d}\n", threads, n);
     std::fflush(stdout);
   }
   return 0;

@@ -1,0 +1,191 @@
+#!/usr/bin/python3
+"""The xtgrad-bench cases in PyTorch, side by side with xtgrad, in one run.
+
+    /usr/bin/python3 bench/compare_torch.py [--threads N] [--bench build/bin/xtgrad-bench] [--case NAME]
+
+Runs xtgrad-bench for each case, then the same computation in PyTorch (Debian's
+python3-torch, CPU) with the same thread count, shapes and repeats, and prints a table of
+medians: xtgrad ms, PyTorch ms and their ratio. A training step is forward, backward and
+an Adam step (lr 1e-3) with loss = mean of the squared output, as in the bench.
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bench", default="build/bin/xtgrad-bench")
+    parser.add_argument("--case")
+    return parser.parse_args()
+
+
+ARGS = parse_args()
+# torch.set_num_threads does not reach the OpenBLAS that Debian's torch calls for matmul:
+# without these, "one thread" would be two for every product.
+os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
+
+import torch  # noqa: E402  (after the thread settings)
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+
+def median_ms(fn, repeats):
+    for _ in range(max(2, repeats // 10)):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+def training_step(params, loss_of, repeats):
+    opt = torch.optim.Adam(params, lr=1e-3)
+
+    def step():
+        opt.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        opt.step()
+
+    return median_ms(step, repeats)
+
+
+def matmul_256(repeats):
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    return median_ms(lambda: torch.matmul(a, b), repeats)
+
+
+def mha(b, lq, lk, width, heads, repeats):
+    attn = nn.MultiheadAttention(width, heads, batch_first=True)
+    q, kv = torch.randn(b, lq, width), torch.randn(b, lk, width)
+    # need_weights=False: the fused path a training loop uses
+    return training_step(list(attn.parameters()),
+                         lambda: attn(q, kv, kv, need_weights=False)[0].pow(2).mean(), repeats)
+
+
+class CrossAttention(nn.Module):
+    """The seed article's class, verbatim."""
+
+    def __init__(self, dim_query, dim_key, dim_value, dim_output):
+        super().__init__()
+        self.query_linear = nn.Linear(dim_query, dim_output)
+        self.key_linear = nn.Linear(dim_key, dim_output)
+        self.value_linear = nn.Linear(dim_value, dim_output)
+        self.output_linear = nn.Linear(dim_output, dim_output)
+
+    def forward(self, query, key, value):
+        Q = self.query_linear(query)
+        K = self.key_linear(key)
+        V = self.value_linear(value)
+        attention_scores = torch.matmul(Q, K.transpose(-2, -1)) / (K.size(-1) ** 0.5)
+        attention_weights = F.softmax(attention_scores, dim=-1)
+        context = torch.matmul(attention_weights, V)
+        return self.output_linear(context), attention_weights
+
+
+def attn_seed(repeats):
+    attn = CrossAttention(128, 256, 256, 512)
+    q, k, v = torch.randn(2, 4, 128), torch.randn(2, 6, 256), torch.randn(2, 6, 256)
+    return training_step(list(attn.parameters()), lambda: attn(q, k, v)[0].pow(2).mean(), repeats)
+
+
+def overhead(repeats):
+    x = torch.ones(8, requires_grad=True)
+
+    def run():
+        y = x
+        for _ in range(200):
+            y = torch.tanh(y * 1.01 + 0.1) - 0.01 * y
+        y.sum().backward()
+
+    return median_ms(run, repeats)
+
+
+class AlignModel(nn.Module):
+    """The toy task's default model (../shared/TASK.md), all pairs by batched products."""
+
+    def __init__(self, d=64, heads=4):
+        super().__init__()
+        self.d, self.heads = d, heads
+        self.patch_embed = nn.Linear(192, d)
+        self.patch_position = nn.Parameter(torch.randn(16, d) * 0.02)
+        self.token_embed = nn.Embedding(14, d)
+        self.token_position = nn.Parameter(torch.randn(4, d) * 0.02)
+        self.attention = nn.MultiheadAttention(d, heads, batch_first=True)
+        self.norm = nn.LayerNorm(d)
+        self.hidden = nn.Linear(d, d)
+        self.score = nn.Linear(d, 1)
+
+    def forward(self, patches, ids):  # patches (Bk,16,192), ids (Bq,4) -> scores (Bq,Bk)
+        image = self.patch_embed(patches) + self.patch_position
+        tokens = self.token_embed(ids) + self.token_position
+        bq, bk, h, d = tokens.shape[0], image.shape[0], self.heads, self.d
+        dh = d // h
+        w, b = self.attention.in_proj_weight, self.attention.in_proj_bias
+        q = F.linear(tokens, w[:d], b[:d]).view(bq, 4, h, dh)      # once per caption
+        k = F.linear(image, w[d:2 * d], b[d:2 * d]).view(bk, 16, h, dh)  # once per image
+        v = F.linear(image, w[2 * d:], b[2 * d:]).view(bk, 16, h, dh)
+        scores = torch.einsum("qthc,kphc->hqtkp", q, k) / math.sqrt(dh)
+        weights = scores.softmax(-1)
+        attended = torch.einsum("hqtkp,kphc->qkthc", weights, v).reshape(bq, bk, 4, d)
+        attended = self.attention.out_proj(attended)
+        h_pair = self.norm(tokens[:, None] + attended).mean(2)
+        return self.score(F.gelu(self.hidden(h_pair))).squeeze(-1)
+
+
+def align_step(repeats):
+    torch.manual_seed(0)
+    model = AlignModel()
+    patches = torch.rand(32, 16, 192)
+    ids = torch.randint(0, 14, (32, 4))
+    # the soft targets: uniform over matching images (here: each caption its own image and
+    # a few others, as in a real batch)
+    targets = torch.eye(32)
+    targets[0, 5] = targets[3, 7] = targets[10, 2] = 1
+    targets = targets / targets.sum(1, keepdim=True)
+    return training_step(list(model.parameters()),
+                         lambda: torch.sum(-targets * F.log_softmax(model(patches, ids), -1), -1).mean(), repeats)
+
+
+CASES = {
+    "matmul_256": (matmul_256, 200),
+    "attn_small": (lambda r: mha(32, 16, 64, 128, 4, r), 50),
+    "attn_seed": (attn_seed, 200),
+    "attn_large": (lambda r: mha(16, 128, 256, 512, 8, r), 10),
+    "overhead_1000_ops": (overhead, 200),
+    "align_step": (align_step, 50),
+}
+
+
+def main():
+    args = ARGS
+    if args.case and args.case not in CASES:
+        sys.exit(f"unknown case {args.case}; cases: {', '.join(CASES)}")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    names = [args.case] if args.case else list(CASES)
+
+    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} thread(s), "
+          f"torch {torch.__version__}")
+    print(f"{'case':<20}{'xtgrad ms':>12}{'PyTorch ms':>12}{'ratio':>9}")
+    for name in names:
+        fn, repeats = CASES[name]
+        out = subprocess.run([args.bench, "--case", name, "--threads", str(args.threads)],
+                             check=True, capture_output=True, text=True).stdout
+        ours = json.loads(out.strip().splitlines()[-1])["ms"]
+        theirs = fn(repeats)
+        print(f"{name:<20}{ours:>12.3f}{theirs:>12.3f}{ours / theirs:>9.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
