@@ -99,7 +99,8 @@ Measurement mha_case(std::size_t b, std::size_t lq, std::size_t lk, std::size_t 
   Generator gen(0);
   MultiHeadCrossAttention<float> attn(width, heads, width, width, width, true, 0.0, gen);
   const auto q = randn<float>({b, lq, width}, gen), kv = randn<float>({b, lk, width}, gen);
-  return training_step(attn.parameters(), [&] { return mean_square(attn.forward(q, kv, kv).output); },
+  return training_step(attn.parameters(),
+                       [&] { return mean_square(attn.forward(q, kv, kv, std::nullopt, std::nullopt, true, false).output); },
                        attention_step_flops(b, lq, lk, width, width, width, width), repeats);
 }
 
@@ -139,7 +140,7 @@ Measurement align_case(int repeats) {
   const double b = 32, d = 64, forward = 2 * (b * 16 * 192 * d + 2 * b * 16 * d * d + b * 4 * d * d +
                                               2 * b * b * 4 * 16 * d + b * b * 4 * d * d + b * b * (d * d + d));
   return training_step(model.parameters(),
-                       [&] { return align::alignment_loss(model.forward(patches, ids).scores, data, batch); },
+                       [&] { return align::alignment_loss(model.forward(patches, ids, false).scores, data, batch); },
                        3 * forward, repeats);
 }
 

@@ -34,6 +34,9 @@ Tensor<T> reshaped(const char* op, const Tensor<T>& x, const Shape& shape) {
 template <class T>
 void copy_blocks(const T* src, std::size_t src_stride, T* dst, std::size_t dst_stride,
                  std::size_t count, std::size_t block) {
+  // Nothing to copy: dst or src may then be null (an empty array's data()), and memcpy
+  // with a null pointer is undefined even for 0 bytes (UBSan: narrow to length 0).
+  if (block == 0) return;
   for (std::size_t i = 0; i < count; ++i)
     std::memcpy(dst + i * dst_stride, src + i * src_stride, block * sizeof(T));
 }

@@ -59,7 +59,8 @@ AlignModel<T>::AlignModel(const ModelConfig& c, xtgrad::Generator& gen) : xtgrad
 }
 
 template <class T>
-ModelOutput<T> AlignModel<T>::forward(const Tensor<T>& patches, const std::vector<std::size_t>& caption_ids) {
+ModelOutput<T> AlignModel<T>::forward(const Tensor<T>& patches, const std::vector<std::size_t>& caption_ids,
+                                      bool need_attention) {
   using namespace xtgrad;
   const long bq = long(caption_ids.size() / kCaptionLength), bk = long(patches.shape()[0]), d = long(config.dim);
   const Tensor<T> image = patch_embed->forward(patches) + patch_position;                          // (Bk,16,d)
@@ -67,7 +68,7 @@ ModelOutput<T> AlignModel<T>::forward(const Tensor<T>& patches, const std::vecto
   ModelOutput<T> out;
   Tensor<T> attended;  // (Bq,Bk,4,d), or broadcastable to it
   if (attention) {
-    AttentionResult<T> pairs = attention->forward_all_pairs(tokens, image, image);
+    AttentionResult<T> pairs = attention->forward_all_pairs(tokens, image, image, std::nullopt, true, need_attention);
     attended = pairs.output;
     out.attention = pairs.weights;
   } else {

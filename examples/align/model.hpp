@@ -38,8 +38,10 @@ class AlignModel : public xtgrad::Module<T> {
  public:
   AlignModel(const ModelConfig& config, xtgrad::Generator& gen);
 
-  // patches (Bk,16,192), caption_ids Bq*4 word ids -> scores (Bq,Bk) and attention
-  ModelOutput<T> forward(const xtgrad::Tensor<T>& patches, const std::vector<std::size_t>& caption_ids);
+  // patches (Bk,16,192), caption_ids Bq*4 word ids -> scores (Bq,Bk) and, with
+  // need_attention, the attention weights (training does not need them)
+  ModelOutput<T> forward(const xtgrad::Tensor<T>& patches, const std::vector<std::size_t>& caption_ids,
+                         bool need_attention = true);
 
   const ModelConfig config;
   std::shared_ptr<xtgrad::Linear<T>> patch_embed;

@@ -90,9 +90,37 @@ xtgrad::Metadata settings_metadata(const TrainOptions& o) {
           {"train_size", std::to_string(o.train_size)}, {"test_size", std::to_string(o.test_size)}};
 }
 
-std::string train_state_path(const std::string& dir) { return (fs::path(dir) / kTrainStateFile).string(); }
+// Crash safety of a checkpoint. The model and the train state are two files, each replaced
+// atomically (temporary file + rename) but not together: a process killed between the two
+// renames would leave a model at step N beside a train state at step N - 1, which resume
+// refuses (the step check in load_train_state) and nothing could repair. So the model's
+// rename is the commit point of a save at step N:
+//   1. the train state of step N is written to train_state.next.safetensors;
+//   2. the model of step N replaces model.safetensors;
+//   3. train_state.next.safetensors is renamed over train_state.safetensors.
+// Killed before 2 completes: model and train_state.safetensors are both still at step
+// N - 1 (a .next left behind is ignored, and overwritten by the next save). Killed
+// between 2 and 3: the model is at N and .next holds its train state; train_state_path
+// below picks it.
+constexpr const char* kNextTrainStateFile = "train_state.next.safetensors";
 
-void save_train_state(const std::string& dir, const TrainOptions& options, std::size_t step,
+// The train state that belongs to the model at `step`: train_state.safetensors, or the
+// .next one after a kill between steps 2 and 3 above. When neither matches:
+// train_state.safetensors, whose step check in load_train_state names the mismatch.
+std::string train_state_path(const std::string& dir, std::size_t step) {
+  const std::string next = (fs::path(dir) / kNextTrainStateFile).string();
+  std::error_code error;
+  if (fs::exists(next, error)) {
+    try {
+      if (xtgrad::load_safetensors<float>(next).metadata["step"] == std::to_string(step)) return next;
+    } catch (const xtgrad::CheckpointError&) {
+      // a leftover that does not load is not the one
+    }
+  }
+  return (fs::path(dir) / kTrainStateFile).string();
+}
+
+void save_train_state(const std::string& path, const TrainOptions& options, std::size_t step,
                       const xtgrad::Optimizer<float>& optimizer, const BatchSampler& sampler) {
   xtgrad::StateDict<float> tensors;
   for (auto& [key, value] : optimizer.state_dict()) tensors.emplace("optimizer." + key, value);
@@ -102,13 +130,26 @@ void save_train_state(const std::string& dir, const TrainOptions& options, std::
   metadata.insert(sampler_state.begin(), sampler_state.end());
   metadata["format"] = kTrainStateFormat;
   metadata["step"] = std::to_string(step);
-  xtgrad::save_safetensors<float>(train_state_path(dir), tensors, metadata);
+  xtgrad::save_safetensors<float>(path, tensors, metadata);
+}
+
+// A checkpoint of step N in the order described above train_state_path.
+void save_checkpoint(const std::string& dir, const TrainOptions& options, std::size_t step,
+                     const AlignModel<float>& model, const xtgrad::Optimizer<float>& optimizer,
+                     const BatchSampler& sampler) {
+  const std::string next = (fs::path(dir) / kNextTrainStateFile).string();
+  const std::string state = (fs::path(dir) / kTrainStateFile).string();
+  save_train_state(next, options, step, optimizer, sampler);   // 1
+  save_model(dir, model, step, settings_metadata(options));    // 2 (eval finds its test split)
+  std::error_code error;
+  fs::rename(next, state, error);                              // 3
+  if (error) throw xtgrad::CheckpointError("cannot move '" + next + "' to '" + state + "': " + error.message());
 }
 
 // Restores the optimizer and sampler of a run directory; checks it belongs to `step`.
 void load_train_state(const std::string& dir, std::size_t step, xtgrad::Optimizer<float>& optimizer,
                       BatchSampler& sampler) {
-  const std::string path = train_state_path(dir);
+  const std::string path = train_state_path(dir, step);
   xtgrad::Safetensors<float> file = xtgrad::load_safetensors<float>(path);
   try {
     if (file.metadata["format"] != kTrainStateFormat) throw std::invalid_argument("not an xtgrad-align train state");
@@ -196,7 +237,8 @@ void validate(const TrainOptions& o) {
 }
 
 TrainOptions stored_settings(const std::string& dir, TrainOptions base) {
-  const std::string path = train_state_path(dir);
+  const LoadedModel loaded = load_model(dir);
+  const std::string path = train_state_path(dir, loaded.step);
   xtgrad::Metadata m = xtgrad::load_safetensors<float>(path).metadata;
   try {
     base.batch = std::stoul(m.at("batch"));
@@ -208,7 +250,7 @@ TrainOptions stored_settings(const std::string& dir, TrainOptions base) {
   } catch (const std::exception& e) {
     throw xtgrad::CheckpointError(path + ": missing or malformed run settings (" + e.what() + ")");
   }
-  base.model = load_model(dir).config;
+  base.model = loaded.config;
   return base;
 }
 
@@ -245,7 +287,8 @@ TrainResult train(const TrainOptions& options, std::ostream& log) {
     const auto step_start = Clock::now();
     const std::vector<std::size_t> batch = sampler.next();
     optimizer->zero_grad();
-    const ModelOutput<float> out = model->forward(patch_batch<float>(train_data, batch), caption_batch(train_data, batch));
+    const ModelOutput<float> out =
+        model->forward(patch_batch<float>(train_data, batch), caption_batch(train_data, batch), /*need_attention=*/false);
     xtgrad::Tensor<float> loss = alignment_loss(out.scores, train_data, batch);
     const double loss_value = loss.item();
     if (!std::isfinite(loss_value))
@@ -281,8 +324,7 @@ TrainResult train(const TrainOptions& options, std::ostream& log) {
                     result.seconds);
       std::ofstream(metrics_path, std::ios::app) << line << "\n";
       progress.note(line);
-      save_model(options.out_dir, *model, step, settings_metadata(options));  // eval finds its test split
-      save_train_state(options.out_dir, options, step, *optimizer, sampler);
+      save_checkpoint(options.out_dir, options, step, *model, *optimizer, sampler);
       loss_sum = train_ms = 0;
       losses = 0;
     }

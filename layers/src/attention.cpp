@@ -24,10 +24,7 @@ void check_key_value(const char* layer, const Shape& query, const Shape& key, co
                                 " differ in batch size");
 }
 
-template <class T>
-constexpr T minus_infinity() {
-  return -std::numeric_limits<T>::infinity();
-}
+Shape detail_shape(const Mask& m) { return Shape(m.shape().begin(), m.shape().end()); }
 
 }  // namespace
 
@@ -91,109 +88,111 @@ template <class T>
 AttentionResult<T> MultiHeadCrossAttention<T>::forward(const Tensor<T>& query, const Tensor<T>& key,
                                                        const Tensor<T>& value,
                                                        const std::optional<Mask>& key_padding_mask,
-                                                       const std::optional<Mask>& attn_mask, bool average_weights) {
+                                                       const std::optional<Mask>& attn_mask, bool average_weights,
+                                                       bool need_weights) {
   const char* layer = "MultiHeadCrossAttention";
   const Shape qs = check_3d(layer, "query", query.shape(), query_dim);
   const Shape ks = check_3d(layer, "key", key.shape(), key_dim);
   const Shape vs = check_3d(layer, "value", value.shape(), value_dim);
   check_key_value(layer, qs, ks, vs, true);
-  const long B = long(qs[0]), Lq = long(qs[1]), Lk = long(ks[1]), H = long(num_heads), dh = long(head_dim);
+  const std::size_t B = qs[0], Lq = qs[1], Lk = ks[1];
 
-  const Tensor<T> q = permute(reshape(q_proj->forward(query), {B, Lq, H, dh}), {0, 2, 1, 3});  // (B,H,Lq,dh)
-  const Tensor<T> kt = permute(reshape(k_proj->forward(key), {B, Lk, H, dh}), {0, 2, 3, 1});   // (B,H,dh,Lk)
-  const Tensor<T> v = permute(reshape(v_proj->forward(value), {B, Lk, H, dh}), {0, 2, 1, 3});  // (B,H,Lk,dh)
-  Tensor<T> scores = matmul(q, kt) * T(1.0 / std::sqrt(double(dh)));                           // (B,H,Lq,Lk)
-
-  // allowed (B,1,Lq,Lk) = key_padding_mask[b,k] and attn_mask[(b,)q,k]
-  std::optional<Mask> dead_rows;  // (B,Lq,1): queries with nothing to attend to
+  // allowed (B,Lq,Lk) = key_padding_mask[b,k] and attn_mask[(b,)q,k]
+  std::optional<Mask> allowed, dead_rows;  // dead_rows (B,Lq,1): nothing to attend to
   if (key_padding_mask || attn_mask) {
-    if (key_padding_mask && (key_padding_mask->dimension() != 2 || key_padding_mask->shape()[0] != qs[0] ||
-                             key_padding_mask->shape()[1] != ks[1]))
+    if (key_padding_mask && detail_shape(*key_padding_mask) != Shape{B, Lk})
       throw std::invalid_argument(std::string(layer) + ": key_padding_mask must be (B,Lk) = " +
-                                  shape_str(Shape{qs[0], ks[1]}) + ", got " + shape_str(key_padding_mask->shape()));
+                                  shape_str(Shape{B, Lk}) + ", got " + shape_str(key_padding_mask->shape()));
     const bool batched_attn = attn_mask && attn_mask->dimension() == 3;
-    if (attn_mask && !((attn_mask->dimension() == 2 && attn_mask->shape()[0] == qs[1] && attn_mask->shape()[1] == ks[1]) ||
-                       (batched_attn && attn_mask->shape()[0] == qs[0] && attn_mask->shape()[1] == qs[1] &&
-                        attn_mask->shape()[2] == ks[1])))
+    if (attn_mask && detail_shape(*attn_mask) != Shape{Lq, Lk} && detail_shape(*attn_mask) != Shape{B, Lq, Lk})
       throw std::invalid_argument(std::string(layer) + ": attn_mask must be (Lq,Lk) or (B,Lq,Lk) for Lq = " +
                                   std::to_string(Lq) + ", Lk = " + std::to_string(Lk) + ", got " +
                                   shape_str(attn_mask->shape()));
-    Mask blocked = xt::zeros<bool>({std::size_t(B), std::size_t(1), std::size_t(Lq), std::size_t(Lk)});
-    Mask dead = xt::zeros<bool>({std::size_t(B), std::size_t(Lq), std::size_t(1)});
+    allowed = Mask(Shape{B, Lq, Lk});
+    Mask dead = xt::zeros<bool>({B, Lq, std::size_t(1)});
     bool any_dead = false;
-    for (long b = 0; b < B; ++b)
-      for (long i = 0; i < Lq; ++i) {
+    for (std::size_t b = 0; b < B; ++b)
+      for (std::size_t i = 0; i < Lq; ++i) {
         bool any_allowed = false;
-        for (long j = 0; j < Lk; ++j) {
+        for (std::size_t j = 0; j < Lk; ++j) {
           bool ok = !key_padding_mask || (*key_padding_mask)(b, j);
           if (attn_mask) ok = ok && (batched_attn ? (*attn_mask)(b, i, j) : (*attn_mask)(i, j));
-          blocked(b, 0, i, j) = !ok;
+          (*allowed)(b, i, j) = ok;
           any_allowed = any_allowed || ok;
         }
         dead(b, i, 0) = !any_allowed;
         any_dead = any_dead || !any_allowed;
       }
-    scores = masked_fill(scores, blocked, minus_infinity<T>());
     if (any_dead) dead_rows = std::move(dead);
   }
-  const Tensor<T> weights = softmax(scores, -1);  // (B,H,Lq,Lk); a fully blocked row is zeros
-  const Tensor<T> attended =
-      dropout_p > 0 && this->is_training() ? dropout(weights, dropout_p, true, dropout_gen_) : weights;
-  const Tensor<T> context = reshape(permute(matmul(attended, v), {0, 2, 1, 3}), {B, Lq, H * dh});  // (B,Lq,D)
-  Tensor<T> output = out_proj->forward(context);                                                  // (B,Lq,D)
+  const bool dropping = dropout_p > 0 && this->is_training();
+  const FusedAttention<T> attended = attention_heads(q_proj->forward(query), k_proj->forward(key),
+                                                     v_proj->forward(value), num_heads, allowed,
+                                                     dropping ? dropout_p : 0.0, &dropout_gen_);  // (B,Lq,D)
+  Tensor<T> output = out_proj->forward(attended.output);                                         // (B,Lq,D)
   // out_proj's bias would make a dead row non-zero; it has attended to nothing.
   if (dead_rows) output = masked_fill(output, *dead_rows, T(0));
-  return {output, average_weights ? mean(weights, {1}) : weights};
+  AttentionResult<T> result{output, {}};
+  if (need_weights) {  // weights (B,H,Lq,Lk), averaged over H on request
+    const Array<T>& w = *attended.weights;
+    result.weights = Tensor<T>(average_weights ? Array<T>(xt::mean(w, {1})) : w);
+  }
+  return result;
 }
 
 template <class T>
 AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs(const Tensor<T>& queries, const Tensor<T>& keys,
                                                                  const Tensor<T>& values,
                                                                  const std::optional<Mask>& key_padding_mask,
-                                                                 bool average_weights) {
+                                                                 bool average_weights, bool need_weights) {
   const char* layer = "MultiHeadCrossAttention.forward_all_pairs";
   const Shape qs = check_3d(layer, "queries", queries.shape(), query_dim);
   const Shape ks = check_3d(layer, "keys", keys.shape(), key_dim);
   const Shape vs = check_3d(layer, "values", values.shape(), value_dim);
   check_key_value(layer, qs, ks, vs, false);
-  const long Bq = long(qs[0]), Lq = long(qs[1]), Bk = long(ks[0]), Lk = long(ks[1]);
-  const long H = long(num_heads), dh = long(head_dim);
+  const std::size_t Bq = qs[0], Lq = qs[1], Bk = ks[0], Lk = ks[1], H = num_heads;
 
-  // Project each side once, then lay the heads out as the batch of one product.
-  const Tensor<T> q = permute(reshape(q_proj->forward(queries), {Bq * Lq, H, dh}), {1, 0, 2});  // (H,Bq*Lq,dh)
-  const Tensor<T> kt = permute(reshape(k_proj->forward(keys), {Bk * Lk, H, dh}), {1, 2, 0});    // (H,dh,Bk*Lk)
-  const Tensor<T> v = permute(reshape(v_proj->forward(values), {Bk, Lk, H, dh}), {2, 0, 1, 3}); // (H,Bk,Lk,dh)
-  Tensor<T> scores = reshape(matmul(q, kt) * T(1.0 / std::sqrt(double(dh))), {H, Bq, Lq, Bk, Lk});
-
-  std::optional<Mask> dead_pairs;  // (1,Bk,1,1): images whose keys are all padding
+  std::optional<Mask> dead_pairs;  // (1,Bk,1,1): key elements that are all padding
   if (key_padding_mask) {
-    if (key_padding_mask->dimension() != 2 || key_padding_mask->shape()[0] != ks[0] || key_padding_mask->shape()[1] != ks[1])
+    if (detail_shape(*key_padding_mask) != Shape{Bk, Lk})
       throw std::invalid_argument(std::string(layer) + ": key_padding_mask must be (Bk,Lk) = " +
-                                  shape_str(Shape{ks[0], ks[1]}) + ", got " + shape_str(key_padding_mask->shape()));
-    Mask blocked = !*key_padding_mask;
-    blocked.reshape({1, 1, 1, std::size_t(Bk), std::size_t(Lk)});
-    scores = masked_fill(scores, blocked, minus_infinity<T>());
-    Mask dead = xt::zeros<bool>({std::size_t(1), std::size_t(Bk), std::size_t(1), std::size_t(1)});
+                                  shape_str(Shape{Bk, Lk}) + ", got " + shape_str(key_padding_mask->shape()));
+    Mask dead = xt::zeros<bool>({std::size_t(1), Bk, std::size_t(1), std::size_t(1)});
     bool any_dead = false;
-    for (long b = 0; b < Bk; ++b) {
+    for (std::size_t b = 0; b < Bk; ++b) {
       bool any_allowed = false;
-      for (long j = 0; j < Lk; ++j) any_allowed = any_allowed || (*key_padding_mask)(b, j);
+      for (std::size_t j = 0; j < Lk; ++j) any_allowed = any_allowed || (*key_padding_mask)(b, j);
       dead(0, b, 0, 0) = !any_allowed;
       any_dead = any_dead || !any_allowed;
     }
     if (any_dead) dead_pairs = std::move(dead);
   }
-  const Tensor<T> weights = softmax(scores, -1);  // (H,Bq,Lq,Bk,Lk)
-  const Tensor<T> attended =
-      dropout_p > 0 && this->is_training() ? dropout(weights, dropout_p, true, dropout_gen_) : weights;
-  // (H,Bk,Bq*Lq,Lk) x (H,Bk,Lk,dh) -> (H,Bk,Bq*Lq,dh): H*Bk products, not Bq*Bk
-  const Tensor<T> by_key = reshape(permute(attended, {0, 3, 1, 2, 4}), {H, Bk, Bq * Lq, Lk});
-  const Tensor<T> context =
-      reshape(permute(reshape(matmul(by_key, v), {H, Bk, Bq, Lq, dh}), {2, 1, 3, 0, 4}), {Bq, Bk, Lq, H * dh});
-  Tensor<T> output = out_proj->forward(context);  // (Bq,Bk,Lq,D)
+  // Each side projected once; the pairs meet inside one fused op.
+  const bool dropping = dropout_p > 0 && this->is_training();
+  const FusedAttention<T> attended =
+      attention_heads_all_pairs(q_proj->forward(queries), k_proj->forward(keys), v_proj->forward(values), H,
+                                key_padding_mask, dropping ? dropout_p : 0.0, &dropout_gen_);  // (Bq,Bk,Lq,D)
+  Tensor<T> output = out_proj->forward(attended.output);                                       // (Bq,Bk,Lq,D)
   if (dead_pairs) output = masked_fill(output, *dead_pairs, T(0));
-  const Tensor<T> pair_weights = permute(weights, {1, 3, 0, 2, 4});  // (Bq,Bk,H,Lq,Lk)
-  return {output, average_weights ? mean(pair_weights, {2}) : pair_weights};
+  AttentionResult<T> result{output, {}};
+  if (need_weights) {  // (H,Bq,Lq,Bk,Lk) -> (Bq,Bk,Lq,Lk) averaged or (Bq,Bk,H,Lq,Lk)
+    const T* w = attended.weights->data();
+    Array<T> out = average_weights ? Array<T>(xt::zeros<T>({Bq, Bk, Lq, Lk})) : Array<T>(Shape{Bq, Bk, H, Lq, Lk});
+    for (std::size_t h = 0; h < H; ++h)
+      for (std::size_t qb = 0; qb < Bq; ++qb)
+        for (std::size_t t = 0; t < Lq; ++t)
+          for (std::size_t kb = 0; kb < Bk; ++kb) {
+            const T* src = w + (((h * Bq + qb) * Lq + t) * Bk + kb) * Lk;
+            if (average_weights) {
+              T* dst = out.data() + ((qb * Bk + kb) * Lq + t) * Lk;
+              for (std::size_t j = 0; j < Lk; ++j) dst[j] += src[j] / T(H);
+            } else {
+              std::copy_n(src, Lk, out.data() + (((qb * Bk + kb) * H + h) * Lq + t) * Lk);
+            }
+          }
+    result.weights = Tensor<T>(std::move(out));
+  }
+  return result;
 }
 
 template <class T>

@@ -3,6 +3,7 @@
 // (-1 = last). A shape error throws std::invalid_argument naming the op and the shapes.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -91,6 +92,29 @@ template <class T> Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b);
 template <class T>
 Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight,
                  const std::optional<Tensor<T>>& bias = std::nullopt);
+
+// ---- fused multi-head attention -------------------------------------------------------
+// softmax(scale Q K^T) V for every head at once, without copying heads apart: the width D
+// of q, k and v is split into `heads` column blocks, scale = 1/sqrt(D/heads). Masks are
+// boolean, TRUE = MAY ATTEND; a query row with nothing allowed gets zero weights, a zero
+// output and a zero gradient. With gen and dropout_p > 0 the weights are dropped out.
+// `weights` are the softmax weights for inspection: no gradient flows through them.
+template <class T>
+struct FusedAttention {
+  Tensor<T> output;
+  std::shared_ptr<const Array<T>> weights;
+};
+// q (B,Lq,D), k, v (B,Lk,D), allowed (B,Lq,Lk) -> output (B,Lq,D), weights (B,H,Lq,Lk)
+template <class T>
+FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, std::size_t heads,
+                                  const std::optional<Mask>& allowed = std::nullopt, double dropout_p = 0.0,
+                                  Generator* gen = nullptr);
+// Every query batch element against every key batch element:
+// q (Bq,Lq,D), k, v (Bk,Lk,D), key_allowed (Bk,Lk) -> output (Bq,Bk,Lq,D), weights (H,Bq,Lq,Bk,Lk)
+template <class T>
+FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
+                                            std::size_t heads, const std::optional<Mask>& key_allowed = std::nullopt,
+                                            double dropout_p = 0.0, Generator* gen = nullptr);
 
 // ---- neural-network functions ---------------------------------------------------------
 template <class T> Tensor<T> softmax(const Tensor<T>& x, int axis = -1);

@@ -1,6 +1,7 @@
 // Cross-attention: queries from one modality (caption words), keys and values from another
-// (image patches): softmax(Q K^T / sqrt(d)) V. Built from the engine's ops, so the
-// backward is their composition and gradcheck covers it like any op.
+// (image patches): softmax(Q K^T / sqrt(d)) V. CrossAttention (the seed's class) is built
+// from the engine's basic ops, its backward their composition; MultiHeadCrossAttention uses
+// the fused attention op (ops.hpp), gradient-checked like every op.
 //
 // MASKS: every mask here is boolean and TRUE MEANS "MAY ATTEND". A query row with nothing
 // to attend to gets all-zero weights, a zero output row and a zero gradient (never NaN).
@@ -18,7 +19,10 @@ namespace xtgrad {
 template <class T>
 struct AttentionResult {
   Tensor<T> output;   // (B, Lq, D); all-pairs: (Bq, Bk, Lq, D)
-  Tensor<T> weights;  // (B, Lq, Lk), or (B, H, Lq, Lk) per head; all-pairs: (Bq, Bk, Lq, Lk) or (Bq, Bk, H, Lq, Lk)
+  // (B, Lq, Lk), or (B, H, Lq, Lk) per head; all-pairs: (Bq, Bk, Lq, Lk) or (Bq, Bk, H, Lq, Lk).
+  // CrossAttention's weights are differentiable; MultiHeadCrossAttention's are for
+  // inspection (its fused op keeps no graph for them) and undefined without need_weights.
+  Tensor<T> weights;
 };
 
 // The seed article's CrossAttention: query_linear, key_linear, value_linear and
@@ -51,10 +55,12 @@ class MultiHeadCrossAttention : public Module<T> {
   // query (B,Lq,query_dim), key (B,Lk,key_dim), value (B,Lk,value_dim);
   // key_padding_mask (B,Lk) and attn_mask (Lq,Lk) or (B,Lq,Lk): true = may attend.
   // -> output (B,Lq,out_dim), weights averaged over heads (B,Lq,Lk) or per head (B,H,Lq,Lk).
+  // The weights are for inspection (no gradient flows through them); need_weights = false
+  // skips building them, as a training loop that does not read them should.
   AttentionResult<T> forward(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
                              const std::optional<Mask>& key_padding_mask = std::nullopt,
                              const std::optional<Mask>& attn_mask = std::nullopt,
-                             bool average_weights = true);
+                             bool average_weights = true, bool need_weights = true);
 
   // Every query batch element against every key/value batch element, with these weights:
   // queries (Bq,Lq,query_dim), keys (Bk,Lk,key_dim), values (Bk,Lk,value_dim),
@@ -63,7 +69,7 @@ class MultiHeadCrossAttention : public Module<T> {
   // batched product per head, (Bq*Lq, dh) x (dh, Bk*Lk): never Bq*Bk separate calls.
   AttentionResult<T> forward_all_pairs(const Tensor<T>& queries, const Tensor<T>& keys, const Tensor<T>& values,
                                        const std::optional<Mask>& key_padding_mask = std::nullopt,
-                                       bool average_weights = true);
+                                       bool average_weights = true, bool need_weights = true);
 
   std::string extra_repr() const override;
 

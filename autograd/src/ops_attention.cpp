@@ -1,0 +1,287 @@
+// Fused multi-head scaled dot-product attention. The model width D of q, k and v is split
+// into H column blocks of dh = D / H; BLAS reads each head's block in place through its
+// leading dimension (lda = D), so no head split or merge is ever copied.
+//   S = scale Q K^T (+ -inf where blocked), P = softmax(S) (a row with nothing allowed: 0),
+//   Pd = P * dropout scale, O = Pd V
+// Backward (DESIGN.md): dV = Pd^T dO, dPd = dO V^T, dP = dPd * dropout scale,
+//   dS = P * (dP - rowsum(dP * P)), dQ = scale dS K, dK = scale dS^T Q.
+// Two pairings share these kernels: `paired` (batch element b of q with b of k and v, as in
+// MultiHeadCrossAttention) and `all pairs` (every b of q with every b of k and v).
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "blas.hpp"
+#include "detail.hpp"
+#include "xtgrad/ops.hpp"
+
+namespace xtgrad {
+namespace {
+
+// The shapes of one fused attention call.
+struct AttentionShape {
+  std::size_t bq, lq, bk, lk, d, heads, dh;
+  double scale;
+};
+
+AttentionShape check_shapes(const char* op, const Shape& q, const Shape& k, const Shape& v, std::size_t heads,
+                            bool all_pairs) {
+  if (q.size() != 3 || k.size() != 3 || v.size() != 3)
+    detail::fail(op, "q, k and v must be 3-D (batch, length, width), got " + shape_str(q) + ", " + shape_str(k) +
+                         ", " + shape_str(v));
+  if (k != v) detail::fail(op, "k " + shape_str(k) + " and v " + shape_str(v) + " differ");
+  if (q[2] != k[2]) detail::fail(op, "q " + shape_str(q) + " and k " + shape_str(k) + " differ in width");
+  if (!all_pairs && q[0] != k[0])
+    detail::fail(op, "q " + shape_str(q) + " and k " + shape_str(k) + " differ in batch size");
+  if (heads == 0 || q[2] % heads != 0)
+    detail::fail(op, std::to_string(heads) + " heads do not divide the width " + std::to_string(q[2]));
+  const std::size_t dh = q[2] / heads;
+  return {q[0], q[1], k[0], k[1], q[2], heads, dh, 1.0 / std::sqrt(double(dh))};
+}
+
+// Softmax of n scores in place (stride 1); all -inf gives zeros.
+template <class T>
+void softmax_in_place(T* s, std::size_t n) {
+  T peak = -std::numeric_limits<T>::infinity();
+  for (std::size_t j = 0; j < n; ++j) peak = std::max(peak, s[j]);
+  if (peak == -std::numeric_limits<T>::infinity()) {
+    std::fill(s, s + n, T(0));
+    return;
+  }
+  T total = 0;
+  for (std::size_t j = 0; j < n; ++j) total += (s[j] = std::exp(s[j] - peak));
+  const T inv = T(1) / total;
+  for (std::size_t j = 0; j < n; ++j) s[j] *= inv;
+}
+
+// dS = scale * P * (dP - rowsum(dP * P)) for one row of n, written over dP.
+template <class T>
+void softmax_backward_in_place(const T* p, T* dp, std::size_t n, T scale) {
+  T dot = 0;
+  for (std::size_t j = 0; j < n; ++j) dot += dp[j] * p[j];
+  for (std::size_t j = 0; j < n; ++j) dp[j] = scale * p[j] * (dp[j] - dot);
+}
+
+// What the backward keeps: the weights (shared with the caller) and the dropout scale.
+template <class T>
+struct Saved {
+  std::shared_ptr<const Array<T>> weights;
+  bool dropout = false;
+  Array<T> dropout_scale;  // 0 or 1/(1-p) per weight, with dropout
+};
+
+// Fills scale with 0 or 1/(1-p) (Bernoulli(1-p) kept) and returns weights * scale.
+template <class T>
+Array<T> apply_dropout(const Array<T>& weights, double p, Generator& gen, Array<T>& scale) {
+  scale = Array<T>(weights.shape());
+  const T kept = T(1.0 / (1.0 - p));
+  for (auto& s : scale) s = gen.uniform() >= p ? kept : T(0);
+  Array<T> dropped(weights.shape());
+  for (std::size_t i = 0; i < weights.size(); ++i) dropped.data()[i] = weights.data()[i] * scale.data()[i];
+  return dropped;
+}
+
+void check_dropout(const char* op, double p) {
+  if (!(p >= 0.0 && p < 1.0)) detail::fail(op, "dropout must be in [0, 1), got " + std::to_string(p));
+}
+
+}  // namespace
+
+// q (B,Lq,D), k, v (B,Lk,D), allowed (B,Lq,Lk) -> out (B,Lq,D), weights (B,H,Lq,Lk)
+template <class T>
+FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, std::size_t heads,
+                                  const std::optional<Mask>& allowed, double dropout_p, Generator* gen) {
+  const char* op = "attention_heads";
+  const AttentionShape a = check_shapes(op, q.shape(), k.shape(), v.shape(), heads, false);
+  if (allowed && detail::shape_of(*allowed) != Shape{a.bq, a.lq, a.lk})
+    detail::fail(op, "mask " + shape_str(allowed->shape()) + " is not (B,Lq,Lk) = " + shape_str(Shape{a.bq, a.lq, a.lk}));
+  check_dropout(op, dropout_p);
+  const std::size_t B = a.bq, H = a.heads, Lq = a.lq, Lk = a.lk, D = a.d, dh = a.dh;
+  const T* pq = q.data().data();
+  const T* pk = k.data().data();
+  const T* pv = v.data().data();
+
+  auto weights = std::make_shared<Array<T>>(Shape{B, H, Lq, Lk});
+  T* w = weights->data();
+  for (std::size_t b = 0; b < B; ++b)
+    for (std::size_t h = 0; h < H; ++h) {
+      T* s = w + (b * H + h) * Lq * Lk;  // (Lq,Lk) = scale Q_bh K_bh^T
+      blas::gemm<T>(false, true, Lq, Lk, dh, T(a.scale), pq + b * Lq * D + h * dh, D, pk + b * Lk * D + h * dh, D,
+                    T(0), s, Lk);
+      for (std::size_t i = 0; i < Lq; ++i) {
+        if (allowed) {
+          const bool* ok = allowed->data() + (b * Lq + i) * Lk;
+          for (std::size_t j = 0; j < Lk; ++j)
+            if (!ok[j]) s[i * Lk + j] = -std::numeric_limits<T>::infinity();
+        }
+        softmax_in_place(s + i * Lk, Lk);
+      }
+    }
+  const bool dropping = dropout_p > 0 && gen;
+  Saved<T> saved{weights, dropping, {}};
+  const Array<T> dropped = dropping ? apply_dropout(*weights, dropout_p, *gen, saved.dropout_scale) : Array<T>();
+  const T* pd = dropping ? dropped.data() : w;  // the weights the values are mixed with
+
+  Array<T> out(Shape{B, Lq, D});
+  for (std::size_t b = 0; b < B; ++b)
+    for (std::size_t h = 0; h < H; ++h)  // O_bh (Lq,dh) = Pd_bh (Lq,Lk) V_bh (Lk,dh)
+      blas::gemm<T>(false, false, Lq, dh, Lk, T(1), pd + (b * H + h) * Lq * Lk, Lk, pv + b * Lk * D + h * dh, D, T(0),
+                    out.data() + b * Lq * D + h * dh, D);
+
+  Tensor<T> output = make_result<T>(
+      op, std::move(out), {q, k, v},
+      [a, saved](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+        const std::size_t B = a.bq, H = a.heads, Lq = a.lq, Lk = a.lk, D = a.d, dh = a.dh;
+        const T* pq = in[0]->data.data();
+        const T* pk = in[1]->data.data();
+        const T* pv = in[2]->data.data();
+        const T* p = saved.weights->data();
+        const bool dropping = saved.dropout;
+        const Array<T> dropped = dropping ? Array<T>(*saved.weights * saved.dropout_scale) : Array<T>();
+        const T* pd = dropping ? dropped.data() : p;
+        // dS for every (b, h), so that each input's gradient is then written by one loop
+        // (q, k and v may be the same tensor).
+        Array<T> ds(saved.weights->shape());
+        for (std::size_t b = 0; b < B; ++b)
+          for (std::size_t h = 0; h < H; ++h) {
+            const std::size_t blk = (b * H + h) * Lq * Lk;
+            T* dsb = ds.data() + blk;  // dPd (Lq,Lk) = dO_bh V_bh^T
+            blas::gemm<T>(false, true, Lq, Lk, dh, T(1), g.data() + b * Lq * D + h * dh, D, pv + b * Lk * D + h * dh,
+                          D, T(0), dsb, Lk);
+            if (dropping)
+              for (std::size_t i = 0; i < Lq * Lk; ++i) dsb[i] *= saved.dropout_scale.data()[blk + i];
+            for (std::size_t i = 0; i < Lq; ++i) softmax_backward_in_place(p + blk + i * Lk, dsb + i * Lk, Lk, T(a.scale));
+          }
+        bool fresh = false;
+        if (in[0]->requires_grad) {  // dQ_bh (Lq,dh) = dS (Lq,Lk) K_bh (Lk,dh)
+          T* gq = detail::grad_buffer(*in[0], fresh);
+          for (std::size_t b = 0; b < B; ++b)
+            for (std::size_t h = 0; h < H; ++h)
+              blas::gemm<T>(false, false, Lq, dh, Lk, T(1), ds.data() + (b * H + h) * Lq * Lk, Lk,
+                            pk + b * Lk * D + h * dh, D, fresh ? T(0) : T(1), gq + b * Lq * D + h * dh, D);
+        }
+        if (in[1]->requires_grad) {  // dK_bh (Lk,dh) = dS^T (Lk,Lq) Q_bh (Lq,dh)
+          T* gk = detail::grad_buffer(*in[1], fresh);
+          for (std::size_t b = 0; b < B; ++b)
+            for (std::size_t h = 0; h < H; ++h)
+              blas::gemm<T>(true, false, Lk, dh, Lq, T(1), ds.data() + (b * H + h) * Lq * Lk, Lk,
+                            pq + b * Lq * D + h * dh, D, fresh ? T(0) : T(1), gk + b * Lk * D + h * dh, D);
+        }
+        if (in[2]->requires_grad) {  // dV_bh (Lk,dh) = Pd^T (Lk,Lq) dO_bh (Lq,dh)
+          T* gv = detail::grad_buffer(*in[2], fresh);
+          for (std::size_t b = 0; b < B; ++b)
+            for (std::size_t h = 0; h < H; ++h)
+              blas::gemm<T>(true, false, Lk, dh, Lq, T(1), pd + (b * H + h) * Lq * Lk, Lk, g.data() + b * Lq * D + h * dh,
+                            D, fresh ? T(0) : T(1), gv + b * Lk * D + h * dh, D);
+        }
+      });
+  return {output, weights};
+}
+
+// q (Bq,Lq,D), k, v (Bk,Lk,D), key_allowed (Bk,Lk) -> out (Bq,Bk,Lq,D), weights (H,Bq,Lq,Bk,Lk)
+// Per head, the scores of all pairs are one product (Bq*Lq, dh) x (dh, Bk*Lk); the
+// weighted values one product per key batch element, (Bq*Lq, Lk) x (Lk, dh), written in a
+// (Bk, Bq*Lq, D) layout and reordered to (Bq, Bk, Lq, D) once.
+template <class T>
+FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
+                                            std::size_t heads, const std::optional<Mask>& key_allowed,
+                                            double dropout_p, Generator* gen) {
+  const char* op = "attention_heads_all_pairs";
+  const AttentionShape a = check_shapes(op, q.shape(), k.shape(), v.shape(), heads, true);
+  if (key_allowed && detail::shape_of(*key_allowed) != Shape{a.bk, a.lk})
+    detail::fail(op, "key mask " + shape_str(key_allowed->shape()) + " is not (Bk,Lk) = " + shape_str(Shape{a.bk, a.lk}));
+  check_dropout(op, dropout_p);
+  const std::size_t Bq = a.bq, Bk = a.bk, H = a.heads, Lq = a.lq, Lk = a.lk, D = a.d, dh = a.dh;
+  const std::size_t rows = Bq * Lq, cols = Bk * Lk;  // of each head's score matrix
+
+  auto weights = std::make_shared<Array<T>>(Shape{H, Bq, Lq, Bk, Lk});
+  T* w = weights->data();
+  for (std::size_t h = 0; h < H; ++h) {
+    T* s = w + h * rows * cols;  // (rows, cols) = scale Q_h K_h^T
+    blas::gemm<T>(false, true, rows, cols, dh, T(a.scale), q.data().data() + h * dh, D, k.data().data() + h * dh, D,
+                  T(0), s, cols);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t kb = 0; kb < Bk; ++kb) {
+        T* seg = s + r * cols + kb * Lk;  // query row r against key batch element kb
+        if (key_allowed) {
+          const bool* ok = key_allowed->data() + kb * Lk;
+          for (std::size_t j = 0; j < Lk; ++j)
+            if (!ok[j]) seg[j] = -std::numeric_limits<T>::infinity();
+        }
+        softmax_in_place(seg, Lk);
+      }
+  }
+  const bool dropping = dropout_p > 0 && gen;
+  Saved<T> saved{weights, dropping, {}};
+  const Array<T> dropped = dropping ? apply_dropout(*weights, dropout_p, *gen, saved.dropout_scale) : Array<T>();
+  const T* pd = dropping ? dropped.data() : w;
+
+  // by_key (Bk, Bq*Lq, D): O for key batch element kb, rows over (bq, t)
+  Array<T> by_key(Shape{Bk, rows, D});
+  for (std::size_t h = 0; h < H; ++h)
+    for (std::size_t kb = 0; kb < Bk; ++kb)  // (rows,dh) = Pd_h[:, kb] (rows,Lk) V_h[kb] (Lk,dh)
+      blas::gemm<T>(false, false, rows, dh, Lk, T(1), pd + h * rows * cols + kb * Lk, cols,
+                    v.data().data() + kb * Lk * D + h * dh, D, T(0), by_key.data() + kb * rows * D + h * dh, D);
+  Array<T> out(Shape{Bq, Bk, Lq, D});
+  for (std::size_t kb = 0; kb < Bk; ++kb)
+    for (std::size_t qb = 0; qb < Bq; ++qb)
+      std::copy_n(by_key.data() + (kb * Bq + qb) * Lq * D, Lq * D, out.data() + (qb * Bk + kb) * Lq * D);
+
+  Tensor<T> output = make_result<T>(
+      op, std::move(out), {q, k, v},
+      [a, saved](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+        const std::size_t Bq = a.bq, Bk = a.bk, H = a.heads, Lq = a.lq, Lk = a.lk, D = a.d, dh = a.dh;
+        const std::size_t rows = Bq * Lq, cols = Bk * Lk;
+        const T* p = saved.weights->data();
+        const bool dropping = saved.dropout;
+        const Array<T> dropped = dropping ? Array<T>(*saved.weights * saved.dropout_scale) : Array<T>();
+        const T* pd = dropping ? dropped.data() : p;
+        Array<T> g_by_key(Shape{Bk, rows, D});  // dO reordered to (Bk, Bq*Lq, D)
+        for (std::size_t kb = 0; kb < Bk; ++kb)
+          for (std::size_t qb = 0; qb < Bq; ++qb)
+            std::copy_n(g.data() + (qb * Bk + kb) * Lq * D, Lq * D, g_by_key.data() + (kb * Bq + qb) * Lq * D);
+        Array<T> ds(saved.weights->shape());  // per head (rows, cols)
+        for (std::size_t h = 0; h < H; ++h) {
+          T* dsh = ds.data() + h * rows * cols;
+          for (std::size_t kb = 0; kb < Bk; ++kb)  // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,dh) V_h[kb]^T
+            blas::gemm<T>(false, true, rows, Lk, dh, T(1), g_by_key.data() + kb * rows * D + h * dh, D,
+                          in[2]->data.data() + kb * Lk * D + h * dh, D, T(0), dsh + kb * Lk, cols);
+          if (dropping)
+            for (std::size_t i = 0; i < rows * cols; ++i) dsh[i] *= saved.dropout_scale.data()[h * rows * cols + i];
+          for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t kb = 0; kb < Bk; ++kb)
+              softmax_backward_in_place(p + h * rows * cols + r * cols + kb * Lk, dsh + r * cols + kb * Lk, Lk,
+                                        T(a.scale));
+        }
+        bool fresh = false;
+        if (in[0]->requires_grad) {  // dQ_h (rows,dh) = dS_h (rows,cols) K_h (cols,dh)
+          T* gq = detail::grad_buffer(*in[0], fresh);
+          for (std::size_t h = 0; h < H; ++h)
+            blas::gemm<T>(false, false, rows, dh, cols, T(1), ds.data() + h * rows * cols, cols,
+                          in[1]->data.data() + h * dh, D, fresh ? T(0) : T(1), gq + h * dh, D);
+        }
+        if (in[1]->requires_grad) {  // dK_h (cols,dh) = dS_h^T (cols,rows) Q_h (rows,dh)
+          T* gk = detail::grad_buffer(*in[1], fresh);
+          for (std::size_t h = 0; h < H; ++h)
+            blas::gemm<T>(true, false, cols, dh, rows, T(1), ds.data() + h * rows * cols, cols,
+                          in[0]->data.data() + h * dh, D, fresh ? T(0) : T(1), gk + h * dh, D);
+        }
+        if (in[2]->requires_grad) {  // dV_h[kb] (Lk,dh) = Pd_h[:, kb]^T (Lk,rows) dO_kb (rows,dh)
+          T* gv = detail::grad_buffer(*in[2], fresh);
+          for (std::size_t h = 0; h < H; ++h)
+            for (std::size_t kb = 0; kb < Bk; ++kb)
+              blas::gemm<T>(true, false, Lk, dh, rows, T(1), pd + h * rows * cols + kb * Lk, cols,
+                            g_by_key.data() + kb * rows * D + h * dh, D, fresh ? T(0) : T(1), gv + kb * Lk * D + h * dh, D);
+        }
+      });
+  return {output, weights};
+}
+
+#define INSTANTIATE(T)                                                                                      \
+  template FusedAttention<T> attention_heads(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,           \
+                                             std::size_t, const std::optional<Mask>&, double, Generator*);  \
+  template FusedAttention<T> attention_heads_all_pairs(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
+                                                       std::size_t, const std::optional<Mask>&, double, Generator*);
+XTGRAD_INSTANTIATE(INSTANTIATE)
+
+}  // namespace xtgrad
