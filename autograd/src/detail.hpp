@@ -3,6 +3,8 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "xtgrad/tensor.hpp"
 
@@ -28,6 +30,51 @@ Shape shape_of(const Array<T>& a) {
 }
 
 std::size_t product(const Shape& shape, std::size_t begin = 0, std::size_t end = SIZE_MAX);
+
+// Visits every element of shape `out` in row-major order and calls f(i, ia, ib) with its
+// flat index and the flat offsets of the matching elements of a (shape sa) and b (shape
+// sb), both broadcast to out (right-aligned; size-1 or missing axes repeat). The loops
+// behind broadcasting ops, sum_to and reductions: xtensor's broadcast assignment and axis
+// reductions are many times slower than this walk over contiguous data.
+template <class F>
+void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, F&& f) {
+  const std::size_t n = out.size();
+  std::size_t total = 1;
+  for (std::size_t d : out) total *= d;
+  if (total == 0) return;
+  if (sa == out && sb == out) {  // no broadcasting: one flat loop
+    for (std::size_t i = 0; i < total; ++i) f(i, i, i);
+    return;
+  }
+  // element strides of a and b along each axis of out (0 where broadcast)
+  std::vector<std::size_t> stride_a(n, 0), stride_b(n, 0);
+  for (auto [shape, stride] : {std::pair{&sa, &stride_a}, std::pair{&sb, &stride_b}}) {
+    std::size_t step = 1;
+    for (std::size_t k = 0; k < shape->size(); ++k) {
+      const std::size_t axis = n - 1 - k, dim = (*shape)[shape->size() - 1 - k];
+      (*stride)[axis] = dim == 1 ? 0 : step;
+      step *= dim;
+    }
+  }
+  if (n == 0) {
+    f(0, 0, 0);
+    return;
+  }
+  const std::size_t inner = out[n - 1], step_a = stride_a[n - 1], step_b = stride_b[n - 1];
+  std::vector<std::size_t> index(n, 0);
+  std::size_t ia = 0, ib = 0;
+  for (std::size_t i = 0; i < total; i += inner) {
+    for (std::size_t j = 0; j < inner; ++j) f(i + j, ia + j * step_a, ib + j * step_b);
+    for (std::size_t d = n - 1; d-- > 0;) {  // odometer over the outer axes
+      ia += stride_a[d];
+      ib += stride_b[d];
+      if (++index[d] < out[d]) break;
+      ia -= stride_a[d] * out[d];
+      ib -= stride_b[d] * out[d];
+      index[d] = 0;
+    }
+  }
+}
 
 // node's gradient buffer for an op that writes its gradient in place (BLAS with beta),
 // allocated uninitialised on first use; `fresh` says it holds no values yet, so the first

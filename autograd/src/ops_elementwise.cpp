@@ -21,19 +21,41 @@ void grad_to(Node<T>& node, const char* op, F&& make_grad) {
   accumulate_grad(node, detail::sum_to(Array<T>(make_grad()), shape_of(node.data)), op);
 }
 
-// A binary op: out = forward(a, b); backward_a(x, y, out, g) / backward_b(...) give the
-// gradients (before undoing broadcasting).
+// A binary op on scalars, broadcast over a and b: out = forward(x, y); backward_a(x, y,
+// out, g) and backward_b(...) give each element's gradient contributions, summed into
+// each input's shape by the same walk.
 template <class T, class Fwd, class BackA, class BackB>
 Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd forward,
                  BackA backward_a, BackB backward_b) {
-  detail::broadcast_shapes(a.shape(), b.shape(), op);
-  return make_result<T>(op, Array<T>(forward(a.data(), b.data())), {a, b},
-                        [op, backward_a, backward_b](const std::vector<NodePtr<T>>& in,
-                                                     const Array<T>& out, const Array<T>& g) {
-                          const Array<T>& x = in[0]->data;
-                          const Array<T>& y = in[1]->data;
-                          grad_to(*in[0], op, [&] { return backward_a(x, y, out, g); });
-                          grad_to(*in[1], op, [&] { return backward_b(x, y, out, g); });
+  const Shape sa = a.shape(), sb = b.shape(), so = detail::broadcast_shapes(sa, sb, op);
+  Array<T> out(so);
+  const T* x = a.data().data();
+  const T* y = b.data().data();
+  T* o = out.data();
+  detail::for_each_broadcast(so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) { o[i] = forward(x[ia], y[ib]); });
+  return make_result<T>(op, std::move(out), {a, b},
+                        [op, sa, sb, so, backward_a, backward_b](const std::vector<NodePtr<T>>& in,
+                                                                 const Array<T>& out, const Array<T>& g) {
+                          const T* x = in[0]->data.data();
+                          const T* y = in[1]->data.data();
+                          const T* o = out.data();
+                          const T* go = g.data();
+                          if (in[0]->requires_grad) {
+                            Array<T> gx = xt::zeros<T>(sa);
+                            T* p = gx.data();
+                            detail::for_each_broadcast(so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
+                              p[ia] += backward_a(x[ia], y[ib], o[i], go[i]);
+                            });
+                            accumulate_grad(*in[0], std::move(gx), op);
+                          }
+                          if (in[1]->requires_grad) {
+                            Array<T> gy = xt::zeros<T>(sb);
+                            T* p = gy.data();
+                            detail::for_each_broadcast(so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
+                              p[ib] += backward_b(x[ia], y[ib], o[i], go[i]);
+                            });
+                            accumulate_grad(*in[1], std::move(gy), op);
+                          }
                         });
 }
 
@@ -88,13 +110,9 @@ Tensor<T> pow(const Tensor<T>& base, const Tensor<T>& exponent) {
   // d(x^y)/dx = y x^(y-1), d(x^y)/dy = x^y log x. As in PyTorch, the first is 0 where
   // y == 0 and the second 0 where x == 0 and y >= 0 (not 0 * inf = NaN at x = 0).
   return binary(
-      "pow", base, exponent, [](const auto& x, const auto& y) { return xt::pow(x, y); },
-      [](const auto& x, const auto& y, const auto&, const auto& g) {
-        return xt::where(xt::equal(y, T(0)), T(0), g * y * xt::pow(x, y - T(1)));
-      },
-      [](const auto& x, const auto& y, const auto& out, const auto& g) {
-        return xt::where(xt::equal(x, T(0)) && y >= T(0), T(0), g * out * xt::log(x));
-      });
+      "pow", base, exponent, [](T x, T y) { return std::pow(x, y); },
+      [](T x, T y, T, T g) { return y == T(0) ? T(0) : g * y * std::pow(x, y - T(1)); },
+      [](T x, T y, T out, T g) { return x == T(0) && y >= T(0) ? T(0) : g * out * std::log(x); });
 }
 
 // ---- with a scalar --------------------------------------------------------------------

@@ -41,23 +41,25 @@ struct Reduction {
       if (keepdims || !std::binary_search(axes.begin(), axes.end(), i)) out_shape.push_back(keep_shape[i]);
   }
 
-  // The output gradient spread back over the input shape.
+  // The output gradient spread back over the input shape (g's data in keep_shape order).
   template <class T>
   Array<T> broadcast_back(const Array<T>& g) const {
-    Array<T> kept = g;
-    kept.reshape(keep_shape);
-    return xt::broadcast(kept, in_shape);
+    Array<T> out(in_shape);
+    T* o = out.data();
+    const T* src = g.data();
+    detail::for_each_broadcast(in_shape, in_shape, keep_shape,
+                               [&](std::size_t i, std::size_t, std::size_t k) { o[i] = src[k]; });
+    return out;
   }
 };
 
 template <class T>
 Array<T> sum_axes(const Array<T>& x, const Reduction& r) {
-  Array<T> out;
-  if (r.axes.empty()) {
-    out = x;
-  } else {
-    out = xt::sum(x, r.axes, xt::evaluation_strategy::immediate);
-  }
+  Array<T> out = xt::zeros<T>(r.keep_shape);
+  T* o = out.data();
+  const T* src = x.data();
+  detail::for_each_broadcast(r.in_shape, r.in_shape, r.keep_shape,
+                             [&](std::size_t i, std::size_t, std::size_t k) { o[k] += src[i]; });
   out.reshape(r.out_shape);
   return out;
 }

@@ -48,12 +48,10 @@ template <class T>
 Array<T> sum_to(Array<T>&& grad, const Shape& shape) {
   const Shape gshape = shape_of(grad);
   if (gshape == shape) return std::move(grad);
-  const std::size_t lead = gshape.size() - shape.size();
-  std::vector<std::size_t> axes;
-  for (std::size_t i = 0; i < gshape.size(); ++i)
-    if (i < lead || (shape[i - lead] == 1 && gshape[i] != 1)) axes.push_back(i);
-  Array<T> reduced = xt::sum(grad, axes, xt::evaluation_strategy::immediate);
-  reduced.reshape(shape);
+  Array<T> reduced = xt::zeros<T>(shape);
+  const T* g = grad.data();
+  T* r = reduced.data();
+  for_each_broadcast(gshape, gshape, shape, [&](std::size_t i, std::size_t, std::size_t ir) { r[ir] += g[i]; });
   return reduced;
 }
 template Array<float> sum_to(Array<float>&&, const Shape&);
