@@ -137,10 +137,11 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
     m /= T(d);
     for (std::size_t i = 0; i < d; ++i) v += (xr[i] - m) * (xr[i] - m);
     const T rstd = T(1) / std::sqrt(v / T(d) + T(eps));
-    for (std::size_t i = 0; i < d; ++i) {
-      const T xhat = (xr[i] - m) * rstd;
-      yr[i] = xhat * (w ? w[i] : T(1)) + (bb ? bb[i] : T(0));
-    }
+    for (std::size_t i = 0; i < d; ++i) yr[i] = (xr[i] - m) * rstd;  // xhat
+    if (w)
+      for (std::size_t i = 0; i < d; ++i) yr[i] *= w[i];
+    if (bb)
+      for (std::size_t i = 0; i < d; ++i) yr[i] += bb[i];
     means[r] = m;
     rstds[r] = rstd;
   }
@@ -163,27 +164,30 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
         Array<T> gx = need_x ? Array<T>(in[0]->data.shape()) : Array<T>();
         Array<T> gw = need_w ? xt::zeros<T>({d}) : Array<T>();
         Array<T> gb = need_b ? xt::zeros<T>({d}) : Array<T>();
+        std::vector<T> xhat(d), dxhat(d);  // one row's, reused
         for (std::size_t r = 0; r < n_rows; ++r) {
           const T* xr = x + r * d;
           const T* gr = g.data() + r * d;
           const T m = means[r], rstd = rstds[r];
+          for (std::size_t i = 0; i < d; ++i) xhat[i] = (xr[i] - m) * rstd;
+          if (w)
+            for (std::size_t i = 0; i < d; ++i) dxhat[i] = gr[i] * w[i];
+          else
+            std::copy(gr, gr + d, dxhat.begin());
+          if (need_w)
+            for (std::size_t i = 0; i < d; ++i) gw.data()[i] += gr[i] * xhat[i];
+          if (need_b)
+            for (std::size_t i = 0; i < d; ++i) gb.data()[i] += gr[i];
+          if (!need_x) continue;
           T mean_dxhat = 0, mean_dxhat_xhat = 0;
           for (std::size_t i = 0; i < d; ++i) {
-            const T xhat = (xr[i] - m) * rstd;
-            const T dxhat = gr[i] * (w ? w[i] : T(1));
-            mean_dxhat += dxhat;
-            mean_dxhat_xhat += dxhat * xhat;
-            if (need_w) gw.data()[i] += gr[i] * xhat;
-            if (need_b) gb.data()[i] += gr[i];
+            mean_dxhat += dxhat[i];
+            mean_dxhat_xhat += dxhat[i] * xhat[i];
           }
-          if (!need_x) continue;
           mean_dxhat /= T(d);
           mean_dxhat_xhat /= T(d);
-          for (std::size_t i = 0; i < d; ++i) {
-            const T xhat = (xr[i] - m) * rstd;
-            const T dxhat = gr[i] * (w ? w[i] : T(1));
-            gx.data()[r * d + i] = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat);
-          }
+          T* gxr = gx.data() + r * d;
+          for (std::size_t i = 0; i < d; ++i) gxr[i] = rstd * (dxhat[i] - mean_dxhat - xhat[i] * mean_dxhat_xhat);
         }
         if (need_x) accumulate_grad(*in[0], std::move(gx), "layer_norm");
         if (need_w) {
