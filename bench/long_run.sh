@@ -12,8 +12,9 @@
 #   elapsed_s,rss_mb,step,progress_step
 # step: the last step in OUT/metrics.jsonl (every EVAL_EVERY steps); progress_step: the last
 # "step N/M" progress line (every EVAL_EVERY/5 steps). Then prints, and writes to
-# OUT/memory_summary.txt, one line: peak RSS, RSS at step ~2000 and at the end, their
-# ratio; and the run's final line (test P@1 and grounding). Takes about 5-6 minutes.
+# OUT/memory_summary.txt, one line: peak RSS, the median RSS over steps 2000-2999 and over
+# the last 1000 steps, their ratio (a leak shows as a ratio above 1), the last sample; and
+# the run's final line (test P@1 and grounding). Takes 5-10 minutes on 2 cores.
 set -euo pipefail
 
 BIN=${1:-build/bin/xtgrad-align}
@@ -48,16 +49,28 @@ status=0
 wait "$pid" || status=$?
 trap - INT TERM EXIT
 
-summary=$(awk -F, -v status="$status" '
+# The median of the samples whose progress step is in [lo, hi): outside evaluations most
+# samples are; a single sample may catch an evaluation's temporary peak.
+median_rss() {
+  awk -F, -v lo="$1" -v hi="$2" 'NR > 1 && $4 >= lo && $4 < hi { print $2 }' "$CSV" | sort -n |
+    awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", v[int((NR + 1) / 2)]; else print "nan" }'
+}
+last_step=$(tail -n 1 "$CSV" | cut -d, -f4 | tr -cd 0-9)
+last_step=${last_step:-0}
+early_lo=2000 early_hi=3000 late_lo=$((last_step - 1000)) late_hi=$((last_step + 1))
+if [ "$last_step" -lt 4000 ]; then early_lo=0 early_hi=$((last_step / 2)) late_lo=$((last_step / 2)); fi
+early=$(median_rss "$early_lo" "$early_hi")
+late=$(median_rss "$late_lo" "$late_hi")
+summary=$(awk -F, -v status="$status" -v early="$early" -v late="$late" -v elo="$early_lo" -v ehi="$early_hi" \
+  -v llo="$late_lo" -v lhi="$late_hi" '
   NR == 1 { next }
-  { rows++; if ($2 > peak) { peak = $2; peak_t = $1 }
-    if (at2000 == "" && $4 >= 2000) { at2000 = $2; at2000_step = $4 }
+  { rows++; if ($2 > peak) { peak = $2; peak_t = $1; peak_step = $4 }
     end = $2; end_t = $1; end_step = $4 }
   END {
     if (rows == 0) { print "no samples (the run ended within a second; exit " status ")"; exit }
-    if (at2000 == "") { at2000 = end; at2000_step = end_step }
-    printf "samples %d over %.0f s; peak RSS %.1f MB (at %.0f s); RSS at step ~%d %.1f MB; at the end (step %d) %.1f MB; end/step-2000 ratio %.3f; exit %d\n",
-           rows, end_t, peak, peak_t, at2000_step, at2000, end_step, end, end / at2000, status
+    printf "%d samples over %.0f s; peak RSS %.1f MB (at %.0f s, step ~%d); median RSS over steps %d-%d %s MB, over steps %d-%d %s MB, ratio %.3f; last sample (step %d) %.1f MB; exit %d\n",
+           rows, end_t, peak, peak_t, peak_step, elo, ehi - 1, early, llo, lhi - 1, late, (early > 0 ? late / early : 0),
+           end_step, end, status
   }' "$CSV")
 {
   echo "$summary"

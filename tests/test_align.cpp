@@ -1,5 +1,6 @@
 // The toy task: the generator, captions, metrics on hand-made cases, a short training run,
 // checkpoints, the command line's answers to bad input, and resume equivalence.
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -9,50 +10,19 @@
 #include <set>
 #include <sstream>
 
+#include "align_test_helpers.hpp"
 #include "checkpoint.hpp"
 #include "helpers.hpp"
 #include "train.hpp"
 
 using namespace align;
+using namespace align_test;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory under the system's temporary directory, removed at scope exit.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("xtgrad-align-test-" + name + "-" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& file) const { return (path / file).string(); }
-};
-
-// Runs xtgrad-align with arguments; returns its exit code, its output in `output`.
-int run_align(const std::string& args, std::string* output = nullptr) {
-  const std::string log = (fs::temp_directory_path() / ("xtgrad-align-out-" + std::to_string(::getpid()))).string();
-  const int status = std::system((std::string(XTGRAD_ALIGN_BIN) + " " + args + " > " + log + " 2>&1").c_str());
-  if (output) {
-    std::ifstream in(log);
-    std::ostringstream text;
-    text << in.rdbuf();
-    *output = text.str();
-  }
-  fs::remove(log);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // A small but real run: settings every test that needs a checkpoint shares.
 const std::string kSmallRun = "--train-size 400 --test-size 100 --batch 16 --eval-every 10";
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 const float* pixel(const Example& e, std::size_t y, std::size_t x) { return &e.image[(y * kImageSize + x) * kChannels]; }
 
@@ -351,4 +321,20 @@ TEST_CASE("align cli: sample writes a picture and prints the captions") {
   const auto data = generate(8, 0);
   CHECK(text.find(caption_text(data[7].caption)) != std::string::npos);
   CHECK(run_align("sample --count 0 --png " + (dir / "none.png")) == 2);
+}
+
+TEST_CASE("align checkpoint: temporaries of dead writers are removed, a live writer's are kept") {
+  TempDir dir("stale");
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);  // a pid that no longer runs
+  const std::string dead = dir / ("model.safetensors.tmp-" + std::to_string(child) + "-0");
+  const std::string live = dir / ("train_state.safetensors.tmp-" + std::to_string(::getpid()) + "-3");
+  std::ofstream(dead) << "partial";
+  std::ofstream(live) << "partial";
+  std::ofstream(dir / "notes.tmp-1-1") << "not ours";
+  CHECK(remove_stale_temporaries(dir.path.string()) == 1);
+  CHECK_FALSE(fs::exists(dead));
+  CHECK(fs::exists(live));
+  CHECK(fs::exists(dir / "notes.tmp-1-1"));
 }
