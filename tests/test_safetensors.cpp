@@ -15,6 +15,7 @@
 #include <iterator>
 #include <limits>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -427,6 +428,43 @@ TEST_CASE("safetensors: broken headers built in the test are refused with a tell
               four_floats);
     check_load_refused(path, {"duplicate key 'a'"});
   }
+  // Found by make fuzz (fuzz/fuzz_safetensors.cpp) and by review: these escaped as another
+  // exception, hit undefined behaviour in xtensor, or overflowed the stack.
+  SUBCASE("number out of double's range") {
+    refuse_entry(R"({"dtype":"F32","shape":[1e999],"data_offsets":[0,16]})", {"not valid JSON", "number overflow"});
+  }
+  SUBCASE("zero dimension beside dimensions that overflow xtensor's signed strides") {
+    refuse_entry(R"({"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]})",
+                 {"tensor 'w'", "non-zero dimensions multiply past 2^63"});
+  }
+  SUBCASE("entry nested 300,000 deep, quoted in the message without recursing through it") {
+    refuse_entry(std::string(300000, '[') + std::string(300000, ']'),
+                 {"tensor 'w'", "the entry is not an object: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[..."});
+  }
+}
+
+TEST_CASE("safetensors: load_safetensors_from_memory reads and refuses the bytes as load_safetensors the file") {
+  for (const std::string name : {"reference.safetensors", "reference_f64.safetensors"}) {
+    CAPTURE(name);
+    const std::string path = fixture(name);
+    const std::string bytes = read_bytes(path);
+    const Safetensors<float> from_file = load_safetensors<float>(path);
+    const Safetensors<float> from_memory = load_safetensors_from_memory<float>(bytes, name);
+    CHECK(from_memory.metadata == from_file.metadata);
+    REQUIRE(from_memory.tensors.size() == from_file.tensors.size());
+    for (const auto& [tensor, array] : from_file.tensors)
+      check_bitwise_equal(from_memory.tensors.at(tensor), array, tensor);
+    const Safetensors<double> as_double = load_safetensors_from_memory<double>(bytes);
+    CHECK(as_double.tensors.size() == from_file.tensors.size());
+
+    // One byte short: the last tensor runs past the end; the message names the given name.
+    const std::string cut = bytes.substr(0, bytes.size() - 1);
+    check_refused([&] { load_safetensors_from_memory<float>(cut, "cut " + name); }, "cut " + name,
+                  {"load_safetensors_from_memory", "run past the end of the data buffer"});
+  }
+  check_refused([&] { load_safetensors_from_memory<double>(read_bytes(fixture("hole.safetensors"))); }, "<memory>",
+                {"hole in the data buffer", "bytes [4, 8)"});
+  check_refused([&] { load_safetensors_from_memory<float>(std::string_view()); }, "<memory>", {"too short (0 bytes)"});
 }
 
 TEST_CASE("safetensors: a missing file or a directory is refused") {

@@ -4,7 +4,8 @@
 // disk), then a temporary file next to the target, fsync, rename over the target.
 // Reading: the 8-byte size and the header are checked against the file size before any
 // allocation; every entry is checked, then that the tensors tile the buffer exactly;
-// only then are the arrays allocated and read, one tensor at a time.
+// only then are the arrays allocated and read, one tensor at a time. One reader
+// (read_checkpoint) serves a file and a buffer in memory (fuzz/fuzz_safetensors.cpp).
 #include "xtgrad/safetensors.hpp"
 
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 #include <fstream>
 #include <limits>
 #include <set>
+#include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -67,9 +69,31 @@ struct Failer {
 
 std::string errno_text(int err) { return std::system_category().message(err); }
 
-// A JSON value for an error message, cut short: the header may be 100 MB.
+// Appends value's compact JSON text to out and stops once out is longer than limit. Never
+// dump() a value from the header whole: it may be 100 MB, and dump() recurses once per
+// nesting level, so [[[[...]]]] nested 300,000 deep (a 600 KB file) overflowed the stack.
+// Here every level adds a character first, so the recursion stops within limit levels.
+void append_brief(const json& value, std::string& out, std::size_t limit) {
+  const auto dump = [](const json& v) { return v.dump(-1, ' ', false, json::error_handler_t::replace); };
+  if (!value.is_structured()) {
+    out += dump(value);
+    return;
+  }
+  const bool object = value.is_object();
+  out += object ? '{' : '[';
+  for (auto it = value.begin(); it != value.end() && out.size() <= limit; ++it) {
+    if (it != value.begin()) out += ',';
+    if (object) out += dump(json(it.key())) + ':';
+    append_brief(*it, out, limit);
+  }
+  out += object ? '}' : ']';
+}
+
+// A JSON value for an error message, cut short: the first 37 characters of its dump()
+// and "...", or all of it when it fits in 40.
 std::string brief(const json& value) {
-  std::string text = value.dump();
+  std::string text;
+  append_brief(value, text, 40);
   return text.size() <= 40 ? text : text.substr(0, 37) + "...";
 }
 
@@ -208,7 +232,7 @@ json parse_header(const Failer& fail, const std::string& text) {
   };
   try {
     return json::parse(text, on_event);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     fail(std::string("the header is not valid JSON: ") + e.what());
   }
 }
@@ -230,7 +254,8 @@ const json& field(const Failer& fail, const json& entry, const char* key, const 
 }
 
 // shape -> (shape, element count); refuses entries that are not indices and products that
-// overflow u64 (a hostile [4294967296, 4294967296, 16] would wrap to 0).
+// overflow u64 (a hostile [4294967296, 4294967296, 16] would wrap to 0) or, beside a zero,
+// xtensor's signed strides.
 std::pair<Shape, std::uint64_t> parse_shape(const Failer& fail, const json& shape, const std::string& where) {
   if (!shape.is_array()) fail(where + "\"shape\" is not an array: " + brief(shape));
   Shape dims;
@@ -240,6 +265,15 @@ std::pair<Shape, std::uint64_t> parse_shape(const Failer& fail, const json& shap
     if (__builtin_mul_overflow(numel, d, &numel))
       fail(where + "the shape " + brief(shape) + " overflows: its element count exceeds 2^64");
     dims.push_back(std::size_t(d));
+  }
+  // A tensor with a zero dimension holds nothing, but xtensor still multiplies its other
+  // dimensions into signed 64-bit strides: [0, 2^32, 2^32] would overflow them (undefined
+  // behaviour). With no zero, the byte count checked against the buffer bounds them.
+  if (numel == 0) {
+    std::int64_t extent = 1;
+    for (const std::size_t d : dims)
+      if (d != 0 && __builtin_mul_overflow(extent, d, &extent))
+        fail(where + "the shape " + brief(shape) + " overflows: its non-zero dimensions multiply past 2^63");
   }
   return {dims, numel};
 }
@@ -313,49 +347,69 @@ void check_tiling(const Failer& fail, const std::vector<Entry>& entries, std::ui
          ") at its end belong to no tensor");
 }
 
-// ==== reading: the file ================================================================
+// ==== reading: where the bytes come from ===============================================
 
-// An open checkpoint whose size is known.
-struct OpenFile {
-  std::ifstream in;
-  std::uint64_t size = 0;
+// A checkpoint on disk, read piece by piece: the tensors are read straight into their
+// arrays, so the file's contents are never held in memory twice.
+class FileSource {
+ public:
+  FileSource(const Failer& fail, const std::string& path) : fail_(fail) {
+    std::error_code ec;
+    const fs::file_status status = fs::status(path, ec);
+    if (!fs::exists(status)) fail("cannot open the file: it does not exist");
+    if (fs::is_directory(status)) fail("cannot open the file: it is a directory");
+    in_.open(path, std::ios::binary);
+    if (!in_) fail("cannot open the file: " + errno_text(errno));
+    in_.seekg(0, std::ios::end);
+    const std::streamoff size = in_.tellg();
+    if (!in_ || size < 0) fail("cannot determine the file size");
+    in_.seekg(0);
+    size_ = std::uint64_t(size);
+  }
+  std::uint64_t size() const { return size_; }
+  void read(std::uint64_t offset, void* out, std::uint64_t count) {
+    in_.seekg(std::streamoff(offset));
+    if (!in_.read(static_cast<char*>(out), std::streamsize(count)))
+      fail_("cannot read " + std::to_string(count) + " bytes at offset " + std::to_string(offset) +
+            " (was the file truncated while reading?)");
+  }
+
+ private:
+  const Failer& fail_;
+  std::ifstream in_;
+  std::uint64_t size_ = 0;
 };
 
-OpenFile open_checkpoint(const Failer& fail, const std::string& path) {
-  std::error_code ec;
-  const fs::file_status status = fs::status(path, ec);
-  if (!fs::exists(status)) fail("cannot open the file: it does not exist");
-  if (fs::is_directory(status)) fail("cannot open the file: it is a directory");
-  OpenFile file;
-  file.in.open(path, std::ios::binary);
-  if (!file.in) fail("cannot open the file: " + errno_text(errno));
-  file.in.seekg(0, std::ios::end);
-  const std::streamoff size = file.in.tellg();
-  if (!file.in || size < 0) fail("cannot determine the file size");
-  file.in.seekg(0);
-  file.size = std::uint64_t(size);
-  return file;
-}
+// A checkpoint already in memory (load_safetensors_from_memory, the fuzz target).
+class MemorySource {
+ public:
+  MemorySource(const Failer& fail, std::string_view bytes) : fail_(fail), bytes_(bytes) {}
+  std::uint64_t size() const { return bytes_.size(); }
+  void read(std::uint64_t offset, void* out, std::uint64_t count) {
+    // The reader asks only for ranges it has checked against size(); refuse others anyway.
+    if (offset > bytes_.size() || count > bytes_.size() - offset)
+      fail_("cannot read " + std::to_string(count) + " bytes at offset " + std::to_string(offset) +
+            " of " + std::to_string(bytes_.size()));
+    if (count > 0) std::memcpy(out, bytes_.data() + offset, count);
+  }
 
-void read_exactly(const Failer& fail, std::ifstream& in, std::uint64_t offset, void* out, std::uint64_t size) {
-  in.seekg(std::streamoff(offset));
-  if (!in.read(static_cast<char*>(out), std::streamsize(size)))
-    fail("cannot read " + std::to_string(size) + " bytes at offset " + std::to_string(offset) +
-         " (was the file truncated while reading?)");
-}
+ private:
+  const Failer& fail_;
+  std::string_view bytes_;
+};
 
 // Reads one checked tensor, converting F32 <-> F64 where the file and T differ.
-template <class T>
-Array<T> read_tensor(const Failer& fail, std::ifstream& in, const Entry& e, std::uint64_t buffer_start) {
+template <class T, class Source>
+Array<T> read_tensor(Source& source, const Entry& e, std::uint64_t buffer_start) {
   Array<T> array = Array<T>::from_shape(e.shape);
   const std::uint64_t nbytes = e.end - e.begin;  // == array.size() * element size: checked
   if (nbytes == 0) return array;
   if (e.is_f64 == std::is_same_v<T, double>) {
-    read_exactly(fail, in, buffer_start + e.begin, array.data(), nbytes);
+    source.read(buffer_start + e.begin, array.data(), nbytes);
     return array;
   }
   std::vector<char> raw(nbytes);
-  read_exactly(fail, in, buffer_start + e.begin, raw.data(), nbytes);
+  source.read(buffer_start + e.begin, raw.data(), nbytes);
   const auto convert = [&](auto stored) {  // stored: a float or double, for its type only
     using S = decltype(stored);
     for (std::size_t i = 0; i < array.size(); ++i) {
@@ -368,6 +422,45 @@ Array<T> read_tensor(const Failer& fail, std::ifstream& in, const Entry& e, std:
   else
     convert(float{});
   return array;
+}
+
+// The whole reader, for a file or a buffer in memory: every check happens here.
+template <class T, class Source>
+Safetensors<T> read_checkpoint(const Failer& fail, Source& source) {
+  const std::uint64_t size = source.size();
+
+  // 8 bytes: the header size, checked against the file before allocating anything.
+  if (size < 8) fail("the file is too short (" + std::to_string(size) + " bytes) to hold the 8-byte header size");
+  unsigned char size_bytes[8];
+  source.read(0, size_bytes, 8);
+  const std::uint64_t header_size = decode_u64(size_bytes);
+  if (header_size > kMaxHeaderSize)
+    fail("the header size " + std::to_string(header_size) + " is absurd (the limit is " +
+         std::to_string(kMaxHeaderSize) + " bytes)");
+  if (header_size > size - 8)
+    fail("the header size " + std::to_string(header_size) + " is larger than the rest of the file (" +
+         std::to_string(size - 8) + " bytes)");
+  std::string header_text(header_size, '\0');
+  source.read(8, header_text.data(), header_size);
+
+  // The header: every entry checked, then the tiling of the buffer.
+  const json header = parse_header(fail, header_text);
+  if (!header.is_object()) fail("the header is not a JSON object");
+  const std::uint64_t buffer_start = 8 + header_size;
+  const std::uint64_t buffer_size = size - buffer_start;
+  Safetensors<T> result;
+  std::vector<Entry> entries;
+  for (const auto& [key, value] : header.items()) {
+    if (key == kMetadataKey)
+      result.metadata = parse_metadata(fail, value);
+    else
+      entries.push_back(parse_entry(fail, key, value, buffer_size));
+  }
+  check_tiling(fail, entries, buffer_size);
+
+  // The data: sizes are now bounded by the file's size.
+  for (const Entry& e : entries) result.tensors[e.name] = read_tensor<T>(source, e, buffer_start);
+  return result;
 }
 
 }  // namespace
@@ -391,46 +484,22 @@ void save_safetensors(const std::string& path, const StateDict<T>& tensors, cons
 template <class T>
 Safetensors<T> load_safetensors(const std::string& path) {
   const Failer fail{"load_safetensors", path};
-  OpenFile file = open_checkpoint(fail, path);
+  FileSource source(fail, path);
+  return read_checkpoint<T>(fail, source);
+}
 
-  // 8 bytes: the header size, checked against the file before allocating anything.
-  if (file.size < 8)
-    fail("the file is too short (" + std::to_string(file.size) + " bytes) to hold the 8-byte header size");
-  unsigned char size_bytes[8];
-  read_exactly(fail, file.in, 0, size_bytes, 8);
-  const std::uint64_t header_size = decode_u64(size_bytes);
-  if (header_size > kMaxHeaderSize)
-    fail("the header size " + std::to_string(header_size) + " is absurd (the limit is " +
-         std::to_string(kMaxHeaderSize) + " bytes)");
-  if (header_size > file.size - 8)
-    fail("the header size " + std::to_string(header_size) + " is larger than the rest of the file (" +
-         std::to_string(file.size - 8) + " bytes)");
-  std::string header_text(header_size, '\0');
-  read_exactly(fail, file.in, 8, header_text.data(), header_size);
-
-  // The header: every entry checked, then the tiling of the buffer.
-  const json header = parse_header(fail, header_text);
-  if (!header.is_object()) fail("the header is not a JSON object");
-  const std::uint64_t buffer_start = 8 + header_size;
-  const std::uint64_t buffer_size = file.size - buffer_start;
-  Safetensors<T> result;
-  std::vector<Entry> entries;
-  for (const auto& [key, value] : header.items()) {
-    if (key == kMetadataKey)
-      result.metadata = parse_metadata(fail, value);
-    else
-      entries.push_back(parse_entry(fail, key, value, buffer_size));
-  }
-  check_tiling(fail, entries, buffer_size);
-
-  // The data: sizes are now bounded by the file's size.
-  for (const Entry& e : entries) result.tensors[e.name] = read_tensor<T>(fail, file.in, e, buffer_start);
-  return result;
+template <class T>
+Safetensors<T> load_safetensors_from_memory(std::string_view bytes, const std::string& name) {
+  const Failer fail{"load_safetensors_from_memory", name};
+  MemorySource source(fail, bytes);
+  return read_checkpoint<T>(fail, source);
 }
 
 template void save_safetensors<float>(const std::string&, const StateDict<float>&, const Metadata&);
 template void save_safetensors<double>(const std::string&, const StateDict<double>&, const Metadata&);
 template Safetensors<float> load_safetensors<float>(const std::string&);
 template Safetensors<double> load_safetensors<double>(const std::string&);
+template Safetensors<float> load_safetensors_from_memory<float>(std::string_view, const std::string&);
+template Safetensors<double> load_safetensors_from_memory<double>(std::string_view, const std::string&);
 
 }  // namespace xtgrad

@@ -17,6 +17,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "xtgrad/tensor.hpp"
 
@@ -53,11 +54,18 @@ void save_safetensors(const std::string& path, const StateDict<T>& tensors,
 template <class T>
 Safetensors<T> load_safetensors(const std::string& path);
 
+// The same reader and checks over a checkpoint's bytes already in memory (the whole file's
+// contents); name stands for the file in the CheckpointError messages.
+template <class T>
+Safetensors<T> load_safetensors_from_memory(std::string_view bytes, const std::string& name = "<memory>");
+
 extern template void save_safetensors<float>(const std::string&, const StateDict<float>&,
                                              const Metadata&);
 extern template void save_safetensors<double>(const std::string&, const StateDict<double>&,
                                               const Metadata&);
 extern template Safetensors<float> load_safetensors<float>(const std::string&);
 extern template Safetensors<double> load_safetensors<double>(const std::string&);
+extern template Safetensors<float> load_safetensors_from_memory<float>(std::string_view, const std::string&);
+extern template Safetensors<double> load_safetensors_from_memory<double>(std::string_view, const std::string&);
 
 }  // namespace xtgrad
