@@ -62,23 +62,30 @@ void softmax_backward_in_place(const T* p, T* dp, std::size_t n, T scale) {
   for (std::size_t j = 0; j < n; ++j) dp[j] = scale * p[j] * (dp[j] - dot);
 }
 
-// What the backward keeps: the weights (shared with the caller) and the dropout scale.
+// What the backward keeps: the weights (shared with the caller) and, with dropout, the
+// scale (0 or 1/(1-p) per weight) and the dropped weights the values were mixed with.
 template <class T>
 struct Saved {
   std::shared_ptr<const Array<T>> weights;
   bool dropout = false;
-  Array<T> dropout_scale;  // 0 or 1/(1-p) per weight, with dropout
+  Array<T> dropout_scale, dropped;
+  const T* mixed() const { return dropout ? dropped.data() : weights->data(); }
 };
 
-// Fills scale with 0 or 1/(1-p) (Bernoulli(1-p) kept) and returns weights * scale.
+// The Saved of weights, drawing a dropout mask (kept with probability 1-p) when asked.
 template <class T>
-Array<T> apply_dropout(const Array<T>& weights, double p, Generator& gen, Array<T>& scale) {
-  scale = Array<T>(weights.shape());
+Saved<T> save_weights(std::shared_ptr<const Array<T>> weights, double p, Generator* gen) {
+  Saved<T> saved{std::move(weights), p > 0 && gen, {}, {}};
+  if (!saved.dropout) return saved;
+  const Array<T>& w = *saved.weights;
+  saved.dropout_scale = Array<T>(w.shape());
+  saved.dropped = Array<T>(w.shape());
   const T kept = T(1.0 / (1.0 - p));
-  for (auto& s : scale) s = gen.uniform() >= p ? kept : T(0);
-  Array<T> dropped(weights.shape());
-  for (std::size_t i = 0; i < weights.size(); ++i) dropped.data()[i] = weights.data()[i] * scale.data()[i];
-  return dropped;
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    saved.dropout_scale.data()[i] = gen->uniform() >= p ? kept : T(0);
+    saved.dropped.data()[i] = w.data()[i] * saved.dropout_scale.data()[i];
+  }
+  return saved;
 }
 
 void check_dropout(const char* op, double p) {
@@ -117,10 +124,8 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
         softmax_in_place(s + i * Lk, Lk);
       }
     }
-  const bool dropping = dropout_p > 0 && gen;
-  Saved<T> saved{weights, dropping, {}};
-  const Array<T> dropped = dropping ? apply_dropout(*weights, dropout_p, *gen, saved.dropout_scale) : Array<T>();
-  const T* pd = dropping ? dropped.data() : w;  // the weights the values are mixed with
+  Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
+  const T* pd = saved.mixed();  // the weights the values are mixed with
 
   Array<T> out(Shape{B, Lq, D});
   for (std::size_t b = 0; b < B; ++b)
@@ -130,15 +135,14 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
 
   Tensor<T> output = make_result<T>(
       op, std::move(out), {q, k, v},
-      [a, saved](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+      [a, saved = std::move(saved)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
         const std::size_t B = a.bq, H = a.heads, Lq = a.lq, Lk = a.lk, D = a.d, dh = a.dh;
         const T* pq = in[0]->data.data();
         const T* pk = in[1]->data.data();
         const T* pv = in[2]->data.data();
         const T* p = saved.weights->data();
         const bool dropping = saved.dropout;
-        const Array<T> dropped = dropping ? Array<T>(*saved.weights * saved.dropout_scale) : Array<T>();
-        const T* pd = dropping ? dropped.data() : p;
+        const T* pd = saved.mixed();
         // dS for every (b, h), so that each input's gradient is then written by one loop
         // (q, k and v may be the same tensor).
         Array<T> ds(saved.weights->shape());
@@ -211,10 +215,8 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
         softmax_in_place(seg, Lk);
       }
   }
-  const bool dropping = dropout_p > 0 && gen;
-  Saved<T> saved{weights, dropping, {}};
-  const Array<T> dropped = dropping ? apply_dropout(*weights, dropout_p, *gen, saved.dropout_scale) : Array<T>();
-  const T* pd = dropping ? dropped.data() : w;
+  Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
+  const T* pd = saved.mixed();
 
   // by_key (Bk, Bq*Lq, D): O for key batch element kb, rows over (bq, t)
   Array<T> by_key(Shape{Bk, rows, D});
@@ -229,13 +231,12 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
 
   Tensor<T> output = make_result<T>(
       op, std::move(out), {q, k, v},
-      [a, saved](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+      [a, saved = std::move(saved)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
         const std::size_t Bq = a.bq, Bk = a.bk, H = a.heads, Lq = a.lq, Lk = a.lk, D = a.d, dh = a.dh;
         const std::size_t rows = Bq * Lq, cols = Bk * Lk;
         const T* p = saved.weights->data();
         const bool dropping = saved.dropout;
-        const Array<T> dropped = dropping ? Array<T>(*saved.weights * saved.dropout_scale) : Array<T>();
-        const T* pd = dropping ? dropped.data() : p;
+        const T* pd = saved.mixed();
         Array<T> g_by_key(Shape{Bk, rows, D});  // dO reordered to (Bk, Bq*Lq, D)
         for (std::size_t kb = 0; kb < Bk; ++kb)
           for (std::size_t qb = 0; qb < Bq; ++qb)

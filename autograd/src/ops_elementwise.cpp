@@ -40,22 +40,19 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
                           const T* y = in[1]->data.data();
                           const T* o = out.data();
                           const T* go = g.data();
-                          if (in[0]->requires_grad) {
-                            Array<T> gx = xt::zeros<T>(sa);
-                            T* p = gx.data();
+                          // Each input's gradient: its contributions summed at its own
+                          // (broadcast) offsets, ia for a, ib for b.
+                          const auto gradient = [&](Node<T>& node, const Shape& shape, auto contribution, bool of_a) {
+                            if (!node.requires_grad) return;
+                            Array<T> gin = xt::zeros<T>(shape);
+                            T* p = gin.data();
                             detail::for_each_broadcast(so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
-                              p[ia] += backward_a(x[ia], y[ib], o[i], go[i]);
+                              p[of_a ? ia : ib] += contribution(x[ia], y[ib], o[i], go[i]);
                             });
-                            accumulate_grad(*in[0], std::move(gx), op);
-                          }
-                          if (in[1]->requires_grad) {
-                            Array<T> gy = xt::zeros<T>(sb);
-                            T* p = gy.data();
-                            detail::for_each_broadcast(so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
-                              p[ib] += backward_b(x[ia], y[ib], o[i], go[i]);
-                            });
-                            accumulate_grad(*in[1], std::move(gy), op);
-                          }
+                            accumulate_grad(node, std::move(gin), op);
+                          };
+                          gradient(*in[0], sa, backward_a, true);
+                          gradient(*in[1], sb, backward_b, false);
                         });
 }
 

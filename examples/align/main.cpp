@@ -38,7 +38,8 @@ int run_train(const CLI::App& cmd, TrainOptions options) {
   if (!options.resume_dir.empty()) {
     options.resume_dir = checkpoint_dir(options.resume_dir);
     if (!cmd.count("--out")) options.out_dir = options.resume_dir;
-    const TrainOptions stored = stored_settings(options.resume_dir, options);
+    const StoredRun run = stored_run(options.resume_dir, options);
+    const TrainOptions& stored = run.settings;
     check_agrees(cmd, "--batch", std::to_string(options.batch), std::to_string(stored.batch));
     check_agrees(cmd, "--optimizer", options.optimizer, stored.optimizer);
     check_agrees(cmd, "--seed", std::to_string(options.seed), std::to_string(stored.seed));
@@ -49,9 +50,8 @@ int run_train(const CLI::App& cmd, TrainOptions options) {
     if (cmd.count("--lr") && options.lr != stored.lr) throw UsageError("--lr differs from the checkpoint's");
     if (cmd.count("--no-attention") && stored.model.attention) throw UsageError("the checkpoint has attention");
     options = stored;
-    const std::size_t at = load_model(options.resume_dir).step;
-    if (at >= options.steps)
-      throw UsageError("the checkpoint is already at step " + std::to_string(at) + "; pass --steps above it");
+    if (run.step >= options.steps)
+      throw UsageError("the checkpoint is already at step " + std::to_string(run.step) + "; pass --steps above it");
   }
   try {
     validate(options);

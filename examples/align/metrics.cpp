@@ -6,13 +6,13 @@
 
 namespace align {
 
-std::size_t top1_hits(const xtgrad::Array<float>& scores, const std::vector<Example>& block) {
-  const std::size_t n = block.size();
+std::size_t top1_hits(const xtgrad::Array<float>& scores, const std::vector<Example>& data, std::size_t first) {
+  const std::size_t n = scores.shape()[0];
   std::size_t hits = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const float* row = scores.data() + i * n;
     const std::size_t top = std::size_t(std::max_element(row, row + n) - row);
-    hits += matches(block[i].caption, block[top]);
+    hits += matches(data[first + i].caption, data[first + top]);
   }
   return hits;
 }
@@ -39,11 +39,11 @@ Metrics evaluate(AlignModel<float>& model, const std::vector<Example>& data) {
   for (std::size_t start = 0; start < data.size(); start += kBlock) {
     std::iota(indices.begin(), indices.end(), start);
     const ModelOutput<float> out = model.forward(patch_batch<float>(data, indices), caption_batch(data, indices));
-    const std::vector<Example> block(data.begin() + long(start), data.begin() + long(start + kBlock));
-    hits += top1_hits(out.scores.data(), block);
+    hits += top1_hits(out.scores.data(), data, start);
     if (out.attention.defined())  // (n,n,4,16): the diagonal is each caption on its own image
       for (std::size_t i = 0; i < kBlock; ++i)
-        grounded += grounding_hit(out.attention.data().data() + (i * kBlock + i) * kCaptionLength * kPatches, block[i]);
+        grounded += grounding_hit(out.attention.data().data() + (i * kBlock + i) * kCaptionLength * kPatches,
+                                  data[start + i]);
   }
   return {double(hits) / double(data.size()), double(grounded) / double(data.size())};
 }

@@ -18,9 +18,9 @@ struct Metrics {
   double grounding = 0;  // 0 for a model without attention
 };
 
-// scores (n,n) of block[i]'s caption against block[j]'s image -> captions whose top image
-// matches them
-std::size_t top1_hits(const xtgrad::Array<float>& scores, const std::vector<Example>& block);
+// scores (n,n) of caption i against image j of the block data[first, first + n) ->
+// captions whose top image matches them
+std::size_t top1_hits(const xtgrad::Array<float>& scores, const std::vector<Example>& data, std::size_t first = 0);
 // attention (4,16) of a caption over its own image's patches (already averaged over heads)
 bool grounding_hit(const float* attention, const Example& example);
 // The colour and shape tokens' mean attention over the 16 patches.

@@ -236,7 +236,7 @@ void validate(const TrainOptions& o) {
   fs::remove(probe, error);
 }
 
-TrainOptions stored_settings(const std::string& dir, TrainOptions base) {
+StoredRun stored_run(const std::string& dir, TrainOptions base) {
   const LoadedModel loaded = load_model(dir);
   const std::string path = train_state_path(dir, loaded.step);
   xtgrad::Metadata m = xtgrad::load_safetensors<float>(path).metadata;
@@ -251,7 +251,7 @@ TrainOptions stored_settings(const std::string& dir, TrainOptions base) {
     throw xtgrad::CheckpointError(path + ": missing or malformed run settings (" + e.what() + ")");
   }
   base.model = loaded.config;
-  return base;
+  return {base, loaded.step};
 }
 
 TrainResult train(const TrainOptions& options, std::ostream& log) {

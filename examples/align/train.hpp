@@ -41,9 +41,13 @@ struct TrainResult {
 // written): throws std::invalid_argument with a message for the user.
 void validate(const TrainOptions& options);
 
-// The run settings stored in train_state.safetensors of a checkpoint directory; the
-// per-invocation fields are left as they are in `base`.
-TrainOptions stored_settings(const std::string& dir, TrainOptions base);
+// A run to resume: the settings stored in its checkpoint directory (the per-invocation
+// fields left as they are in `base`) and the step its checkpoint is at.
+struct StoredRun {
+  TrainOptions settings;
+  std::size_t step = 0;
+};
+StoredRun stored_run(const std::string& dir, TrainOptions base);
 
 // Trains (or resumes) and returns the final metrics; progress and a summary go to `log`.
 // Throws xtgrad::CheckpointError for a bad checkpoint and std::runtime_error when the loss
