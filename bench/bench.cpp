@@ -196,6 +196,7 @@ int main(int argc, char** argv) {
     else usage("unknown flag: " + arg);
   }
   set_num_threads(threads);
+  reuse_freed_memory();
 
   const auto cases = all_cases();
   if (!only.empty() && std::none_of(cases.begin(), cases.end(), [&](const Case& c) { return c.name == only; }))

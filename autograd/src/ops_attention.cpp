@@ -13,6 +13,7 @@
 
 #include "blas.hpp"
 #include "detail.hpp"
+#include "kernels.hpp"
 #include "xtgrad/ops.hpp"
 
 namespace xtgrad {
@@ -37,21 +38,6 @@ AttentionShape check_shapes(const char* op, const Shape& q, const Shape& k, cons
     detail::fail(op, std::to_string(heads) + " heads do not divide the width " + std::to_string(q[2]));
   const std::size_t dh = q[2] / heads;
   return {q[0], q[1], k[0], k[1], q[2], heads, dh, 1.0 / std::sqrt(double(dh))};
-}
-
-// Softmax of n scores in place (stride 1); all -inf gives zeros.
-template <class T>
-void softmax_in_place(T* s, std::size_t n) {
-  T peak = -std::numeric_limits<T>::infinity();
-  for (std::size_t j = 0; j < n; ++j) peak = std::max(peak, s[j]);
-  if (peak == -std::numeric_limits<T>::infinity()) {
-    std::fill(s, s + n, T(0));
-    return;
-  }
-  T total = 0;
-  for (std::size_t j = 0; j < n; ++j) total += (s[j] = std::exp(s[j] - peak));
-  const T inv = T(1) / total;
-  for (std::size_t j = 0; j < n; ++j) s[j] *= inv;
 }
 
 // dS = scale * P * (dP - rowsum(dP * P)) for one row of n, written over dP.
@@ -115,14 +101,12 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
       T* s = w + (b * H + h) * Lq * Lk;  // (Lq,Lk) = scale Q_bh K_bh^T
       blas::gemm<T>(false, true, Lq, Lk, dh, T(a.scale), pq + b * Lq * D + h * dh, D, pk + b * Lk * D + h * dh, D,
                     T(0), s, Lk);
-      for (std::size_t i = 0; i < Lq; ++i) {
-        if (allowed) {
-          const bool* ok = allowed->data() + (b * Lq + i) * Lk;
-          for (std::size_t j = 0; j < Lk; ++j)
-            if (!ok[j]) s[i * Lk + j] = -std::numeric_limits<T>::infinity();
-        }
-        softmax_in_place(s + i * Lk, Lk);
+      if (allowed) {
+        const bool* ok = allowed->data() + b * Lq * Lk;
+        for (std::size_t i = 0; i < Lq * Lk; ++i)
+          if (!ok[i]) s[i] = -std::numeric_limits<T>::infinity();
       }
+      kernels::softmax_rows(s, Lq, Lk);
     }
   Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
   const T* pd = saved.mixed();  // the weights the values are mixed with
@@ -204,16 +188,15 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
     T* s = w + h * rows * cols;  // (rows, cols) = scale Q_h K_h^T
     blas::gemm<T>(false, true, rows, cols, dh, T(a.scale), q.data().data() + h * dh, D, k.data().data() + h * dh, D,
                   T(0), s, cols);
-    for (std::size_t r = 0; r < rows; ++r)
-      for (std::size_t kb = 0; kb < Bk; ++kb) {
-        T* seg = s + r * cols + kb * Lk;  // query row r against key batch element kb
-        if (key_allowed) {
+    if (key_allowed)
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t kb = 0; kb < Bk; ++kb) {
+          T* seg = s + r * cols + kb * Lk;  // query row r against key batch element kb
           const bool* ok = key_allowed->data() + kb * Lk;
           for (std::size_t j = 0; j < Lk; ++j)
             if (!ok[j]) seg[j] = -std::numeric_limits<T>::infinity();
         }
-        softmax_in_place(seg, Lk);
-      }
+    kernels::softmax_rows(s, rows * Bk, Lk);  // the segments of Lk are the softmax rows
   }
   Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
   const T* pd = saved.mixed();

@@ -6,6 +6,7 @@
 #include <xtensor/xoperation.hpp>
 
 #include "detail.hpp"
+#include "kernels.hpp"
 #include "xtgrad/ops.hpp"
 
 namespace xtgrad {
@@ -236,13 +237,31 @@ Tensor<T> gelu(const Tensor<T>& x, GeluApproximation approx) {
   const T inv_sqrt2 = T(1.0 / std::sqrt(2.0));
   const T inv_sqrt_2pi = T(1.0 / std::sqrt(2.0 * M_PI));
   if (approx == GeluApproximation::none) {
-    // gelu(x) = x Phi(x); gelu'(x) = Phi(x) + x phi(x)
-    return unary(
-        "gelu", x, [=](const auto& v) { return T(0.5) * v * (T(1) + xt::erf(v * inv_sqrt2)); },
-        [=](const auto& v, const auto&, const auto& g) {
-          return g * (T(0.5) * (T(1) + xt::erf(v * inv_sqrt2)) +
-                      v * inv_sqrt_2pi * xt::exp(T(-0.5) * v * v));
-        });
+    // x (...) -> same shape. gelu(x) = x Phi(x); gelu'(x) = Phi(x) + x phi(x). Loops, not
+    // xtensor expressions: erf is the costly part, so the forward keeps Phi(x) for the
+    // backward instead of the backward evaluating erf again.
+    const std::size_t n = x.data().size();
+    const T* v = x.data().data();
+    Array<T> out(x.shape()), cdf(x.shape());
+    for (std::size_t i = 0; i < n; ++i) {
+      cdf.data()[i] = T(0.5) * (T(1) + std::erf(v[i] * inv_sqrt2));
+      out.data()[i] = v[i] * cdf.data()[i];
+    }
+    return make_result<T>("gelu", std::move(out), {x},
+                          [cdf = std::move(cdf), inv_sqrt_2pi](const std::vector<NodePtr<T>>& in, const Array<T>&,
+                                                               const Array<T>& g) {
+                            Node<T>& input = *in[0];
+                            if (!input.requires_grad) return;
+                            const std::size_t n = cdf.size();
+                            const T* v = input.data.data();
+                            Array<T> grad(cdf.shape());
+                            T* gx = grad.data();
+                            for (std::size_t i = 0; i < n; ++i) gx[i] = T(-0.5) * v[i] * v[i];
+                            kernels::exp_in_place(gx, n);  // phi(x) sqrt(2 pi)
+                            for (std::size_t i = 0; i < n; ++i)
+                              gx[i] = g.data()[i] * (cdf.data()[i] + v[i] * inv_sqrt_2pi * gx[i]);
+                            accumulate_grad(input, std::move(grad), "gelu");
+                          });
   }
   // gelu(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
   const T k = T(std::sqrt(2.0 / M_PI));

@@ -9,6 +9,7 @@
 #include <xtensor/xoperation.hpp>
 
 #include "detail.hpp"
+#include "kernels.hpp"
 #include "xtgrad/ops.hpp"
 
 namespace xtgrad {
@@ -132,10 +133,8 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
   for (std::size_t r = 0; r < n_rows; ++r) {
     const T* xr = x.data().data() + r * d;
     T* yr = out.data() + r * d;
-    T m = 0, v = 0;
-    for (std::size_t i = 0; i < d; ++i) m += xr[i];
-    m /= T(d);
-    for (std::size_t i = 0; i < d; ++i) v += (xr[i] - m) * (xr[i] - m);
+    const T m = kernels::sum_of<T>(d, [xr](std::size_t i) { return xr[i]; }) / T(d);
+    const T v = kernels::sum_of<T>(d, [xr, m](std::size_t i) { return (xr[i] - m) * (xr[i] - m); });
     const T rstd = T(1) / std::sqrt(v / T(d) + T(eps));
     for (std::size_t i = 0; i < d; ++i) yr[i] = (xr[i] - m) * rstd;  // xhat
     if (w)
@@ -179,13 +178,10 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
           if (need_b)
             for (std::size_t i = 0; i < d; ++i) gb.data()[i] += gr[i];
           if (!need_x) continue;
-          T mean_dxhat = 0, mean_dxhat_xhat = 0;
-          for (std::size_t i = 0; i < d; ++i) {
-            mean_dxhat += dxhat[i];
-            mean_dxhat_xhat += dxhat[i] * xhat[i];
-          }
-          mean_dxhat /= T(d);
-          mean_dxhat_xhat /= T(d);
+          const T* dx = dxhat.data();
+          const T* xh = xhat.data();
+          const T mean_dxhat = kernels::sum_of<T>(d, [dx](std::size_t i) { return dx[i]; }) / T(d);
+          const T mean_dxhat_xhat = kernels::sum_of<T>(d, [dx, xh](std::size_t i) { return dx[i] * xh[i]; }) / T(d);
           T* gxr = gx.data() + r * d;
           for (std::size_t i = 0; i < d; ++i) gxr[i] = rstd * (dxhat[i] - mean_dxhat - xhat[i] * mean_dxhat_xhat);
         }

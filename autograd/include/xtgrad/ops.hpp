@@ -159,4 +159,13 @@ template <class T> Tensor<T> operator/(scalar_t<T> s, const Tensor<T>& a) { retu
 void set_num_threads(int n);  // OpenBLAS threads for matmul
 int num_threads();
 
+// ---- memory ---------------------------------------------------------------------------
+// A training step frees and reallocates the same large buffers every step. glibc's malloc
+// serves blocks above 128 KiB by mmap and returns freed heap tops to the kernel, so each
+// step pays page faults and kernel zeroing for all of them (20% of the toy task's step
+// here). This asks glibc to serve blocks up to largest_reused_bytes from the heap and keep
+// freed memory for reuse. Process-wide, so the program decides: xtgrad-align and
+// xtgrad-bench call it at start. Returns false where malloc is not glibc's (no effect).
+bool reuse_freed_memory(std::size_t largest_reused_bytes = std::size_t(16) << 20);
+
 }  // namespace xtgrad
