@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -24,7 +25,29 @@ namespace {
 // A small but real run: settings every test that needs a checkpoint shares.
 const std::string kSmallRun = "--train-size 400 --test-size 100 --batch 16 --eval-every 10";
 
-const float* pixel(const Example& e, std::size_t y, std::size_t x) { return &e.image[(y * kImageSize + x) * kChannels]; }
+const float* pixel(const std::vector<float>& image, std::size_t y, std::size_t x) {
+  return &image[(y * kImageSize + x) * kChannels];
+}
+
+bool same_object(const Object& a, const Object& b) {
+  return a.colour == b.colour && a.shape == b.shape && a.cell == b.cell && a.rgb == b.rgb && a.radius == b.radius &&
+         a.cy == b.cy && a.cx == b.cx;
+}
+
+// The scene and the rendered picture, field by field and bit for bit.
+bool same_example(const Example& a, const Example& b) {
+  if (a.objects.size() != b.objects.size()) return false;
+  for (std::size_t k = 0; k < a.objects.size(); ++k)
+    if (!same_object(a.objects[k], b.objects[k])) return false;
+  return a.described == b.described && a.caption == b.caption && a.noise_seed == b.noise_seed &&
+         image_of(a) == image_of(b);
+}
+
+constexpr float kPalette[kColours][3] = {{0.90f, 0.15f, 0.15f}, {0.15f, 0.80f, 0.20f}, {0.20f, 0.35f, 0.95f},
+                                         {0.95f, 0.90f, 0.15f}, {0.90f, 0.20f, 0.85f}, {0.15f, 0.85f, 0.90f}};
+
+// The standard normal's distribution function.
+double normal_cdf(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
 
 }  // namespace
 
@@ -33,11 +56,95 @@ TEST_CASE("align data: the same seed gives the same data, another seed other dat
   const auto a = generate(50, 7), b = generate(50, 7), c = generate(50, 8);
   bool all_same = true, any_differs = false;
   for (std::size_t i = 0; i < 50; ++i) {
-    all_same = all_same && a[i].image == b[i].image && a[i].caption == b[i].caption;
-    any_differs = any_differs || a[i].image != c[i].image;
+    all_same = all_same && same_example(a[i], b[i]);
+    any_differs = any_differs || image_of(a[i]) != image_of(c[i]);
   }
   CHECK(all_same);
   CHECK(any_differs);
+  // A picture is rendered the same every time.
+  const std::vector<float> first = image_of(a[3]);
+  for (int round = 0; round < 3; ++round) CHECK(image_of(a[3]) == first);
+}
+
+TEST_CASE("align data: example i made alone is example i of the split") {
+  const auto split = generate(300, 21);
+  for (std::size_t i : {0u, 1u, 2u, 17u, 150u, 299u}) CHECK(same_example(generate_example(21, i), split[i]));
+  // A shorter split is a prefix of a longer one; other split seeds give other examples.
+  const auto prefix = generate(40, 21);
+  bool is_prefix = true;
+  for (std::size_t i = 0; i < prefix.size(); ++i) is_prefix = is_prefix && same_example(prefix[i], split[i]);
+  CHECK(is_prefix);
+  CHECK(generate_example(22, 5).noise_seed != split[5].noise_seed);
+  CHECK(generate_example(21, 6).noise_seed != split[5].noise_seed);
+  // The train split (seed S) and the test split (seed S + 1) share no noise stream.
+  std::set<std::uint64_t> train_streams;
+  for (const auto& e : generate(2000, 0)) train_streams.insert(e.noise_seed);
+  std::size_t shared = 0;
+  for (const auto& e : generate(1000, 1)) shared += train_streams.count(e.noise_seed);
+  CHECK(train_streams.size() == 2000);
+  CHECK(shared == 0);
+}
+
+TEST_CASE("align data: the generated data is pinned (the same on every run and platform)") {
+  // The scenes of seed 0's first examples, with their captions, and the noise sampler's
+  // first draws: a change to the generator changes every seed's figures, so it must be a
+  // deliberate one (and these values updated with it).
+  std::ostringstream scenes;
+  for (std::size_t i = 0; i < 4; ++i) {
+    const Example e = generate_example(0, i);
+    for (const Object& o : e.objects) scenes << o.colour << "," << o.shape << "," << o.cell << " ";
+    scenes << "| " << caption_text(e.caption) << "\n";
+  }
+  CHECK(scenes.str() ==
+        "2,2,9 | blue triangle bottom left\n"
+        "4,3,0 1,2,10 | green triangle bottom right\n"
+        "1,1,13 4,2,3 0,3,9 | green square bottom left\n"
+        "3,2,6 | yellow triangle top right\n");
+  std::uint64_t state = 0;
+  for (double expected : {-0.43832672594887434, 2.4363012579320533, 0.063661341894837992, -0.15204909903151306,
+                          0.36678155114709449, 1.6818229857050855})
+    CHECK(standard_normal(state) == doctest::Approx(expected).epsilon(1e-15));
+}
+
+TEST_CASE("align data: the noise sampler draws standard normals, tails included") {
+  // 2,000,000 draws: moments, tail frequencies (the ziggurat's tail beyond r = 3.654 and
+  // its wedges both take part), and a chi-square test over 50 equiprobable bins.
+  constexpr std::size_t n = 2000000, bins = 50;
+  std::uint64_t state = 12345;
+  double sum = 0, sum2 = 0, sum4 = 0;
+  std::size_t beyond1 = 0, beyond2 = 0, beyond_r = 0, below_minus3 = 0;
+  std::vector<std::size_t> count(bins, 0);
+  std::vector<double> edges(bins - 1);  // the normal's quantiles at k / bins
+  for (std::size_t k = 1; k < bins; ++k) {
+    double lo = -10, hi = 10;
+    for (int it = 0; it < 200; ++it) (normal_cdf(0.5 * (lo + hi)) < double(k) / bins ? lo : hi) = 0.5 * (lo + hi);
+    edges[k - 1] = 0.5 * (lo + hi);
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const double z = standard_normal(state);
+    sum += z, sum2 += z * z, sum4 += z * z * z * z;
+    beyond1 += z > 1.0;
+    beyond2 += std::abs(z) > 2.0;
+    beyond_r += std::abs(z) > 3.6541528853610088;
+    below_minus3 += z < -3.0;
+    ++count[std::size_t(std::upper_bound(edges.begin(), edges.end(), z) - edges.begin())];
+  }
+  const double dn = double(n);
+  CHECK(std::abs(sum / dn) < 4.0 / std::sqrt(dn));                  // mean 0
+  CHECK(sum2 / dn == doctest::Approx(1.0).epsilon(4 * std::sqrt(2.0 / dn)));  // variance 1
+  CHECK(sum4 / dn == doctest::Approx(3.0).epsilon(0.01));          // kurtosis 3
+  const auto near = [&](std::size_t seen, double p) {  // within 4.5 standard deviations
+    const double expected = p * dn;
+    return std::abs(double(seen) - expected) < 4.5 * std::sqrt(expected * (1 - p));
+  };
+  CHECK(near(beyond1, 1 - normal_cdf(1.0)));
+  CHECK(near(beyond2, 2 * (1 - normal_cdf(2.0))));
+  CHECK(near(below_minus3, normal_cdf(-3.0)));
+  CHECK(near(beyond_r, 2 * (1 - normal_cdf(3.6541528853610088))));  // about 516
+  double chi2 = 0;
+  for (std::size_t c : count) chi2 += (double(c) - dn / bins) * (double(c) - dn / bins) / (dn / bins);
+  MESSAGE("chi-square over " << bins << " bins: " << chi2 << " (49 degrees of freedom)");
+  CHECK(chi2 < 95.0);  // p < 1e-4 above this
 }
 
 TEST_CASE("align data: 1 to 3 objects in distinct cells, each count and value in range") {
@@ -56,7 +163,8 @@ TEST_CASE("align data: 1 to 3 objects in distinct cells, each count and value in
     }
     CHECK(cells.size() == e.objects.size());
     CHECK(e.described < e.objects.size());
-    for (float v : e.image) CHECK_MESSAGE((v >= 0.0f && v <= 1.0f), "value " << v);
+    const std::vector<float> image = image_of(e);
+    CHECK(std::all_of(image.begin(), image.end(), [](float v) { return v >= 0.0f && v <= 1.0f; }));
   }
   for (std::size_t n = 1; n <= 3; ++n) CHECK(by_count[n] == doctest::Approx(200).epsilon(0.2));  // uniform
 }
@@ -81,20 +189,70 @@ TEST_CASE("align data: each shape paints the pixels TASK.md specifies") {
   CHECK_FALSE(painted(3, 2.0, 2.0, r));
 }
 
+TEST_CASE("align data: every pixel is painted as TASK.md specifies") {
+  // Each object's drawn colour, radius and centre are in their ranges; each pixel is the
+  // clipped colour of the last object whose shape covers its centre, or else background.
+  std::vector<double> background;
+  std::size_t painted_pixels = 0, clipped_to_zero = 0, wrong_cell = 0, wrong_colour = 0, out_of_range = 0;
+  for (const auto& e : generate(300, 4)) {
+    for (const auto& o : e.objects) {
+      for (std::size_t c = 0; c < 3; ++c) CHECK(std::abs(o.rgb[c] - kPalette[o.colour][c]) <= 0.0801f);
+      CHECK(o.radius >= 2.6);
+      CHECK(o.radius < 3.5);
+      CHECK(std::abs(o.cy - double(o.cell / kGrid * kCellSize + 4)) <= 0.5);
+      CHECK(std::abs(o.cx - double(o.cell % kGrid * kCellSize + 4)) <= 0.5);
+    }
+    const std::vector<float> image = image_of(e);
+    for (std::size_t y = 0; y < kImageSize; ++y)
+      for (std::size_t x = 0; x < kImageSize; ++x) {
+        const Object* top = nullptr;
+        for (const auto& o : e.objects)
+          if (painted(o.shape, y + 0.5 - o.cy, x + 0.5 - o.cx, o.radius)) top = &o;
+        const float* p = pixel(image, y, x);
+        if (top) {
+          ++painted_pixels;
+          wrong_cell += top->cell != y / kCellSize * kGrid + x / kCellSize;  // inside its own cell
+          for (std::size_t c = 0; c < 3; ++c) wrong_colour += p[c] != std::clamp(top->rgb[c], 0.0f, 1.0f);
+        } else {
+          for (std::size_t c = 0; c < 3; ++c) {
+            out_of_range += !(p[c] >= 0.0f && p[c] <= 1.0f);
+            clipped_to_zero += p[c] == 0.0f;
+            background.push_back(p[c]);
+          }
+        }
+      }
+  }
+  CHECK(wrong_cell == 0);
+  CHECK(wrong_colour == 0);
+  CHECK(out_of_range == 0);
+  // The background: 0.1 + N(0, 0.03), clipped at 0 (0.1 is 3.33 deviations above it).
+  double mean = 0, var = 0;
+  for (double v : background) mean += v;
+  mean /= double(background.size());
+  for (double v : background) var += (v - mean) * (v - mean);
+  const double sd = std::sqrt(var / double(background.size()));
+  MESSAGE(background.size() << " background values: mean " << mean << ", sd " << sd << ", " << clipped_to_zero
+                            << " clipped to 0; " << painted_pixels << " painted pixels");
+  CHECK(mean == doctest::Approx(0.1).epsilon(0.002));
+  CHECK(sd == doctest::Approx(0.03).epsilon(0.01));
+  CHECK(painted_pixels > 300 * 20);  // shapes cover about 20 to 40 pixels each
+  const double p_zero = 0.5 * std::erfc((0.1 / 0.03) / std::sqrt(2.0));  // P(z < -3.33)
+  CHECK(double(clipped_to_zero) == doctest::Approx(p_zero * double(background.size())).epsilon(0.25));
+}
+
 TEST_CASE("align data: objects sit in their cells in their colour, the background is dark") {
-  const float palette[kColours][3] = {{0.90f, 0.15f, 0.15f}, {0.15f, 0.80f, 0.20f}, {0.20f, 0.35f, 0.95f},
-                                      {0.95f, 0.90f, 0.15f}, {0.90f, 0.20f, 0.85f}, {0.15f, 0.85f, 0.90f}};
   for (const auto& e : generate(200, 4)) {
+    const std::vector<float> image = image_of(e);
     std::set<std::size_t> occupied;
     for (const auto& o : e.objects) {
       occupied.insert(o.cell);
       // The cell's centre pixel is inside every shape (r >= 2.6, centre jitter <= 0.5).
-      const float* p = pixel(e, o.cell / kGrid * kCellSize + 4, o.cell % kGrid * kCellSize + 4);
-      for (std::size_t c = 0; c < 3; ++c) CHECK(std::abs(p[c] - palette[o.colour][c]) <= 0.0801f);
+      const float* p = pixel(image, o.cell / kGrid * kCellSize + 4, o.cell % kGrid * kCellSize + 4);
+      for (std::size_t c = 0; c < 3; ++c) CHECK(std::abs(p[c] - kPalette[o.colour][c]) <= 0.0801f);
     }
     for (std::size_t cell = 0; cell < kPatches; ++cell)
       if (!occupied.count(cell)) {
-        const float* p = pixel(e, cell / kGrid * kCellSize + 4, cell % kGrid * kCellSize + 4);
+        const float* p = pixel(image, cell / kGrid * kCellSize + 4, cell % kGrid * kCellSize + 4);
         for (std::size_t c = 0; c < 3; ++c) CHECK(std::abs(p[c] - 0.1f) < 0.25f);
       }
   }
@@ -132,11 +290,29 @@ TEST_CASE("align data: captions parse and print, bad words name the vocabulary")
 }
 
 TEST_CASE("align data: patches are 8x8x3 blocks, row-major over the grid") {
-  const auto data = generate(1, 6);
+  const auto data = generate(2, 6);
+  const std::vector<float> image = image_of(data[0]);
   std::vector<float> patches(kPatches * kPatchValues);
   patches_of(data[0], patches.data());
   // patch 6 = row 1, column 2; its value (y=3, x=5, c=2) is pixel (11, 21) channel 2
-  CHECK(patches[6 * kPatchValues + (3 * 8 + 5) * 3 + 2] == pixel(data[0], 11, 21)[2]);
+  CHECK(patches[6 * kPatchValues + (3 * 8 + 5) * 3 + 2] == pixel(image, 11, 21)[2]);
+  // Every value: patches_of is a rearrangement of the rendered picture.
+  bool all = true;
+  for (std::size_t p = 0; p < kPatches; ++p)
+    for (std::size_t y = 0; y < kCellSize; ++y)
+      for (std::size_t x = 0; x < kCellSize; ++x)
+        for (std::size_t c = 0; c < kChannels; ++c)
+          all = all && patches[p * kPatchValues + (y * kCellSize + x) * kChannels + c] ==
+                           pixel(image, p / kGrid * kCellSize + y, p % kGrid * kCellSize + x)[c];
+  CHECK(all);
+  // A batch holds each example's patches, in the order asked, for float and double.
+  const auto batch = patch_batch<float>(data, {1, 0});
+  const auto batch64 = patch_batch<double>(data, {1, 0});
+  bool in_batch = true;
+  for (std::size_t v = 0; v < kPatches * kPatchValues; ++v)
+    in_batch = in_batch && batch.data().data()[kPatches * kPatchValues + v] == patches[v] &&
+               batch64.data().data()[kPatches * kPatchValues + v] == double(patches[v]);
+  CHECK(in_batch);
 }
 
 // ---- metrics --------------------------------------------------------------------------

@@ -30,8 +30,8 @@ bool same(Rgb a, Rgb b, float tolerance = 1e-6f) {
 
 float luminance(Rgb c) { return 0.2126f * c.r + 0.7152f * c.g + 0.0722f * c.b; }
 
-Rgb image_pixel(const align::Example& e, std::size_t x, std::size_t y) {
-  const float* p = &e.image[(y * align::kImageSize + x) * align::kChannels];
+Rgb image_pixel(const std::vector<float>& image, std::size_t x, std::size_t y) {
+  const float* p = &image[(y * align::kImageSize + x) * align::kChannels];
   return {p[0], p[1], p[2]};
 }
 
@@ -87,15 +87,15 @@ std::vector<align::RankedImage> fake_ranking(const std::vector<align::Example>& 
 
 TEST_CASE("render: draw_image at scale 4 puts each image pixel in its 4x4 block") {
   const auto examples = align::generate(1, 3);
-  const auto& e = examples[0];
+  const std::vector<float> image = align::image_of(examples[0]);
   Canvas c(140, 140, kBackground);
   const long x0 = 3, y0 = 5;
-  c.draw_image(e.image, x0, y0, 4);
+  c.draw_image(image, x0, y0, 4);
   for (std::size_t iy : {0u, 7u, 13u, 31u})
     for (std::size_t ix : {0u, 4u, 20u, 31u})
       for (std::size_t dy = 0; dy < 4; ++dy)
         for (std::size_t dx = 0; dx < 4; ++dx)
-          CHECK(same(c.pixel(x0 + 4 * ix + dx, y0 + 4 * iy + dy), image_pixel(e, ix, iy)));
+          CHECK(same(c.pixel(x0 + 4 * ix + dx, y0 + 4 * iy + dy), image_pixel(image, ix, iy)));
   // Nothing outside the 128x128 block.
   CHECK(count_drawn(c, 0, 0, 140, y0) == 0);
   CHECK(count_drawn(c, 0, 0, x0, 140) == 0);
@@ -206,7 +206,7 @@ TEST_CASE("render: save_png writes a file stb_image reads back the same") {
   TempDir dir;
   const auto examples = align::generate(2, 7);
   Canvas c(70, 45, kBackground);
-  c.draw_image(examples[0].image, 1, 2, 2);
+  c.draw_image(align::image_of(examples[0]), 1, 2, 2);
   c.fill_rect(66, 40, 4, 5, {1.0f, 1.0f, 0.0f});
   const std::string path = (dir.path / "picture.png").string();
   c.save_png(path);

@@ -7,12 +7,17 @@
 namespace align {
 
 std::size_t top1_hits(const xtgrad::Array<float>& scores, const std::vector<Example>& data, std::size_t first) {
-  const std::size_t n = scores.shape()[0];
+  return top1_hits(scores, data, first, first);
+}
+
+std::size_t top1_hits(const xtgrad::Array<float>& scores, const std::vector<Example>& data, std::size_t first_image,
+                      std::size_t first_caption) {
+  const std::size_t m = scores.shape()[0], n = scores.shape()[1];
   std::size_t hits = 0;
-  for (std::size_t i = 0; i < n; ++i) {
+  for (std::size_t i = 0; i < m; ++i) {
     const float* row = scores.data() + i * n;
     const std::size_t top = std::size_t(std::max_element(row, row + n) - row);
-    hits += matches(data[first + i].caption, data[first + top]);
+    hits += matches(data[first_caption + i].caption, data[first_image + top]);
   }
   return hits;
 }
@@ -35,15 +40,19 @@ Metrics evaluate(AlignModel<float>& model, const std::vector<Example>& data) {
                                 std::to_string(data.size()));
   xtgrad::NoGradGuard no_grad;
   std::size_t hits = 0, grounded = 0;
-  std::vector<std::size_t> indices(kBlock);
+  std::vector<std::size_t> images(kBlock), captions(kEvalCaptions);
   for (std::size_t start = 0; start < data.size(); start += kBlock) {
-    std::iota(indices.begin(), indices.end(), start);
-    const ModelOutput<float> out = model.forward(patch_batch<float>(data, indices), caption_batch(data, indices));
-    hits += top1_hits(out.scores.data(), data, start);
-    if (out.attention.defined())  // (n,n,4,16): the diagonal is each caption on its own image
-      for (std::size_t i = 0; i < kBlock; ++i)
-        grounded += grounding_hit(out.attention.data().data() + (i * kBlock + i) * kCaptionLength * kPatches,
-                                  data[start + i]);
+    std::iota(images.begin(), images.end(), start);
+    const xtgrad::Tensor<float> patches = patch_batch<float>(data, images);  // rendered once per block
+    for (std::size_t chunk = 0; chunk < kBlock; chunk += kEvalCaptions) {
+      std::iota(captions.begin(), captions.end(), start + chunk);
+      const ModelOutput<float> out = model.forward(patches, caption_batch(data, captions));
+      hits += top1_hits(out.scores.data(), data, start, start + chunk);
+      if (out.attention.defined())  // (10,100,4,16): caption i of the chunk is image chunk + i's
+        for (std::size_t i = 0; i < kEvalCaptions; ++i)
+          grounded += grounding_hit(out.attention.data().data() + (i * kBlock + chunk + i) * kCaptionLength * kPatches,
+                                    data[start + chunk + i]);
+    }
   }
   return {double(hits) / double(data.size()), double(grounded) / double(data.size())};
 }

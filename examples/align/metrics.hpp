@@ -12,6 +12,11 @@
 namespace align {
 
 constexpr std::size_t kBlock = 100;
+// Evaluation scores a block's captions against its images 10 at a time: 10 x 100 pairs,
+// about a training batch's 32 x 32, so that its tensors are the sizes a training step
+// allocates and frees. With the whole block at once (100 x 100 pairs, 10 MB a tensor)
+// each evaluation raised the resident size by 28 MB, and part of it stayed.
+constexpr std::size_t kEvalCaptions = 10;
 
 struct Metrics {
   double p_at_1 = 0;
@@ -21,6 +26,10 @@ struct Metrics {
 // scores (n,n) of caption i against image j of the block data[first, first + n) ->
 // captions whose top image matches them
 std::size_t top1_hits(const xtgrad::Array<float>& scores, const std::vector<Example>& data, std::size_t first = 0);
+// scores (m,n) of the captions of data[first_caption, first_caption + m) against the
+// images data[first_image, first_image + n) -> captions whose top image matches them
+std::size_t top1_hits(const xtgrad::Array<float>& scores, const std::vector<Example>& data, std::size_t first_image,
+                      std::size_t first_caption);
 // attention (4,16) of a caption over its own image's patches (already averaged over heads)
 bool grounding_hit(const float* attention, const Example& example);
 // The colour and shape tokens' mean attention over the 16 patches.

@@ -1,6 +1,7 @@
 #include "model.hpp"
 
 #include <stdexcept>
+#include <type_traits>
 
 namespace align {
 
@@ -82,11 +83,17 @@ ModelOutput<T> AlignModel<T>::forward(const Tensor<T>& patches, const std::vecto
 
 template <class T>
 Tensor<T> patch_batch(const std::vector<Example>& data, const std::vector<std::size_t>& indices) {
-  std::vector<float> buffer(kPatches * kPatchValues);
+  constexpr std::size_t kValues = kPatches * kPatchValues;
   xtgrad::Array<T> out(xtgrad::Shape{indices.size(), kPatches, kPatchValues});
+  std::vector<float> buffer(std::is_same_v<T, float> ? 0 : kValues);
   for (std::size_t b = 0; b < indices.size(); ++b) {
-    patches_of(data[indices[b]], buffer.data());
-    std::copy(buffer.begin(), buffer.end(), out.data() + b * buffer.size());
+    // The pictures are rendered here (data holds scenes): straight into the batch for float.
+    if constexpr (std::is_same_v<T, float>) {
+      patches_of(data[indices[b]], out.data() + b * kValues);
+    } else {
+      patches_of(data[indices[b]], buffer.data());
+      std::copy(buffer.begin(), buffer.end(), out.data() + b * kValues);
+    }
   }
   return Tensor<T>(std::move(out));
 }

@@ -53,7 +53,7 @@ class AlignModel : public xtgrad::Module<T> {
   std::shared_ptr<xtgrad::Linear<T>> hidden, score;
 };
 
-// (Bk,16,192) patches of the given examples, in that order.
+// (Bk,16,192) patches of the given examples, in that order, rendered from their scenes.
 template <class T>
 xtgrad::Tensor<T> patch_batch(const std::vector<Example>& data, const std::vector<std::size_t>& indices);
 // Their captions as Bq*4 word ids.

@@ -254,7 +254,7 @@ void draw_ranked(Canvas& canvas, const RankedImage& ranked, std::size_t rank, fl
                  std::size_t scale) {
   const long size = long(kImageSize * scale), border = 4;
   canvas.fill_rect(x, y, size + 2 * border, size + 2 * border, ranked.matches ? kMatch : kNoMatch);
-  canvas.draw_image(ranked.example->image, x + border, y + border, scale);
+  canvas.draw_image(image_of(*ranked.example), x + border, y + border, scale);
   const long bar_y = y + size + 2 * border + 6, track = size + 2 * border;
   canvas.fill_rect(x, bar_y, track, 8, kTrack);
   canvas.fill_rect(x, bar_y, std::max(1L, std::lround(frac * float(track))), 8, kBar);
@@ -317,14 +317,15 @@ Canvas render_show(const Example& example, const std::string& caption, const std
   canvas.draw_text("attention weights", x_heat, y_labels, kInk, 2);
   canvas.draw_text("attention over the image", x_over, y_labels, kInk, 2);
 
-  canvas.draw_image(example.image, x_image, y_panels, kScale);
+  const std::vector<float> image = image_of(example);
+  canvas.draw_image(image, x_image, y_panels, kScale);
   draw_patch_grid(canvas, x_image, y_panels, kScale);
   mark_cells(canvas, x_image, y_panels, kScale, attended, targets);
 
   canvas.draw_heatmap(attention, x_heat, y_panels, kScale, 1.0f, true);
   canvas.draw_colour_bar(x_heat, y_bar, kPanel, 14, attention[attended], kInk);
 
-  canvas.draw_image(example.image, x_over, y_panels, kScale);
+  canvas.draw_image(image, x_over, y_panels, kScale);
   canvas.draw_heatmap(attention, x_over, y_panels, kScale, 0.5f);
   draw_patch_grid(canvas, x_over, y_panels, kScale);
   mark_cells(canvas, x_over, y_panels, kScale, attended, targets);
@@ -373,7 +374,7 @@ Canvas render_sample(const std::vector<Example>& examples) {
     const Example& e = examples[i];
     const long x = kMargin + long(i % cols) * (column + kGap), y = y_grid + long(i / cols) * tile_h;
     const long ix = x + (column - kImage) / 2;
-    canvas.draw_image(e.image, ix, y, kScale);
+    canvas.draw_image(image_of(e), ix, y, kScale);
     const std::size_t cell = e.objects.at(e.described).cell;
     const long c = long(kCellSize * kScale);
     canvas.stroke_rect(ix + long(cell % kGrid) * c, y + long(cell / kGrid) * c, c, c, 2, kWhite);
