@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "parallel.hpp"
 #include "xtgrad/ops.hpp"
 
 // OpenBLAS's thread control; declared here because Debian's <cblas.h> may be the
@@ -16,27 +17,51 @@ namespace blas {
 namespace {
 CBLAS_TRANSPOSE flag(bool t) { return t ? CblasTrans : CblasNoTrans; }
 int ld(std::size_t v) { return static_cast<int>(std::max<std::size_t>(v, 1)); }
+
+void call(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+          std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
+  cblas_sgemm(CblasRowMajor, flag(ta), flag(tb), int(m), int(n), int(k), alpha, a, ld(lda), b, ld(ldb), beta, c,
+              ld(ldc));
+}
+void call(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double alpha, const double* a,
+          std::size_t lda, const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc) {
+  cblas_dgemm(CblasRowMajor, flag(ta), flag(tb), int(m), int(n), int(k), alpha, a, ld(lda), b, ld(ldb), beta, c,
+              ld(ldc));
+}
+
+// Below this many multiply-adds a product runs on one thread: splitting it costs more
+// than it saves.
+constexpr std::size_t kSplitWork = std::size_t(1) << 18;
 }  // namespace
 
-template <>
-void gemm<float>(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
-                 const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta,
-                 float* c, std::size_t ldc) {
-  cblas_sgemm(CblasRowMajor, flag(ta), flag(tb), int(m), int(n), int(k), alpha, a, ld(lda), b,
-              ld(ldb), beta, c, ld(ldc));
+// With several threads, a large product is split into bands of C's rows (or columns,
+// when C has few rows), one single-threaded BLAS call each.
+template <class T>
+void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
+          const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
+  if (m * n * k < kSplitWork || parallel::threads() == 1) return call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (m >= n)  // rows r0..r1 of C need rows r0..r1 of op(A)
+    parallel::for_ranges(m, 16, [&](std::size_t r0, std::size_t r1) {
+      call(ta, tb, r1 - r0, n, k, alpha, ta ? a + r0 : a + r0 * lda, lda, b, ldb, beta, c + r0 * ldc, ldc);
+    });
+  else  // columns c0..c1 of C need columns c0..c1 of op(B)
+    parallel::for_ranges(n, 16, [&](std::size_t c0, std::size_t c1) {
+      call(ta, tb, m, c1 - c0, k, alpha, a, lda, tb ? b + c0 * ldb : b + c0, ldb, beta, c + c0, ldc);
+    });
 }
 
-template <>
-void gemm<double>(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double alpha,
-                  const double* a, std::size_t lda, const double* b, std::size_t ldb, double beta,
-                  double* c, std::size_t ldc) {
-  cblas_dgemm(CblasRowMajor, flag(ta), flag(tb), int(m), int(n), int(k), alpha, a, ld(lda), b,
-              ld(ldb), beta, c, ld(ldc));
-}
+template void gemm(bool, bool, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t, const float*,
+                   std::size_t, float, float*, std::size_t);
+template void gemm(bool, bool, std::size_t, std::size_t, std::size_t, double, const double*, std::size_t,
+                   const double*, std::size_t, double, double*, std::size_t);
 
 }  // namespace blas
 
-void set_num_threads(int n) { openblas_set_num_threads(std::max(n, 1)); }
-int num_threads() { return openblas_get_num_threads(); }
+// xtgrad's own threads split the work (parallel.hpp); OpenBLAS runs each call on one.
+void set_num_threads(int n) {
+  parallel::set_threads(std::size_t(std::max(n, 1)));
+  openblas_set_num_threads(1);
+}
+int num_threads() { return int(parallel::threads()); }
 
 }  // namespace xtgrad

@@ -14,6 +14,7 @@
 #include "blas.hpp"
 #include "detail.hpp"
 #include "kernels.hpp"
+#include "parallel.hpp"
 #include "xtgrad/ops.hpp"
 
 namespace xtgrad {
@@ -96,8 +97,9 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
 
   auto weights = std::make_shared<Array<T>>(Shape{B, H, Lq, Lk});
   T* w = weights->data();
-  for (std::size_t b = 0; b < B; ++b)
-    for (std::size_t h = 0; h < H; ++h) {
+  parallel::for_each(B * H, [&](std::size_t bh) {
+    const std::size_t b = bh / H, h = bh % H;
+    {
       T* s = w + (b * H + h) * Lq * Lk;  // (Lq,Lk) = scale Q_bh K_bh^T
       blas::gemm<T>(false, true, Lq, Lk, dh, T(a.scale), pq + b * Lq * D + h * dh, D, pk + b * Lk * D + h * dh, D,
                     T(0), s, Lk);
@@ -108,14 +110,16 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
       }
       kernels::softmax_rows(s, Lq, Lk);
     }
+  });
   Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
   const T* pd = saved.mixed();  // the weights the values are mixed with
 
   Array<T> out(Shape{B, Lq, D});
-  for (std::size_t b = 0; b < B; ++b)
-    for (std::size_t h = 0; h < H; ++h)  // O_bh (Lq,dh) = Pd_bh (Lq,Lk) V_bh (Lk,dh)
-      blas::gemm<T>(false, false, Lq, dh, Lk, T(1), pd + (b * H + h) * Lq * Lk, Lk, pv + b * Lk * D + h * dh, D, T(0),
-                    out.data() + b * Lq * D + h * dh, D);
+  parallel::for_each(B * H, [&](std::size_t bh) {  // O_bh (Lq,dh) = Pd_bh (Lq,Lk) V_bh (Lk,dh)
+    const std::size_t b = bh / H, h = bh % H;
+    blas::gemm<T>(false, false, Lq, dh, Lk, T(1), pd + (b * H + h) * Lq * Lk, Lk, pv + b * Lk * D + h * dh, D, T(0),
+                  out.data() + b * Lq * D + h * dh, D);
+  });
 
   Tensor<T> output = make_result<T>(
       op, std::move(out), {q, k, v},
@@ -130,8 +134,9 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
         // dS for every (b, h), so that each input's gradient is then written by one loop
         // (q, k and v may be the same tensor).
         Array<T> ds(saved.weights->shape());
-        for (std::size_t b = 0; b < B; ++b)
-          for (std::size_t h = 0; h < H; ++h) {
+        parallel::for_each(B * H, [&](std::size_t bh) {
+          const std::size_t b = bh / H, h = bh % H;
+          {
             const std::size_t blk = (b * H + h) * Lq * Lk;
             T* dsb = ds.data() + blk;  // dPd (Lq,Lk) = dO_bh V_bh^T
             blas::gemm<T>(false, true, Lq, Lk, dh, T(1), g.data() + b * Lq * D + h * dh, D, pv + b * Lk * D + h * dh,
@@ -140,27 +145,31 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
               for (std::size_t i = 0; i < Lq * Lk; ++i) dsb[i] *= saved.dropout_scale.data()[blk + i];
             for (std::size_t i = 0; i < Lq; ++i) softmax_backward_in_place(p + blk + i * Lk, dsb + i * Lk, Lk, T(a.scale));
           }
+        });
         bool fresh = false;
         if (in[0]->requires_grad) {  // dQ_bh (Lq,dh) = dS (Lq,Lk) K_bh (Lk,dh)
           T* gq = detail::grad_buffer(*in[0], fresh);
-          for (std::size_t b = 0; b < B; ++b)
-            for (std::size_t h = 0; h < H; ++h)
-              blas::gemm<T>(false, false, Lq, dh, Lk, T(1), ds.data() + (b * H + h) * Lq * Lk, Lk,
-                            pk + b * Lk * D + h * dh, D, fresh ? T(0) : T(1), gq + b * Lq * D + h * dh, D);
+          parallel::for_each(B * H, [&](std::size_t bh) {
+            const std::size_t b = bh / H, h = bh % H;
+            blas::gemm<T>(false, false, Lq, dh, Lk, T(1), ds.data() + (b * H + h) * Lq * Lk, Lk,
+                          pk + b * Lk * D + h * dh, D, fresh ? T(0) : T(1), gq + b * Lq * D + h * dh, D);
+          });
         }
         if (in[1]->requires_grad) {  // dK_bh (Lk,dh) = dS^T (Lk,Lq) Q_bh (Lq,dh)
           T* gk = detail::grad_buffer(*in[1], fresh);
-          for (std::size_t b = 0; b < B; ++b)
-            for (std::size_t h = 0; h < H; ++h)
-              blas::gemm<T>(true, false, Lk, dh, Lq, T(1), ds.data() + (b * H + h) * Lq * Lk, Lk,
-                            pq + b * Lq * D + h * dh, D, fresh ? T(0) : T(1), gk + b * Lk * D + h * dh, D);
+          parallel::for_each(B * H, [&](std::size_t bh) {
+            const std::size_t b = bh / H, h = bh % H;
+            blas::gemm<T>(true, false, Lk, dh, Lq, T(1), ds.data() + (b * H + h) * Lq * Lk, Lk,
+                          pq + b * Lq * D + h * dh, D, fresh ? T(0) : T(1), gk + b * Lk * D + h * dh, D);
+          });
         }
         if (in[2]->requires_grad) {  // dV_bh (Lk,dh) = Pd^T (Lk,Lq) dO_bh (Lq,dh)
           T* gv = detail::grad_buffer(*in[2], fresh);
-          for (std::size_t b = 0; b < B; ++b)
-            for (std::size_t h = 0; h < H; ++h)
-              blas::gemm<T>(true, false, Lk, dh, Lq, T(1), pd + (b * H + h) * Lq * Lk, Lk, g.data() + b * Lq * D + h * dh,
-                            D, fresh ? T(0) : T(1), gv + b * Lk * D + h * dh, D);
+          parallel::for_each(B * H, [&](std::size_t bh) {
+            const std::size_t b = bh / H, h = bh % H;
+            blas::gemm<T>(true, false, Lk, dh, Lq, T(1), pd + (b * H + h) * Lq * Lk, Lk, g.data() + b * Lq * D + h * dh,
+                          D, fresh ? T(0) : T(1), gv + b * Lk * D + h * dh, D);
+          });
         }
       });
   return {output, weights};
@@ -184,7 +193,7 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
 
   auto weights = std::make_shared<Array<T>>(Shape{H, Bq, Lq, Bk, Lk});
   T* w = weights->data();
-  for (std::size_t h = 0; h < H; ++h) {
+  parallel::for_each(H, [&](std::size_t h) {
     T* s = w + h * rows * cols;  // (rows, cols) = scale Q_h K_h^T
     blas::gemm<T>(false, true, rows, cols, dh, T(a.scale), q.data().data() + h * dh, D, k.data().data() + h * dh, D,
                   T(0), s, cols);
@@ -197,20 +206,22 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
             if (!ok[j]) seg[j] = -std::numeric_limits<T>::infinity();
         }
     kernels::softmax_rows(s, rows * Bk, Lk);  // the segments of Lk are the softmax rows
-  }
+  });
   Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
   const T* pd = saved.mixed();
 
   // by_key (Bk, Bq*Lq, D): O for key batch element kb, rows over (bq, t)
   Array<T> by_key(Shape{Bk, rows, D});
-  for (std::size_t h = 0; h < H; ++h)
-    for (std::size_t kb = 0; kb < Bk; ++kb)  // (rows,dh) = Pd_h[:, kb] (rows,Lk) V_h[kb] (Lk,dh)
-      blas::gemm<T>(false, false, rows, dh, Lk, T(1), pd + h * rows * cols + kb * Lk, cols,
-                    v.data().data() + kb * Lk * D + h * dh, D, T(0), by_key.data() + kb * rows * D + h * dh, D);
+  parallel::for_each(H * Bk, [&](std::size_t hk) {  // (rows,dh) = Pd_h[:, kb] (rows,Lk) V_h[kb] (Lk,dh)
+    const std::size_t h = hk / Bk, kb = hk % Bk;
+    blas::gemm<T>(false, false, rows, dh, Lk, T(1), pd + h * rows * cols + kb * Lk, cols,
+                  v.data().data() + kb * Lk * D + h * dh, D, T(0), by_key.data() + kb * rows * D + h * dh, D);
+  });
   Array<T> out(Shape{Bq, Bk, Lq, D});
-  for (std::size_t kb = 0; kb < Bk; ++kb)
+  parallel::for_each(Bk, [&](std::size_t kb) {
     for (std::size_t qb = 0; qb < Bq; ++qb)
       std::copy_n(by_key.data() + (kb * Bq + qb) * Lq * D, Lq * D, out.data() + (qb * Bk + kb) * Lq * D);
+  });
 
   Tensor<T> output = make_result<T>(
       op, std::move(out), {q, k, v},
@@ -221,11 +232,12 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
         const bool dropping = saved.dropout;
         const T* pd = saved.mixed();
         Array<T> g_by_key(Shape{Bk, rows, D});  // dO reordered to (Bk, Bq*Lq, D)
-        for (std::size_t kb = 0; kb < Bk; ++kb)
+        parallel::for_each(Bk, [&](std::size_t kb) {
           for (std::size_t qb = 0; qb < Bq; ++qb)
             std::copy_n(g.data() + (qb * Bk + kb) * Lq * D, Lq * D, g_by_key.data() + (kb * Bq + qb) * Lq * D);
+        });
         Array<T> ds(saved.weights->shape());  // per head (rows, cols)
-        for (std::size_t h = 0; h < H; ++h) {
+        parallel::for_each(H, [&](std::size_t h) {
           T* dsh = ds.data() + h * rows * cols;
           for (std::size_t kb = 0; kb < Bk; ++kb)  // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,dh) V_h[kb]^T
             blas::gemm<T>(false, true, rows, Lk, dh, T(1), g_by_key.data() + kb * rows * D + h * dh, D,
@@ -236,26 +248,29 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
             for (std::size_t kb = 0; kb < Bk; ++kb)
               softmax_backward_in_place(p + h * rows * cols + r * cols + kb * Lk, dsh + r * cols + kb * Lk, Lk,
                                         T(a.scale));
-        }
+        });
         bool fresh = false;
         if (in[0]->requires_grad) {  // dQ_h (rows,dh) = dS_h (rows,cols) K_h (cols,dh)
           T* gq = detail::grad_buffer(*in[0], fresh);
-          for (std::size_t h = 0; h < H; ++h)
+          parallel::for_each(H, [&](std::size_t h) {
             blas::gemm<T>(false, false, rows, dh, cols, T(1), ds.data() + h * rows * cols, cols,
                           in[1]->data.data() + h * dh, D, fresh ? T(0) : T(1), gq + h * dh, D);
+          });
         }
         if (in[1]->requires_grad) {  // dK_h (cols,dh) = dS_h^T (cols,rows) Q_h (rows,dh)
           T* gk = detail::grad_buffer(*in[1], fresh);
-          for (std::size_t h = 0; h < H; ++h)
+          parallel::for_each(H, [&](std::size_t h) {
             blas::gemm<T>(true, false, cols, dh, rows, T(1), ds.data() + h * rows * cols, cols,
                           in[0]->data.data() + h * dh, D, fresh ? T(0) : T(1), gk + h * dh, D);
+          });
         }
         if (in[2]->requires_grad) {  // dV_h[kb] (Lk,dh) = Pd_h[:, kb]^T (Lk,rows) dO_kb (rows,dh)
           T* gv = detail::grad_buffer(*in[2], fresh);
-          for (std::size_t h = 0; h < H; ++h)
-            for (std::size_t kb = 0; kb < Bk; ++kb)
-              blas::gemm<T>(true, false, Lk, dh, rows, T(1), pd + h * rows * cols + kb * Lk, cols,
-                            g_by_key.data() + kb * rows * D + h * dh, D, fresh ? T(0) : T(1), gv + kb * Lk * D + h * dh, D);
+          parallel::for_each(H * Bk, [&](std::size_t hk) {
+            const std::size_t h = hk / Bk, kb = hk % Bk;
+            blas::gemm<T>(true, false, Lk, dh, rows, T(1), pd + h * rows * cols + kb * Lk, cols,
+                          g_by_key.data() + kb * rows * D + h * dh, D, fresh ? T(0) : T(1), gv + kb * Lk * D + h * dh, D);
+          });
         }
       });
   return {output, weights};

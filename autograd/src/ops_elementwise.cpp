@@ -7,6 +7,7 @@
 
 #include "detail.hpp"
 #include "kernels.hpp"
+#include "parallel.hpp"
 #include "xtgrad/ops.hpp"
 
 namespace xtgrad {
@@ -243,10 +244,12 @@ Tensor<T> gelu(const Tensor<T>& x, GeluApproximation approx) {
     const std::size_t n = x.data().size();
     const T* v = x.data().data();
     Array<T> out(x.shape()), cdf(x.shape());
-    for (std::size_t i = 0; i < n; ++i) {
-      cdf.data()[i] = T(0.5) * (T(1) + std::erf(v[i] * inv_sqrt2));
-      out.data()[i] = v[i] * cdf.data()[i];
-    }
+    parallel::for_ranges(n, 8192, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) {
+        cdf.data()[i] = T(0.5) * (T(1) + std::erf(v[i] * inv_sqrt2));
+        out.data()[i] = v[i] * cdf.data()[i];
+      }
+    });
     return make_result<T>("gelu", std::move(out), {x},
                           [cdf = std::move(cdf), inv_sqrt_2pi](const std::vector<NodePtr<T>>& in, const Array<T>&,
                                                                const Array<T>& g) {
@@ -256,10 +259,12 @@ Tensor<T> gelu(const Tensor<T>& x, GeluApproximation approx) {
                             const T* v = input.data.data();
                             Array<T> grad(cdf.shape());
                             T* gx = grad.data();
-                            for (std::size_t i = 0; i < n; ++i) gx[i] = T(-0.5) * v[i] * v[i];
-                            kernels::exp_in_place(gx, n);  // phi(x) sqrt(2 pi)
-                            for (std::size_t i = 0; i < n; ++i)
-                              gx[i] = g.data()[i] * (cdf.data()[i] + v[i] * inv_sqrt_2pi * gx[i]);
+                            parallel::for_ranges(n, 8192, [&](std::size_t begin, std::size_t end) {
+                              for (std::size_t i = begin; i < end; ++i) gx[i] = T(-0.5) * v[i] * v[i];
+                              kernels::exp_in_place(gx + begin, end - begin);  // phi(x) sqrt(2 pi)
+                              for (std::size_t i = begin; i < end; ++i)
+                                gx[i] = g.data()[i] * (cdf.data()[i] + v[i] * inv_sqrt_2pi * gx[i]);
+                            });
                             accumulate_grad(input, std::move(grad), "gelu");
                           });
   }

@@ -10,6 +10,7 @@
 
 #include "detail.hpp"
 #include "kernels.hpp"
+#include "parallel.hpp"
 #include "xtgrad/ops.hpp"
 
 namespace xtgrad {
@@ -130,20 +131,22 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
 
   std::vector<T> means(n_rows), rstds(n_rows);
   Array<T> out(x.data().shape());
-  for (std::size_t r = 0; r < n_rows; ++r) {
-    const T* xr = x.data().data() + r * d;
-    T* yr = out.data() + r * d;
-    const T m = kernels::sum_of<T>(d, [xr](std::size_t i) { return xr[i]; }) / T(d);
-    const T v = kernels::sum_of<T>(d, [xr, m](std::size_t i) { return (xr[i] - m) * (xr[i] - m); });
-    const T rstd = T(1) / std::sqrt(v / T(d) + T(eps));
-    for (std::size_t i = 0; i < d; ++i) yr[i] = (xr[i] - m) * rstd;  // xhat
-    if (w)
-      for (std::size_t i = 0; i < d; ++i) yr[i] *= w[i];
-    if (bb)
-      for (std::size_t i = 0; i < d; ++i) yr[i] += bb[i];
-    means[r] = m;
-    rstds[r] = rstd;
-  }
+  parallel::for_ranges(n_rows, 256, [&](std::size_t row_begin, std::size_t row_end) {
+    for (std::size_t r = row_begin; r < row_end; ++r) {
+      const T* xr = x.data().data() + r * d;
+      T* yr = out.data() + r * d;
+      const T m = kernels::sum_of<T>(d, [xr](std::size_t i) { return xr[i]; }) / T(d);
+      const T v = kernels::sum_of<T>(d, [xr, m](std::size_t i) { return (xr[i] - m) * (xr[i] - m); });
+      const T rstd = T(1) / std::sqrt(v / T(d) + T(eps));
+      for (std::size_t i = 0; i < d; ++i) yr[i] = (xr[i] - m) * rstd;  // xhat
+      if (w)
+        for (std::size_t i = 0; i < d; ++i) yr[i] *= w[i];
+      if (bb)
+        for (std::size_t i = 0; i < d; ++i) yr[i] += bb[i];
+      means[r] = m;
+      rstds[r] = rstd;
+    }
+  });
 
   std::vector<Tensor<T>> inputs{x};
   if (weight) inputs.push_back(*weight);
@@ -161,29 +164,42 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
         const bool need_w = weight_node && weight_node->requires_grad;
         const bool need_b = bias_node && bias_node->requires_grad;
         Array<T> gx = need_x ? Array<T>(in[0]->data.shape()) : Array<T>();
+        // Rows in parallel bands; each band sums its own weight and bias gradients, added
+        // up in band order afterwards.
+        const std::size_t bands = std::max<std::size_t>(1, std::min(parallel::threads(), n_rows / 256));
+        std::vector<std::vector<T>> band_gw(bands, std::vector<T>(need_w ? d : 0)),
+            band_gb(bands, std::vector<T>(need_b ? d : 0));
+        parallel::for_each(bands, [&](std::size_t band) {
+          std::vector<T> xhat(d), dxhat(d);  // one row's, reused
+          T* gw = band_gw[band].data();
+          T* gb = band_gb[band].data();
+          for (std::size_t r = n_rows * band / bands; r < n_rows * (band + 1) / bands; ++r) {
+            const T* xr = x + r * d;
+            const T* gr = g.data() + r * d;
+            const T m = means[r], rstd = rstds[r];
+            for (std::size_t i = 0; i < d; ++i) xhat[i] = (xr[i] - m) * rstd;
+            if (w)
+              for (std::size_t i = 0; i < d; ++i) dxhat[i] = gr[i] * w[i];
+            else
+              std::copy(gr, gr + d, dxhat.begin());
+            if (need_w)
+              for (std::size_t i = 0; i < d; ++i) gw[i] += gr[i] * xhat[i];
+            if (need_b)
+              for (std::size_t i = 0; i < d; ++i) gb[i] += gr[i];
+            if (!need_x) continue;
+            const T* dx = dxhat.data();
+            const T* xh = xhat.data();
+            const T mean_dxhat = kernels::sum_of<T>(d, [dx](std::size_t i) { return dx[i]; }) / T(d);
+            const T mean_dxhat_xhat = kernels::sum_of<T>(d, [dx, xh](std::size_t i) { return dx[i] * xh[i]; }) / T(d);
+            T* gxr = gx.data() + r * d;
+            for (std::size_t i = 0; i < d; ++i) gxr[i] = rstd * (dxhat[i] - mean_dxhat - xhat[i] * mean_dxhat_xhat);
+          }
+        });
         Array<T> gw = need_w ? xt::zeros<T>({d}) : Array<T>();
         Array<T> gb = need_b ? xt::zeros<T>({d}) : Array<T>();
-        std::vector<T> xhat(d), dxhat(d);  // one row's, reused
-        for (std::size_t r = 0; r < n_rows; ++r) {
-          const T* xr = x + r * d;
-          const T* gr = g.data() + r * d;
-          const T m = means[r], rstd = rstds[r];
-          for (std::size_t i = 0; i < d; ++i) xhat[i] = (xr[i] - m) * rstd;
-          if (w)
-            for (std::size_t i = 0; i < d; ++i) dxhat[i] = gr[i] * w[i];
-          else
-            std::copy(gr, gr + d, dxhat.begin());
-          if (need_w)
-            for (std::size_t i = 0; i < d; ++i) gw.data()[i] += gr[i] * xhat[i];
-          if (need_b)
-            for (std::size_t i = 0; i < d; ++i) gb.data()[i] += gr[i];
-          if (!need_x) continue;
-          const T* dx = dxhat.data();
-          const T* xh = xhat.data();
-          const T mean_dxhat = kernels::sum_of<T>(d, [dx](std::size_t i) { return dx[i]; }) / T(d);
-          const T mean_dxhat_xhat = kernels::sum_of<T>(d, [dx, xh](std::size_t i) { return dx[i] * xh[i]; }) / T(d);
-          T* gxr = gx.data() + r * d;
-          for (std::size_t i = 0; i < d; ++i) gxr[i] = rstd * (dxhat[i] - mean_dxhat - xhat[i] * mean_dxhat_xhat);
+        for (std::size_t band = 0; band < bands; ++band) {
+          for (std::size_t i = 0; need_w && i < d; ++i) gw.data()[i] += band_gw[band][i];
+          for (std::size_t i = 0; need_b && i < d; ++i) gb.data()[i] += band_gb[band][i];
         }
         if (need_x) accumulate_grad(*in[0], std::move(gx), "layer_norm");
         if (need_w) {

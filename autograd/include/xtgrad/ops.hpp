@@ -155,8 +155,11 @@ template <class T> Tensor<T> operator*(scalar_t<T> s, const Tensor<T>& a) { retu
 template <class T> Tensor<T> operator/(const Tensor<T>& a, scalar_t<T> s) { return div(a, s); }
 template <class T> Tensor<T> operator/(scalar_t<T> s, const Tensor<T>& a) { return div(s, a); }
 
-// ---- BLAS threads ---------------------------------------------------------------------
-void set_num_threads(int n);  // OpenBLAS threads for matmul
+// ---- threads --------------------------------------------------------------------------
+// The threads xtgrad's ops use: large products are split into bands, attention over heads
+// and key blocks, row-wise ops over rows. OpenBLAS is then kept to one thread per call.
+// Until this is called, ops run on the calling thread and OpenBLAS uses its own default.
+void set_num_threads(int n);
 int num_threads();
 
 // ---- memory ---------------------------------------------------------------------------

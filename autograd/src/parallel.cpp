@@ -1,0 +1,128 @@
+#include "parallel.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace xtgrad::parallel {
+namespace {
+
+thread_local bool inside_task = false;
+
+// Workers wait for a new generation of work, spinning for a while first: the ops of a
+// training step come tens of microseconds apart, and waking a sleeping thread costs
+// about as much as a small op.
+class Pool {
+ public:
+  explicit Pool(std::size_t workers) {
+    for (std::size_t i = 0; i < workers; ++i) threads_.emplace_back([this] { work(); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(wake_mutex_);
+      stop_ = true;
+      generation_.fetch_add(1);
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  std::size_t size() const { return threads_.size() + 1; }
+
+  // False when another thread holds the pool (the caller then runs the tasks itself).
+  bool run(std::size_t count, const std::function<void(std::size_t)>& task) {
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (!busy.owns_lock()) return false;
+    task_ = &task;
+    count_ = count;
+    next_.store(0);
+    unfinished_.store(threads_.size());
+    {
+      std::lock_guard<std::mutex> lock(wake_mutex_);
+      generation_.fetch_add(1);
+    }
+    wake_.notify_all();
+    take_tasks();
+    while (unfinished_.load() != 0) std::this_thread::yield();
+    return true;
+  }
+
+ private:
+  void take_tasks() {
+    inside_task = true;
+    for (std::size_t i = next_.fetch_add(1); i < count_; i = next_.fetch_add(1)) (*task_)(i);
+    inside_task = false;
+  }
+
+  void work() {
+    std::uint64_t seen = 0;
+    for (;;) {
+      bool woken = false;
+      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+      while (!woken && std::chrono::steady_clock::now() < spin_until) {
+        woken = generation_.load() != seen;
+        if (!woken) std::this_thread::yield();
+      }
+      if (!woken) {
+        std::unique_lock<std::mutex> lock(wake_mutex_);
+        wake_.wait(lock, [&] { return generation_.load() != seen; });
+      }
+      seen = generation_.load();
+      if (stop_) return;
+      take_tasks();
+      unfinished_.fetch_sub(1);
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex busy_;  // one parallel loop at a time
+  std::mutex wake_mutex_;
+  std::condition_variable wake_;
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<std::size_t> next_{0}, unfinished_{0};
+  const std::function<void(std::size_t)>* task_ = nullptr;
+  std::size_t count_ = 0;
+  bool stop_ = false;
+};
+
+std::mutex pool_mutex;
+std::shared_ptr<Pool> pool;  // null: one thread
+
+std::shared_ptr<Pool> current_pool() {
+  std::lock_guard<std::mutex> lock(pool_mutex);
+  return pool;
+}
+
+}  // namespace
+
+std::size_t threads() {
+  const auto p = current_pool();
+  return p ? p->size() : 1;
+}
+
+void set_threads(std::size_t n) {
+  std::shared_ptr<Pool> fresh = n > 1 ? std::make_shared<Pool>(n - 1) : nullptr;
+  std::lock_guard<std::mutex> lock(pool_mutex);
+  pool = std::move(fresh);  // the old pool stops when its last user lets go
+}
+
+void for_each(std::size_t count, const std::function<void(std::size_t)>& task) {
+  if (count == 0) return;
+  if (count > 1 && !inside_task) {
+    const auto p = current_pool();
+    if (p && p->run(count, task)) return;
+  }
+  for (std::size_t i = 0; i < count; ++i) task(i);
+}
+
+void for_ranges(std::size_t total, std::size_t min_size, const std::function<void(std::size_t, std::size_t)>& body) {
+  const std::size_t parts = std::max<std::size_t>(1, std::min(threads(), total / std::max<std::size_t>(min_size, 1)));
+  for_each(parts, [&](std::size_t i) { body(total * i / parts, total * (i + 1) / parts); });
+}
+
+}  // namespace xtgrad::parallel

@@ -1,0 +1,102 @@
+// Threads (set_num_threads): the pool runs every task once, nests and shares safely, and
+// the ops that split their work give the one-thread results (bitwise where each output
+// element is computed the same way; to rounding where partial sums are added per band)
+// and pass gradcheck on shapes large enough to be split.
+#include "helpers.hpp"
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "../autograd/src/parallel.hpp"
+
+using namespace xtgrad;
+using namespace xtgrad::testing;
+
+namespace {
+
+// Runs the test body with n threads and goes back to one thread afterwards.
+struct ThreadsGuard {
+  explicit ThreadsGuard(int n) { set_num_threads(n); }
+  ~ThreadsGuard() { set_num_threads(1); }
+};
+
+// A float tensor of N(0, 1) values.
+Tensor<float> floats(const Shape& shape, std::uint64_t seed, bool requires_grad = true) {
+  Generator gen(seed);
+  return randn<float>(shape, gen, 0.0f, 1.0f, requires_grad);
+}
+
+// The loss of a small model that uses every parallel op, and its input gradients.
+std::vector<Array<float>> run_model(int threads) {
+  ThreadsGuard guard(threads);
+  Tensor<float> q = floats({16, 4, 32}, 1), kv = floats({10, 16, 32}, 2), w = floats({32, 32}, 3);
+  Tensor<float> lw = floats({32}, 4), lb = floats({32}, 5);
+  const FusedAttention<float> att = attention_heads_all_pairs(q, kv, kv, 4);  // (16,10,4,32)
+  const Tensor<float> mixed = matmul(reshape(att.output, {640, 32}), w);  // 640 rows: split, two bands
+  const Tensor<float> y = gelu(layer_norm<float>(mixed, {32}, lw, lb));
+  sum(y * y).backward();
+  return {y.data(), q.grad(), kv.grad(), w.grad(), lw.grad(), lb.grad()};
+}
+
+}  // namespace
+
+TEST_CASE("parallel: for_each runs every index exactly once, with 1, 2 and 3 threads") {
+  for (int threads : {1, 2, 3}) {
+    ThreadsGuard guard(threads);
+    CHECK(parallel::threads() == std::size_t(threads));
+    for (std::size_t count : {0u, 1u, 2u, 7u, 1000u}) {
+      std::vector<std::atomic<int>> hits(count);
+      parallel::for_each(count, [&](std::size_t i) { hits[i].fetch_add(1); });
+      for (std::size_t i = 0; i < count; ++i) CHECK(hits[i].load() == 1);
+    }
+    std::vector<int> covered(1001, 0);
+    parallel::for_ranges(1001, 10, [&](std::size_t b, std::size_t e) {
+      for (std::size_t i = b; i < e; ++i) covered[i] += 1;
+    });
+    CHECK(std::count(covered.begin(), covered.end(), 1) == 1001);
+  }
+}
+
+TEST_CASE("parallel: a loop inside a task runs serially, and two callers at once both finish") {
+  ThreadsGuard guard(2);
+  std::atomic<int> inner{0};
+  parallel::for_each(4, [&](std::size_t) { parallel::for_each(10, [&](std::size_t) { inner.fetch_add(1); }); });
+  CHECK(inner.load() == 40);
+  std::atomic<long> total{0};
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 2; ++c)
+    callers.emplace_back([&] {
+      for (int round = 0; round < 200; ++round)
+        parallel::for_each(16, [&](std::size_t i) { total.fetch_add(long(i)); });
+    });
+  for (auto& t : callers) t.join();
+  CHECK(total.load() == 2L * 200 * 120);
+}
+
+TEST_CASE("parallel: two threads give the one-thread values and gradients") {
+  const auto one = run_model(1), two = run_model(2);
+  const char* names[] = {"output", "dq", "dkv", "dw", "dlayer_norm_weight", "dlayer_norm_bias"};
+  for (std::size_t i = 0; i < one.size(); ++i) {
+    INFO(names[i]);
+    REQUIRE(one[i].shape() == two[i].shape());
+    // The split product and the attention compute each element as one thread does; the
+    // layer norm's weight and bias gradients add per-band partial sums.
+    const double scale = double(xt::amax(xt::abs(one[i]))());
+    CHECK(double(xt::amax(xt::abs(one[i] - two[i]))()) <= 1e-6 * scale);
+  }
+  CHECK(one[0] == two[0]);  // the forward: bitwise
+}
+
+TEST_CASE("parallel: gradcheck of split matmul, attention, layer_norm and gelu with two threads") {
+  ThreadsGuard guard(2);
+  const D a = input({70, 64}, 1), b = input({64, 60}, 2);  // 268,800 multiply-adds: split
+  check_grad([](const In& in) { return matmul(in[0], in[1]); }, {a, b}, GradcheckOptions().set_fast_mode(true));
+  const D q = input({3, 4, 8}, 3), kv = input({5, 6, 8}, 4);
+  check_grad([](const In& in) { return attention_heads_all_pairs(in[0], in[1], in[1], 2).output; }, {q, kv});
+  const D x = input({600, 8}, 5), w = input({8}, 6), bias = input({8}, 7);  // 600 rows: two bands
+  check_grad([](const In& in) { return layer_norm<double>(in[0], {8}, in[1], in[2]); }, {x, w, bias},
+             GradcheckOptions().set_fast_mode(true));
+  const D g = input({20000}, 8);  // above one band of 8192
+  check_grad([](const In& in) { return gelu(in[0]); }, {g}, GradcheckOptions().set_fast_mode(true));
+}
