@@ -88,10 +88,13 @@ TEST_CASE("parallel: two threads give the one-thread values and gradients") {
   CHECK(one[0] == two[0]);  // the forward: bitwise
 }
 
-TEST_CASE("parallel: gradcheck of split matmul, attention, layer_norm and gelu with two threads") {
+TEST_CASE("parallel: gradcheck of split matmul (by rows and along k), attention, layer_norm and gelu with two threads") {
   ThreadsGuard guard(2);
   const D a = input({70, 64}, 1), b = input({64, 60}, 2);  // 268,800 multiply-adds: split
   check_grad([](const In& in) { return matmul(in[0], in[1]); }, {a, b}, GradcheckOptions().set_fast_mode(true));
+  // (8,6000) x (6000,6): a small result from a long inner dimension, split along k
+  const D long_a = input({8, 6000}, 9), long_b = input({6000, 6}, 10);
+  check_grad([](const In& in) { return matmul(in[0], in[1]); }, {long_a, long_b}, GradcheckOptions().set_fast_mode(true));
   const D q = input({3, 4, 8}, 3), kv = input({5, 6, 8}, 4);
   check_grad([](const In& in) { return attention_heads_all_pairs(in[0], in[1], in[1], 2).output; }, {q, kv});
   const D x = input({600, 8}, 5), w = input({8}, 6), bias = input({8}, 7);  // 600 rows: two bands

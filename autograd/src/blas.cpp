@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "parallel.hpp"
 #include "xtgrad/ops.hpp"
@@ -40,6 +41,25 @@ template <class T>
 void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
           const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
   if (m * n * k < kSplitWork || parallel::threads() == 1) return call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (k >= 8 * std::max(m, n)) {
+    // A small C from a long inner dimension (a weight gradient summed over many rows):
+    // bands of C would each read all of the long operands, so split k instead; the first
+    // band accumulates into C, the others into their own buffers, added in band order.
+    const std::size_t parts = std::min(parallel::threads(), k / 64);
+    std::vector<std::vector<T>> partial(parts);
+    parallel::for_each(parts, [&](std::size_t part) {
+      const std::size_t k0 = k * part / parts, k1 = k * (part + 1) / parts;
+      const T* a_part = ta ? a + k0 * lda : a + k0;  // op(A)'s columns k0..k1
+      const T* b_part = tb ? b + k0 : b + k0 * ldb;  // op(B)'s rows k0..k1
+      if (part == 0) return call(ta, tb, m, n, k1 - k0, alpha, a_part, lda, b_part, ldb, beta, c, ldc);
+      partial[part].resize(m * n);
+      call(ta, tb, m, n, k1 - k0, alpha, a_part, lda, b_part, ldb, T(0), partial[part].data(), n);
+    });
+    for (std::size_t part = 1; part < parts; ++part)
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] += partial[part][i * n + j];
+    return;
+  }
   if (m >= n)  // rows r0..r1 of C need rows r0..r1 of op(A)
     parallel::for_ranges(m, 16, [&](std::size_t r0, std::size_t r1) {
       call(ta, tb, r1 - r0, n, k, alpha, ta ? a + r0 : a + r0 * lda, lda, b, ldb, beta, c + r0 * ldc, ldc);

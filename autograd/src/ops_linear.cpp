@@ -6,6 +6,7 @@
 //   dW (out,in)   = dy^T (out,rows) x         gemm(trans, no)
 //   db (out)      = column sums of dy
 #include "blas.hpp"
+#include "parallel.hpp"
 #include "detail.hpp"
 #include "xtgrad/ops.hpp"
 
@@ -26,8 +27,10 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optiona
   blas::gemm<T>(false, true, rows, out, in, T(1), x.data().data(), in, weight.data().data(), in, T(0), y.data(), out);
   if (bias) {
     const T* b = bias->data().data();
-    for (std::size_t r = 0; r < rows; ++r)
-      for (std::size_t j = 0; j < out; ++j) y.data()[r * out + j] += b[j];
+    parallel::for_ranges(rows, 256, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t r = begin; r < end; ++r)
+        for (std::size_t j = 0; j < out; ++j) y.data()[r * out + j] += b[j];
+    });
   }
   std::vector<Tensor<T>> inputs{x, weight};
   if (bias) inputs.push_back(*bias);
@@ -48,8 +51,17 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optiona
         if (inputs.size() > 2 && inputs[2]->requires_grad) {
           T* gb = detail::grad_buffer(*inputs[2], fresh);
           if (fresh) std::fill(gb, gb + out, T(0));
-          for (std::size_t r = 0; r < rows; ++r)
-            for (std::size_t j = 0; j < out; ++j) gb[j] += g.data()[r * out + j];
+          // Column sums of g in row bands, one per thread, added in band order.
+          const std::size_t bands = std::max<std::size_t>(1, std::min(parallel::threads(), rows / 256));
+          std::vector<std::vector<T>> partial(bands);
+          parallel::for_each(bands, [&](std::size_t band) {
+            std::vector<T> sums(out, T(0));  // allocated by the thread that fills it
+            for (std::size_t r = rows * band / bands; r < rows * (band + 1) / bands; ++r)
+              for (std::size_t j = 0; j < out; ++j) sums[j] += g.data()[r * out + j];
+            partial[band] = std::move(sums);
+          });
+          for (const auto& sums : partial)
+            for (std::size_t j = 0; j < out; ++j) gb[j] += sums[j];
         }
       });
 }

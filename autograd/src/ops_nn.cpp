@@ -167,12 +167,14 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
         // Rows in parallel bands; each band sums its own weight and bias gradients, added
         // up in band order afterwards.
         const std::size_t bands = std::max<std::size_t>(1, std::min(parallel::threads(), n_rows / 256));
-        std::vector<std::vector<T>> band_gw(bands, std::vector<T>(need_w ? d : 0)),
-            band_gb(bands, std::vector<T>(need_b ? d : 0));
+        std::vector<std::vector<T>> band_gw(bands), band_gb(bands);
         parallel::for_each(bands, [&](std::size_t band) {
           std::vector<T> xhat(d), dxhat(d);  // one row's, reused
-          T* gw = band_gw[band].data();
-          T* gb = band_gb[band].data();
+          // The band's sums live in memory of the thread that writes them: two bands'
+          // sums on one cache line would bounce it between the cores on every row.
+          std::vector<T> band_w_sums(need_w ? d : 0), band_b_sums(need_b ? d : 0);
+          T* gw = band_w_sums.data();
+          T* gb = band_b_sums.data();
           for (std::size_t r = n_rows * band / bands; r < n_rows * (band + 1) / bands; ++r) {
             const T* xr = x + r * d;
             const T* gr = g.data() + r * d;
@@ -194,6 +196,8 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
             T* gxr = gx.data() + r * d;
             for (std::size_t i = 0; i < d; ++i) gxr[i] = rstd * (dxhat[i] - mean_dxhat - xhat[i] * mean_dxhat_xhat);
           }
+          band_gw[band] = std::move(band_w_sums);
+          band_gb[band] = std::move(band_b_sums);
         });
         Array<T> gw = need_w ? xt::zeros<T>({d}) : Array<T>();
         Array<T> gb = need_b ? xt::zeros<T>({d}) : Array<T>();

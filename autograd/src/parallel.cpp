@@ -15,6 +15,16 @@ namespace {
 
 thread_local bool inside_task = false;
 
+// A hint that this thread is spinning (x86's pause): no system call, and it leaves the
+// core's resources to the thread that has work.
+inline void spin_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
 // Workers wait for a new generation of work, spinning for a while first: the ops of a
 // training step come tens of microseconds apart, and waking a sleeping thread costs
 // about as much as a small op.
@@ -48,7 +58,7 @@ class Pool {
     }
     wake_.notify_all();
     take_tasks();
-    while (unfinished_.load() != 0) std::this_thread::yield();
+    while (unfinished_.load() != 0) spin_pause();
     return true;
   }
 
@@ -65,8 +75,10 @@ class Pool {
       bool woken = false;
       const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
       while (!woken && std::chrono::steady_clock::now() < spin_until) {
-        woken = generation_.load() != seen;
-        if (!woken) std::this_thread::yield();
+        for (int i = 0; i < 64 && !woken; ++i) {
+          woken = generation_.load(std::memory_order_acquire) != seen;
+          if (!woken) spin_pause();
+        }
       }
       if (!woken) {
         std::unique_lock<std::mutex> lock(wake_mutex_);

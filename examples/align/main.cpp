@@ -157,7 +157,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--train-size", options.train_size, "training pairs")->capture_default_str();
   train_cmd->add_option("--test-size", options.test_size, "test pairs (a multiple of 100)")->capture_default_str();
   train_cmd->add_option("--eval-every", options.eval_every, "steps between evaluations")->capture_default_str();
-  train_cmd->add_option("--threads", options.threads, "BLAS threads")->capture_default_str();
+  train_cmd->add_option("--threads", options.threads, "threads for the ops (products, attention, row-wise ops)")->capture_default_str();
   train_cmd->add_option("--out", options.out_dir, "run directory")->capture_default_str();
   train_cmd->add_option("--resume", options.resume_dir, "continue the run in this directory");
   train_cmd->add_flag("--no-attention", no_attention, "replace attention by mean pooling (the baseline)");
