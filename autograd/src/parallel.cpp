@@ -58,7 +58,7 @@ class Pool {
     }
     wake_.notify_all();
     take_tasks();
-    while (unfinished_.load() != 0) spin_pause();
+    for (int i = 0; unfinished_.load() != 0; ++i) (i % 16 == 15) ? std::this_thread::yield() : spin_pause();
     return true;
   }
 
@@ -75,10 +75,13 @@ class Pool {
       bool woken = false;
       const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
       while (!woken && std::chrono::steady_clock::now() < spin_until) {
-        for (int i = 0; i < 64 && !woken; ++i) {
+        for (int i = 0; i < 16 && !woken; ++i) {
           woken = generation_.load(std::memory_order_acquire) != seen;
           if (!woken) spin_pause();
         }
+        // and let the scheduler run another thread on this core (the caller, when both
+        // landed on one core: pause alone would hold the core for a whole time slice)
+        if (!woken) std::this_thread::yield();
       }
       if (!woken) {
         std::unique_lock<std::mutex> lock(wake_mutex_);
