@@ -103,3 +103,26 @@ TEST_CASE("parallel: gradcheck of split matmul (by rows and along k), attention,
   const D g = input({20000}, 8);  // above one band of 8192
   check_grad([](const In& in) { return gelu(in[0]); }, {g}, GradcheckOptions().set_fast_mode(true));
 }
+
+TEST_CASE("parallel: broadcasting ops and reductions split over the first axis equal one thread") {
+  // 40*16*8*8 = 40,960 elements: above the split threshold
+  const auto run = [](int threads) {
+    ThreadsGuard guard(threads);
+    Tensor<float> big = floats({40, 16, 8, 8}, 11), per_row = floats({40, 1, 8, 8}, 12), per_col = floats({16, 1, 8}, 13);
+    Tensor<float> first = floats({1, 16, 8, 8}, 14);  // broadcast along the first axis: its gradient is not split
+    const Tensor<float> y = (big + per_row) * per_col - first;
+    Tensor<float> loss = sum(mean(y, {2}, true) * mean(y * y, {0}, true)) + sum(mean(y, {1, 3}));
+    loss.backward();
+    return std::vector<Array<float>>{y.data(), big.grad(), per_row.grad(), per_col.grad(), first.grad()};
+  };
+  const auto one = run(1), two = run(2);
+  for (std::size_t i = 0; i < one.size(); ++i) CHECK(one[i] == two[i]);  // the same sums in the same order
+}
+
+TEST_CASE("parallel: gradcheck of broadcasting ops and reductions with two threads") {
+  ThreadsGuard guard(2);
+  const D big = input({40, 16, 8, 8}, 15), per_row = input({40, 1, 8, 8}, 16), first = input({1, 16, 8, 8}, 17);
+  check_grad([](const In& in) { return mean((in[0] * in[1]) - in[2], {2}); }, {big, per_row, first},
+             GradcheckOptions().set_fast_mode(true));
+  check_grad([](const In& in) { return sum(in[0], {0, 3}); }, {big}, GradcheckOptions().set_fast_mode(true));
+}

@@ -47,8 +47,8 @@ struct Reduction {
     Array<T> out(in_shape);
     T* o = out.data();
     const T* src = g.data();
-    detail::for_each_broadcast(in_shape, in_shape, keep_shape,
-                               [&](std::size_t i, std::size_t, std::size_t k) { o[i] = src[k]; });
+    detail::for_each_broadcast_parallel(in_shape, in_shape, keep_shape,
+                                        [&](std::size_t i, std::size_t, std::size_t k) { o[i] = src[k]; });
     return out;
   }
 };
@@ -58,8 +58,11 @@ Array<T> sum_axes(const Array<T>& x, const Reduction& r) {
   Array<T> out = xt::zeros<T>(r.keep_shape);
   T* o = out.data();
   const T* src = x.data();
-  detail::for_each_broadcast(r.in_shape, r.in_shape, r.keep_shape,
-                             [&](std::size_t i, std::size_t, std::size_t k) { o[k] += src[i]; });
+  const auto add = [&](std::size_t i, std::size_t, std::size_t k) { o[k] += src[i]; };
+  if (detail::splits_with(r.keep_shape, r.in_shape))  // the first axis is kept: bands sum apart
+    detail::for_each_broadcast_parallel(r.in_shape, r.in_shape, r.keep_shape, add);
+  else
+    detail::for_each_broadcast(r.in_shape, r.in_shape, r.keep_shape, add);
   out.reshape(r.out_shape);
   return out;
 }
