@@ -47,6 +47,15 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
                           // (broadcast) offsets, ia for a, ib for b.
                           const auto gradient = [&](Node<T>& node, const Shape& shape, auto contribution, bool of_a) {
                             if (!node.requires_grad) return;
+                            if (shape == so) {  // not broadcast: each element written once, no zeroing
+                              Array<T> gin(shape);
+                              T* p = gin.data();
+                              detail::for_each_broadcast_parallel(so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
+                                p[i] = contribution(x[ia], y[ib], o[i], go[i]);
+                              });
+                              accumulate_grad(node, std::move(gin), op);
+                              return;
+                            }
                             Array<T> gin = xt::zeros<T>(shape);
                             T* p = gin.data();
                             const auto add_contribution = [&](std::size_t i, std::size_t ia, std::size_t ib) {

@@ -41,14 +41,15 @@ struct Reduction {
       if (keepdims || !std::binary_search(axes.begin(), axes.end(), i)) out_shape.push_back(keep_shape[i]);
   }
 
-  // The output gradient spread back over the input shape (g's data in keep_shape order).
+  // The output gradient spread back over the input shape (g's data in keep_shape order),
+  // times scale.
   template <class T>
-  Array<T> broadcast_back(const Array<T>& g) const {
+  Array<T> broadcast_back(const Array<T>& g, T scale = T(1)) const {
     Array<T> out(in_shape);
     T* o = out.data();
     const T* src = g.data();
     detail::for_each_broadcast_parallel(in_shape, in_shape, keep_shape,
-                                        [&](std::size_t i, std::size_t, std::size_t k) { o[i] = src[k]; });
+                                        [&](std::size_t i, std::size_t, std::size_t k) { o[i] = src[k] * scale; });
     return out;
   }
 };
@@ -98,9 +99,7 @@ Tensor<T> mean(const Tensor<T>& x, const Axes& axes, bool keepdims) {
   out /= T(r.count);
   return make_result<T>("mean", std::move(out), {x},
                         [r](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-                          Array<T> gx = r.broadcast_back(g);
-                          gx /= T(r.count);
-                          accumulate_grad(*in[0], std::move(gx), "mean");
+                          accumulate_grad(*in[0], r.broadcast_back(g, T(1) / T(r.count)), "mean");
                         });
 }
 
