@@ -180,8 +180,11 @@ def main():
     print(f"{'case':<20}{'xtgrad ms':>12}{'PyTorch ms':>12}{'ratio':>9}")
     for name in names:
         fn, repeats = CASES[name]
+        # xtgrad splits the work over its own threads and calls OpenBLAS single-threaded:
+        # an OpenBLAS started with more threads only adds a thread that spins at start-up.
         out = subprocess.run([args.bench, "--case", name, "--threads", str(args.threads)],
-                             check=True, capture_output=True, text=True).stdout
+                             check=True, capture_output=True, text=True,
+                             env=dict(os.environ, OPENBLAS_NUM_THREADS="1")).stdout
         ours = json.loads(out.strip().splitlines()[-1])["ms"]
         theirs = fn(repeats)
         print(f"{name:<20}{ours:>12.3f}{theirs:>12.3f}{ours / theirs:>9.2f}", flush=True)
