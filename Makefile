@@ -7,7 +7,7 @@ JOBS       ?= 2
 PACKAGES := cmake make g++ libxtensor-dev libxtensor-blas-dev libopenblas-dev doctest-dev nlohmann-json3-dev libcli11-dev libstb-dev ccache
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps configure build test train bench clean asan fuzz fuzz-deps
+.PHONY: all deps configure build test train bench clean asan tsan fuzz fuzz-deps
 
 all: build
 
@@ -56,6 +56,16 @@ asan: deps
 	$(ASAN_ENV) cmake --build $(ASAN_DIR) -j$(JOBS)
 	cd $(ASAN_DIR) && $(ASAN_ENV) ctest --output-on-failure -j$(JOBS)
 
+# ThreadSanitizer on the engine's suite (xtgrad-tests: every op, and test_parallel's runs
+# of the thread pool, split products, attention and row-wise ops on two threads and from
+# two callers at once). Any data race fails the run.
+TSAN_DIR ?= build-tsan
+tsan: deps
+	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="-fsanitize=thread -O1 -g" \
+	  -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DXTGRAD_BUILD_EXAMPLES=OFF -DXTGRAD_BUILD_BENCH=OFF
+	TSAN_OPTIONS=halt_on_error=1 cmake --build $(TSAN_DIR) -j$(JOBS) --target xtgrad-tests
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(TSAN_DIR)/bin/xtgrad-tests
+
 # libFuzzer on the safetensors reader (fuzz/): a small clang build of the reader and the
 # harness only, run for FUZZ_SECONDS from the seeds in fuzz/corpus; new inputs go to
 # $(FUZZ_DIR)/corpus (kept between runs), a crash, leak, timeout or out-of-memory input to
@@ -87,4 +97,4 @@ fuzz: fuzz-deps
 	@echo "make fuzz: no finding; $$(ls $(FUZZ_DIR)/corpus | wc -l) inputs in $(FUZZ_DIR)/corpus"
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR)
