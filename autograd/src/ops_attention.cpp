@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <vector>
 
 #include "blas.hpp"
 #include "detail.hpp"
@@ -177,8 +178,9 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
 
 // q (Bq,Lq,D), k, v (Bk,Lk,D), key_allowed (Bk,Lk) -> out (Bq,Bk,Lq,D), weights (H,Bq,Lq,Bk,Lk)
 // Per head, the scores of all pairs are one product (Bq*Lq, dh) x (dh, Bk*Lk); the
-// weighted values one product per key batch element, (Bq*Lq, Lk) x (Lk, dh), written in a
-// (Bk, Bq*Lq, D) layout and reordered to (Bq, Bk, Lq, D) once.
+// weighted values one product per key batch element, (Bq*Lq, Lk) x (Lk, dh), written to a
+// small block (rows over (bq, t)) and scattered from there into the (Bq, Bk, Lq, D)
+// output. Each thread takes a band of key batch elements and keeps its block in cache.
 template <class T>
 FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                                             std::size_t heads, const std::optional<Mask>& key_allowed,
@@ -210,17 +212,16 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
   Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
   const T* pd = saved.mixed();
 
-  // by_key (Bk, Bq*Lq, D): O for key batch element kb, rows over (bq, t)
-  Array<T> by_key(Shape{Bk, rows, D});
-  parallel::for_each(H * Bk, [&](std::size_t hk) {  // (rows,dh) = Pd_h[:, kb] (rows,Lk) V_h[kb] (Lk,dh)
-    const std::size_t h = hk / Bk, kb = hk % Bk;
-    blas::gemm<T>(false, false, rows, dh, Lk, T(1), pd + h * rows * cols + kb * Lk, cols,
-                  v.data().data() + kb * Lk * D + h * dh, D, T(0), by_key.data() + kb * rows * D + h * dh, D);
-  });
   Array<T> out(Shape{Bq, Bk, Lq, D});
-  parallel::for_each(Bk, [&](std::size_t kb) {
-    for (std::size_t qb = 0; qb < Bq; ++qb)
-      std::copy_n(by_key.data() + (kb * Bq + qb) * Lq * D, Lq * D, out.data() + (qb * Bk + kb) * Lq * D);
+  parallel::for_ranges(Bk, 1, [&](std::size_t kb_begin, std::size_t kb_end) {
+    std::vector<T> block(rows * D);  // O of one key batch element (rows, D), rows over (bq, t)
+    for (std::size_t kb = kb_begin; kb < kb_end; ++kb) {
+      for (std::size_t h = 0; h < H; ++h)  // (rows,dh) = Pd_h[:, kb] (rows,Lk) V_h[kb] (Lk,dh)
+        blas::gemm<T>(false, false, rows, dh, Lk, T(1), pd + h * rows * cols + kb * Lk, cols,
+                      v.data().data() + kb * Lk * D + h * dh, D, T(0), block.data() + h * dh, D);
+      for (std::size_t qb = 0; qb < Bq; ++qb)
+        std::copy_n(block.data() + qb * Lq * D, Lq * D, out.data() + (qb * Bk + kb) * Lq * D);
+    }
   });
 
   Tensor<T> output = make_result<T>(
@@ -231,25 +232,33 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
         const T* p = saved.weights->data();
         const bool dropping = saved.dropout;
         const T* pd = saved.mixed();
-        Array<T> g_by_key(Shape{Bk, rows, D});  // dO reordered to (Bk, Bq*Lq, D)
-        parallel::for_each(Bk, [&](std::size_t kb) {
-          for (std::size_t qb = 0; qb < Bq; ++qb)
-            std::copy_n(g.data() + (qb * Bk + kb) * Lq * D, Lq * D, g_by_key.data() + (kb * Bq + qb) * Lq * D);
-        });
+        // Per key batch element kb, in bands as in the forward: dO_kb gathered into a
+        // block (rows, D), then per head dPd, dS and dV.
         Array<T> ds(saved.weights->shape());  // per head (rows, cols)
-        parallel::for_each(H, [&](std::size_t h) {
-          T* dsh = ds.data() + h * rows * cols;
-          for (std::size_t kb = 0; kb < Bk; ++kb)  // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,dh) V_h[kb]^T
-            blas::gemm<T>(false, true, rows, Lk, dh, T(1), g_by_key.data() + kb * rows * D + h * dh, D,
-                          in[2]->data.data() + kb * Lk * D + h * dh, D, T(0), dsh + kb * Lk, cols);
-          if (dropping)
-            for (std::size_t i = 0; i < rows * cols; ++i) dsh[i] *= saved.dropout_scale.data()[h * rows * cols + i];
-          for (std::size_t r = 0; r < rows; ++r)
-            for (std::size_t kb = 0; kb < Bk; ++kb)
-              softmax_backward_in_place(p + h * rows * cols + r * cols + kb * Lk, dsh + r * cols + kb * Lk, Lk,
-                                        T(a.scale));
-        });
         bool fresh = false;
+        T* gv = in[2]->requires_grad ? detail::grad_buffer(*in[2], fresh) : nullptr;
+        const T beta_v = fresh ? T(0) : T(1);
+        parallel::for_ranges(Bk, 1, [&](std::size_t kb_begin, std::size_t kb_end) {
+          std::vector<T> g_block(rows * D);
+          for (std::size_t kb = kb_begin; kb < kb_end; ++kb) {
+            for (std::size_t qb = 0; qb < Bq; ++qb)
+              std::copy_n(g.data() + (qb * Bk + kb) * Lq * D, Lq * D, g_block.data() + qb * Lq * D);
+            for (std::size_t h = 0; h < H; ++h) {
+              T* dsh = ds.data() + h * rows * cols;  // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,dh) V_h[kb]^T
+              blas::gemm<T>(false, true, rows, Lk, dh, T(1), g_block.data() + h * dh, D,
+                            in[2]->data.data() + kb * Lk * D + h * dh, D, T(0), dsh + kb * Lk, cols);
+              for (std::size_t r = 0; r < rows; ++r) {
+                const std::size_t at = h * rows * cols + r * cols + kb * Lk;
+                if (dropping)
+                  for (std::size_t j = 0; j < Lk; ++j) ds.data()[at + j] *= saved.dropout_scale.data()[at + j];
+                softmax_backward_in_place(p + at, ds.data() + at, Lk, T(a.scale));
+              }
+              if (gv)  // dV_h[kb] (Lk,dh) = Pd_h[:, kb]^T (Lk,rows) dO_kb (rows,dh)
+                blas::gemm<T>(true, false, Lk, dh, rows, T(1), pd + h * rows * cols + kb * Lk, cols,
+                              g_block.data() + h * dh, D, beta_v, gv + kb * Lk * D + h * dh, D);
+            }
+          }
+        });
         if (in[0]->requires_grad) {  // dQ_h (rows,dh) = dS_h (rows,cols) K_h (cols,dh)
           T* gq = detail::grad_buffer(*in[0], fresh);
           parallel::for_each(H, [&](std::size_t h) {
@@ -262,14 +271,6 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
           parallel::for_each(H, [&](std::size_t h) {
             blas::gemm<T>(true, false, cols, dh, rows, T(1), ds.data() + h * rows * cols, cols,
                           in[0]->data.data() + h * dh, D, fresh ? T(0) : T(1), gk + h * dh, D);
-          });
-        }
-        if (in[2]->requires_grad) {  // dV_h[kb] (Lk,dh) = Pd_h[:, kb]^T (Lk,rows) dO_kb (rows,dh)
-          T* gv = detail::grad_buffer(*in[2], fresh);
-          parallel::for_each(H * Bk, [&](std::size_t hk) {
-            const std::size_t h = hk / Bk, kb = hk % Bk;
-            blas::gemm<T>(true, false, Lk, dh, rows, T(1), pd + h * rows * cols + kb * Lk, cols,
-                          g_by_key.data() + kb * rows * D + h * dh, D, fresh ? T(0) : T(1), gv + kb * Lk * D + h * dh, D);
           });
         }
       });
