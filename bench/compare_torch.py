@@ -10,7 +10,6 @@ an Adam step (lr 1e-3) with loss = mean of the squared output, as in the bench.
 """
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -111,36 +110,9 @@ def overhead(repeats):
     return median_ms(run, repeats)
 
 
-class AlignModel(nn.Module):
-    """The toy task's default model (../shared/TASK.md), all pairs by batched products."""
-
-    def __init__(self, d=64, heads=4):
-        super().__init__()
-        self.d, self.heads = d, heads
-        self.patch_embed = nn.Linear(192, d)
-        self.patch_position = nn.Parameter(torch.randn(16, d) * 0.02)
-        self.token_embed = nn.Embedding(14, d)
-        self.token_position = nn.Parameter(torch.randn(4, d) * 0.02)
-        self.attention = nn.MultiheadAttention(d, heads, batch_first=True)
-        self.norm = nn.LayerNorm(d)
-        self.hidden = nn.Linear(d, d)
-        self.score = nn.Linear(d, 1)
-
-    def forward(self, patches, ids):  # patches (Bk,16,192), ids (Bq,4) -> scores (Bq,Bk)
-        image = self.patch_embed(patches) + self.patch_position
-        tokens = self.token_embed(ids) + self.token_position
-        bq, bk, h, d = tokens.shape[0], image.shape[0], self.heads, self.d
-        dh = d // h
-        w, b = self.attention.in_proj_weight, self.attention.in_proj_bias
-        q = F.linear(tokens, w[:d], b[:d]).view(bq, 4, h, dh)      # once per caption
-        k = F.linear(image, w[d:2 * d], b[d:2 * d]).view(bk, 16, h, dh)  # once per image
-        v = F.linear(image, w[2 * d:], b[2 * d:]).view(bk, 16, h, dh)
-        scores = torch.einsum("qthc,kphc->hqtkp", q, k) / math.sqrt(dh)
-        weights = scores.softmax(-1)
-        attended = torch.einsum("hqtkp,kphc->qkthc", weights, v).reshape(bq, bk, 4, d)
-        attended = self.attention.out_proj(attended)
-        h_pair = self.norm(tokens[:, None] + attended).mean(2)
-        return self.score(F.gelu(self.hidden(h_pair))).squeeze(-1)
+# The toy task's model in torch, shared with the training replay (examples/align/reference.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "align"))
+from reference import AlignModel  # noqa: E402
 
 
 def align_step(repeats):
@@ -154,7 +126,7 @@ def align_step(repeats):
     targets[0, 5] = targets[3, 7] = targets[10, 2] = 1
     targets = targets / targets.sum(1, keepdim=True)
     return training_step(list(model.parameters()),
-                         lambda: torch.sum(-targets * F.log_softmax(model(patches, ids), -1), -1).mean(), repeats)
+                         lambda: torch.sum(-targets * F.log_softmax(model(patches, ids)[0], -1), -1).mean(), repeats)
 
 
 CASES = {
