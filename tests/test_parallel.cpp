@@ -74,6 +74,22 @@ TEST_CASE("parallel: a loop inside a task runs serially, and two callers at once
   CHECK(total.load() == 2L * 200 * 120);
 }
 
+TEST_CASE("parallel: an exception in a task reaches the caller; the other tasks still run; the pool goes on") {
+  ThreadsGuard guard(2);
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<int> ran{0};
+    CHECK_THROWS_WITH_AS(parallel::for_each(64, [&](std::size_t i) {
+                           ran.fetch_add(1);
+                           if (i % 10 == 3) throw std::runtime_error("task " + std::to_string(i % 10));
+                         }),
+                         "task 3", std::runtime_error);
+    CHECK(ran.load() == 64);
+  }
+  std::atomic<int> after{0};
+  parallel::for_each(8, [&](std::size_t) { after.fetch_add(1); });
+  CHECK(after.load() == 8);
+}
+
 TEST_CASE("parallel: two threads give the one-thread values and gradients") {
   const auto one = run_model(1), two = run_model(2);
   const char* names[] = {"output", "dq", "dkv", "dw", "dlayer_norm_weight", "dlayer_norm_bias"};

@@ -4,6 +4,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
+#include <utility>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -59,13 +61,26 @@ class Pool {
     wake_.notify_all();
     take_tasks();
     for (int i = 0; unfinished_.load() != 0; ++i) (i % 16 == 15) ? std::this_thread::yield() : spin_pause();
+    if (error_) {  // a task threw (out of memory, say): the caller sees it, every task done
+      std::exception_ptr error = std::exchange(error_, nullptr);
+      std::rethrow_exception(error);
+    }
     return true;
   }
 
  private:
+  // Runs tasks until none is left. An exception stops nothing else: the first is kept
+  // for run() to rethrow on the calling thread (escaping a worker would end the process).
   void take_tasks() {
     inside_task = true;
-    for (std::size_t i = next_.fetch_add(1); i < count_; i = next_.fetch_add(1)) (*task_)(i);
+    for (std::size_t i = next_.fetch_add(1); i < count_; i = next_.fetch_add(1)) {
+      try {
+        (*task_)(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex_);
+        if (!error_) error_ = std::current_exception();
+      }
+    }
     inside_task = false;
   }
 
@@ -101,6 +116,8 @@ class Pool {
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<std::size_t> next_{0}, unfinished_{0};
   const std::function<void(std::size_t)>* task_ = nullptr;
+  std::mutex error_mutex_;
+  std::exception_ptr error_;
   std::size_t count_ = 0;
   bool stop_ = false;
 };

@@ -13,7 +13,8 @@ std::size_t threads();
 
 // Calls task(i) for every i in [0, count), spread over the threads; returns when all
 // are done. Runs serially when there is one thread, when called from inside a task (no
-// nesting), or when another thread is using the pool. Tasks must not throw.
+// nesting), or when another thread is using the pool. If tasks throw, the rest still run
+// and the first exception is rethrown here.
 void for_each(std::size_t count, const std::function<void(std::size_t)>& task);
 
 // Splits [0, total) into one contiguous range per thread (none shorter than min_size)
