@@ -88,11 +88,13 @@ Measurement training_step(const std::vector<Tensor<float>>& params, const std::f
 
 Tensor<float> mean_square(const Tensor<float>& out) { return mean(out * out); }
 
-// FLOPs of one attention forward: projections, scores, weighted values, output projection;
-// a training step is about three times that (backward = two products per product).
+// FLOPs of one attention training step. Forward: projections, scores, weighted values,
+// output projection. Backward: two products per product, except the input projections,
+// whose inputs (data) need no gradient: only their weight gradient.
 double attention_step_flops(double b, double lq, double lk, double dq, double dk, double dv, double d) {
-  const double forward = 2 * b * (lq * dq * d + lk * dk * d + lk * dv * d + 2 * lq * lk * d + lq * d * d);
-  return 3 * forward;
+  const double projections = 2 * b * (lq * dq * d + lk * dk * d + lk * dv * d);
+  const double rest = 2 * b * (2 * lq * lk * d + lq * d * d);
+  return 2 * projections + 3 * rest;
 }
 
 Measurement mha_case(std::size_t b, std::size_t lq, std::size_t lk, std::size_t width, std::size_t heads, int repeats) {
@@ -135,13 +137,16 @@ Measurement align_case(int repeats) {
   const std::vector<std::size_t> ids = align::caption_batch(data, batch);
   Generator gen(0);
   align::AlignModel<float> model(align::ModelConfig{}, gen);
-  // patch embedding, k and v projections of 32 x 16 patches, q of 32 x 4 tokens, scores and
-  // weighted values of 32 x 32 pairs, out_proj of every pair's 4 tokens, the pair head
-  const double b = 32, d = 64, forward = 2 * (b * 16 * 192 * d + 2 * b * 16 * d * d + b * 4 * d * d +
-                                              2 * b * b * 4 * 16 * d + b * b * 4 * d * d + b * b * (d * d + d));
+  // Products: the patch embedding (its input is data: backward only the weight gradient),
+  // then k and v projections of 32 x 16 patches, q of 32 x 4 tokens, scores and weighted
+  // values of 32 x 32 pairs, out_proj of every pair's 4 tokens, the pair head (forward and
+  // two backward products each).
+  const double b = 32, d = 64, patch_embedding = 2 * b * 16 * 192 * d;
+  const double rest = 2 * (2 * b * 16 * d * d + b * 4 * d * d + 2 * b * b * 4 * 16 * d + b * b * 4 * d * d +
+                           b * b * (d * d + d));
   return training_step(model.parameters(),
                        [&] { return align::alignment_loss(model.forward(patches, ids, false).scores, data, batch); },
-                       3 * forward, repeats);
+                       2 * patch_embedding + 3 * rest, repeats);
 }
 
 std::vector<Case> all_cases() {

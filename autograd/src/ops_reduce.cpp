@@ -8,6 +8,7 @@
 #include <xtensor/xreducer.hpp>
 
 #include "detail.hpp"
+#include "kernels.hpp"
 #include "xtgrad/ops.hpp"
 
 namespace xtgrad {
@@ -59,6 +60,11 @@ Array<T> sum_axes(const Array<T>& x, const Reduction& r) {
   Array<T> out = xt::zeros<T>(r.keep_shape);
   T* o = out.data();
   const T* src = x.data();
+  if (out.size() == 1) {  // everything into one number (a loss): eight partial sums, not one chain
+    o[0] = kernels::sum_of<T>(x.size(), [src](std::size_t i) { return src[i]; });
+    out.reshape(r.out_shape);
+    return out;
+  }
   const auto add = [&](std::size_t i, std::size_t, std::size_t k) { o[k] += src[i]; };
   if (detail::splits_with(r.keep_shape, r.in_shape))  // the first axis is kept: bands sum apart
     detail::for_each_broadcast_parallel(r.in_shape, r.in_shape, r.keep_shape, add);
