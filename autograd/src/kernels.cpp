@@ -11,25 +11,25 @@ namespace xtgrad::kernels {
 
 namespace {
 
-// Four floats as one value (GCC/Clang vector extensions): plain SSE2 code without
-// -march. A scalar loop of the same arithmetic does not
-// vectorise: the compiler keeps the range checks as branches.
-using Floats = float __attribute__((vector_size(16)));
-using Ints = std::int32_t __attribute__((vector_size(16)));
-constexpr std::size_t kLanes = 4;
+// Eight floats as one value (GCC/Clang vector extensions). A scalar loop of the same
+// arithmetic does not vectorise: the compiler keeps the range checks as branches.
+using Floats = float __attribute__((vector_size(32)));
+using Ints = std::int32_t __attribute__((vector_size(32)));
+constexpr std::size_t kLanes = 8;
 
-Floats splat(float v) { return Floats{} + v; }
-
-// exp(x) = 2^n exp(r) with n = round(x / ln 2) and |r| <= ln(2) / 2; exp(r) by Cephes'
-// expf polynomial.
-Floats exp_lanes(Floats x) {
+// exp of the kLanes floats at x, in place: exp(x) = 2^n exp(r) with n = round(x / ln 2)
+// and |r| <= ln(2) / 2; exp(r) by Cephes' expf polynomial. Takes a pointer, not a vector,
+// so that no vector crosses a call (its ABI differs with and without AVX).
+[[gnu::always_inline]] inline void exp_lanes(float* x) {
+  Floats v;
+  std::memcpy(&v, x, sizeof v);
   const float high = 88.3762626647949f, low = -87.3365478515625f;
-  Floats c = x < low ? splat(low) : x;
-  c = c > high ? splat(high) : c;
+  Floats c = v < low ? Floats{} + low : v;
+  c = c > high ? Floats{} + high : c;
   // round to nearest without a library call: adding 1.5 * 2^23 drops the fraction
   const Floats n = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   const Floats r = (c - n * 0.693359375f) + n * 2.12194440e-4f;  // ln 2 in two parts
-  Floats p = splat(1.9875691500e-4f);
+  Floats p = Floats{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
@@ -38,26 +38,33 @@ Floats exp_lanes(Floats x) {
   const Floats exp_r = p * r * r + r + 1.0f;
   const Ints bits = (__builtin_convertvector(n, Ints) + 127) << 23;  // 2^n, n in [-126, 127]
   Floats y = exp_r * (Floats)bits;
-  y = x < low ? splat(0.0f) : y;
-  y = x > high ? splat(std::numeric_limits<float>::infinity()) : y;
-  return x != x ? x : y;  // NaN in, NaN out
+  y = v < low ? Floats{} : y;
+  y = v > high ? Floats{} + std::numeric_limits<float>::infinity() : y;
+  y = v != v ? v : y;  // NaN in, NaN out
+  std::memcpy(x, &y, sizeof y);
 }
 
 }  // namespace
 
+// Compiled twice, for AVX2 (eight lanes per instruction) and for any x86-64 (SSE2, four),
+// and picked at load time (an ifunc). Without FMA in either, both round every step alike:
+// the same bits on every machine. Not under ThreadSanitizer, whose runtime is not up yet
+// when the dynamic loader runs the picker (the program crashes at start).
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+#define XTGRAD_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
+#else
+#define XTGRAD_AVX2_CLONE
+#endif
+
+XTGRAD_AVX2_CLONE
 void exp_in_place(float* x, std::size_t n) {
   std::size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    Floats v;
-    std::memcpy(&v, x + i, sizeof v);
-    v = exp_lanes(v);
-    std::memcpy(x + i, &v, sizeof v);
-  }
+  for (; i + kLanes <= n; i += kLanes) exp_lanes(x + i);
   if (i < n) {  // the tail, padded
-    Floats v{};
-    std::memcpy(&v, x + i, (n - i) * sizeof(float));
-    v = exp_lanes(v);
-    std::memcpy(x + i, &v, (n - i) * sizeof(float));
+    float tail[kLanes] = {};
+    std::memcpy(tail, x + i, (n - i) * sizeof(float));
+    exp_lanes(tail);
+    std::memcpy(x + i, tail, (n - i) * sizeof(float));
   }
 }
 
