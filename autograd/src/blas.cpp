@@ -45,7 +45,7 @@ void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, T alpha
     // A small C from a long inner dimension (a weight gradient summed over many rows):
     // bands of C would each read all of the long operands, so split k instead; the first
     // band accumulates into C, the others into their own buffers, added in band order.
-    const std::size_t parts = std::min(parallel::threads(), k / 64);
+    const std::size_t parts = parallel::band_count(k, 64);
     std::vector<std::vector<T>> partial(parts);
     parallel::for_each(parts, [&](std::size_t part) {
       const std::size_t k0 = k * part / parts, k1 = k * (part + 1) / parts;

@@ -78,18 +78,19 @@ void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, F&& 
 }
 
 // for_each_broadcast with the outermost axis of `out` split into one band per thread.
-// Only for loops whose writes for different indices along that axis never overlap: the
-// element of `out` itself, or of an input that is not broadcast along it (check with
-// splits_with below). Small loops run on the calling thread.
+// `written` is the shape of the array f writes into (out itself, an input's gradient, a
+// reduction's kept shape): the loop is split only when that array has out's first axis,
+// so that no two bands write the same element. Small loops run on the calling thread.
 template <class F>
-void for_each_broadcast_parallel(const Shape& out, const Shape& sa, const Shape& sb, F&& f) {
-  const std::size_t total = product(out);
-  if (out.empty() || out[0] < 2 || total < (std::size_t(1) << 15) || parallel::threads() == 1)
+void for_each_broadcast_parallel(const Shape& written, const Shape& out, const Shape& sa, const Shape& sb, F&& f) {
+  const auto splits = [&](const Shape& s) { return s.size() == out.size() && s[0] == out[0]; };
+  if (out.empty() || out[0] < 2 || !splits(written) || product(out) < (std::size_t(1) << 15) ||
+      parallel::threads() == 1)
     return for_each_broadcast(out, sa, sb, f);
-  // An input split along with out (it has out's axis 0) and where its band starts.
+  // An input's band: its rows begin..begin+length when it is split with out, else all of it.
   const auto band_of = [&](const Shape& s, std::size_t begin, std::size_t length, Shape& band) {
     band = s;
-    if (s.size() != out.size() || s[0] != out[0]) return std::size_t(0);
+    if (!splits(s)) return std::size_t(0);
     band[0] = length;
     return begin * product(s, 1);
   };
@@ -102,12 +103,6 @@ void for_each_broadcast_parallel(const Shape& out, const Shape& sa, const Shape&
     for_each_broadcast(band_out, band_a, band_b,
                        [&](std::size_t i, std::size_t ia, std::size_t ib) { f(base + i, base_a + ia, base_b + ib); });
   });
-}
-
-// Whether an input of shape `in` gets its own band of a split over out's first axis
-// (writes to it from different bands cannot collide).
-inline bool splits_with(const Shape& in, const Shape& out) {
-  return !out.empty() && in.size() == out.size() && in[0] == out[0];
 }
 
 // node's gradient buffer for an op that writes its gradient in place (BLAS with beta),

@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <vector>
 
 namespace xtgrad::kernels {
 
@@ -74,29 +73,20 @@ void exp_in_place(double* x, std::size_t n) {
 
 template <class T>
 void softmax_rows(T* x, std::size_t rows, std::size_t len) {
-  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
-  std::vector<unsigned char> dead(rows, 0);  // rows with nothing allowed
   for (std::size_t r = 0; r < rows; ++r) {
     T* row = x + r * len;
-    T peak = kNegInf;
+    T peak = -std::numeric_limits<T>::infinity();
     for (std::size_t j = 0; j < len; ++j) peak = std::max(peak, row[j]);
-    if (peak == kNegInf) {
-      dead[r] = 1;
-      std::fill(row, row + len, T(0));
-      continue;
-    }
+    if (peak == -std::numeric_limits<T>::infinity()) continue;  // all masked: stays -inf, exp gives 0
     for (std::size_t j = 0; j < len; ++j) row[j] -= peak;
   }
   exp_in_place(x, rows * len);  // one long loop: rows are often short (16 keys)
   for (std::size_t r = 0; r < rows; ++r) {
     T* row = x + r * len;
-    if (dead[r]) {
-      std::fill(row, row + len, T(0));
-      continue;
-    }
     T total = 0;
     for (std::size_t j = 0; j < len; ++j) total += row[j];
-    const T inv = T(1) / total;
+    // A live row holds exp(0) = 1 at its peak, so only an all-masked row sums to 0.
+    const T inv = total == T(0) ? T(0) : T(1) / total;
     for (std::size_t j = 0; j < len; ++j) row[j] *= inv;
   }
 }

@@ -76,6 +76,12 @@ Saved<T> save_weights(std::shared_ptr<const Array<T>> weights, double p, Generat
   return saved;
 }
 
+// f(b, h) for every batch element b < B and head h < H, spread over the threads.
+template <class F>
+void for_each_head(std::size_t B, std::size_t H, F&& f) {
+  parallel::for_each(B * H, [&](std::size_t bh) { f(bh / H, bh % H); });
+}
+
 void check_dropout(const char* op, double p) {
   if (!(p >= 0.0 && p < 1.0)) detail::fail(op, "dropout must be in [0, 1), got " + std::to_string(p));
 }
@@ -98,26 +104,22 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
 
   auto weights = std::make_shared<Array<T>>(Shape{B, H, Lq, Lk});
   T* w = weights->data();
-  parallel::for_each(B * H, [&](std::size_t bh) {
-    const std::size_t b = bh / H, h = bh % H;
-    {
-      T* s = w + (b * H + h) * Lq * Lk;  // (Lq,Lk) = scale Q_bh K_bh^T
-      blas::gemm<T>(false, true, Lq, Lk, dh, T(a.scale), pq + b * Lq * D + h * dh, D, pk + b * Lk * D + h * dh, D,
-                    T(0), s, Lk);
-      if (allowed) {
-        const bool* ok = allowed->data() + b * Lq * Lk;
-        for (std::size_t i = 0; i < Lq * Lk; ++i)
-          if (!ok[i]) s[i] = -std::numeric_limits<T>::infinity();
-      }
-      kernels::softmax_rows(s, Lq, Lk);
+  for_each_head(B, H, [&](std::size_t b, std::size_t h) {
+    T* s = w + (b * H + h) * Lq * Lk;  // (Lq,Lk) = scale Q_bh K_bh^T
+    blas::gemm<T>(false, true, Lq, Lk, dh, T(a.scale), pq + b * Lq * D + h * dh, D, pk + b * Lk * D + h * dh, D,
+                  T(0), s, Lk);
+    if (allowed) {
+      const bool* ok = allowed->data() + b * Lq * Lk;
+      for (std::size_t i = 0; i < Lq * Lk; ++i)
+        if (!ok[i]) s[i] = -std::numeric_limits<T>::infinity();
     }
+    kernels::softmax_rows(s, Lq, Lk);
   });
   Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
   const T* pd = saved.mixed();  // the weights the values are mixed with
 
   Array<T> out(Shape{B, Lq, D});
-  parallel::for_each(B * H, [&](std::size_t bh) {  // O_bh (Lq,dh) = Pd_bh (Lq,Lk) V_bh (Lk,dh)
-    const std::size_t b = bh / H, h = bh % H;
+  for_each_head(B, H, [&](std::size_t b, std::size_t h) {  // O_bh (Lq,dh) = Pd_bh (Lq,Lk) V_bh (Lk,dh)
     blas::gemm<T>(false, false, Lq, dh, Lk, T(1), pd + (b * H + h) * Lq * Lk, Lk, pv + b * Lk * D + h * dh, D, T(0),
                   out.data() + b * Lq * D + h * dh, D);
   });
@@ -135,39 +137,33 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
         // dS for every (b, h), so that each input's gradient is then written by one loop
         // (q, k and v may be the same tensor).
         Array<T> ds(saved.weights->shape());
-        parallel::for_each(B * H, [&](std::size_t bh) {
-          const std::size_t b = bh / H, h = bh % H;
-          {
-            const std::size_t blk = (b * H + h) * Lq * Lk;
-            T* dsb = ds.data() + blk;  // dPd (Lq,Lk) = dO_bh V_bh^T
-            blas::gemm<T>(false, true, Lq, Lk, dh, T(1), g.data() + b * Lq * D + h * dh, D, pv + b * Lk * D + h * dh,
-                          D, T(0), dsb, Lk);
-            if (dropping)
-              for (std::size_t i = 0; i < Lq * Lk; ++i) dsb[i] *= saved.dropout_scale.data()[blk + i];
-            for (std::size_t i = 0; i < Lq; ++i) softmax_backward_in_place(p + blk + i * Lk, dsb + i * Lk, Lk, T(a.scale));
-          }
+        for_each_head(B, H, [&](std::size_t b, std::size_t h) {
+          const std::size_t blk = (b * H + h) * Lq * Lk;
+          T* dsb = ds.data() + blk;  // dPd (Lq,Lk) = dO_bh V_bh^T
+          blas::gemm<T>(false, true, Lq, Lk, dh, T(1), g.data() + b * Lq * D + h * dh, D, pv + b * Lk * D + h * dh, D,
+                        T(0), dsb, Lk);
+          if (dropping)
+            for (std::size_t i = 0; i < Lq * Lk; ++i) dsb[i] *= saved.dropout_scale.data()[blk + i];
+          for (std::size_t i = 0; i < Lq; ++i) softmax_backward_in_place(p + blk + i * Lk, dsb + i * Lk, Lk, T(a.scale));
         });
         bool fresh = false;
         if (in[0]->requires_grad) {  // dQ_bh (Lq,dh) = dS (Lq,Lk) K_bh (Lk,dh)
           T* gq = detail::grad_buffer(*in[0], fresh);
-          parallel::for_each(B * H, [&](std::size_t bh) {
-            const std::size_t b = bh / H, h = bh % H;
+          for_each_head(B, H, [&](std::size_t b, std::size_t h) {
             blas::gemm<T>(false, false, Lq, dh, Lk, T(1), ds.data() + (b * H + h) * Lq * Lk, Lk,
                           pk + b * Lk * D + h * dh, D, fresh ? T(0) : T(1), gq + b * Lq * D + h * dh, D);
           });
         }
         if (in[1]->requires_grad) {  // dK_bh (Lk,dh) = dS^T (Lk,Lq) Q_bh (Lq,dh)
           T* gk = detail::grad_buffer(*in[1], fresh);
-          parallel::for_each(B * H, [&](std::size_t bh) {
-            const std::size_t b = bh / H, h = bh % H;
+          for_each_head(B, H, [&](std::size_t b, std::size_t h) {
             blas::gemm<T>(true, false, Lk, dh, Lq, T(1), ds.data() + (b * H + h) * Lq * Lk, Lk,
                           pq + b * Lq * D + h * dh, D, fresh ? T(0) : T(1), gk + b * Lk * D + h * dh, D);
           });
         }
         if (in[2]->requires_grad) {  // dV_bh (Lk,dh) = Pd^T (Lk,Lq) dO_bh (Lq,dh)
           T* gv = detail::grad_buffer(*in[2], fresh);
-          parallel::for_each(B * H, [&](std::size_t bh) {
-            const std::size_t b = bh / H, h = bh % H;
+          for_each_head(B, H, [&](std::size_t b, std::size_t h) {
             blas::gemm<T>(true, false, Lk, dh, Lq, T(1), pd + (b * H + h) * Lq * Lk, Lk, g.data() + b * Lq * D + h * dh,
                           D, fresh ? T(0) : T(1), gv + b * Lk * D + h * dh, D);
           });

@@ -34,7 +34,7 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
   const T* x = a.data().data();
   const T* y = b.data().data();
   T* o = out.data();
-  detail::for_each_broadcast_parallel(so, sa, sb,
+  detail::for_each_broadcast_parallel(so, so, sa, sb,
                                       [&](std::size_t i, std::size_t ia, std::size_t ib) { o[i] = forward(x[ia], y[ib]); });
   return make_result<T>(op, std::move(out), {a, b},
                         [op, sa, sb, so, backward_a, backward_b](const std::vector<NodePtr<T>>& in,
@@ -50,7 +50,7 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
                             if (shape == so) {  // not broadcast: each element written once, no zeroing
                               Array<T> gin(shape);
                               T* p = gin.data();
-                              detail::for_each_broadcast_parallel(so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
+                              detail::for_each_broadcast_parallel(so, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
                                 p[i] = contribution(x[ia], y[ib], o[i], go[i]);
                               });
                               accumulate_grad(node, std::move(gin), op);
@@ -58,13 +58,9 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
                             }
                             Array<T> gin = xt::zeros<T>(shape);
                             T* p = gin.data();
-                            const auto add_contribution = [&](std::size_t i, std::size_t ia, std::size_t ib) {
+                            detail::for_each_broadcast_parallel(shape, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
                               p[of_a ? ia : ib] += contribution(x[ia], y[ib], o[i], go[i]);
-                            };
-                            if (detail::splits_with(shape, so))
-                              detail::for_each_broadcast_parallel(so, sa, sb, add_contribution);
-                            else  // broadcast along the first axis: bands would add into the same elements
-                              detail::for_each_broadcast(so, sa, sb, add_contribution);
+                            });
                             accumulate_grad(node, std::move(gin), op);
                           };
                           gradient(*in[0], sa, backward_a, true);

@@ -52,7 +52,7 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optiona
           T* gb = detail::grad_buffer(*inputs[2], fresh);
           if (fresh) std::fill(gb, gb + out, T(0));
           // Column sums of g in row bands, one per thread, added in band order.
-          const std::size_t bands = std::max<std::size_t>(1, std::min(parallel::threads(), rows / 256));
+          const std::size_t bands = parallel::band_count(rows, 256);
           std::vector<std::vector<T>> partial(bands);
           parallel::for_each(bands, [&](std::size_t band) {
             std::vector<T> sums(out, T(0));  // allocated by the thread that fills it

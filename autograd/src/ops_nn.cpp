@@ -166,7 +166,7 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
         Array<T> gx = need_x ? Array<T>(in[0]->data.shape()) : Array<T>();
         // Rows in parallel bands; each band sums its own weight and bias gradients, added
         // up in band order afterwards.
-        const std::size_t bands = std::max<std::size_t>(1, std::min(parallel::threads(), n_rows / 256));
+        const std::size_t bands = parallel::band_count(n_rows, 256);
         std::vector<std::vector<T>> band_gw(bands), band_gb(bands);
         parallel::for_each(bands, [&](std::size_t band) {
           std::vector<T> xhat(d), dxhat(d);  // one row's, reused

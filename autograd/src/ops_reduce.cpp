@@ -49,7 +49,7 @@ struct Reduction {
     Array<T> out(in_shape);
     T* o = out.data();
     const T* src = g.data();
-    detail::for_each_broadcast_parallel(in_shape, in_shape, keep_shape,
+    detail::for_each_broadcast_parallel(in_shape, in_shape, in_shape, keep_shape,
                                         [&](std::size_t i, std::size_t, std::size_t k) { o[i] = src[k] * scale; });
     return out;
   }
@@ -65,11 +65,8 @@ Array<T> sum_axes(const Array<T>& x, const Reduction& r) {
     out.reshape(r.out_shape);
     return out;
   }
-  const auto add = [&](std::size_t i, std::size_t, std::size_t k) { o[k] += src[i]; };
-  if (detail::splits_with(r.keep_shape, r.in_shape))  // the first axis is kept: bands sum apart
-    detail::for_each_broadcast_parallel(r.in_shape, r.in_shape, r.keep_shape, add);
-  else
-    detail::for_each_broadcast(r.in_shape, r.in_shape, r.keep_shape, add);
+  detail::for_each_broadcast_parallel(r.keep_shape, r.in_shape, r.in_shape, r.keep_shape,
+                                      [&](std::size_t i, std::size_t, std::size_t k) { o[k] += src[i]; });
   out.reshape(r.out_shape);
   return out;
 }

@@ -152,9 +152,13 @@ void for_each(std::size_t count, const std::function<void(std::size_t)>& task) {
   for (std::size_t i = 0; i < count; ++i) task(i);
 }
 
+std::size_t band_count(std::size_t total, std::size_t min_size) {
+  return std::max<std::size_t>(1, std::min(threads(), total / std::max<std::size_t>(min_size, 1)));
+}
+
 void for_ranges(std::size_t total, std::size_t min_size, const std::function<void(std::size_t, std::size_t)>& body) {
-  const std::size_t parts = std::max<std::size_t>(1, std::min(threads(), total / std::max<std::size_t>(min_size, 1)));
-  for_each(parts, [&](std::size_t i) { body(total * i / parts, total * (i + 1) / parts); });
+  const std::size_t bands = band_count(total, min_size);
+  for_each(bands, [&](std::size_t i) { body(total * i / bands, total * (i + 1) / bands); });
 }
 
 }  // namespace xtgrad::parallel

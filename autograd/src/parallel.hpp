@@ -17,8 +17,12 @@ std::size_t threads();
 // and the first exception is rethrown here.
 void for_each(std::size_t count, const std::function<void(std::size_t)>& task);
 
-// Splits [0, total) into one contiguous range per thread (none shorter than min_size)
-// and calls body(begin, end) on each.
+// How many bands for_ranges cuts [0, total) into: one per thread, none shorter than
+// min_size, at least one. Band i is [total * i / bands, total * (i + 1) / bands).
+std::size_t band_count(std::size_t total, std::size_t min_size);
+
+// Splits [0, total) into band_count(total, min_size) contiguous ranges and calls
+// body(begin, end) on each.
 void for_ranges(std::size_t total, std::size_t min_size, const std::function<void(std::size_t, std::size_t)>& body);
 
 // Used by set_num_threads.

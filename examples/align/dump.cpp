@@ -66,13 +66,6 @@ void write_split(const fs::path& dir, const std::string& name, const std::vector
 }
 
 template <class T>
-xtgrad::StateDict<T> parameters_of(const AlignModel<T>& model) {
-  xtgrad::StateDict<T> out;
-  for (const auto& [name, p] : model.named_parameters()) out.emplace(name, p.data());
-  return out;
-}
-
-template <class T>
 xtgrad::StateDict<T> gradients_of(const AlignModel<T>& model) {
   xtgrad::StateDict<T> out;
   for (const auto& [name, p] : model.named_parameters())
@@ -87,7 +80,7 @@ template <class T>
 void run(AlignModel<T>& model, const std::vector<Example>& train_data, const std::vector<Example>& test_data,
          std::uint64_t seed, std::size_t steps, const fs::path& dir, const std::string& suffix) {
   xtgrad::Adam<T> optimizer(model.parameters(), xtgrad::AdamOptions().set_lr(3e-3).set_betas(0.9, 0.999));
-  BatchSampler sampler(kTrainSize, kBatch, seed ^ 0x5eed5eedULL);
+  BatchSampler sampler(kTrainSize, kBatch, sampler_seed(seed));
   std::ofstream losses(dir / ("losses." + suffix + ".txt"));
   losses.precision(17);
   for (std::size_t step = 1; step <= steps; ++step) {
@@ -117,7 +110,7 @@ void run(AlignModel<T>& model, const std::vector<Example>& train_data, const std
   }
   const std::string name = suffix == "f32" ? "after_" + std::to_string(steps) + ".safetensors"
                                            : "after_" + std::to_string(steps) + "_f64.safetensors";
-  xtgrad::save_safetensors<T>((dir / name).string(), parameters_of(model));
+  xtgrad::save_safetensors<T>((dir / name).string(), model.state_dict());
 }
 
 }  // namespace
@@ -143,7 +136,7 @@ int main(int argc, char** argv) {
     // The model from Generator(seed) as train.cpp builds it (generate() has its own).
     xtgrad::Generator init(init_seed.value_or(seed));
     AlignModel<float> model(ModelConfig{}, init);
-    const xtgrad::StateDict<float> initial = parameters_of(model);
+    const xtgrad::StateDict<float> initial = model.state_dict();
     xtgrad::save_safetensors<float>((dir / "init.safetensors").string(), initial);
     if (init_only) return 0;
     fs::remove(dir / "metrics.jsonl");
@@ -162,7 +155,7 @@ int main(int argc, char** argv) {
           test_match.push_back(matches(test_data[start + i].caption, test_data[start + j]));
     write_raw(dir / "test_match.u8", test_match);
 
-    BatchSampler sampler(kTrainSize, kBatch, seed ^ 0x5eed5eedULL);
+    BatchSampler sampler(kTrainSize, kBatch, sampler_seed(seed));
     std::vector<std::int32_t> batches;
     std::vector<std::uint8_t> batch_match;
     for (std::size_t s = 0; s < kAllSteps; ++s) {

@@ -270,7 +270,7 @@ TrainResult train(const TrainOptions& options, std::ostream& log) {
     step = loaded.step;
   }
   auto optimizer = make_optimizer(options.optimizer, model->parameters(), options.lr);
-  BatchSampler sampler(options.train_size, options.batch, options.seed ^ 0x5eed5eedULL);
+  BatchSampler sampler(options.train_size, options.batch, sampler_seed(options.seed));
   if (!options.resume_dir.empty()) load_train_state(options.resume_dir, step, *optimizer, sampler);
   log << model->summary() << "\n" << model->parameter_count() << " parameters; training steps " << step + 1 << " to "
       << options.steps << " with " << options.optimizer << ", lr " << options.lr << ", batch " << options.batch << "\n";

@@ -54,6 +54,10 @@ StoredRun stored_run(const std::string& dir, TrainOptions base);
 // stops being finite (the last checkpoint is kept).
 TrainResult train(const TrainOptions& options, std::ostream& log);
 
+// The batch sampler's seed in a run with seed `seed`: a stream apart from the one that
+// initialises the model (Generator(seed)).
+inline std::uint64_t sampler_seed(std::uint64_t seed) { return seed ^ 0x5eed5eedULL; }
+
 // A batch sampler over n examples: shuffled epochs, dropping the last partial batch. Its
 // state (the generator, the epoch's order and the position in it) goes in checkpoints.
 class BatchSampler {
