@@ -1,6 +1,6 @@
 // The internal loops the ops share (autograd/src/kernels.hpp): the float exponential
-// against std::exp in double, its special values, row softmax with masked rows, and the
-// float GELU (which uses it) against the double one.
+// against std::exp in double, its special values, row softmax with masked rows and its
+// backward, the float GELU against the double one, and its Phi in the negative tail.
 #include "helpers.hpp"
 
 #include <cmath>
@@ -82,4 +82,51 @@ TEST_CASE("kernels: float gelu and its gradient match the double ones to float p
   MESSAGE("float gelu vs double: value ", worst_value, " relative (absolute below 1), gradient ", worst_grad, " absolute");
   CHECK(worst_value < 1e-6);
   CHECK(worst_grad < 1e-6);
+}
+
+TEST_CASE("kernels: float Phi keeps its relative accuracy in the negative tail, where 1 + erf has none") {
+  std::vector<float> x, y, cdf;
+  for (double v = -13.0; v <= 6.0; v += 0.00371) x.push_back(float(v));  // 5,122 values: vector loop and tail
+  y.resize(x.size());
+  cdf.resize(x.size());
+  kernels::gelu_forward(x.data(), y.data(), cdf.data(), x.size());
+  double worst_core = 0, worst_tail = 0;  // relative errors over [-3, 6] and [-13, -3)
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double exact = 0.5 * std::erfc(-double(x[i]) / std::sqrt(2.0));
+    double& worst = x[i] >= -3.0f ? worst_core : worst_tail;
+    worst = std::max(worst, std::abs(double(cdf[i]) - exact) / exact);
+    REQUIRE(y[i] == x[i] * cdf[i]);
+  }
+  MESSAGE("float Phi: largest relative error ", worst_core, " over [-3, 6], ", worst_tail, " over [-13, -3)");
+  CHECK(worst_core < 1e-6);
+  // Phi(-13) = 6e-39, where 1 + erf in float has been 0 since about -5.5. The error grows
+  // as x^2 here: exp's argument, about -x^2 / 2, is rounded to float.
+  CHECK(worst_tail < 3e-5);
+}
+
+TEST_CASE("kernels: softmax_backward_rows against the formula in double, rows apart by a stride") {
+  const std::size_t rows = 5, len = 19, stride = 23;  // len not a multiple of 8: partial sums and a tail
+  std::vector<float> p(rows * stride, 0.0f), ds(rows * stride, 7.0f);
+  Generator gen(3);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t j = 0; j < len; ++j) p[r * stride + j] = float(gen.uniform()), ds[r * stride + j] = float(gen.normal());
+  const std::vector<float> dp = ds;
+  kernels::softmax_backward_rows(p.data(), ds.data(), rows, len, stride, 0.25f);
+  for (std::size_t r = 0; r < rows; ++r) {
+    double dot = 0;
+    for (std::size_t j = 0; j < len; ++j) dot += double(dp[r * stride + j]) * p[r * stride + j];
+    for (std::size_t j = 0; j < len; ++j) {
+      const std::size_t at = r * stride + j;
+      CHECK(ds[at] == doctest::Approx(0.25 * p[at] * (dp[at] - dot)).epsilon(1e-5).scale(1e-6));
+    }
+    for (std::size_t j = len; j < stride && r + 1 < rows; ++j) CHECK(ds[r * stride + j] == 7.0f);  // between rows: untouched
+  }
+}
+
+TEST_CASE("kernels: max_of skips NaN and is -inf for nothing") {
+  const float nan = std::nanf(""), inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> v = {nan, 1, 2, -inf, 9, 3, nan, 4, 5, 0, 8.5f, nan};
+  CHECK(kernels::max_of<float>(v.size(), [&](std::size_t i) { return v[i]; }) == 9.0f);
+  CHECK(kernels::max_of<float>(0, [&](std::size_t i) { return v[i]; }) == -inf);
+  CHECK(kernels::max_of<float>(1, [&](std::size_t i) { return v[i]; }) == -inf);  // only NaN
 }

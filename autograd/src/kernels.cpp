@@ -10,18 +10,26 @@ namespace xtgrad::kernels {
 
 namespace {
 
-// Eight floats as one value (GCC/Clang vector extensions). A scalar loop of the same
-// arithmetic does not vectorise: the compiler keeps the range checks as branches.
-using Floats = float __attribute__((vector_size(32)));
-using Ints = std::int32_t __attribute__((vector_size(32)));
-constexpr std::size_t kLanes = 8;
+// Sixteen floats as one value (GCC/Clang vector extensions): one AVX-512 register, two
+// AVX2 or four SSE ones. A scalar loop of the same arithmetic does not vectorise: the
+// compiler keeps the range checks as branches.
+using Floats = float __attribute__((vector_size(64)));
+using Ints = std::int32_t __attribute__((vector_size(64)));
+constexpr std::size_t kLanes = 16;
+
+// The vector helpers pass vectors by reference, never by value, so that none crosses a
+// call (the ABI differs between the instruction sets); inlined, the copies vanish.
+[[gnu::always_inline]] inline Floats& load(Floats& v, const float* p) {
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+[[gnu::always_inline]] inline void store(float* p, const Floats& v) { std::memcpy(p, &v, sizeof v); }
 
 // exp of the kLanes floats at x, in place: exp(x) = 2^n exp(r) with n = round(x / ln 2)
-// and |r| <= ln(2) / 2; exp(r) by Cephes' expf polynomial. Takes a pointer, not a vector,
-// so that no vector crosses a call (its ABI differs with and without AVX).
+// and |r| <= ln(2) / 2; exp(r) by Cephes' expf polynomial.
 [[gnu::always_inline]] inline void exp_lanes(float* x) {
   Floats v;
-  std::memcpy(&v, x, sizeof v);
+  load(v, x);
   const float high = 88.3762626647949f, low = -87.3365478515625f;
   Floats c = v < low ? Floats{} + low : v;
   c = c > high ? Floats{} + high : c;
@@ -40,26 +48,14 @@ constexpr std::size_t kLanes = 8;
   y = v < low ? Floats{} : y;
   y = v > high ? Floats{} + std::numeric_limits<float>::infinity() : y;
   y = v != v ? v : y;  // NaN in, NaN out
-  std::memcpy(x, &y, sizeof y);
+  store(x, y);
 }
 
-}  // namespace
-
-// Compiled twice, for AVX2 (eight lanes per instruction) and for any x86-64 (SSE2, four),
-// and picked at load time (an ifunc). Without FMA in either, both round every step alike:
-// the same bits on every machine. Not under ThreadSanitizer, whose runtime is not up yet
-// when the dynamic loader runs the picker (the program crashes at start).
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
-#define XTGRAD_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
-#else
-#define XTGRAD_AVX2_CLONE
-#endif
-
-XTGRAD_AVX2_CLONE
-void exp_in_place(float* x, std::size_t n) {
+// exp over n floats in place; the tail through a padded block.
+[[gnu::always_inline]] inline void exp_block(float* x, std::size_t n) {
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes) exp_lanes(x + i);
-  if (i < n) {  // the tail, padded
+  if (i < n) {
     float tail[kLanes] = {};
     std::memcpy(tail, x + i, (n - i) * sizeof(float));
     exp_lanes(tail);
@@ -67,31 +63,137 @@ void exp_in_place(float* x, std::size_t n) {
   }
 }
 
+// Phi(x) = erfc(-x / sqrt 2) / 2 of the kLanes floats at x, into cdf. erfc(z) for z >= 0
+// is t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), with the Chebyshev fit P of Numerical
+// Recipes (fractional error below 1.2e-7); erfc(-z) = 2 - erfc(z).
+[[gnu::always_inline]] inline void phi_lanes(const float* x, float* cdf) {
+  Floats v, e_vec;
+  load(v, x);
+  const Floats z = (v < 0 ? -v : v) * 0.70710678118654752f;  // |x| / sqrt 2
+  const Floats t = 1.0f / (1.0f + 0.5f * z);
+  Floats p = Floats{} + 0.17087277f;
+  for (const float c : {-0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f, -0.18628806f, 0.09678418f,
+                        0.37409196f, 1.00002368f})
+    p = p * t + c;
+  float e[kLanes];
+  store(e, p * t - 1.26551223f - z * z);
+  exp_lanes(e);
+  const Floats half_erfc = 0.5f * t * load(e_vec, e);  // erfc(|x| / sqrt 2) / 2
+  store(cdf, v < 0 ? half_erfc : 1.0f - half_erfc);
+}
+
+}  // namespace
+
+// The float kernels are compiled three times, for AVX-512, AVX2 and any x86-64 (SSE2),
+// and picked at load time (an ifunc). None uses FMA and the vectors' lanes never mix
+// except in sums written out in a fixed order, so all three give the same bits on every
+// machine. Not under ThreadSanitizer, whose runtime is not up yet when the dynamic loader
+// runs the picker (the program crashes at start).
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+#define XTGRAD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define XTGRAD_CLONES
+#endif
+
+XTGRAD_CLONES
+void exp_in_place(float* x, std::size_t n) { exp_block(x, n); }
+
 void exp_in_place(double* x, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
 }
 
+namespace {
 template <class T>
-void softmax_rows(T* x, std::size_t rows, std::size_t len) {
+[[gnu::always_inline]] inline void softmax_rows_impl(T* x, std::size_t rows, std::size_t len) {
   for (std::size_t r = 0; r < rows; ++r) {
     T* row = x + r * len;
-    T peak = -std::numeric_limits<T>::infinity();
-    for (std::size_t j = 0; j < len; ++j) peak = std::max(peak, row[j]);
+    const T peak = max_of<T>(len, [row](std::size_t j) { return row[j]; });
     if (peak == -std::numeric_limits<T>::infinity()) continue;  // all masked: stays -inf, exp gives 0
     for (std::size_t j = 0; j < len; ++j) row[j] -= peak;
   }
-  exp_in_place(x, rows * len);  // one long loop: rows are often short (16 keys)
+  if constexpr (std::is_same_v<T, float>)
+    exp_block(x, rows * len);  // one long loop: rows are often short (16 keys)
+  else
+    exp_in_place(x, rows * len);
   for (std::size_t r = 0; r < rows; ++r) {
     T* row = x + r * len;
-    T total = 0;
-    for (std::size_t j = 0; j < len; ++j) total += row[j];
+    const T total = sum_of<T>(len, [row](std::size_t j) { return row[j]; });
     // A live row holds exp(0) = 1 at its peak, so only an all-masked row sums to 0.
     const T inv = total == T(0) ? T(0) : T(1) / total;
     for (std::size_t j = 0; j < len; ++j) row[j] *= inv;
   }
 }
 
-template void softmax_rows(float*, std::size_t, std::size_t);
-template void softmax_rows(double*, std::size_t, std::size_t);
+template <class T>
+[[gnu::always_inline]] inline void softmax_backward_impl(const T* p, T* ds, std::size_t rows, std::size_t len,
+                                                         std::size_t stride, T scale) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const T* pr = p + r * stride;
+    T* dr = ds + r * stride;
+    const T dot = sum_of<T>(len, [pr, dr](std::size_t j) { return dr[j] * pr[j]; });
+    for (std::size_t j = 0; j < len; ++j) dr[j] = scale * pr[j] * (dr[j] - dot);
+  }
+}
+}  // namespace
+
+XTGRAD_CLONES
+void softmax_rows(float* x, std::size_t rows, std::size_t len) { softmax_rows_impl(x, rows, len); }
+void softmax_rows(double* x, std::size_t rows, std::size_t len) { softmax_rows_impl(x, rows, len); }
+
+XTGRAD_CLONES
+void softmax_backward_rows(const float* p, float* ds, std::size_t rows, std::size_t len, std::size_t stride,
+                           float scale) {
+  softmax_backward_impl(p, ds, rows, len, stride, scale);
+}
+void softmax_backward_rows(const double* p, double* ds, std::size_t rows, std::size_t len, std::size_t stride,
+                           double scale) {
+  softmax_backward_impl(p, ds, rows, len, stride, scale);
+}
+
+XTGRAD_CLONES
+void gelu_forward(const float* x, float* y, float* cdf, std::size_t n) {
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    phi_lanes(x + i, cdf + i);
+    Floats v, c;
+    store(y + i, load(v, x + i) * load(c, cdf + i));
+  }
+  if (i < n) {  // the tail, padded
+    float xt[kLanes] = {}, ct[kLanes];
+    std::memcpy(xt, x + i, (n - i) * sizeof(float));
+    phi_lanes(xt, ct);
+    std::memcpy(cdf + i, ct, (n - i) * sizeof(float));
+    for (; i < n; ++i) y[i] = x[i] * cdf[i];
+  }
+}
+
+void gelu_forward(const double* x, double* y, double* cdf, std::size_t n) {
+  const double inv_sqrt2 = 1.0 / std::sqrt(2.0);
+  for (std::size_t i = 0; i < n; ++i) {
+    cdf[i] = 0.5 * (1.0 + std::erf(x[i] * inv_sqrt2));
+    y[i] = x[i] * cdf[i];
+  }
+}
+
+namespace {
+template <class T>
+[[gnu::always_inline]] inline void gelu_backward_impl(const T* x, const T* cdf, const T* g, T* gx, std::size_t n) {
+  const T inv_sqrt_2pi = T(1.0 / std::sqrt(2.0 * M_PI));
+  for (std::size_t i = 0; i < n; ++i) gx[i] = T(-0.5) * x[i] * x[i];
+  if constexpr (std::is_same_v<T, float>)
+    exp_block(gx, n);  // phi(x) sqrt(2 pi)
+  else
+    exp_in_place(gx, n);
+  for (std::size_t i = 0; i < n; ++i) gx[i] = g[i] * (cdf[i] + x[i] * inv_sqrt_2pi * gx[i]);
+}
+}  // namespace
+
+XTGRAD_CLONES
+void gelu_backward(const float* x, const float* cdf, const float* g, float* gx, std::size_t n) {
+  gelu_backward_impl(x, cdf, g, gx, n);
+}
+void gelu_backward(const double* x, const double* cdf, const double* g, double* gx, std::size_t n) {
+  gelu_backward_impl(x, cdf, g, gx, n);
+}
 
 }  // namespace xtgrad::kernels

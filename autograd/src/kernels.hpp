@@ -1,8 +1,11 @@
-// Loops over contiguous float/double buffers that the ops share: exponentials and
-// row softmax. Not installed.
+// Loops over contiguous float/double buffers that the ops share: exponentials, row
+// softmax and its backward, GELU. Not installed. The float versions are compiled for
+// AVX-512, AVX2 and plain x86-64 and picked at load time (kernels.cpp); the double
+// versions are plain loops over the standard library's functions.
 #pragma once
 
 #include <cstddef>
+#include <limits>
 
 namespace xtgrad::kernels {
 
@@ -14,12 +17,30 @@ void exp_in_place(double* x, std::size_t n);
 
 // Softmax of each of `rows` contiguous rows of `len` values, in place. A row that is all
 // -inf (everything masked) becomes zeros.
-template <class T>
-void softmax_rows(T* x, std::size_t rows, std::size_t len);
+void softmax_rows(float* x, std::size_t rows, std::size_t len);
+void softmax_rows(double* x, std::size_t rows, std::size_t len);
+
+// Softmax backward for `rows` rows of `len` values, row r at offset r * stride of both
+// p (the softmax output) and ds: ds = scale * p * (ds - <ds, p>), in place over ds (which
+// holds dL/dp on entry, dL/d(scores / scale) on exit).
+void softmax_backward_rows(const float* p, float* ds, std::size_t rows, std::size_t len, std::size_t stride,
+                           float scale);
+void softmax_backward_rows(const double* p, double* ds, std::size_t rows, std::size_t len, std::size_t stride,
+                           double scale);
+
+// Exact GELU, y = x Phi(x), keeping Phi(x) in cdf for the backward. Float takes Phi from
+// erfc in Numerical Recipes' Chebyshev form (relative error about 1e-7, in the negative
+// tail too, where 1 + erf loses every digit); double is 0.5 (1 + std::erf(x / sqrt 2)).
+void gelu_forward(const float* x, float* y, float* cdf, std::size_t n);
+void gelu_forward(const double* x, double* y, double* cdf, std::size_t n);
+// gx = g (Phi(x) + x phi(x)), with Phi(x) from gelu_forward.
+void gelu_backward(const float* x, const float* cdf, const float* g, float* gx, std::size_t n);
+void gelu_backward(const double* x, const double* cdf, const double* g, double* gx, std::size_t n);
 
 // Sums with eight independent partial sums: the compiler keeps them in vector registers,
 // where one running sum would be a chain of dependent adds (it may not reorder float
-// additions itself). The order is fixed, so results are the same on every run.
+// additions itself). The order is fixed, so results are the same on every run and on
+// every instruction set.
 template <class T, class F>
 inline T sum_of(std::size_t n, F term) {
   T partial[8] = {};
@@ -29,6 +50,21 @@ inline T sum_of(std::size_t n, F term) {
   T total = ((partial[0] + partial[1]) + (partial[2] + partial[3])) + ((partial[4] + partial[5]) + (partial[6] + partial[7]));
   for (; i < n; ++i) total += term(i);
   return total;
+}
+
+// The largest of term(0..n-1), in eight lanes as sum_of (the maximum does not depend on
+// the order). NaN terms are skipped; -inf for n = 0.
+template <class T, class F>
+inline T max_of(std::size_t n, F term) {
+  constexpr T lowest = -std::numeric_limits<T>::infinity();
+  T partial[8] = {lowest, lowest, lowest, lowest, lowest, lowest, lowest, lowest};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (std::size_t j = 0; j < 8; ++j) partial[j] = partial[j] < term(i + j) ? term(i + j) : partial[j];
+  T peak = lowest;
+  for (std::size_t j = 0; j < 8; ++j) peak = peak < partial[j] ? partial[j] : peak;
+  for (; i < n; ++i) peak = peak < term(i) ? term(i) : peak;
+  return peak;
 }
 
 }  // namespace xtgrad::kernels

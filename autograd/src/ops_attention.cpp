@@ -42,14 +42,6 @@ AttentionShape check_shapes(const char* op, const Shape& q, const Shape& k, cons
   return {q[0], q[1], k[0], k[1], q[2], heads, dh, 1.0 / std::sqrt(double(dh))};
 }
 
-// dS = scale * P * (dP - rowsum(dP * P)) for one row of n, written over dP.
-template <class T>
-void softmax_backward_in_place(const T* p, T* dp, std::size_t n, T scale) {
-  T dot = 0;
-  for (std::size_t j = 0; j < n; ++j) dot += dp[j] * p[j];
-  for (std::size_t j = 0; j < n; ++j) dp[j] = scale * p[j] * (dp[j] - dot);
-}
-
 // What the backward keeps: the weights (shared with the caller) and, with dropout, the
 // scale (0 or 1/(1-p) per weight) and the dropped weights the values were mixed with.
 template <class T>
@@ -144,7 +136,7 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
                         T(0), dsb, Lk);
           if (dropping)
             for (std::size_t i = 0; i < Lq * Lk; ++i) dsb[i] *= saved.dropout_scale.data()[blk + i];
-          for (std::size_t i = 0; i < Lq; ++i) softmax_backward_in_place(p + blk + i * Lk, dsb + i * Lk, Lk, T(a.scale));
+          kernels::softmax_backward_rows(p + blk, dsb, Lq, Lk, Lk, T(a.scale));  // dS over dPd
         });
         bool fresh = false;
         if (in[0]->requires_grad) {  // dQ_bh (Lq,dh) = dS (Lq,Lk) K_bh (Lk,dh)
@@ -243,12 +235,11 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
               T* dsh = ds.data() + h * rows * cols;  // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,dh) V_h[kb]^T
               blas::gemm<T>(false, true, rows, Lk, dh, T(1), g_block.data() + h * dh, D,
                             in[2]->data.data() + kb * Lk * D + h * dh, D, T(0), dsh + kb * Lk, cols);
-              for (std::size_t r = 0; r < rows; ++r) {
-                const std::size_t at = h * rows * cols + r * cols + kb * Lk;
-                if (dropping)
-                  for (std::size_t j = 0; j < Lk; ++j) ds.data()[at + j] *= saved.dropout_scale.data()[at + j];
-                softmax_backward_in_place(p + at, ds.data() + at, Lk, T(a.scale));
-              }
+              const std::size_t at = h * rows * cols + kb * Lk;  // rows of Lk, cols apart
+              if (dropping)
+                for (std::size_t r = 0; r < rows; ++r)
+                  for (std::size_t j = 0; j < Lk; ++j) ds.data()[at + r * cols + j] *= saved.dropout_scale.data()[at + r * cols + j];
+              kernels::softmax_backward_rows(p + at, ds.data() + at, rows, Lk, cols, T(a.scale));  // dS over dPd
               if (gv)  // dV_h[kb] (Lk,dh) = Pd_h[:, kb]^T (Lk,rows) dO_kb (rows,dh)
                 blas::gemm<T>(true, false, Lk, dh, rows, T(1), pd + h * rows * cols + kb * Lk, cols,
                               g_block.data() + h * dh, D, beta_v, gv + kb * Lk * D + h * dh, D);

@@ -245,35 +245,25 @@ Tensor<T> relu(const Tensor<T>& x) {
 
 template <class T>
 Tensor<T> gelu(const Tensor<T>& x, GeluApproximation approx) {
-  const T inv_sqrt2 = T(1.0 / std::sqrt(2.0));
-  const T inv_sqrt_2pi = T(1.0 / std::sqrt(2.0 * M_PI));
   if (approx == GeluApproximation::none) {
-    // x (...) -> same shape. gelu(x) = x Phi(x); gelu'(x) = Phi(x) + x phi(x). Loops, not
-    // xtensor expressions: erf is the costly part, so the forward keeps Phi(x) for the
-    // backward instead of the backward evaluating erf again.
+    // x (...) -> same shape. gelu(x) = x Phi(x); gelu'(x) = Phi(x) + x phi(x). Phi is the
+    // costly part, so the forward keeps it for the backward (kernels.hpp).
     const std::size_t n = x.data().size();
     const T* v = x.data().data();
     Array<T> out(x.shape()), cdf(x.shape());
     parallel::for_ranges(n, 8192, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t i = begin; i < end; ++i) {
-        cdf.data()[i] = T(0.5) * (T(1) + std::erf(v[i] * inv_sqrt2));
-        out.data()[i] = v[i] * cdf.data()[i];
-      }
+      kernels::gelu_forward(v + begin, out.data() + begin, cdf.data() + begin, end - begin);
     });
     return make_result<T>("gelu", std::move(out), {x},
-                          [cdf = std::move(cdf), inv_sqrt_2pi](const std::vector<NodePtr<T>>& in, const Array<T>&,
-                                                               const Array<T>& g) {
+                          [cdf = std::move(cdf)](const std::vector<NodePtr<T>>& in, const Array<T>&,
+                                                 const Array<T>& g) {
                             Node<T>& input = *in[0];
                             if (!input.requires_grad) return;
-                            const std::size_t n = cdf.size();
                             const T* v = input.data.data();
                             Array<T> grad(cdf.shape());
-                            T* gx = grad.data();
-                            parallel::for_ranges(n, 8192, [&](std::size_t begin, std::size_t end) {
-                              for (std::size_t i = begin; i < end; ++i) gx[i] = T(-0.5) * v[i] * v[i];
-                              kernels::exp_in_place(gx + begin, end - begin);  // phi(x) sqrt(2 pi)
-                              for (std::size_t i = begin; i < end; ++i)
-                                gx[i] = g.data()[i] * (cdf.data()[i] + v[i] * inv_sqrt_2pi * gx[i]);
+                            parallel::for_ranges(cdf.size(), 8192, [&](std::size_t begin, std::size_t end) {
+                              kernels::gelu_backward(v + begin, cdf.data() + begin, g.data() + begin,
+                                                     grad.data() + begin, end - begin);
                             });
                             accumulate_grad(input, std::move(grad), "gelu");
                           });
