@@ -130,3 +130,16 @@ TEST_CASE("kernels: max_of skips NaN and is -inf for nothing") {
   CHECK(kernels::max_of<float>(0, [&](std::size_t i) { return v[i]; }) == -inf);
   CHECK(kernels::max_of<float>(1, [&](std::size_t i) { return v[i]; }) == -inf);  // only NaN
 }
+
+TEST_CASE("kernels: transpose moves every element, full tiles and ragged edges, with row strides") {
+  for (auto [rows, cols] : {std::pair<std::size_t, std::size_t>{1, 1}, {16, 16}, {37, 21}, {64, 16}, {5, 40}}) {
+    const std::size_t lda = cols + 3, ldb = rows + 2;
+    std::vector<float> a(rows * lda), b(cols * ldb, -1.0f);
+    for (std::size_t i = 0; i < a.size(); ++i) a[i] = float(i);
+    kernels::transpose(rows, cols, a.data(), lda, b.data(), ldb);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t c = 0; c < cols; ++c) REQUIRE(b[c * ldb + r] == a[r * lda + c]);
+    for (std::size_t c = 0; c < cols; ++c)
+      for (std::size_t r = rows; r < ldb; ++r) REQUIRE(b[c * ldb + r] == -1.0f);  // the padding is untouched
+  }
+}

@@ -196,4 +196,31 @@ void gelu_backward(const double* x, const double* cdf, const double* g, double* 
   gelu_backward_impl(x, cdf, g, gx, n);
 }
 
+namespace {
+template <class T>
+[[gnu::always_inline]] inline void transpose_impl(std::size_t rows, std::size_t cols, const T* a, std::size_t lda,
+                                                  T* b, std::size_t ldb) {
+  constexpr std::size_t tile = 16;
+  for (std::size_t r0 = 0; r0 < rows; r0 += tile)
+    for (std::size_t c0 = 0; c0 < cols; c0 += tile) {
+      const std::size_t r1 = std::min(rows, r0 + tile), c1 = std::min(cols, c0 + tile);
+      if (r1 - r0 == tile && c1 - c0 == tile) {  // a fixed-size tile: the compiler unrolls it
+        for (std::size_t c = 0; c < tile; ++c)
+          for (std::size_t r = 0; r < tile; ++r) b[(c0 + c) * ldb + r0 + r] = a[(r0 + r) * lda + c0 + c];
+      } else {
+        for (std::size_t c = c0; c < c1; ++c)
+          for (std::size_t r = r0; r < r1; ++r) b[c * ldb + r] = a[r * lda + c];
+      }
+    }
+}
+}  // namespace
+
+XTGRAD_CLONES
+void transpose(std::size_t rows, std::size_t cols, const float* a, std::size_t lda, float* b, std::size_t ldb) {
+  transpose_impl(rows, cols, a, lda, b, ldb);
+}
+void transpose(std::size_t rows, std::size_t cols, const double* a, std::size_t lda, double* b, std::size_t ldb) {
+  transpose_impl(rows, cols, a, lda, b, ldb);
+}
+
 }  // namespace xtgrad::kernels

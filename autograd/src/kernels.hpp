@@ -37,6 +37,11 @@ void gelu_forward(const double* x, double* y, double* cdf, std::size_t n);
 void gelu_backward(const float* x, const float* cdf, const float* g, float* gx, std::size_t n);
 void gelu_backward(const double* x, const double* cdf, const double* g, double* gx, std::size_t n);
 
+// b (cols, rows) = a^T for a (rows, cols); lda and ldb are the row strides as stored.
+// In tiles of 16 x 16, so that both sides stay in cache lines already loaded.
+void transpose(std::size_t rows, std::size_t cols, const float* a, std::size_t lda, float* b, std::size_t ldb);
+void transpose(std::size_t rows, std::size_t cols, const double* a, std::size_t lda, double* b, std::size_t ldb);
+
 // Sums with eight independent partial sums: the compiler keeps them in vector registers,
 // where one running sum would be a chain of dependent adds (it may not reorder float
 // additions itself). The order is fixed, so results are the same on every run and on

@@ -68,6 +68,16 @@ Saved<T> save_weights(std::shared_ptr<const Array<T>> weights, double p, Generat
   return saved;
 }
 
+// x (rows, cols) -> (cols, rows). The products below that contract over a head's dh read
+// K or V transposed: BLAS runs A B^T with so short an inner dimension at a third of the
+// speed of A B (bench/: attn_small, align_step), more than the transpose costs.
+template <class T>
+std::vector<T> transposed(const T* x, std::size_t rows, std::size_t cols) {
+  std::vector<T> out(rows * cols);
+  kernels::transpose(rows, cols, x, cols, out.data(), rows);
+  return out;
+}
+
 // f(b, h) for every batch element b < B and head h < H, spread over the threads.
 template <class F>
 void for_each_head(std::size_t B, std::size_t H, F&& f) {
@@ -97,9 +107,10 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
   auto weights = std::make_shared<Array<T>>(Shape{B, H, Lq, Lk});
   T* w = weights->data();
   for_each_head(B, H, [&](std::size_t b, std::size_t h) {
-    T* s = w + (b * H + h) * Lq * Lk;  // (Lq,Lk) = scale Q_bh K_bh^T
-    blas::gemm<T>(false, true, Lq, Lk, dh, T(a.scale), pq + b * Lq * D + h * dh, D, pk + b * Lk * D + h * dh, D,
-                  T(0), s, Lk);
+    T* s = w + (b * H + h) * Lq * Lk;  // (Lq,Lk) = scale Q_bh (Lq,dh) K_bh^T (dh,Lk)
+    std::vector<T> kt(dh * Lk);  // K_bh^T, while K_bh is in cache
+    kernels::transpose(Lk, dh, pk + b * Lk * D + h * dh, D, kt.data(), Lk);
+    blas::gemm<T>(false, false, Lq, Lk, dh, T(a.scale), pq + b * Lq * D + h * dh, D, kt.data(), Lk, T(0), s, Lk);
     if (allowed) {
       const bool* ok = allowed->data() + b * Lq * Lk;
       for (std::size_t i = 0; i < Lq * Lk; ++i)
@@ -131,9 +142,10 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
         Array<T> ds(saved.weights->shape());
         for_each_head(B, H, [&](std::size_t b, std::size_t h) {
           const std::size_t blk = (b * H + h) * Lq * Lk;
-          T* dsb = ds.data() + blk;  // dPd (Lq,Lk) = dO_bh V_bh^T
-          blas::gemm<T>(false, true, Lq, Lk, dh, T(1), g.data() + b * Lq * D + h * dh, D, pv + b * Lk * D + h * dh, D,
-                        T(0), dsb, Lk);
+          T* dsb = ds.data() + blk;  // dPd (Lq,Lk) = dO_bh (Lq,dh) V_bh^T (dh,Lk)
+          std::vector<T> vt(dh * Lk);
+          kernels::transpose(Lk, dh, pv + b * Lk * D + h * dh, D, vt.data(), Lk);
+          blas::gemm<T>(false, false, Lq, Lk, dh, T(1), g.data() + b * Lq * D + h * dh, D, vt.data(), Lk, T(0), dsb, Lk);
           if (dropping)
             for (std::size_t i = 0; i < Lq * Lk; ++i) dsb[i] *= saved.dropout_scale.data()[blk + i];
           kernels::softmax_backward_rows(p + blk, dsb, Lq, Lk, Lk, T(a.scale));  // dS over dPd
@@ -183,10 +195,11 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
 
   auto weights = std::make_shared<Array<T>>(Shape{H, Bq, Lq, Bk, Lk});
   T* w = weights->data();
+  const std::vector<T> kt = transposed(k.data().data(), cols, D);  // (D, cols)
   parallel::for_each(H, [&](std::size_t h) {
-    T* s = w + h * rows * cols;  // (rows, cols) = scale Q_h K_h^T
-    blas::gemm<T>(false, true, rows, cols, dh, T(a.scale), q.data().data() + h * dh, D, k.data().data() + h * dh, D,
-                  T(0), s, cols);
+    T* s = w + h * rows * cols;  // (rows, cols) = scale Q_h (rows,dh) K_h^T (dh,cols)
+    blas::gemm<T>(false, false, rows, cols, dh, T(a.scale), q.data().data() + h * dh, D, kt.data() + h * dh * cols,
+                  cols, T(0), s, cols);
     if (key_allowed)
       for (std::size_t r = 0; r < rows; ++r)
         for (std::size_t kb = 0; kb < Bk; ++kb) {
@@ -226,15 +239,16 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
         bool fresh = false;
         T* gv = in[2]->requires_grad ? detail::grad_buffer(*in[2], fresh) : nullptr;
         const T beta_v = fresh ? T(0) : T(1);
+        const std::vector<T> vt = transposed(in[2]->data.data(), cols, D);  // (D, cols)
         parallel::for_ranges(Bk, 1, [&](std::size_t kb_begin, std::size_t kb_end) {
           std::vector<T> g_block(rows * D);
           for (std::size_t kb = kb_begin; kb < kb_end; ++kb) {
             for (std::size_t qb = 0; qb < Bq; ++qb)
               std::copy_n(g.data() + (qb * Bk + kb) * Lq * D, Lq * D, g_block.data() + qb * Lq * D);
             for (std::size_t h = 0; h < H; ++h) {
-              T* dsh = ds.data() + h * rows * cols;  // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,dh) V_h[kb]^T
-              blas::gemm<T>(false, true, rows, Lk, dh, T(1), g_block.data() + h * dh, D,
-                            in[2]->data.data() + kb * Lk * D + h * dh, D, T(0), dsh + kb * Lk, cols);
+              T* dsh = ds.data() + h * rows * cols;  // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,dh) V_h[kb]^T (dh,Lk)
+              blas::gemm<T>(false, false, rows, Lk, dh, T(1), g_block.data() + h * dh, D,
+                            vt.data() + h * dh * cols + kb * Lk, cols, T(0), dsh + kb * Lk, cols);
               const std::size_t at = h * rows * cols + kb * Lk;  // rows of Lk, cols apart
               if (dropping)
                 for (std::size_t r = 0; r < rows; ++r)

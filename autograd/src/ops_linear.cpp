@@ -24,14 +24,16 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optiona
   Shape out_shape = xs;
   out_shape.back() = out;
   Array<T> y(out_shape);
-  blas::gemm<T>(false, true, rows, out, in, T(1), x.data().data(), in, weight.data().data(), in, T(0), y.data(), out);
   if (bias) {
+    // y starts as the bias in every row and the product is added to it (beta = 1): one
+    // pass over y fewer than a product into zeros (BLAS clears C first for beta = 0).
     const T* b = bias->data().data();
     parallel::for_ranges(rows, 256, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t r = begin; r < end; ++r)
-        for (std::size_t j = 0; j < out; ++j) y.data()[r * out + j] += b[j];
+      for (std::size_t r = begin; r < end; ++r) std::copy_n(b, out, y.data() + r * out);
     });
   }
+  blas::gemm<T>(false, true, rows, out, in, T(1), x.data().data(), in, weight.data().data(), in, T(bias ? 1 : 0),
+                y.data(), out);
   std::vector<Tensor<T>> inputs{x, weight};
   if (bias) inputs.push_back(*bias);
   return make_result<T>(
