@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 namespace xtgrad::kernels {
 
@@ -198,6 +199,53 @@ void gelu_backward(const double* x, const double* cdf, const double* g, double* 
 
 namespace {
 template <class T>
+[[gnu::always_inline]] inline void layer_norm_impl(const T* x, T* y, const T* w, const T* b, T* means, T* rstds,
+                                                   std::size_t rows, std::size_t d, T eps) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * d;
+    T* yr = y + r * d;
+    const T m = sum_of<T>(d, [xr](std::size_t i) { return xr[i]; }) / T(d);
+    const T v = sum_of<T>(d, [xr, m](std::size_t i) { return (xr[i] - m) * (xr[i] - m); });
+    const T rstd = T(1) / std::sqrt(v / T(d) + eps);
+    for (std::size_t i = 0; i < d; ++i) yr[i] = (xr[i] - m) * rstd;  // xhat
+    if (w)
+      for (std::size_t i = 0; i < d; ++i) yr[i] *= w[i];
+    if (b)
+      for (std::size_t i = 0; i < d; ++i) yr[i] += b[i];
+    means[r] = m;
+    rstds[r] = rstd;
+  }
+}
+
+template <class T>
+[[gnu::always_inline]] inline void layer_norm_backward_impl(const T* x, const T* g, const T* w, const T* means,
+                                                            const T* rstds, T* gx, T* gw, T* gb, std::size_t rows,
+                                                            std::size_t d) {
+  std::vector<T> scratch(2 * d);  // one row's xhat and dxhat, reused
+  T* xhat = scratch.data();
+  T* dxhat = scratch.data() + d;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * d;
+    const T* gr = g + r * d;
+    const T m = means[r], rstd = rstds[r];
+    for (std::size_t i = 0; i < d; ++i) xhat[i] = (xr[i] - m) * rstd;
+    if (w)
+      for (std::size_t i = 0; i < d; ++i) dxhat[i] = gr[i] * w[i];
+    else
+      std::copy(gr, gr + d, dxhat);
+    if (gw)
+      for (std::size_t i = 0; i < d; ++i) gw[i] += gr[i] * xhat[i];
+    if (gb)
+      for (std::size_t i = 0; i < d; ++i) gb[i] += gr[i];
+    if (!gx) continue;
+    const T mean_dxhat = sum_of<T>(d, [dxhat](std::size_t i) { return dxhat[i]; }) / T(d);
+    const T mean_dxhat_xhat = sum_of<T>(d, [dxhat, xhat](std::size_t i) { return dxhat[i] * xhat[i]; }) / T(d);
+    T* gxr = gx + r * d;
+    for (std::size_t i = 0; i < d; ++i) gxr[i] = rstd * (dxhat[i] - mean_dxhat - xhat[i] * mean_dxhat_xhat);
+  }
+}
+
+template <class T>
 [[gnu::always_inline]] inline void transpose_impl(std::size_t rows, std::size_t cols, const T* a, std::size_t lda,
                                                   T* b, std::size_t ldb) {
   constexpr std::size_t tile = 16;
@@ -214,6 +262,27 @@ template <class T>
     }
 }
 }  // namespace
+
+XTGRAD_CLONES
+void layer_norm_rows(const float* x, float* y, const float* w, const float* b, float* means, float* rstds,
+                     std::size_t rows, std::size_t d, float eps) {
+  layer_norm_impl(x, y, w, b, means, rstds, rows, d, eps);
+}
+void layer_norm_rows(const double* x, double* y, const double* w, const double* b, double* means, double* rstds,
+                     std::size_t rows, std::size_t d, double eps) {
+  layer_norm_impl(x, y, w, b, means, rstds, rows, d, eps);
+}
+
+XTGRAD_CLONES
+void layer_norm_rows_backward(const float* x, const float* g, const float* w, const float* means, const float* rstds,
+                              float* gx, float* gw, float* gb, std::size_t rows, std::size_t d) {
+  layer_norm_backward_impl(x, g, w, means, rstds, gx, gw, gb, rows, d);
+}
+void layer_norm_rows_backward(const double* x, const double* g, const double* w, const double* means,
+                              const double* rstds, double* gx, double* gw, double* gb, std::size_t rows,
+                              std::size_t d) {
+  layer_norm_backward_impl(x, g, w, means, rstds, gx, gw, gb, rows, d);
+}
 
 XTGRAD_CLONES
 void transpose(std::size_t rows, std::size_t cols, const float* a, std::size_t lda, float* b, std::size_t ldb) {

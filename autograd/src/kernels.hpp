@@ -37,6 +37,21 @@ void gelu_forward(const double* x, double* y, double* cdf, std::size_t n);
 void gelu_backward(const float* x, const float* cdf, const float* g, float* gx, std::size_t n);
 void gelu_backward(const double* x, const double* cdf, const double* g, double* gx, std::size_t n);
 
+// Layer norm of `rows` contiguous rows of d values: y = (x - mean) * rstd * w + b, with
+// rstd = 1 / sqrt(var + eps); w and b may be null (1 and 0). Writes each row's mean and
+// rstd for the backward.
+void layer_norm_rows(const float* x, float* y, const float* w, const float* b, float* means, float* rstds,
+                     std::size_t rows, std::size_t d, float eps);
+void layer_norm_rows(const double* x, double* y, const double* w, const double* b, double* means, double* rstds,
+                     std::size_t rows, std::size_t d, double eps);
+// Its backward for the same rows, from the upstream gradient g: dxhat = g * w,
+// gx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) when gx is not null (it is
+// overwritten); g * xhat and g are added to gw and gb when those are not null.
+void layer_norm_rows_backward(const float* x, const float* g, const float* w, const float* means, const float* rstds,
+                              float* gx, float* gw, float* gb, std::size_t rows, std::size_t d);
+void layer_norm_rows_backward(const double* x, const double* g, const double* w, const double* means,
+                              const double* rstds, double* gx, double* gw, double* gb, std::size_t rows, std::size_t d);
+
 // b (cols, rows) = a^T for a (rows, cols); lda and ldb are the row strides as stored.
 // In tiles of 16 x 16, so that both sides stay in cache lines already loaded.
 void transpose(std::size_t rows, std::size_t cols, const float* a, std::size_t lda, float* b, std::size_t ldb);

@@ -131,21 +131,9 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
 
   std::vector<T> means(n_rows), rstds(n_rows);
   Array<T> out(x.data().shape());
-  parallel::for_ranges(n_rows, 256, [&](std::size_t row_begin, std::size_t row_end) {
-    for (std::size_t r = row_begin; r < row_end; ++r) {
-      const T* xr = x.data().data() + r * d;
-      T* yr = out.data() + r * d;
-      const T m = kernels::sum_of<T>(d, [xr](std::size_t i) { return xr[i]; }) / T(d);
-      const T v = kernels::sum_of<T>(d, [xr, m](std::size_t i) { return (xr[i] - m) * (xr[i] - m); });
-      const T rstd = T(1) / std::sqrt(v / T(d) + T(eps));
-      for (std::size_t i = 0; i < d; ++i) yr[i] = (xr[i] - m) * rstd;  // xhat
-      if (w)
-        for (std::size_t i = 0; i < d; ++i) yr[i] *= w[i];
-      if (bb)
-        for (std::size_t i = 0; i < d; ++i) yr[i] += bb[i];
-      means[r] = m;
-      rstds[r] = rstd;
-    }
+  parallel::for_ranges(n_rows, 256, [&](std::size_t begin, std::size_t end) {
+    kernels::layer_norm_rows(x.data().data() + begin * d, out.data() + begin * d, w, bb, means.data() + begin,
+                             rstds.data() + begin, end - begin, d, T(eps));
   });
 
   std::vector<Tensor<T>> inputs{x};
@@ -169,33 +157,14 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
         const std::size_t bands = parallel::band_count(n_rows, 256);
         std::vector<std::vector<T>> band_gw(bands), band_gb(bands);
         parallel::for_each(bands, [&](std::size_t band) {
-          std::vector<T> xhat(d), dxhat(d);  // one row's, reused
           // The band's sums live in memory of the thread that writes them: two bands'
           // sums on one cache line would bounce it between the cores on every row.
           std::vector<T> band_w_sums(need_w ? d : 0), band_b_sums(need_b ? d : 0);
-          T* gw = band_w_sums.data();
-          T* gb = band_b_sums.data();
-          for (std::size_t r = n_rows * band / bands; r < n_rows * (band + 1) / bands; ++r) {
-            const T* xr = x + r * d;
-            const T* gr = g.data() + r * d;
-            const T m = means[r], rstd = rstds[r];
-            for (std::size_t i = 0; i < d; ++i) xhat[i] = (xr[i] - m) * rstd;
-            if (w)
-              for (std::size_t i = 0; i < d; ++i) dxhat[i] = gr[i] * w[i];
-            else
-              std::copy(gr, gr + d, dxhat.begin());
-            if (need_w)
-              for (std::size_t i = 0; i < d; ++i) gw[i] += gr[i] * xhat[i];
-            if (need_b)
-              for (std::size_t i = 0; i < d; ++i) gb[i] += gr[i];
-            if (!need_x) continue;
-            const T* dx = dxhat.data();
-            const T* xh = xhat.data();
-            const T mean_dxhat = kernels::sum_of<T>(d, [dx](std::size_t i) { return dx[i]; }) / T(d);
-            const T mean_dxhat_xhat = kernels::sum_of<T>(d, [dx, xh](std::size_t i) { return dx[i] * xh[i]; }) / T(d);
-            T* gxr = gx.data() + r * d;
-            for (std::size_t i = 0; i < d; ++i) gxr[i] = rstd * (dxhat[i] - mean_dxhat - xhat[i] * mean_dxhat_xhat);
-          }
+          const std::size_t begin = n_rows * band / bands, end = n_rows * (band + 1) / bands;
+          kernels::layer_norm_rows_backward(x + begin * d, g.data() + begin * d, w, means.data() + begin,
+                                            rstds.data() + begin, need_x ? gx.data() + begin * d : nullptr,
+                                            need_w ? band_w_sums.data() : nullptr,
+                                            need_b ? band_b_sums.data() : nullptr, end - begin, d);
           band_gw[band] = std::move(band_w_sums);
           band_gb[band] = std::move(band_b_sums);
         });
