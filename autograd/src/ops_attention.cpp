@@ -137,41 +137,36 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
         const T* p = saved.weights->data();
         const bool dropping = saved.dropout;
         const T* pd = saved.mixed();
-        // dS for every (b, h), so that each input's gradient is then written by one loop
-        // (q, k and v may be the same tensor).
-        Array<T> ds(saved.weights->shape());
+        // Per (b, h), all while its blocks are in cache: dPd, dS, then the three gradients.
+        // Tasks write disjoint blocks. When q, k and v are one tensor, a task writes its
+        // block three times, in the order the buffers were fetched (so only the first
+        // write of a fresh buffer overwrites: beta 0).
+        bool fresh_q = false, fresh_k = false, fresh_v = false;
+        T* gq = in[0]->requires_grad ? detail::grad_buffer(*in[0], fresh_q) : nullptr;
+        T* gk = in[1]->requires_grad ? detail::grad_buffer(*in[1], fresh_k) : nullptr;
+        T* gv = in[2]->requires_grad ? detail::grad_buffer(*in[2], fresh_v) : nullptr;
         for_each_head(B, H, [&](std::size_t b, std::size_t h) {
           const std::size_t blk = (b * H + h) * Lq * Lk;
-          T* dsb = ds.data() + blk;  // dPd (Lq,Lk) = dO_bh (Lq,dh) V_bh^T (dh,Lk)
-          std::vector<T> vt(dh * Lk);
-          kernels::transpose(Lk, dh, pv + b * Lk * D + h * dh, D, vt.data(), Lk);
-          blas::gemm<T>(false, false, Lq, Lk, dh, T(1), g.data() + b * Lq * D + h * dh, D, vt.data(), Lk, T(0), dsb, Lk);
+          const T* q_bh = pq + b * Lq * D + h * dh;
+          const T* k_bh = pk + b * Lk * D + h * dh;
+          const T* v_bh = pv + b * Lk * D + h * dh;
+          const T* g_bh = g.data() + b * Lq * D + h * dh;
+          std::vector<T> ds(Lq * Lk), vt(dh * Lk);  // dPd (Lq,Lk) = dO_bh (Lq,dh) V_bh^T (dh,Lk)
+          kernels::transpose(Lk, dh, v_bh, D, vt.data(), Lk);
+          blas::gemm<T>(false, false, Lq, Lk, dh, T(1), g_bh, D, vt.data(), Lk, T(0), ds.data(), Lk);
           if (dropping)
-            for (std::size_t i = 0; i < Lq * Lk; ++i) dsb[i] *= saved.dropout_scale.data()[blk + i];
-          kernels::softmax_backward_rows(p + blk, dsb, Lq, Lk, Lk, T(a.scale));  // dS over dPd
+            for (std::size_t i = 0; i < Lq * Lk; ++i) ds[i] *= saved.dropout_scale.data()[blk + i];
+          kernels::softmax_backward_rows(p + blk, ds.data(), Lq, Lk, Lk, T(a.scale));  // dS over dPd
+          if (gq)  // dQ_bh (Lq,dh) = dS (Lq,Lk) K_bh (Lk,dh)
+            blas::gemm<T>(false, false, Lq, dh, Lk, T(1), ds.data(), Lk, k_bh, D, fresh_q ? T(0) : T(1),
+                          gq + b * Lq * D + h * dh, D);
+          if (gk)  // dK_bh (Lk,dh) = dS^T (Lk,Lq) Q_bh (Lq,dh)
+            blas::gemm<T>(true, false, Lk, dh, Lq, T(1), ds.data(), Lk, q_bh, D, fresh_k ? T(0) : T(1),
+                          gk + b * Lk * D + h * dh, D);
+          if (gv)  // dV_bh (Lk,dh) = Pd^T (Lk,Lq) dO_bh (Lq,dh)
+            blas::gemm<T>(true, false, Lk, dh, Lq, T(1), pd + blk, Lk, g_bh, D, fresh_v ? T(0) : T(1),
+                          gv + b * Lk * D + h * dh, D);
         });
-        bool fresh = false;
-        if (in[0]->requires_grad) {  // dQ_bh (Lq,dh) = dS (Lq,Lk) K_bh (Lk,dh)
-          T* gq = detail::grad_buffer(*in[0], fresh);
-          for_each_head(B, H, [&](std::size_t b, std::size_t h) {
-            blas::gemm<T>(false, false, Lq, dh, Lk, T(1), ds.data() + (b * H + h) * Lq * Lk, Lk,
-                          pk + b * Lk * D + h * dh, D, fresh ? T(0) : T(1), gq + b * Lq * D + h * dh, D);
-          });
-        }
-        if (in[1]->requires_grad) {  // dK_bh (Lk,dh) = dS^T (Lk,Lq) Q_bh (Lq,dh)
-          T* gk = detail::grad_buffer(*in[1], fresh);
-          for_each_head(B, H, [&](std::size_t b, std::size_t h) {
-            blas::gemm<T>(true, false, Lk, dh, Lq, T(1), ds.data() + (b * H + h) * Lq * Lk, Lk,
-                          pq + b * Lq * D + h * dh, D, fresh ? T(0) : T(1), gk + b * Lk * D + h * dh, D);
-          });
-        }
-        if (in[2]->requires_grad) {  // dV_bh (Lk,dh) = Pd^T (Lk,Lq) dO_bh (Lq,dh)
-          T* gv = detail::grad_buffer(*in[2], fresh);
-          for_each_head(B, H, [&](std::size_t b, std::size_t h) {
-            blas::gemm<T>(true, false, Lk, dh, Lq, T(1), pd + (b * H + h) * Lq * Lk, Lk, g.data() + b * Lq * D + h * dh,
-                          D, fresh ? T(0) : T(1), gv + b * Lk * D + h * dh, D);
-          });
-        }
       });
   return {output, weights};
 }
