@@ -77,6 +77,7 @@ tsan: deps
 # below the 512 MB limit.)
 FUZZ_DIR      ?= build-fuzz
 FUZZ_SECONDS  ?= 60
+FUZZ_FIXTURES := tests/fixtures/safetensors
 FUZZ_CXX      ?= clang++-14
 FUZZ_PACKAGES := clang-14 libclang-rt-14-dev
 FUZZ_FLAGS    := -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=512 -malloc_limit_mb=16 \
@@ -92,8 +93,8 @@ fuzz: fuzz-deps
 	cmake -S fuzz -B $(FUZZ_DIR) -DCMAKE_CXX_COMPILER=$(FUZZ_CXX)
 	cmake --build $(FUZZ_DIR) -j$(JOBS)
 	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/artifacts
-	@echo "make fuzz: $$(ls fuzz/corpus | wc -l) seeds, $$(ls $(FUZZ_DIR)/corpus | wc -l) inputs in $(FUZZ_DIR)/corpus; fuzzing for $(FUZZ_SECONDS) s"
-	$(FUZZ_ENV) $(FUZZ_DIR)/fuzz_safetensors $(FUZZ_FLAGS) $(FUZZ_DIR)/corpus fuzz/corpus
+	@echo "make fuzz: $$(ls fuzz/corpus $(FUZZ_FIXTURES) | grep -c safetensors) seeds, $$(ls $(FUZZ_DIR)/corpus | wc -l) inputs in $(FUZZ_DIR)/corpus; fuzzing for $(FUZZ_SECONDS) s"
+	$(FUZZ_ENV) $(FUZZ_DIR)/fuzz_safetensors $(FUZZ_FLAGS) $(FUZZ_DIR)/corpus fuzz/corpus $(FUZZ_FIXTURES)
 	@echo "make fuzz: no finding; $$(ls $(FUZZ_DIR)/corpus | wc -l) inputs in $(FUZZ_DIR)/corpus"
 
 clean:

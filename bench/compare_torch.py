@@ -154,7 +154,7 @@ def main():
         fn, repeats = CASES[name]
         # xtgrad splits the work over its own threads and calls OpenBLAS single-threaded:
         # an OpenBLAS started with more threads only adds a thread that spins at start-up.
-        out = subprocess.run([args.bench, "--case", name, "--threads", str(args.threads)],
+        out = subprocess.run([args.bench, "--case", name, "--threads", str(args.threads), "--repeats", str(repeats)],
                              check=True, capture_output=True, text=True,
                              env=dict(os.environ, OPENBLAS_NUM_THREADS="1")).stdout
         ours = json.loads(out.strip().splitlines()[-1])["ms"]

@@ -1,28 +1,19 @@
 #!/usr/bin/python3
-"""The extra seeds of fuzz/corpus/ (extra_*.safetensors), beside the copies of
-tests/fixtures/safetensors/*.safetensors. Standard library only; deterministic:
+"""The seeds of fuzz/corpus/ (extra_*.safetensors); make fuzz also seeds from the test
+fixtures, tests/fixtures/safetensors/. Standard library only; deterministic:
     /usr/bin/python3 fuzz/make_seed_corpus.py
 Each seed is small (libFuzzer mutates it, make fuzz caps inputs at -max_len) and reaches a
 corner of the reader that the test fixtures do not.
 """
-import json
 import os
 import struct
+import sys
 
-OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
+from make_safetensors_fixtures import file_bytes, one  # noqa: E402  (the fixtures' file layout)
 
-
-def file_bytes(header, data=b"", header_size=None):
-    if isinstance(header, bytes):  # used as is (not UTF-8, say)
-        raw = header
-    else:
-        text = header if isinstance(header, str) else json.dumps(header, separators=(",", ":"))
-        raw = text.encode("utf-8")
-    return struct.pack("<Q", len(raw) if header_size is None else header_size) + raw + data
-
-
-def one(dtype, shape, begin, end):
-    return {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
+OUT_DIR = os.path.join(HERE, "corpus")
 
 
 SEEDS = {

@@ -17,10 +17,12 @@ namespace xtgrad::testing {
 
 using D = Tensor<double>;
 
-// A double tensor of N(0, 1) values (or U(low, high)) that requires a gradient.
-inline D input(const Shape& shape, std::uint64_t seed) {
+// A tensor of N(0, 1) values (or U(low, high)) that requires a gradient; double unless
+// asked otherwise.
+template <class T = double>
+Tensor<T> input(const Shape& shape, std::uint64_t seed) {
   Generator gen(seed);
-  return randn<double>(shape, gen, 0.0, 1.0, true);
+  return randn<T>(shape, gen, T(0), T(1), true);
 }
 inline D input_uniform(const Shape& shape, double low, double high, std::uint64_t seed) {
   Generator gen(seed);

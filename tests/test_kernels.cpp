@@ -57,12 +57,26 @@ TEST_CASE("kernels: softmax_rows: rows sum to 1, -inf entries get 0, an all -inf
   for (int j = 10; j < 15; ++j) CHECK(x[j] == 0.0f);
 }
 
-TEST_CASE("kernels: sum_of adds in a fixed order and exactly for integers") {
+TEST_CASE("kernels: sum_of adds exactly for integers, and in its documented order for floats") {
   for (std::size_t n : {0u, 1u, 7u, 8u, 9u, 64u, 1001u}) {
     std::vector<double> v(n);
     for (std::size_t i = 0; i < n; ++i) v[i] = double(i + 1);
     CHECK(kernels::sum_of<double>(n, [&](std::size_t i) { return v[i]; }) == double(n * (n + 1) / 2));
   }
+  // Values whose float sum depends on the order: lane j of eight takes terms j, j + 8, ...;
+  // then the lanes in pairs ((0+1)+(2+3))+((4+5)+(6+7)); then the tail in turn.
+  const std::size_t n = 1003;
+  std::vector<float> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = 1.0f / float(i + 1) + (i % 3 == 0 ? 1000.0f : 0.0f);
+  float lane[8] = {};
+  for (std::size_t i = 0; i + 8 <= n; i += 8)
+    for (std::size_t j = 0; j < 8; ++j) lane[j] += v[i + j];
+  float expected = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  for (std::size_t i = n - n % 8; i < n; ++i) expected += v[i];
+  float in_turn = 0;
+  for (float x : v) in_turn += x;
+  REQUIRE(in_turn != expected);  // the data can tell the orders apart
+  CHECK(kernels::sum_of<float>(n, [&](std::size_t i) { return v[i]; }) == expected);
 }
 
 TEST_CASE("kernels: float gelu and its gradient match the double ones to float precision") {

@@ -15,28 +15,30 @@ using namespace xtgrad::testing;
 
 namespace {
 
-// Runs the test body with n threads and goes back to one thread afterwards.
+// Runs the test body with n threads and goes back to the thread count it found.
 struct ThreadsGuard {
-  explicit ThreadsGuard(int n) { set_num_threads(n); }
-  ~ThreadsGuard() { set_num_threads(1); }
+  explicit ThreadsGuard(int n) : previous(num_threads()) { set_num_threads(n); }
+  ~ThreadsGuard() { set_num_threads(previous); }
+  int previous;
 };
-
-// A float tensor of N(0, 1) values.
-Tensor<float> floats(const Shape& shape, std::uint64_t seed, bool requires_grad = true) {
-  Generator gen(seed);
-  return randn<float>(shape, gen, 0.0f, 1.0f, requires_grad);
-}
 
 // The loss of a small model that uses every parallel op, and its input gradients.
 std::vector<Array<float>> run_model(int threads) {
   ThreadsGuard guard(threads);
-  Tensor<float> q = floats({16, 4, 32}, 1), kv = floats({10, 16, 32}, 2), w = floats({32, 32}, 3);
-  Tensor<float> lw = floats({32}, 4), lb = floats({32}, 5);
+  Tensor<float> q = input<float>({16, 4, 32}, 1), kv = input<float>({10, 16, 32}, 2), w = input<float>({32, 32}, 3);
+  Tensor<float> lw = input<float>({32}, 4), lb = input<float>({32}, 5);
+  Tensor<float> pq = input<float>({10, 4, 32}, 6);  // queries paired with kv's batch elements
   const FusedAttention<float> att = attention_heads_all_pairs(q, kv, kv, 4);  // (16,10,4,32)
   const Tensor<float> mixed = matmul(reshape(att.output, {640, 32}), w);  // 640 rows: split, two bands
   const Tensor<float> y = gelu(layer_norm<float>(mixed, {32}, lw, lb));
-  sum(y * y).backward();
-  return {y.data(), q.grad(), kv.grad(), w.grad(), lw.grad(), lb.grad()};
+  // Paired attention, one task per (batch, head); a mask that leaves query row 1 of batch
+  // element 2 nothing to attend to.
+  Mask allowed = xt::ones<bool>({std::size_t(10), std::size_t(4), std::size_t(16)});
+  for (std::size_t j = 0; j < 16; ++j) allowed(2, 1, j) = false;
+  allowed(5, 0, 3) = false;
+  const Tensor<float> paired = attention_heads(pq, kv, kv, 4, allowed).output;  // (10,4,32)
+  (sum(y * y) + sum(paired * paired)).backward();
+  return {y.data(), q.grad(), kv.grad(), w.grad(), lw.grad(), lb.grad(), paired.data(), pq.grad()};
 }
 
 }  // namespace
@@ -92,7 +94,8 @@ TEST_CASE("parallel: an exception in a task reaches the caller; the other tasks 
 
 TEST_CASE("parallel: two threads give the one-thread values and gradients") {
   const auto one = run_model(1), two = run_model(2);
-  const char* names[] = {"output", "dq", "dkv", "dw", "dlayer_norm_weight", "dlayer_norm_bias"};
+  const char* names[] = {"output", "dq", "dkv", "dw", "dlayer_norm_weight", "dlayer_norm_bias", "paired output",
+                         "dq paired"};
   for (std::size_t i = 0; i < one.size(); ++i) {
     INFO(names[i]);
     REQUIRE(one[i].shape() == two[i].shape());
@@ -102,6 +105,8 @@ TEST_CASE("parallel: two threads give the one-thread values and gradients") {
     CHECK(double(xt::amax(xt::abs(one[i] - two[i]))()) <= 1e-6 * scale);
   }
   CHECK(one[0] == two[0]);  // the forward: bitwise
+  CHECK(one[6] == two[6]);  // paired attention: every (batch, head) computed as on one thread
+  CHECK(one[7] == two[7]);
 }
 
 TEST_CASE("parallel: gradcheck of split matmul (by rows and along k), attention, layer_norm and gelu with two threads") {
@@ -113,6 +118,9 @@ TEST_CASE("parallel: gradcheck of split matmul (by rows and along k), attention,
   check_grad([](const In& in) { return matmul(in[0], in[1]); }, {long_a, long_b}, GradcheckOptions().set_fast_mode(true));
   const D q = input({3, 4, 8}, 3), kv = input({5, 6, 8}, 4);
   check_grad([](const In& in) { return attention_heads_all_pairs(in[0], in[1], in[1], 2).output; }, {q, kv});
+  const D pq = input({5, 4, 8}, 11);  // paired with kv's batch elements; q, k and v one tensor too
+  check_grad([](const In& in) { return attention_heads(in[0], in[1], in[1], 2).output; }, {pq, kv});
+  check_grad([](const In& in) { return attention_heads(in[0], in[0], in[0], 4).output; }, {kv});
   const D x = input({600, 8}, 5), w = input({8}, 6), bias = input({8}, 7);  // 600 rows: two bands
   check_grad([](const In& in) { return layer_norm<double>(in[0], {8}, in[1], in[2]); }, {x, w, bias},
              GradcheckOptions().set_fast_mode(true));
@@ -124,8 +132,8 @@ TEST_CASE("parallel: broadcasting ops and reductions split over the first axis e
   // 40*16*8*8 = 40,960 elements: above the split threshold
   const auto run = [](int threads) {
     ThreadsGuard guard(threads);
-    Tensor<float> big = floats({40, 16, 8, 8}, 11), per_row = floats({40, 1, 8, 8}, 12), per_col = floats({16, 1, 8}, 13);
-    Tensor<float> first = floats({1, 16, 8, 8}, 14);  // broadcast along the first axis: its gradient is not split
+    Tensor<float> big = input<float>({40, 16, 8, 8}, 11), per_row = input<float>({40, 1, 8, 8}, 12), per_col = input<float>({16, 1, 8}, 13);
+    Tensor<float> first = input<float>({1, 16, 8, 8}, 14);  // broadcast along the first axis: its gradient is not split
     const Tensor<float> y = (big + per_row) * per_col - first;
     Tensor<float> loss = sum(mean(y, {2}, true) * mean(y * y, {0}, true)) + sum(mean(y, {1, 3}));
     loss.backward();

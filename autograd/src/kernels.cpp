@@ -52,7 +52,11 @@ constexpr std::size_t kLanes = 16;
   store(x, y);
 }
 
-// exp over n floats in place; the tail through a padded block.
+// exp over n values in place: floats by the vector polynomial, the tail through a padded
+// block; doubles by std::exp.
+[[gnu::always_inline]] inline void exp_block(double* x, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
+}
 [[gnu::always_inline]] inline void exp_block(float* x, std::size_t n) {
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes) exp_lanes(x + i);
@@ -99,9 +103,7 @@ constexpr std::size_t kLanes = 16;
 XTGRAD_CLONES
 void exp_in_place(float* x, std::size_t n) { exp_block(x, n); }
 
-void exp_in_place(double* x, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
-}
+void exp_in_place(double* x, std::size_t n) { exp_block(x, n); }
 
 namespace {
 template <class T>
@@ -112,10 +114,7 @@ template <class T>
     if (peak == -std::numeric_limits<T>::infinity()) continue;  // all masked: stays -inf, exp gives 0
     for (std::size_t j = 0; j < len; ++j) row[j] -= peak;
   }
-  if constexpr (std::is_same_v<T, float>)
-    exp_block(x, rows * len);  // one long loop: rows are often short (16 keys)
-  else
-    exp_in_place(x, rows * len);
+  exp_block(x, rows * len);  // one long loop: rows are often short (16 keys)
   for (std::size_t r = 0; r < rows; ++r) {
     T* row = x + r * len;
     const T total = sum_of<T>(len, [row](std::size_t j) { return row[j]; });
@@ -181,10 +180,7 @@ template <class T>
 [[gnu::always_inline]] inline void gelu_backward_impl(const T* x, const T* cdf, const T* g, T* gx, std::size_t n) {
   const T inv_sqrt_2pi = T(1.0 / std::sqrt(2.0 * M_PI));
   for (std::size_t i = 0; i < n; ++i) gx[i] = T(-0.5) * x[i] * x[i];
-  if constexpr (std::is_same_v<T, float>)
-    exp_block(gx, n);  // phi(x) sqrt(2 pi)
-  else
-    exp_in_place(gx, n);
+  exp_block(gx, n);  // phi(x) sqrt(2 pi)
   for (std::size_t i = 0; i < n; ++i) gx[i] = g[i] * (cdf[i] + x[i] * inv_sqrt_2pi * gx[i]);
 }
 }  // namespace

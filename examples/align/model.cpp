@@ -106,8 +106,7 @@ std::vector<std::size_t> caption_batch(const std::vector<Example>& data, const s
 }
 
 template <class T>
-Tensor<T> alignment_loss(const Tensor<T>& scores, const std::vector<Example>& data,
-                         const std::vector<std::size_t>& indices) {
+Tensor<T> alignment_targets(const std::vector<Example>& data, const std::vector<std::size_t>& indices) {
   const std::size_t b = indices.size();
   xtgrad::Array<T> targets = xt::zeros<T>({b, b});  // row i: uniform over the images caption i matches
   for (std::size_t i = 0; i < b; ++i) {
@@ -116,13 +115,21 @@ Tensor<T> alignment_loss(const Tensor<T>& scores, const std::vector<Example>& da
       if (matches(data[indices[i]].caption, data[indices[j]])) targets(i, j) = T(1), ++count;
     for (std::size_t j = 0; j < b; ++j) targets(i, j) /= T(count);  // count >= 1: its own image
   }
-  return xtgrad::cross_entropy(scores, Tensor<T>(std::move(targets)));
+  return Tensor<T>(std::move(targets));
+}
+
+template <class T>
+Tensor<T> alignment_loss(const Tensor<T>& scores, const std::vector<Example>& data,
+                         const std::vector<std::size_t>& indices) {
+  return xtgrad::cross_entropy(scores, alignment_targets<T>(data, indices));
 }
 
 template class AlignModel<float>;
 template class AlignModel<double>;
 template Tensor<float> patch_batch(const std::vector<Example>&, const std::vector<std::size_t>&);
 template Tensor<double> patch_batch(const std::vector<Example>&, const std::vector<std::size_t>&);
+template Tensor<float> alignment_targets(const std::vector<Example>&, const std::vector<std::size_t>&);
+template Tensor<double> alignment_targets(const std::vector<Example>&, const std::vector<std::size_t>&);
 template Tensor<float> alignment_loss(const Tensor<float>&, const std::vector<Example>&, const std::vector<std::size_t>&);
 template Tensor<double> alignment_loss(const Tensor<double>&, const std::vector<Example>&, const std::vector<std::size_t>&);
 

@@ -59,9 +59,13 @@ xtgrad::Tensor<T> patch_batch(const std::vector<Example>& data, const std::vecto
 // Their captions as Bq*4 word ids.
 std::vector<std::size_t> caption_batch(const std::vector<Example>& data, const std::vector<std::size_t>& indices);
 
+// The targets of one batch of pairs, (B,B): row i is uniform over the batch's images that
+// caption i matches (its own always does).
+template <class T>
+xtgrad::Tensor<T> alignment_targets(const std::vector<Example>& data, const std::vector<std::size_t>& indices);
+
 // The training loss of one batch of pairs: for each caption, cross-entropy of the softmax
-// over the batch's images against the uniform distribution over the images it matches.
-// scores (B,B) -> scalar
+// over the batch's images against alignment_targets. scores (B,B) -> scalar
 template <class T>
 xtgrad::Tensor<T> alignment_loss(const xtgrad::Tensor<T>& scores, const std::vector<Example>& data,
                                  const std::vector<std::size_t>& indices);

@@ -239,8 +239,7 @@ json parse_header(const Failer& fail, const std::string& text) {
 
 // A JSON number that must be a non-negative integer (a shape entry, an offset).
 std::uint64_t as_index(const Failer& fail, const json& value, const std::string& what) {
-  if (value.is_number_unsigned()) return value.get<std::uint64_t>();
-  if (value.is_number_integer() && value.get<std::int64_t>() >= 0) return value.get<std::uint64_t>();
+  if (value.is_number_unsigned()) return value.get<std::uint64_t>();  // the parser's type for every n >= 0
   if (value.is_number_integer()) fail(what + " is negative: " + brief(value));
   if (value.is_number_float()) fail(what + " is not an integer: " + brief(value));
   fail(what + " is not a number: " + brief(value));
@@ -356,6 +355,7 @@ class FileSource {
   FileSource(const Failer& fail, const std::string& path) : fail_(fail) {
     std::error_code ec;
     const fs::file_status status = fs::status(path, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory) fail("cannot open the file: " + ec.message());
     if (!fs::exists(status)) fail("cannot open the file: it does not exist");
     if (fs::is_directory(status)) fail("cannot open the file: it is a directory");
     in_.open(path, std::ios::binary);
@@ -444,8 +444,7 @@ Safetensors<T> read_checkpoint(const Failer& fail, Source& source) {
   source.read(8, header_text.data(), header_size);
 
   // The header: every entry checked, then the tiling of the buffer.
-  const json header = parse_header(fail, header_text);
-  if (!header.is_object()) fail("the header is not a JSON object");
+  const json header = parse_header(fail, header_text);  // an object: it starts with '{'
   const std::uint64_t buffer_start = 8 + header_size;
   const std::uint64_t buffer_size = size - buffer_start;
   Safetensors<T> result;
