@@ -1,5 +1,5 @@
-// Shared by the toy task's test files (test_align.cpp, test_align_reliability.cpp): a
-// temporary directory, running the built xtgrad-align program, reading a file whole.
+// Shared by the toy task's test files (test_align.cpp, test_align_reliability.cpp): running
+// the built xtgrad-align program; helpers.hpp's TempDir and read_file.
 #pragma once
 
 #include <sys/wait.h>
@@ -8,35 +8,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
+
+#include "helpers.hpp"
 
 namespace align_test {
 
-// A fresh directory under the system's temporary directory, removed at scope exit.
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& name) {
-    path = std::filesystem::temp_directory_path() /
-           ("xtgrad-align-test-" + name + "-" + std::to_string(::getpid()));
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string operator/(const std::string& file) const { return (path / file).string(); }
-};
-
-inline std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using xtgrad::testing::read_file;
+using xtgrad::testing::TempDir;
 
 // Runs xtgrad-align (XTGRAD_ALIGN_BIN, defined by the build) with arguments through the
 // shell; returns its exit code (-1 when it did not exit normally), its output (stdout and

@@ -1,13 +1,20 @@
-// Shared by the test files: inputs, value checks and a gradcheck assertion.
+// Shared by the test files: inputs, value checks, a gradcheck assertion, error-message
+// checks, a temporary directory and whole-file reads.
 #pragma once
 
 #include <doctest/doctest.h>
 
+#include <stdlib.h>  // mkdtemp
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <numeric>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -87,17 +94,52 @@ inline double grad(const char* family, const Fn& fn, const In& inputs) {
   return err;
 }
 
-// Asserts that f throws std::invalid_argument whose message contains every fragment.
-template <class F>
+// Asserts that f throws Error (std::invalid_argument unless given) whose message contains
+// every fragment.
+template <class Error = std::invalid_argument, class F>
 void check_throws_with(F&& f, const std::vector<std::string>& fragments) {
   try {
     f();
-    FAIL("expected std::invalid_argument");
-  } catch (const std::invalid_argument& e) {
+    FAIL("expected an exception with '" << (fragments.empty() ? "" : fragments.front()) << "'");
+  } catch (const Error& e) {
     const std::string what = e.what();
     for (const auto& fragment : fragments)
       CHECK_MESSAGE(what.find(fragment) != std::string::npos, "'" << what << "' lacks '" << fragment << "'");
   }
+}
+
+
+// A fresh directory under the system's temporary directory (mkdtemp: concurrent runs never
+// share one), removed with its contents at scope exit.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name = "test") {
+    std::string pattern = (std::filesystem::temp_directory_path() / ("xtgrad-" + name + "-XXXXXX")).string();
+    REQUIRE_MESSAGE(::mkdtemp(pattern.data()) != nullptr, "mkdtemp failed for " << pattern);
+    path = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+  // The names in the directory, sorted.
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& entry : std::filesystem::directory_iterator(path)) out.push_back(entry.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  std::filesystem::path path;
+};
+
+// A file's bytes; fails the test when it cannot be opened.
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), "cannot open " << path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 }  // namespace xtgrad::testing

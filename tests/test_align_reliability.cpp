@@ -258,10 +258,8 @@ TEST_CASE("reliability: training killed with SIGKILL at any moment resumes from 
   CHECK(model_step(run) == end);
   CHECK(train_state_step(state_file) == end);
   CHECK_FALSE(fs::exists(next_file));
-  check_temporaries_are_from_killed();
-  // Stale temporaries are not cleaned up today (they are named by the writer's pid; nothing
-  // removes those of dead writers): they stay, but only kills add any.
-  CHECK(names_containing(run, ".tmp-").size() <= leftovers);
+  // train() removes the temporaries of dead writers when it starts: none are left.
+  CHECK(names_containing(run, ".tmp-").empty());
   // ... and ends where a run never interrupted ends (evaluations do not change training).
   std::string settings;
   for (const auto& a : kSmallData) settings += a + " ";
@@ -482,5 +480,7 @@ TEST_CASE("reliability: a loss that becomes non-finite stops the run with code 1
   TempDir anomaly_dir("diverge-anomaly");
   CHECK(run_align("train --detect-anomaly " + settings + anomaly_dir.path.string(), &text) == 1);
   CHECK_MESSAGE(text.find("xtgrad-align: anomaly detected: the forward of op '") != std::string::npos, text);
-  if (fs::exists(anomaly_dir / kModelFile)) CHECK(model_step(anomaly_dir.path.string()) >= 1);  // whatever is kept is finite
+  // The evaluation after step 1, which comes before that step's checkpoint, already meets
+  // an Inf: nothing is saved.
+  CHECK_FALSE(fs::exists(anomaly_dir / kModelFile));
 }

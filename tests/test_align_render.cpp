@@ -15,12 +15,14 @@
 #include <vector>
 
 #include "data.hpp"
+#include "helpers.hpp"
 #include "render.hpp"
 
 namespace {
 
 using align::Canvas;
 using align::Rgb;
+using xtgrad::testing::TempDir;
 
 constexpr Rgb kBackground{0.5f, 0.25f, 0.75f};  // a colour no drawing below produces by chance
 
@@ -42,20 +44,6 @@ std::size_t count_drawn(const Canvas& c, std::size_t x0, std::size_t y0, std::si
     for (std::size_t x = x0; x < std::min(x1, c.width()); ++x) n += !same(c.pixel(x, y), c.background());
   return n;
 }
-
-// A fresh directory under the system temp directory, removed with everything in it.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "xtgrad-align-render-XXXXXX").string();
-    if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed for " + pattern);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-};
 
 // What the model would produce for an example: attention peaked on the described object's
 // cell with a little elsewhere, summing to 1.
@@ -243,16 +231,4 @@ TEST_CASE("render: save_png into a missing directory throws naming the path") {
     CHECK(std::string(error.what()).find(path) != std::string::npos);
   }
   CHECK(!std::filesystem::exists(path));
-}
-
-// Not a check of numbers: leaves two pictures for a person to look at.
-TEST_CASE("render: example pictures for a person to look at") {
-  const auto examples = align::generate(60, 1);
-  const auto& e = examples[0];
-  align::render_show(e, align::caption_text(e.caption), fake_attention(e), fake_ranking(examples, 6))
-      .save_png("/tmp/align_show_example.png");
-  align::render_sample(std::vector<align::Example>(examples.begin(), examples.begin() + 12))
-      .save_png("/tmp/align_sample_example.png");
-  CHECK(std::filesystem::file_size("/tmp/align_show_example.png") > 1000);
-  CHECK(std::filesystem::file_size("/tmp/align_sample_example.png") > 1000);
 }

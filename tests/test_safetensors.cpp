@@ -30,47 +30,12 @@
 #endif
 
 using namespace xtgrad;
+using namespace xtgrad::testing;
 namespace fs = std::filesystem;
 
 namespace {
 
 // ---- files and directories ------------------------------------------------------------
-
-// A fresh directory under the system temporary directory, removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    static unsigned counter = 0;
-    const auto ticks = std::chrono::steady_clock::now().time_since_epoch().count();
-    path_ = fs::temp_directory_path() / ("xtgrad-safetensors-" + std::to_string(::getpid()) + "-" +
-                                         std::to_string(counter++) + "-" + std::to_string(ticks));
-    fs::create_directories(path_);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);  // after a read-only test
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  // The names in the directory, sorted.
-  std::vector<std::string> names() const {
-    std::vector<std::string> out;
-    for (const auto& entry : fs::directory_iterator(path_)) out.push_back(entry.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-
- private:
-  fs::path path_;
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE_MESSAGE(in.good(), "cannot open " << path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 std::string u64_le(std::uint64_t value) {
   std::string out(8, '\0');
@@ -96,16 +61,9 @@ std::string fixture(const std::string& name) {
 
 // Asserts that f throws CheckpointError whose message names the file and has every fragment.
 template <class F>
-void check_refused(F&& f, const std::string& path, const std::vector<std::string>& fragments) {
-  try {
-    f();
-    FAIL("expected CheckpointError for " << path);
-  } catch (const CheckpointError& e) {
-    const std::string what = e.what();
-    CHECK_MESSAGE(what.find(path) != std::string::npos, "'" << what << "' does not name " << path);
-    for (const auto& fragment : fragments)
-      CHECK_MESSAGE(what.find(fragment) != std::string::npos, "'" << what << "' lacks '" << fragment << "'");
-  }
+void check_refused(F&& f, const std::string& path, std::vector<std::string> fragments) {
+  fragments.insert(fragments.begin(), path);
+  check_throws_with<CheckpointError>(f, fragments);
 }
 
 // load_safetensors<float> and <double> both refuse the file.
@@ -153,7 +111,7 @@ StateDict<T> sample_state() {
   scalar() = T(3.25);
   state["scale"] = scalar;
   state["empty"] = Array<T>::from_shape(Shape{0, 3});
-  state["blocks.0.attn.q_proj.weight"] = testing::iota<T>({2, 1, 2, 2}).data();
+  state["blocks.0.attn.q_proj.weight"] = iota<T>({2, 1, 2, 2}).data();
   Array<T> big = Array<T>::from_shape(Shape{100, 300});
   for (std::size_t i = 0; i < big.size(); ++i) big.data()[i] = T(std::sin(double(i)) * 1e3);
   state["big"] = big;
@@ -165,7 +123,7 @@ const Metadata kMetadata = {{"epoch", "3"}, {"format", "pt"}, {"note", "\xc3\xbc
 template <class T>
 void check_round_trip() {
   TempDir dir;
-  const std::string path = dir.file("model.safetensors");
+  const std::string path = (dir / "model.safetensors");
   const StateDict<T> state = sample_state<T>();
   save_safetensors(path, state, kMetadata);
   const Safetensors<T> loaded = load_safetensors<T>(path);
@@ -183,9 +141,9 @@ void check_round_trip() {
 template <class T>
 void check_written_layout(const char* dtype) {
   TempDir dir;
-  const std::string path = dir.file("model.safetensors");
+  const std::string path = (dir / "model.safetensors");
   save_safetensors(path, sample_state<T>(), kMetadata);
-  const std::string bytes = read_bytes(path);
+  const std::string bytes = read_file(path);
   REQUIRE(bytes.size() >= 8);
   std::uint64_t header_size = 0;
   for (int i = 0; i < 8; ++i) header_size |= std::uint64_t(static_cast<unsigned char>(bytes[i])) << (8 * i);
@@ -264,12 +222,12 @@ TEST_CASE("safetensors: the written header has sorted names and contiguous offse
 
 TEST_CASE("safetensors: an empty state dict round trips with and without metadata") {
   TempDir dir;
-  const std::string path = dir.file("empty.safetensors");
+  const std::string path = (dir / "empty.safetensors");
   save_safetensors(path, StateDict<double>{});
   Safetensors<double> loaded = load_safetensors<double>(path);
   CHECK(loaded.tensors.empty());
   CHECK(loaded.metadata.empty());
-  CHECK(read_bytes(path).size() == 16);  // size + "{}" padded to 8
+  CHECK(read_file(path).size() == 16);  // size + "{}" padded to 8
 
   save_safetensors(path, StateDict<double>{}, {{"step", "12"}});
   loaded = load_safetensors<double>(path);
@@ -279,7 +237,7 @@ TEST_CASE("safetensors: an empty state dict round trips with and without metadat
 
 TEST_CASE("safetensors: float checkpoints load as double exactly and double ones as float rounded") {
   TempDir dir;
-  const std::string path = dir.file("model.safetensors");
+  const std::string path = (dir / "model.safetensors");
   StateDict<float> f;
   f["a"] = Array<float>{{0.1f, -3.0f}, {1e30f, -0.0f}};
   save_safetensors(path, f);
@@ -344,7 +302,7 @@ TEST_CASE("safetensors: broken files from the Python writer are refused with a t
 
 TEST_CASE("safetensors: broken headers built in the test are refused with a telling message") {
   TempDir dir;
-  const std::string path = dir.file("broken.safetensors");
+  const std::string path = (dir / "broken.safetensors");
   const std::string four_floats(16, '\0');
   // A header with one tensor entry "w" (its JSON) and a 16-byte buffer.
   const auto refuse_entry = [&](const std::string& entry, const std::vector<std::string>& fragments) {
@@ -448,7 +406,7 @@ TEST_CASE("safetensors: load_safetensors_from_memory reads and refuses the bytes
   for (const std::string name : {"reference.safetensors", "reference_f64.safetensors"}) {
     CAPTURE(name);
     const std::string path = fixture(name);
-    const std::string bytes = read_bytes(path);
+    const std::string bytes = read_file(path);
     const Safetensors<float> from_file = load_safetensors<float>(path);
     const Safetensors<float> from_memory = load_safetensors_from_memory<float>(bytes, name);
     CHECK(from_memory.metadata == from_file.metadata);
@@ -463,23 +421,23 @@ TEST_CASE("safetensors: load_safetensors_from_memory reads and refuses the bytes
     check_refused([&] { load_safetensors_from_memory<float>(cut, "cut " + name); }, "cut " + name,
                   {"load_safetensors_from_memory", "run past the end of the data buffer"});
   }
-  check_refused([&] { load_safetensors_from_memory<double>(read_bytes(fixture("hole.safetensors"))); }, "<memory>",
+  check_refused([&] { load_safetensors_from_memory<double>(read_file(fixture("hole.safetensors"))); }, "<memory>",
                 {"hole in the data buffer", "bytes [4, 8)"});
   check_refused([&] { load_safetensors_from_memory<float>(std::string_view()); }, "<memory>", {"too short (0 bytes)"});
 }
 
 TEST_CASE("safetensors: a missing file or a directory is refused") {
   TempDir dir;
-  check_load_refused(dir.file("nothing.safetensors"), {"does not exist"});
-  fs::create_directory(dir.file("a_directory"));
-  check_load_refused(dir.file("a_directory"), {"is a directory"});
+  check_load_refused((dir / "nothing.safetensors"), {"does not exist"});
+  fs::create_directory((dir / "a_directory"));
+  check_load_refused((dir / "a_directory"), {"is a directory"});
 }
 
 // ---- saving ---------------------------------------------------------------------------
 
 TEST_CASE("safetensors: saving refuses a tensor named __metadata__ and names that are not UTF-8") {
   TempDir dir;
-  const std::string path = dir.file("model.safetensors");
+  const std::string path = (dir / "model.safetensors");
   StateDict<float> state = small_state(1);
   state["__metadata__"] = Array<float>{1.0f};
   check_refused([&] { save_safetensors(path, state); }, path, {"cannot be named '__metadata__'"});
@@ -490,7 +448,7 @@ TEST_CASE("safetensors: saving refuses a tensor named __metadata__ and names tha
 
 TEST_CASE("safetensors: a successful save replaces the old file and leaves no temporary file") {
   TempDir dir;
-  const std::string path = dir.file("model.safetensors");
+  const std::string path = (dir / "model.safetensors");
   save_safetensors(path, small_state(1));
   save_safetensors(path, small_state(5), {{"step", "2"}});
   const Safetensors<float> loaded = load_safetensors<float>(path);
@@ -501,34 +459,34 @@ TEST_CASE("safetensors: a successful save replaces the old file and leaves no te
 
 TEST_CASE("safetensors: a failed save into a missing directory leaves nothing behind") {
   TempDir dir;
-  const std::string path = dir.file("missing/model.safetensors");
+  const std::string path = (dir / "missing/model.safetensors");
   check_refused([&] { save_safetensors(path, small_state(1)); }, path, {"cannot create the temporary file"});
   CHECK(dir.names().empty());
 }
 
 TEST_CASE("safetensors: a failed save over a directory keeps it and leaves no temporary file") {
   TempDir dir;
-  const std::string path = dir.file("model.safetensors");
+  const std::string path = (dir / "model.safetensors");
   fs::create_directory(path);
   std::ofstream(path + "/keep") << "keep";
   check_refused([&] { save_safetensors(path, small_state(1)); }, path, {"cannot move the temporary file"});
   CHECK(dir.names() == std::vector<std::string>{"model.safetensors"});
   CHECK(fs::is_directory(path));
-  CHECK(read_bytes(path + "/keep") == "keep");
+  CHECK(read_file(path + "/keep") == "keep");
 }
 
 TEST_CASE("safetensors: a write failure midway keeps the old file and removes the temporary file") {
   TempDir dir;
-  const std::string path = dir.file("model.safetensors");
+  const std::string path = (dir / "model.safetensors");
   save_safetensors(path, small_state(1));
-  const std::string before = read_bytes(path);
+  const std::string before = read_file(path);
   StateDict<float> large;
   large["w"] = Array<float>::from_shape(Shape{1000});
   {
     const FileSizeLimit limit(256);  // the 4 kB tensor cannot be written: EFBIG
     check_refused([&] { save_safetensors(path, large); }, path, {"cannot write the temporary file"});
   }
-  CHECK(read_bytes(path) == before);
+  CHECK(read_file(path) == before);
   CHECK(dir.names() == std::vector<std::string>{"model.safetensors"});
 }
 
@@ -555,13 +513,13 @@ class NoMoreFiles {
 
 TEST_CASE("safetensors: when the temporary file cannot be created, the save fails cleanly") {
   TempDir dir;
-  const std::string path = dir.file("model.safetensors");
+  const std::string path = (dir / "model.safetensors");
   save_safetensors(path, small_state(1));
-  const std::string before = read_bytes(path);
+  const std::string before = read_file(path);
   {
     const NoMoreFiles no_more_files;
     check_refused([&] { save_safetensors(path, small_state(5)); }, path, {"cannot create the temporary file"});
   }
-  CHECK(read_bytes(path) == before);
+  CHECK(read_file(path) == before);
   CHECK(dir.names() == std::vector<std::string>{"model.safetensors"});
 }
