@@ -498,19 +498,3 @@ TEST_CASE("align cli: sample writes a picture and prints the captions") {
   CHECK(text.find(caption_text(data[7].caption)) != std::string::npos);
   CHECK(run_align("sample --count 0 --png " + (dir / "none.png")) == 2);
 }
-
-TEST_CASE("align checkpoint: temporaries of dead writers are removed, a live writer's are kept") {
-  TempDir dir("stale");
-  const pid_t child = ::fork();
-  if (child == 0) ::_exit(0);
-  ::waitpid(child, nullptr, 0);  // a pid that no longer runs
-  const std::string dead = dir / ("model.safetensors.tmp-" + std::to_string(child) + "-0");
-  const std::string live = dir / ("train_state.safetensors.tmp-" + std::to_string(::getpid()) + "-3");
-  std::ofstream(dead) << "partial";
-  std::ofstream(live) << "partial";
-  std::ofstream(dir / "notes.tmp-1-1") << "not ours";
-  CHECK(remove_stale_temporaries(dir.path.string()) == 1);
-  CHECK_FALSE(fs::exists(dead));
-  CHECK(fs::exists(live));
-  CHECK(fs::exists(dir / "notes.tmp-1-1"));
-}

@@ -523,3 +523,19 @@ TEST_CASE("safetensors: when the temporary file cannot be created, the save fail
   CHECK(read_file(path) == before);
   CHECK(dir.names() == std::vector<std::string>{"model.safetensors"});
 }
+
+TEST_CASE("safetensors: temporaries of dead writers are removed, a live writer's are kept") {
+  TempDir dir("stale");
+  long pid_max = 0;  // pids are below it: no process has this one
+  std::ifstream("/proc/sys/kernel/pid_max") >> pid_max;
+  REQUIRE(pid_max > 0);
+  const std::string dead = dir / ("model.safetensors.tmp-" + std::to_string(pid_max) + "-0");
+  const std::string live = dir / ("train_state.safetensors.tmp-" + std::to_string(::getpid()) + "-3");
+  std::ofstream(dead) << "partial";
+  std::ofstream(live) << "partial";
+  std::ofstream(dir / "notes.tmp-1-1") << "not ours";
+  CHECK(remove_stale_safetensors_temporaries(dir.path.string()) == 1);
+  CHECK_FALSE(fs::exists(dead));
+  CHECK(fs::exists(live));
+  CHECK(fs::exists(dir / "notes.tmp-1-1"));
+}

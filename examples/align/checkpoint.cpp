@@ -1,9 +1,5 @@
 #include "checkpoint.hpp"
 
-#include <signal.h>
-
-#include <cerrno>
-#include <cstdlib>
 #include <filesystem>
 
 namespace align {
@@ -16,21 +12,6 @@ std::string checkpoint_dir(const std::string& checkpoint) {
   if (path.filename() == kModelFile) return path.parent_path().empty() ? "." : path.parent_path().string();
   if (!fs::exists(path)) throw xtgrad::CheckpointError("checkpoint " + checkpoint + " does not exist");
   throw xtgrad::CheckpointError("checkpoint " + checkpoint + " is neither a run directory nor a " + kModelFile);
-}
-
-std::size_t remove_stale_temporaries(const std::string& dir) {
-  std::size_t removed = 0;
-  std::error_code error;
-  for (const auto& entry : fs::directory_iterator(dir, error)) {
-    const std::string name = entry.path().filename().string();
-    const auto mark = name.find(".safetensors.tmp-");
-    if (mark == std::string::npos) continue;
-    const std::string rest = name.substr(mark + 17);  // "<pid>-<n>"
-    const long pid = std::strtol(rest.c_str(), nullptr, 10);
-    // kill(pid, 0) only asks whether the process exists; ESRCH: it does not.
-    if (pid > 0 && ::kill(pid_t(pid), 0) != 0 && errno == ESRCH && fs::remove(entry.path(), error)) ++removed;
-  }
-  return removed;
 }
 
 LoadedModel load_model(const std::string& checkpoint) {

@@ -33,9 +33,6 @@ struct LoadedModel {
 // Reads and checks model.safetensors (format, configuration, every tensor's name and
 // shape) and builds the model; throws xtgrad::CheckpointError naming the problem.
 LoadedModel load_model(const std::string& checkpoint);
-// Removes the temporary files ("<file>.tmp-<pid>-<n>") that saves of processes no longer
-// alive left in dir when they were killed mid-write; returns how many.
-std::size_t remove_stale_temporaries(const std::string& dir);
 
 // Writes model.safetensors atomically (temporary file + rename).
 void save_model(const std::string& dir, const AlignModel<float>& model, std::size_t step,

@@ -277,7 +277,7 @@ TrainResult train(const TrainOptions& options, std::ostream& log) {
 
   const std::string metrics_path = (fs::path(options.out_dir) / "metrics.jsonl").string();
   if (options.resume_dir.empty()) fs::remove(metrics_path);  // a fresh run starts a fresh record
-  if (const std::size_t stale = remove_stale_temporaries(options.out_dir))
+  if (const std::size_t stale = xtgrad::remove_stale_safetensors_temporaries(options.out_dir))
     log << "removed " << stale << " temporary file(s) left by an interrupted save\n";
   Progress progress(log, options.progress_bar, step, options.steps, std::max<std::size_t>(1, options.eval_every / 5));
   TrainResult result;

@@ -9,12 +9,14 @@
 #include "xtgrad/safetensors.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -174,7 +176,9 @@ class TempFile {
   bool committed_ = false;
 };
 
-// "<path>.tmp-<pid>-<n>": the pid keeps two processes apart, n two saves in one process.
+// "<path>.tmp-<pid>-<n>": the pid keeps two processes apart, n two saves in one process
+// (and lets remove_stale_safetensors_temporaries tell a dead writer's file).
+constexpr std::string_view kTemporaryMark = ".safetensors.tmp-";
 std::string temporary_path(const std::string& path) {
   static std::atomic<unsigned> counter{0};
   return path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
@@ -492,6 +496,20 @@ Safetensors<T> load_safetensors_from_memory(std::string_view bytes, const std::s
   const Failer fail{"load_safetensors_from_memory", name};
   MemorySource source(fail, bytes);
   return read_checkpoint<T>(fail, source);
+}
+
+std::size_t remove_stale_safetensors_temporaries(const std::string& dir) {
+  std::size_t removed = 0;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    const auto mark = name.find(kTemporaryMark);
+    if (mark == std::string::npos) continue;
+    const long pid = std::strtol(name.c_str() + mark + kTemporaryMark.size(), nullptr, 10);  // "<pid>-<n>"
+    // kill(pid, 0) only asks whether the process exists; ESRCH: it does not.
+    if (pid > 0 && ::kill(pid_t(pid), 0) != 0 && errno == ESRCH && fs::remove(entry.path(), error)) ++removed;
+  }
+  return removed;
 }
 
 template void save_safetensors<float>(const std::string&, const StateDict<float>&, const Metadata&);

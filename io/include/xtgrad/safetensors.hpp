@@ -48,6 +48,10 @@ template <class T>
 void save_safetensors(const std::string& path, const StateDict<T>& tensors,
                       const Metadata& metadata = {});
 
+// Removes the temporary files that saves (above) of processes no longer alive left in dir
+// when they were killed mid-write; returns how many. A live writer's file is kept.
+std::size_t remove_stale_safetensors_temporaries(const std::string& dir);
+
 // Reads the whole file and checks everything (header, dtypes, shapes, offsets, that the
 // tensors tile the buffer, duplicate names, metadata) before returning; throws
 // CheckpointError naming the problem.
