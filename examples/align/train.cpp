@@ -120,14 +120,12 @@ std::string train_state_path(const std::string& dir, std::size_t step) {
   return (fs::path(dir) / kTrainStateFile).string();
 }
 
-void save_train_state(const std::string& path, const TrainOptions& options, std::size_t step,
-                      const xtgrad::Optimizer<float>& optimizer, const BatchSampler& sampler) {
+void save_train_state(const std::string& path, std::size_t step, const xtgrad::Optimizer<float>& optimizer,
+                      const BatchSampler& sampler) {
   xtgrad::StateDict<float> tensors;
   for (auto& [key, value] : optimizer.state_dict()) tensors.emplace("optimizer." + key, value);
   tensors.emplace("sampler.order", sampler.order());
-  xtgrad::Metadata metadata = settings_metadata(options);
-  const auto sampler_state = sampler.state();
-  metadata.insert(sampler_state.begin(), sampler_state.end());
+  xtgrad::Metadata metadata = sampler.state();  // the run's settings are in the model file
   metadata["format"] = kTrainStateFormat;
   metadata["step"] = std::to_string(step);
   xtgrad::save_safetensors<float>(path, tensors, metadata);
@@ -139,8 +137,8 @@ void save_checkpoint(const std::string& dir, const TrainOptions& options, std::s
                      const BatchSampler& sampler) {
   const std::string next = (fs::path(dir) / kNextTrainStateFile).string();
   const std::string state = (fs::path(dir) / kTrainStateFile).string();
-  save_train_state(next, options, step, optimizer, sampler);   // 1
-  save_model(dir, model, step, settings_metadata(options));    // 2 (eval finds its test split)
+  save_train_state(next, step, optimizer, sampler);            // 1
+  save_model(dir, model, step, settings_metadata(options));    // 2 (resume and eval read the settings here)
   std::error_code error;
   fs::rename(next, state, error);                              // 3
   if (error) throw xtgrad::CheckpointError("cannot move '" + next + "' to '" + state + "': " + error.message());
@@ -237,9 +235,8 @@ void validate(const TrainOptions& o) {
 }
 
 StoredRun stored_run(const std::string& dir, TrainOptions base) {
-  const LoadedModel loaded = load_model(dir);
-  const std::string path = train_state_path(dir, loaded.step);
-  xtgrad::Metadata m = xtgrad::load_safetensors<float>(path).metadata;
+  const LoadedModel loaded = load_model(dir);  // the model file holds the run's settings
+  const xtgrad::Metadata& m = loaded.metadata;
   try {
     base.batch = std::stoul(m.at("batch"));
     base.lr = std::stod(m.at("lr"));
@@ -248,7 +245,8 @@ StoredRun stored_run(const std::string& dir, TrainOptions base) {
     base.train_size = std::stoul(m.at("train_size"));
     base.test_size = std::stoul(m.at("test_size"));
   } catch (const std::exception& e) {
-    throw xtgrad::CheckpointError(path + ": missing or malformed run settings (" + e.what() + ")");
+    throw xtgrad::CheckpointError((fs::path(checkpoint_dir(dir)) / kModelFile).string() +
+                                  ": missing or malformed run settings (" + e.what() + ")");
   }
   base.model = loaded.config;
   return {base, loaded.step};
