@@ -162,7 +162,7 @@ TEST_CASE("render: render_show has the expected size and is not blank") {
   const auto examples = align::generate(40, 11);
   const auto& e = examples[0];
   const auto top = fake_ranking(examples, 6);
-  const Canvas show = align::render_show(e, align::caption_text(e.caption), fake_attention(e), top);
+  const Canvas show = align::render_show(e, e.caption, fake_attention(e), top);
   // Three 256-pixel panels side by side, and the thumbnails under them.
   CHECK(show.width() >= 3 * 256 + 2 * 24);
   CHECK(show.width() <= 1400);
@@ -171,7 +171,7 @@ TEST_CASE("render: render_show has the expected size and is not blank") {
   CHECK(count_drawn(show, 0, 0, show.width(), show.height()) > 3 * 256 * 256);
 
   // Without a ranking the picture stops after the panels.
-  const Canvas alone = align::render_show(e, "blue cross bottom right", fake_attention(e), {});
+  const Canvas alone = align::render_show(e, align::parse_caption("blue cross bottom right"), fake_attention(e), {});
   CHECK(alone.height() + 96 < show.height());
   CHECK(count_drawn(alone, 0, 0, alone.width(), alone.height()) > 2 * 256 * 256);
 }

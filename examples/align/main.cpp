@@ -113,7 +113,7 @@ int run_show(const std::string& checkpoint, const std::string& caption_words, lo
   std::vector<RankedImage> top;
   for (std::size_t r = 0; r < 5; ++r)
     top.push_back({&test[start + ranked[r]], scores[ranked[r]], matches(caption, test[start + ranked[r]])});
-  render_show(test[std::size_t(image)], caption_text(caption), attention, top).save_png(png);
+  render_show(test[std::size_t(image)], caption, attention, top).save_png(png);
 
   const std::size_t peak = std::size_t(std::max_element(attention.begin(), attention.end()) - attention.begin());
   std::printf("\"%s\" on test image %ld (%s): attention peaks at cell %zu (row %zu, column %zu, weight %.2f); top image "

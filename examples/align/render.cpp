@@ -202,16 +202,11 @@ std::string cell_name(std::size_t cell) {
   return "row " + std::to_string(cell / kGrid) + " col " + std::to_string(cell % kGrid);
 }
 
-// The cells of the image's objects the caption describes (several objects can match);
-// none when the caption does not parse.
-std::vector<std::size_t> caption_cells(const Example& example, const std::string& caption) {
+// The cells of the image's objects the caption describes (several objects can match).
+std::vector<std::size_t> caption_cells(const Example& example, const Caption& caption) {
   std::vector<std::size_t> cells;
-  try {
-    const Caption ids = parse_caption(caption);
-    for (const Object& o : example.objects)
-      if (caption_of(o) == ids) cells.push_back(o.cell);
-  } catch (const std::invalid_argument&) {
-  }
+  for (const Object& o : example.objects)
+    if (caption_of(o) == caption) cells.push_back(o.cell);
   return cells;
 }
 
@@ -263,7 +258,7 @@ void draw_ranked(Canvas& canvas, const RankedImage& ranked, std::size_t rank, fl
 
 }  // namespace
 
-Canvas render_show(const Example& example, const std::string& caption, const std::array<float, 16>& attention,
+Canvas render_show(const Example& example, const Caption& caption, const std::array<float, 16>& attention,
                    const std::vector<RankedImage>& top) {
   constexpr std::size_t kScale = 8, kThumbScale = 3;
   constexpr long kPanel = long(kImageSize * kScale), kGap = 32;
@@ -274,7 +269,7 @@ Canvas render_show(const Example& example, const std::string& caption, const std
   const bool on_target = std::find(targets.begin(), targets.end(), attended) != targets.end();
 
   // The text, first: the canvas is as wide as its widest part.
-  const std::string title = "\"" + caption + "\"";
+  const std::string title = "\"" + caption_text(caption) + "\"";
   const std::string subtitle = "where the caption looks: its attention over the 16 patches of the image";
   const std::string attended_line = "white outline: the most attended patch, " + cell_name(attended) +
                                     ", weight " + fixed(attention[attended], 2);

@@ -82,10 +82,10 @@ struct RankedImage {
 
 // The test image enlarged 8x, the caption's attention over the 16 patches as a heat map
 // beside it and blended over a copy, the caption as the title, the most attended cell
-// outlined (and the cells of the caption's objects in the image, when the caption parses),
+// outlined (and the cells of the caption's objects in the image, if any),
 // then the images in `top`, in the given order, as thumbnails with their score as a bar
 // and a number and a green (matches) or red (does not) border.
-Canvas render_show(const Example& example, const std::string& caption, const std::array<float, 16>& attention,
+Canvas render_show(const Example& example, const Caption& caption, const std::array<float, 16>& attention,
                    const std::vector<RankedImage>& top);
 
 // The examples in a grid, 4 per row, each image 5x enlarged with its caption underneath and
