@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "gemm_narrow.hpp"
 #include "parallel.hpp"
 #include "xtgrad/ops.hpp"
 
@@ -21,6 +22,7 @@ int ld(std::size_t v) { return static_cast<int>(std::max<std::size_t>(v, 1)); }
 
 void call(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
           std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
+  if (is_narrow(tb, n) && narrow_gemm_available()) return narrow_gemm(ta, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   cblas_sgemm(CblasRowMajor, flag(ta), flag(tb), int(m), int(n), int(k), alpha, a, ld(lda), b, ld(ldb), beta, c,
               ld(ldc));
 }
