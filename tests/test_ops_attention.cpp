@@ -69,14 +69,17 @@ TEST_CASE("gradcheck: fused attention with a mask and a row that may attend to n
 TEST_CASE("gradcheck: fused self-attention, q k and v the same tensor") {
   const D x = input({2, 3, 4}, 15);
   grad("attention", [](const In& in) { return attention_heads(in[0], in[0], in[0], 2).output; }, {x});
-  grad("attention", [](const In& in) { return attention_heads_all_pairs(in[0], in[0], in[0], 2).output; }, {x});
+  const D w = input({4, 4}, 32);
+  grad("attention", [](const In& in) { return attention_heads_all_pairs<double>(in[0], in[0], in[0], 2, in[1]).output; },
+       {x, w});
 }
 
-TEST_CASE("fused attention all pairs: pair (i, j) equals paired attention of q i with k j") {
+TEST_CASE("fused attention all pairs: pair (i, j) equals paired attention of q i with k j, then the projection") {
   const D q = input({3, 2, 6}, 16), k = input({4, 5, 6}, 17), v = input({4, 5, 6}, 18);
+  const D w = input({7, 6}, 33), b = input({7}, 34);  // the output projection: width 6 -> 7
   const Mask key_allowed = random_mask({4, 5}, 19);
-  const auto pairs = attention_heads_all_pairs(q, k, v, 3, key_allowed);
-  CHECK(pairs.output.shape() == Shape{3, 4, 2, 6});
+  const auto pairs = attention_heads_all_pairs<double>(q, k, v, 3, w, b, key_allowed);
+  CHECK(pairs.output.shape() == Shape{3, 4, 2, 7});
   CHECK(pairs.weights->shape() == std::vector<std::size_t>{3, 3, 2, 4, 5});
   for (std::size_t i = 0; i < 3; ++i)
     for (std::size_t j = 0; j < 4; ++j) {
@@ -85,21 +88,26 @@ TEST_CASE("fused attention all pairs: pair (i, j) equals paired attention of q i
         for (std::size_t c = 0; c < 5; ++c) row_mask(0, t, c) = key_allowed(j, c);
       const auto single = attention_heads(narrow(q, 0, i, 1), narrow(k, 0, j, 1), narrow(v, 0, j, 1), 3, row_mask);
       const Array<double> got = xt::view(pairs.output.data(), i, j);
-      const Array<double> want = xt::view(single.output.data(), 0);
+      const Array<double> want = xt::view(linear<double>(single.output, w, b).data(), 0);
       CHECK(xt::allclose(got, want, 1e-12, 1e-12));
     }
 }
 
-TEST_CASE("gradcheck: fused attention all pairs, with a key mask that kills one element") {
+TEST_CASE("gradcheck: fused attention all pairs with its projection, with a key mask that kills one element") {
   const D q = input({2, 3, 4}, 20), k = input({3, 4, 4}, 21), v = input({3, 4, 4}, 22);
-  grad("attention", [](const In& in) { return attention_heads_all_pairs(in[0], in[1], in[2], 2).output; }, {q, k, v});
+  const D w = input({5, 4}, 35), b = input({5}, 36);
+  grad("attention", [](const In& in) { return attention_heads_all_pairs<double>(in[0], in[1], in[2], 2, in[3], in[4]).output; },
+       {q, k, v, w, b});
   Mask key_allowed = random_mask({3, 4}, 23);
   for (std::size_t j = 0; j < 4; ++j) key_allowed(1, j) = false;
   key_allowed(0, 0) = key_allowed(2, 1) = true;
-  const auto out = attention_heads_all_pairs(q, k, v, 2, key_allowed).output;
-  CHECK(xt::all(xt::equal(xt::view(out.data(), xt::all(), 1), 0.0)));
-  grad("attention", [=](const In& in) { return attention_heads_all_pairs(in[0], in[1], in[2], 2, key_allowed).output; },
-       {q, k, v});
+  // A dead key element: its pairs' attention is zero, so their output is the bias alone.
+  const auto out = attention_heads_all_pairs<double>(q, k, v, 2, w, b, key_allowed).output;
+  for (std::size_t i = 0; i < 2; ++i)
+    for (std::size_t t = 0; t < 3; ++t) CHECK(xt::view(out.data(), i, 1, t) == b.data());
+  grad("attention", [=](const In& in) {
+    return attention_heads_all_pairs<double>(in[0], in[1], in[2], 2, in[3], in[4], key_allowed).output;
+  }, {q, k, v, w, b});
 }
 
 TEST_CASE("gradcheck: fused attention with dropout, the generator reseeded in fn") {
@@ -110,8 +118,8 @@ TEST_CASE("gradcheck: fused attention with dropout, the generator reseeded in fn
   }, {q, k, v});
   grad("attention", [](const In& in) {
     Generator gen(8);
-    return attention_heads_all_pairs(in[0], in[1], in[2], 2, std::nullopt, 0.3, &gen).output;
-  }, {q, k, v});
+    return attention_heads_all_pairs<double>(in[0], in[1], in[2], 2, in[3], std::nullopt, std::nullopt, 0.3, &gen).output;
+  }, {q, k, v, input({4, 4}, 37)});
   Generator gen(9);
   const auto dropped = attention_heads(q, k, v, 2, std::nullopt, 0.3, &gen);
   CHECK_FALSE(xt::allclose(dropped.output.data(), attention_heads(q, k, v, 2).output.data()));
@@ -124,6 +132,11 @@ TEST_CASE("errors: fused attention names the op and the shapes") {
                     {"attention_heads", "batch"});
   check_throws_with([&] { attention_heads(q, k, k, 3); }, {"3 heads", "width 4"});
   check_throws_with([&] { attention_heads(q, k, k, 2, Mask(xt::ones<bool>({2, 5, 3}))); }, {"mask", "(2,5,3)"});
-  check_throws_with([&] { attention_heads_all_pairs(q, k, k, 2, Mask(xt::ones<bool>({5, 2}))); },
+  const D w = input({4, 4}, 38);
+  check_throws_with([&] { attention_heads_all_pairs<double>(q, k, k, 2, w, std::nullopt, Mask(xt::ones<bool>({5, 2}))); },
                     {"attention_heads_all_pairs", "(5,2)"});
+  check_throws_with([&] { attention_heads_all_pairs<double>(q, k, k, 2, input({4, 3}, 39)); },
+                    {"attention_heads_all_pairs", "out_weight (4,3)"});
+  check_throws_with([&] { attention_heads_all_pairs<double>(q, k, k, 2, w, input({3}, 40)); },
+                    {"attention_heads_all_pairs", "out_bias (3)", "(4,4)"});
 }

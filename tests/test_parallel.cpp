@@ -28,7 +28,8 @@ std::vector<Array<float>> run_model(int threads) {
   Tensor<float> q = input<float>({16, 4, 32}, 1), kv = input<float>({10, 16, 32}, 2), w = input<float>({32, 32}, 3);
   Tensor<float> lw = input<float>({32}, 4), lb = input<float>({32}, 5);
   Tensor<float> pq = input<float>({10, 4, 32}, 6);  // queries paired with kv's batch elements
-  const FusedAttention<float> att = attention_heads_all_pairs(q, kv, kv, 4);  // (16,10,4,32)
+  Tensor<float> ow = input<float>({32, 32}, 7), ob = input<float>({32}, 8);  // all pairs' output projection
+  const FusedAttention<float> att = attention_heads_all_pairs<float>(q, kv, kv, 4, ow, ob);  // (16,10,4,32)
   const Tensor<float> mixed = matmul(reshape(att.output, {640, 32}), w);  // 640 rows: split, two bands
   const Tensor<float> y = gelu(layer_norm<float>(mixed, {32}, lw, lb));
   // Paired attention, one task per (batch, head); a mask that leaves query row 1 of batch
@@ -38,7 +39,7 @@ std::vector<Array<float>> run_model(int threads) {
   allowed(5, 0, 3) = false;
   const Tensor<float> paired = attention_heads(pq, kv, kv, 4, allowed).output;  // (10,4,32)
   (sum(y * y) + sum(paired * paired)).backward();
-  return {y.data(), q.grad(), kv.grad(), w.grad(), lw.grad(), lb.grad(), paired.data(), pq.grad()};
+  return {y.data(), q.grad(), kv.grad(), w.grad(), lw.grad(), lb.grad(), paired.data(), pq.grad(), ow.grad(), ob.grad()};
 }
 
 }  // namespace
@@ -95,7 +96,7 @@ TEST_CASE("parallel: an exception in a task reaches the caller; the other tasks 
 TEST_CASE("parallel: two threads give the one-thread values and gradients") {
   const auto one = run_model(1), two = run_model(2);
   const char* names[] = {"output", "dq", "dkv", "dw", "dlayer_norm_weight", "dlayer_norm_bias", "paired output",
-                         "dq paired"};
+                         "dq paired", "dout_weight", "dout_bias"};
   for (std::size_t i = 0; i < one.size(); ++i) {
     INFO(names[i]);
     REQUIRE(one[i].shape() == two[i].shape());
@@ -106,6 +107,7 @@ TEST_CASE("parallel: two threads give the one-thread values and gradients") {
   }
   CHECK(one[0] == two[0]);  // the forward: bitwise
   CHECK(one[6] == two[6]);  // paired attention: every (batch, head) computed as on one thread
+  CHECK(one[9] == two[9]);  // a bias gradient: bands of fixed size, whatever the thread count
   CHECK(one[7] == two[7]);
 }
 
@@ -116,8 +118,9 @@ TEST_CASE("parallel: gradcheck of split matmul (by rows and along k), attention,
   // (8,6000) x (6000,6): a small result from a long inner dimension, split along k
   const D long_a = input({8, 6000}, 9), long_b = input({6000, 6}, 10);
   check_grad([](const In& in) { return matmul(in[0], in[1]); }, {long_a, long_b}, GradcheckOptions().set_fast_mode(true));
-  const D q = input({3, 4, 8}, 3), kv = input({5, 6, 8}, 4);
-  check_grad([](const In& in) { return attention_heads_all_pairs(in[0], in[1], in[1], 2).output; }, {q, kv});
+  const D q = input({3, 4, 8}, 3), kv = input({5, 6, 8}, 4), ow = input({8, 8}, 12), ob = input({8}, 13);
+  check_grad([](const In& in) { return attention_heads_all_pairs<double>(in[0], in[1], in[1], 2, in[2], in[3]).output; },
+             {q, kv, ow, ob});
   const D pq = input({5, 4, 8}, 11);  // paired with kv's batch elements; q, k and v one tensor too
   check_grad([](const In& in) { return attention_heads(in[0], in[1], in[1], 2).output; }, {pq, kv});
   check_grad([](const In& in) { return attention_heads(in[0], in[0], in[0], 4).output; }, {kv});

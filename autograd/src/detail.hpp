@@ -118,6 +118,10 @@ T* grad_buffer(Node<T>& node, bool& fresh) {
   return node.grad.data();
 }
 
+// Adds the column sums of g (rows, cols) to node's gradient (cols): a bias's gradient.
+template <class T>
+void add_column_sums(const T* g, std::size_t rows, std::size_t cols, Node<T>& node);
+
 }  // namespace xtgrad::detail
 
 // Explicit instantiation for both scalar types: XTGRAD_INSTANTIATE(MACRO) runs

@@ -171,17 +171,34 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
   return {output, weights};
 }
 
-// q (Bq,Lq,D), k, v (Bk,Lk,D), key_allowed (Bk,Lk) -> out (Bq,Bk,Lq,D), weights (H,Bq,Lq,Bk,Lk)
-// Per head, the scores of all pairs are one product (Bq*Lq, dh) x (dh, Bk*Lk); the
-// weighted values one product per key batch element, (Bq*Lq, Lk) x (Lk, dh), written to a
-// small block (rows over (bq, t)) and scattered from there into the (Bq, Bk, Lq, D)
-// output. Each thread takes a band of key batch elements and keeps its block in cache.
+// q (Bq,Lq,D), k, v (Bk,Lk,D), out_weight (E,D), out_bias (E), key_allowed (Bk,Lk)
+//   -> out (Bq,Bk,Lq,E), weights (H,Bq,Lq,Bk,Lk)
+// Per head, the scores of all pairs are one product (Bq*Lq, dh) x (dh, Bk*Lk). The output
+// projection is folded into the values: with W_h the columns of out_weight that head h's
+// output meets (E,dh), a pair's output is sum_h P_h V_h W_h^T + bias, and VW_h = V_h W_h^T
+// (Bk*Lk, E) is computed once per image instead of projecting every pair. The outputs of
+// one key batch element kb are then, per head, one product (Bq*Lq, Lk) x (Lk, E) added into
+// a block (rows over (bq, t)), which is scattered into the (Bq, Bk, Lq, E) output. Every
+// product is E wide, never dh, and the pairs' unprojected outputs never exist.
+// Each thread takes a band of key batch elements and keeps its block in cache.
+// Backward, per kb: dPd_h = dO_kb VW_h[kb]^T, dS as in the paired op, dVW_h[kb] =
+// Pd_h[kb]^T dO_kb; then per head dV_h = dVW_h W_h, dW_h = dVW_h^T V_h, dQ_h = dS_h K_h,
+// dK_h = dS_h^T Q_h, and the bias gets the column sums of dO.
 template <class T>
 FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
-                                            std::size_t heads, const std::optional<Mask>& key_allowed,
-                                            double dropout_p, Generator* gen) {
+                                            std::size_t heads, const Tensor<T>& out_weight,
+                                            const std::optional<Tensor<T>>& out_bias,
+                                            const std::optional<Mask>& key_allowed, double dropout_p,
+                                            Generator* gen) {
   const char* op = "attention_heads_all_pairs";
   const AttentionShape a = check_shapes(op, q.shape(), k.shape(), v.shape(), heads, true);
+  if (out_weight.shape().size() != 2 || out_weight.shape()[1] != a.d)
+    detail::fail(op, "out_weight " + shape_str(out_weight.shape()) + " is not (E," + std::to_string(a.d) +
+                         ") for width " + std::to_string(a.d));
+  const std::size_t E = out_weight.shape()[0];
+  if (out_bias && out_bias->shape() != Shape{E})
+    detail::fail(op, "out_bias " + shape_str(out_bias->shape()) + " does not match out_weight " +
+                         shape_str(out_weight.shape()));
   if (key_allowed && detail::shape_of(*key_allowed) != Shape{a.bk, a.lk})
     detail::fail(op, "key mask " + shape_str(key_allowed->shape()) + " is not (Bk,Lk) = " + shape_str(Shape{a.bk, a.lk}));
   check_dropout(op, dropout_p);
@@ -208,53 +225,82 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
   Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
   const T* pd = saved.mixed();
 
-  Array<T> out(Shape{Bq, Bk, Lq, D});
+  // VW (H, cols, E): VW_h (cols,E) = V_h (cols,dh) W_h^T (dh,E), W_h^T = rows h*dh.. of W^T
+  const std::vector<T> wt = transposed(out_weight.data().data(), E, D);  // (D, E)
+  auto vw = std::make_shared<std::vector<T>>(H * cols * E);
+  parallel::for_each(H, [&](std::size_t h) {
+    blas::gemm<T>(false, false, cols, E, dh, T(1), v.data().data() + h * dh, D, wt.data() + h * dh * E, E, T(0),
+                  vw->data() + h * cols * E, E);
+  });
+  Array<T> out(Shape{Bq, Bk, Lq, E});
+  const T* bias = out_bias ? out_bias->data().data() : nullptr;
   parallel::for_ranges(Bk, 1, [&](std::size_t kb_begin, std::size_t kb_end) {
-    std::vector<T> block(rows * D);  // O of one key batch element (rows, D), rows over (bq, t)
+    std::vector<T> block(rows * E);  // the outputs of one key batch element (rows, E)
     for (std::size_t kb = kb_begin; kb < kb_end; ++kb) {
-      for (std::size_t h = 0; h < H; ++h)  // (rows,dh) = Pd_h[:, kb] (rows,Lk) V_h[kb] (Lk,dh)
-        blas::gemm<T>(false, false, rows, dh, Lk, T(1), pd + h * rows * cols + kb * Lk, cols,
-                      v.data().data() + kb * Lk * D + h * dh, D, T(0), block.data() + h * dh, D);
+      for (std::size_t r = 0; r < rows; ++r) {  // the block starts as the bias; the heads add to it
+        if (bias) std::copy_n(bias, E, block.data() + r * E);
+        else std::fill_n(block.data() + r * E, E, T(0));
+      }
+      for (std::size_t h = 0; h < H; ++h)  // (rows,E) += Pd_h[:, kb] (rows,Lk) VW_h[kb] (Lk,E)
+        blas::gemm<T>(false, false, rows, E, Lk, T(1), pd + h * rows * cols + kb * Lk, cols,
+                      vw->data() + (h * cols + kb * Lk) * E, E, T(1), block.data(), E);
       for (std::size_t qb = 0; qb < Bq; ++qb)
-        std::copy_n(block.data() + qb * Lq * D, Lq * D, out.data() + (qb * Bk + kb) * Lq * D);
+        std::copy_n(block.data() + qb * Lq * E, Lq * E, out.data() + (qb * Bk + kb) * Lq * E);
     }
   });
 
+  std::vector<Tensor<T>> inputs{q, k, v, out_weight};
+  if (out_bias) inputs.push_back(*out_bias);
   Tensor<T> output = make_result<T>(
-      op, std::move(out), {q, k, v},
-      [a, saved = std::move(saved)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+      op, std::move(out), inputs,
+      [a, E, saved = std::move(saved), vw](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
         const std::size_t Bq = a.bq, Bk = a.bk, H = a.heads, Lq = a.lq, Lk = a.lk, D = a.d, dh = a.dh;
         const std::size_t rows = Bq * Lq, cols = Bk * Lk;
         const T* p = saved.weights->data();
         const bool dropping = saved.dropout;
         const T* pd = saved.mixed();
         // Per key batch element kb, in bands as in the forward: dO_kb gathered into a
-        // block (rows, D), then per head dPd, dS and dV.
+        // block (rows, E), then per head dPd, dS and dVW.
         Array<T> ds(saved.weights->shape());  // per head (rows, cols)
-        bool fresh = false;
-        T* gv = in[2]->requires_grad ? detail::grad_buffer(*in[2], fresh) : nullptr;
-        const T beta_v = fresh ? T(0) : T(1);
-        const std::vector<T> vt = transposed(in[2]->data.data(), cols, D);  // (D, cols)
+        std::vector<T> dvw(H * cols * E);     // as VW
         parallel::for_ranges(Bk, 1, [&](std::size_t kb_begin, std::size_t kb_end) {
-          std::vector<T> g_block(rows * D);
+          std::vector<T> g_block(rows * E), vwt(E * Lk);
           for (std::size_t kb = kb_begin; kb < kb_end; ++kb) {
             for (std::size_t qb = 0; qb < Bq; ++qb)
-              std::copy_n(g.data() + (qb * Bk + kb) * Lq * D, Lq * D, g_block.data() + qb * Lq * D);
+              std::copy_n(g.data() + (qb * Bk + kb) * Lq * E, Lq * E, g_block.data() + qb * Lq * E);
             for (std::size_t h = 0; h < H; ++h) {
-              T* dsh = ds.data() + h * rows * cols;  // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,dh) V_h[kb]^T (dh,Lk)
-              blas::gemm<T>(false, false, rows, Lk, dh, T(1), g_block.data() + h * dh, D,
-                            vt.data() + h * dh * cols + kb * Lk, cols, T(0), dsh + kb * Lk, cols);
-              const std::size_t at = h * rows * cols + kb * Lk;  // rows of Lk, cols apart
+              const std::size_t at = h * rows * cols + kb * Lk;  // Pd_h[:, kb]: rows of Lk, cols apart
+              // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,E) VW_h[kb]^T (E,Lk), VW_h[kb]^T copied
+              // contiguous: its rows cols apart would share a few cache sets
+              kernels::transpose(Lk, E, vw->data() + (h * cols + kb * Lk) * E, E, vwt.data(), Lk);
+              blas::gemm<T>(false, false, rows, Lk, E, T(1), g_block.data(), E, vwt.data(), Lk, T(0), ds.data() + at,
+                            cols);
               if (dropping)
                 for (std::size_t r = 0; r < rows; ++r)
                   for (std::size_t j = 0; j < Lk; ++j) ds.data()[at + r * cols + j] *= saved.dropout_scale.data()[at + r * cols + j];
               kernels::softmax_backward_rows(p + at, ds.data() + at, rows, Lk, cols, T(a.scale));  // dS over dPd
-              if (gv)  // dV_h[kb] (Lk,dh) = Pd_h[:, kb]^T (Lk,rows) dO_kb (rows,dh)
-                blas::gemm<T>(true, false, Lk, dh, rows, T(1), pd + h * rows * cols + kb * Lk, cols,
-                              g_block.data() + h * dh, D, beta_v, gv + kb * Lk * D + h * dh, D);
+              // dVW_h[kb] (Lk,E) = Pd_h[:, kb]^T (Lk,rows) dO_kb (rows,E)
+              blas::gemm<T>(true, false, Lk, E, rows, T(1), pd + at, cols, g_block.data(), E, T(0),
+                            dvw.data() + (h * cols + kb * Lk) * E, E);
             }
           }
         });
+        bool fresh = false;
+        if (in[2]->requires_grad) {  // dV_h (cols,dh) = dVW_h (cols,E) W_h (E,dh), W_h read in place (ld D)
+          T* gv = detail::grad_buffer(*in[2], fresh);
+          parallel::for_each(H, [&](std::size_t h) {
+            blas::gemm<T>(false, false, cols, dh, E, T(1), dvw.data() + h * cols * E, E, in[3]->data.data() + h * dh, D,
+                          fresh ? T(0) : T(1), gv + h * dh, D);
+          });
+        }
+        if (in[3]->requires_grad) {  // dW_h (E,dh) = dVW_h^T (E,cols) V_h (cols,dh)
+          T* gw = detail::grad_buffer(*in[3], fresh);
+          parallel::for_each(H, [&](std::size_t h) {
+            blas::gemm<T>(true, false, E, dh, cols, T(1), dvw.data() + h * cols * E, E, in[2]->data.data() + h * dh, D,
+                          fresh ? T(0) : T(1), gw + h * dh, D);
+          });
+        }
+        if (in.size() > 4 && in[4]->requires_grad) detail::add_column_sums(g.data(), rows * Bk, E, *in[4]);
         if (in[0]->requires_grad) {  // dQ_h (rows,dh) = dS_h (rows,cols) K_h (cols,dh)
           T* gq = detail::grad_buffer(*in[0], fresh);
           parallel::for_each(H, [&](std::size_t h) {
@@ -276,8 +322,9 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
 #define INSTANTIATE(T)                                                                                      \
   template FusedAttention<T> attention_heads(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,           \
                                              std::size_t, const std::optional<Mask>&, double, Generator*);  \
-  template FusedAttention<T> attention_heads_all_pairs(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
-                                                       std::size_t, const std::optional<Mask>&, double, Generator*);
+  template FusedAttention<T> attention_heads_all_pairs(                                                     \
+      const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t, const Tensor<T>&,                   \
+      const std::optional<Tensor<T>>&, const std::optional<Mask>&, double, Generator*);
 XTGRAD_INSTANTIATE(INSTANTIATE)
 
 }  // namespace xtgrad

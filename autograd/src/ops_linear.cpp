@@ -12,6 +12,29 @@
 
 namespace xtgrad {
 
+namespace detail {
+template <class T>
+void add_column_sums(const T* g, std::size_t rows, std::size_t cols, Node<T>& node) {
+  bool fresh = false;
+  T* sum = grad_buffer(node, fresh);
+  if (fresh) std::fill(sum, sum + cols, T(0));
+  // In bands of 256 rows, spread over the threads and added in band order: the same sums
+  // in the same order at any thread count.
+  const std::size_t bands = std::max<std::size_t>(1, (rows + 255) / 256);
+  std::vector<std::vector<T>> partial(bands);
+  parallel::for_each(bands, [&](std::size_t band) {
+    std::vector<T> sums(cols, T(0));  // allocated by the thread that fills it
+    for (std::size_t r = band * 256; r < std::min(rows, (band + 1) * 256); ++r)
+      for (std::size_t j = 0; j < cols; ++j) sums[j] += g[r * cols + j];
+    partial[band] = std::move(sums);
+  });
+  for (const auto& sums : partial)
+    for (std::size_t j = 0; j < cols; ++j) sum[j] += sums[j];
+}
+template void add_column_sums(const float*, std::size_t, std::size_t, Node<float>&);
+template void add_column_sums(const double*, std::size_t, std::size_t, Node<double>&);
+}  // namespace detail
+
 template <class T>
 Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optional<Tensor<T>>& bias) {
   const Shape xs = x.shape(), ws = weight.shape();
@@ -50,21 +73,7 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optiona
           T* gw = detail::grad_buffer(*inputs[1], fresh);
           blas::gemm<T>(true, false, out, in, rows, T(1), g.data(), out, px, in, fresh ? T(0) : T(1), gw, in);
         }
-        if (inputs.size() > 2 && inputs[2]->requires_grad) {
-          T* gb = detail::grad_buffer(*inputs[2], fresh);
-          if (fresh) std::fill(gb, gb + out, T(0));
-          // Column sums of g in row bands, one per thread, added in band order.
-          const std::size_t bands = parallel::band_count(rows, 256);
-          std::vector<std::vector<T>> partial(bands);
-          parallel::for_each(bands, [&](std::size_t band) {
-            std::vector<T> sums(out, T(0));  // allocated by the thread that fills it
-            for (std::size_t r = rows * band / bands; r < rows * (band + 1) / bands; ++r)
-              for (std::size_t j = 0; j < out; ++j) sums[j] += g.data()[r * out + j];
-            partial[band] = std::move(sums);
-          });
-          for (const auto& sums : partial)
-            for (std::size_t j = 0; j < out; ++j) gb[j] += sums[j];
-        }
+        if (inputs.size() > 2 && inputs[2]->requires_grad) detail::add_column_sums(g.data(), rows, out, *inputs[2]);
       });
 }
 

@@ -169,10 +169,11 @@ AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs(const Tensor<T>
   }
   // Each side projected once; the pairs meet inside one fused op.
   const bool dropping = dropout_p > 0 && this->is_training();
-  const FusedAttention<T> attended =
-      attention_heads_all_pairs(q_proj->forward(queries), k_proj->forward(keys), v_proj->forward(values), H,
-                                key_padding_mask, dropping ? dropout_p : 0.0, &dropout_gen_);  // (Bq,Bk,Lq,D)
-  Tensor<T> output = out_proj->forward(attended.output);                                       // (Bq,Bk,Lq,D)
+  // out_proj is fused into the op (it projects each image's values, not each pair).
+  const FusedAttention<T> attended = attention_heads_all_pairs(
+      q_proj->forward(queries), k_proj->forward(keys), v_proj->forward(values), H, out_proj->weight, out_proj->bias,
+      key_padding_mask, dropping ? dropout_p : 0.0, &dropout_gen_);  // (Bq,Bk,Lq,out_dim)
+  Tensor<T> output = attended.output;
   if (dead_pairs) output = masked_fill(output, *dead_pairs, T(0));
   AttentionResult<T> result{output, {}};
   if (need_weights) {  // (H,Bq,Lq,Bk,Lk) -> (Bq,Bk,Lq,Lk) averaged or (Bq,Bk,H,Lq,Lk)

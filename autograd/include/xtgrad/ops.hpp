@@ -109,11 +109,15 @@ template <class T>
 FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, std::size_t heads,
                                   const std::optional<Mask>& allowed = std::nullopt, double dropout_p = 0.0,
                                   Generator* gen = nullptr);
-// Every query batch element against every key batch element:
-// q (Bq,Lq,D), k, v (Bk,Lk,D), key_allowed (Bk,Lk) -> output (Bq,Bk,Lq,D), weights (H,Bq,Lq,Bk,Lk)
+// Every query batch element against every key batch element, with the output projection
+// (out_weight (E,D), out_bias (E)) fused in: output = concat_heads(attention) out_weight^T
+// + out_bias for every pair, computed without forming the unprojected pairs.
+// q (Bq,Lq,D), k, v (Bk,Lk,D), key_allowed (Bk,Lk) -> output (Bq,Bk,Lq,E), weights (H,Bq,Lq,Bk,Lk)
 template <class T>
 FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
-                                            std::size_t heads, const std::optional<Mask>& key_allowed = std::nullopt,
+                                            std::size_t heads, const Tensor<T>& out_weight,
+                                            const std::optional<Tensor<T>>& out_bias = std::nullopt,
+                                            const std::optional<Mask>& key_allowed = std::nullopt,
                                             double dropout_p = 0.0, Generator* gen = nullptr);
 
 // ---- neural-network functions ---------------------------------------------------------
