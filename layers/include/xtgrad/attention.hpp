@@ -66,7 +66,8 @@ class MultiHeadCrossAttention : public Module<T> {
   // queries (Bq,Lq,query_dim), keys (Bk,Lk,key_dim), values (Bk,Lk,value_dim),
   // key_padding_mask (Bk,Lk) -> output (Bq,Bk,Lq,out_dim), weights (Bq,Bk,Lq,Lk) averaged
   // or (Bq,Bk,H,Lq,Lk). Each side is projected once; the scores of all pairs are one
-  // batched product per head, (Bq*Lq, dh) x (dh, Bk*Lk): never Bq*Bk separate calls.
+  // batched product per head, (Bq*Lq, dh) x (dh, Bk*Lk): never Bq*Bk separate calls; and
+  // out_proj is folded into the values (once per key element), not applied to every pair.
   AttentionResult<T> forward_all_pairs(const Tensor<T>& queries, const Tensor<T>& keys, const Tensor<T>& values,
                                        const std::optional<Mask>& key_padding_mask = std::nullopt,
                                        bool average_weights = true, bool need_weights = true);
