@@ -225,12 +225,13 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
   Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
   const T* pd = saved.mixed();
 
-  // VW (H, cols, E): VW_h (cols,E) = V_h (cols,dh) W_h^T (dh,E), W_h^T = rows h*dh.. of W^T
+  // VW (H, cols, E): VW_h (cols,E) = V_h (cols,dh) W_h^T (dh,E), W_h^T = rows h*dh.. of W^T,
+  // contracting over dh: B as stored (a copy of W), for the reason given at transposed()
   const std::vector<T> wt = transposed(out_weight.data().data(), E, D);  // (D, E)
-  auto vw = std::make_shared<std::vector<T>>(H * cols * E);
+  std::vector<T> vw(H * cols * E);
   parallel::for_each(H, [&](std::size_t h) {
     blas::gemm<T>(false, false, cols, E, dh, T(1), v.data().data() + h * dh, D, wt.data() + h * dh * E, E, T(0),
-                  vw->data() + h * cols * E, E);
+                  vw.data() + h * cols * E, E);
   });
   Array<T> out(Shape{Bq, Bk, Lq, E});
   const T* bias = out_bias ? out_bias->data().data() : nullptr;
@@ -243,7 +244,7 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
       }
       for (std::size_t h = 0; h < H; ++h)  // (rows,E) += Pd_h[:, kb] (rows,Lk) VW_h[kb] (Lk,E)
         blas::gemm<T>(false, false, rows, E, Lk, T(1), pd + h * rows * cols + kb * Lk, cols,
-                      vw->data() + (h * cols + kb * Lk) * E, E, T(1), block.data(), E);
+                      vw.data() + (h * cols + kb * Lk) * E, E, T(1), block.data(), E);
       for (std::size_t qb = 0; qb < Bq; ++qb)
         std::copy_n(block.data() + qb * Lq * E, Lq * E, out.data() + (qb * Bk + kb) * Lq * E);
     }
@@ -253,7 +254,7 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
   if (out_bias) inputs.push_back(*out_bias);
   Tensor<T> output = make_result<T>(
       op, std::move(out), inputs,
-      [a, E, saved = std::move(saved), vw](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+      [a, E, saved = std::move(saved), vw = std::move(vw)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
         const std::size_t Bq = a.bq, Bk = a.bk, H = a.heads, Lq = a.lq, Lk = a.lk, D = a.d, dh = a.dh;
         const std::size_t rows = Bq * Lq, cols = Bk * Lk;
         const T* p = saved.weights->data();
@@ -272,7 +273,7 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
               const std::size_t at = h * rows * cols + kb * Lk;  // Pd_h[:, kb]: rows of Lk, cols apart
               // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,E) VW_h[kb]^T (E,Lk), VW_h[kb]^T copied
               // contiguous: its rows cols apart would share a few cache sets
-              kernels::transpose(Lk, E, vw->data() + (h * cols + kb * Lk) * E, E, vwt.data(), Lk);
+              kernels::transpose(Lk, E, vw.data() + (h * cols + kb * Lk) * E, E, vwt.data(), Lk);
               blas::gemm<T>(false, false, rows, Lk, E, T(1), g_block.data(), E, vwt.data(), Lk, T(0), ds.data() + at,
                             cols);
               if (dropping)

@@ -79,13 +79,14 @@ xtgrad::StateDict<T> gradients_of(const AlignModel<T>& model) {
 template <class T>
 void run(AlignModel<T>& model, const std::vector<Example>& train_data, const std::vector<Example>& test_data,
          std::uint64_t seed, std::size_t steps, const fs::path& dir, const std::string& suffix) {
-  xtgrad::Adam<T> optimizer(model.parameters(), xtgrad::AdamOptions().set_lr(3e-3).set_betas(0.9, 0.999));
+  const TrainOptions defaults;  // the settings `xtgrad-align train` runs with by default
+  const auto optimizer = make_optimizer<T>(defaults.optimizer, model.parameters(), defaults.lr);
   BatchSampler sampler(kTrainSize, kBatch, sampler_seed(seed));
   std::ofstream losses(dir / ("losses." + suffix + ".txt"));
   losses.precision(17);
   for (std::size_t step = 1; step <= steps; ++step) {
     const std::vector<std::size_t> batch = sampler.next();
-    optimizer.zero_grad();
+    optimizer->zero_grad();
     const ModelOutput<T> out =
         model.forward(patch_batch<T>(train_data, batch), caption_batch(train_data, batch), /*need_attention=*/false);
     xtgrad::Tensor<T> loss = alignment_loss(out.scores, train_data, batch);
@@ -96,7 +97,7 @@ void run(AlignModel<T>& model, const std::vector<Example>& train_data, const std
       xtgrad::save_safetensors<T>((dir / (suffix == "f32" ? "grads0.safetensors" : "grads0_f64.safetensors")).string(),
                                   gradients_of(model));
     }
-    optimizer.step();
+    optimizer->step();
     if constexpr (std::is_same_v<T, float>) {
       if (step % 250 == 0 || step == steps) {
         const Metrics m = evaluate(model, test_data);

@@ -66,17 +66,21 @@ void BatchSampler::restore(const xtgrad::Metadata& state, const xtgrad::Array<fl
 }
 
 // ---- settings -------------------------------------------------------------------------
-namespace {
-
-std::unique_ptr<xtgrad::Optimizer<float>> make_optimizer(const std::string& name,
-                                                         const std::vector<xtgrad::Tensor<float>>& params, double lr) {
+template <class T>
+std::unique_ptr<xtgrad::Optimizer<T>> make_optimizer(const std::string& name, const std::vector<xtgrad::Tensor<T>>& params,
+                                                     double lr) {
   if (name == "adam")
-    return std::make_unique<xtgrad::Adam<float>>(params, xtgrad::AdamOptions().set_lr(lr).set_betas(0.9, 0.999));
-  if (name == "adamw") return std::make_unique<xtgrad::AdamW<float>>(params, xtgrad::AdamWOptions().set_lr(lr));
-  if (name == "sgd")
-    return std::make_unique<xtgrad::SGD<float>>(params, xtgrad::SGDOptions().set_lr(lr).set_momentum(0.9));
+    return std::make_unique<xtgrad::Adam<T>>(params, xtgrad::AdamOptions().set_lr(lr).set_betas(0.9, 0.999));
+  if (name == "adamw") return std::make_unique<xtgrad::AdamW<T>>(params, xtgrad::AdamWOptions().set_lr(lr));
+  if (name == "sgd") return std::make_unique<xtgrad::SGD<T>>(params, xtgrad::SGDOptions().set_lr(lr).set_momentum(0.9));
   throw std::invalid_argument("unknown optimizer '" + name + "' (adam, adamw or sgd)");
 }
+template std::unique_ptr<xtgrad::Optimizer<float>> make_optimizer(const std::string&,
+                                                                  const std::vector<xtgrad::Tensor<float>>&, double);
+template std::unique_ptr<xtgrad::Optimizer<double>> make_optimizer(const std::string&,
+                                                                   const std::vector<xtgrad::Tensor<double>>&, double);
+
+namespace {
 
 std::string exact(double v) {
   std::ostringstream out;
@@ -267,7 +271,7 @@ TrainResult train(const TrainOptions& options, std::ostream& log) {
     model = std::move(loaded.model);
     step = loaded.step;
   }
-  auto optimizer = make_optimizer(options.optimizer, model->parameters(), options.lr);
+  auto optimizer = make_optimizer<float>(options.optimizer, model->parameters(), options.lr);
   BatchSampler sampler(options.train_size, options.batch, sampler_seed(options.seed));
   if (!options.resume_dir.empty()) load_train_state(options.resume_dir, step, *optimizer, sampler);
   log << model->summary() << "\n" << model->parameter_count() << " parameters; training steps " << step + 1 << " to "

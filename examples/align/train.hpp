@@ -3,9 +3,12 @@
 #pragma once
 
 #include <iosfwd>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "metrics.hpp"
+#include "xtgrad/optim.hpp"
 #include "xtgrad/safetensors.hpp"
 
 namespace align {
@@ -48,6 +51,12 @@ struct StoredRun {
   std::size_t step = 0;
 };
 StoredRun stored_run(const std::string& dir, TrainOptions base);
+
+// The optimizer `name` (adam | adamw | sgd) over params, as training uses it; dump.cpp's
+// replay takes the same one in float and double.
+template <class T>
+std::unique_ptr<xtgrad::Optimizer<T>> make_optimizer(const std::string& name, const std::vector<xtgrad::Tensor<T>>& params,
+                                                     double lr);
 
 // Trains (or resumes) and returns the final metrics; progress and a summary go to `log`.
 // Throws xtgrad::CheckpointError for a bad checkpoint and std::runtime_error when the loss
