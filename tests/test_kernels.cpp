@@ -1,6 +1,7 @@
 // The internal loops the ops share (autograd/src/kernels.hpp): the float exponential
 // against std::exp in double, its special values, row softmax with masked rows and its
-// backward, the float GELU against the double one, and its Phi in the negative tail.
+// backward, the float GELU against the double one, its Phi in the negative tail, and the
+// order of the float kernels' row sums.
 #include "helpers.hpp"
 
 #include <cmath>
@@ -155,5 +156,44 @@ TEST_CASE("kernels: transpose moves every element, full tiles and ragged edges, 
       for (std::size_t c = 0; c < cols; ++c) REQUIRE(b[c * ldb + r] == a[r * lda + c]);
     for (std::size_t c = 0; c < cols; ++c)
       for (std::size_t r = rows; r < ldb; ++r) REQUIRE(b[c * ldb + r] == -1.0f);  // the padding is untouched
+  }
+}
+
+// The float kernels add their rows with eight-lane vectors; these must give sum_of's bits
+// (training runs are compared bit for bit across builds and instruction sets).
+TEST_CASE("kernels: float softmax, its backward and layer norm add rows in sum_of's order, bit for bit") {
+  Generator gen(5);
+  const auto sum = [](const float* x, std::size_t n) { return kernels::sum_of<float>(n, [x](std::size_t i) { return x[i]; }); };
+  for (std::size_t len : {3u, 8u, 16u, 19u, 64u}) {
+    const std::size_t rows = 7;
+    std::vector<float> x(rows * len), dp(rows * len);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(4.0 * gen.normal()), dp[i] = float(gen.normal());
+    std::vector<float> p = x;
+    kernels::softmax_rows(p.data(), rows, len);
+    std::vector<float> ds = dp;
+    kernels::softmax_backward_rows(p.data(), ds.data(), rows, len, len, 0.5f);
+    std::vector<float> mean(rows), rstd(rows), y(x.size());
+    kernels::layer_norm_rows(x.data(), y.data(), nullptr, nullptr, mean.data(), rstd.data(), rows, len, 1e-5f);
+    for (std::size_t r = 0; r < rows; ++r) {
+      const float* xr = x.data() + r * len;
+      std::vector<float> e(xr, xr + len);
+      const float peak = kernels::max_of<float>(len, [xr](std::size_t j) { return xr[j]; });
+      for (float& v : e) v -= peak;
+      kernels::exp_in_place(e.data(), len);
+      const float inv = 1.0f / sum(e.data(), len);
+      std::vector<float> dot_terms(len);
+      for (std::size_t j = 0; j < len; ++j) dot_terms[j] = dp[r * len + j] * (e[j] * inv);
+      const float dot = sum(dot_terms.data(), len);
+      const float m = sum(xr, len) / float(len);
+      std::vector<float> squares(len);
+      for (std::size_t j = 0; j < len; ++j) squares[j] = (xr[j] - m) * (xr[j] - m);
+      for (std::size_t j = 0; j < len; ++j) {
+        const float pj = e[j] * inv;
+        REQUIRE(p[r * len + j] == pj);
+        REQUIRE(ds[r * len + j] == 0.5f * pj * (dp[r * len + j] - dot));
+      }
+      REQUIRE(mean[r] == m);
+      REQUIRE(rstd[r] == 1.0f / std::sqrt(sum(squares.data(), len) / float(len) + 1e-5f));
+    }
   }
 }

@@ -87,6 +87,70 @@ constexpr std::size_t kLanes = 16;
   store(cdf, v < 0 ? half_erfc : 1.0f - half_erfc);
 }
 
+// Row sums and maxima of floats as eight-lane vectors, in sum_of's and max_of's order
+// (lane j takes x[j], x[j + 8], ... in turn; then the lanes in pairs, then the tail), so
+// they give sum_of's bits; the double versions are sum_of and max_of themselves.
+using Floats8 = float __attribute__((vector_size(32)));
+
+[[gnu::always_inline]] inline Floats8& load8(Floats8& v, const float* p) {
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+[[gnu::always_inline]] inline float lanes_sum(const Floats8& p) {
+  return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
+// sum of x[i] for i < n, or of x[i] * y[i] when y is given
+[[gnu::always_inline]] inline float row_sum(const float* x, const float* y, std::size_t n) {
+  Floats8 acc{}, a, b;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) acc += y ? load8(a, x + i) * load8(b, y + i) : load8(a, x + i);
+  float total = lanes_sum(acc);
+  for (; i < n; ++i) total += y ? x[i] * y[i] : x[i];
+  return total;
+}
+[[gnu::always_inline]] inline double row_sum(const double* x, const double* y, std::size_t n) {
+  return y ? sum_of<double>(n, [x, y](std::size_t i) { return x[i] * y[i]; })
+           : sum_of<double>(n, [x](std::size_t i) { return x[i]; });
+}
+template <class T>
+[[gnu::always_inline]] inline T row_sum(const T* x, std::size_t n) {
+  return row_sum(x, static_cast<const T*>(nullptr), n);
+}
+
+// sum of (x[i] - m)^2 for i < n
+[[gnu::always_inline]] inline float row_sum_squares(const float* x, float m, std::size_t n) {
+  Floats8 acc{}, a;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    load8(a, x + i) -= m;
+    acc += a * a;
+  }
+  float total = lanes_sum(acc);
+  for (; i < n; ++i) total += (x[i] - m) * (x[i] - m);
+  return total;
+}
+[[gnu::always_inline]] inline double row_sum_squares(const double* x, double m, std::size_t n) {
+  return sum_of<double>(n, [x, m](std::size_t i) { return (x[i] - m) * (x[i] - m); });
+}
+
+[[gnu::always_inline]] inline float row_max(const float* x, std::size_t n) {
+  constexpr float lowest = -std::numeric_limits<float>::infinity();
+  Floats8 acc = Floats8{} + lowest, v;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    load8(v, x + i);
+    acc = acc < v ? v : acc;
+  }
+  float peak = lowest;
+  for (int j = 0; j < 8; ++j) peak = peak < acc[j] ? acc[j] : peak;
+  for (; i < n; ++i) peak = peak < x[i] ? x[i] : peak;
+  return peak;
+}
+[[gnu::always_inline]] inline double row_max(const double* x, std::size_t n) {
+  return max_of<double>(n, [x](std::size_t i) { return x[i]; });
+}
+
 }  // namespace
 
 // The float kernels are compiled three times, for AVX-512, AVX2 and any x86-64 (SSE2),
@@ -110,14 +174,14 @@ template <class T>
 [[gnu::always_inline]] inline void softmax_rows_impl(T* x, std::size_t rows, std::size_t len) {
   for (std::size_t r = 0; r < rows; ++r) {
     T* row = x + r * len;
-    const T peak = max_of<T>(len, [row](std::size_t j) { return row[j]; });
+    const T peak = row_max(row, len);
     if (peak == -std::numeric_limits<T>::infinity()) continue;  // all masked: stays -inf, exp gives 0
     for (std::size_t j = 0; j < len; ++j) row[j] -= peak;
   }
   exp_block(x, rows * len);  // one long loop: rows are often short (16 keys)
   for (std::size_t r = 0; r < rows; ++r) {
     T* row = x + r * len;
-    const T total = sum_of<T>(len, [row](std::size_t j) { return row[j]; });
+    const T total = row_sum(row, len);
     // A live row holds exp(0) = 1 at its peak, so only an all-masked row sums to 0.
     const T inv = total == T(0) ? T(0) : T(1) / total;
     for (std::size_t j = 0; j < len; ++j) row[j] *= inv;
@@ -130,7 +194,7 @@ template <class T>
   for (std::size_t r = 0; r < rows; ++r) {
     const T* pr = p + r * stride;
     T* dr = ds + r * stride;
-    const T dot = sum_of<T>(len, [pr, dr](std::size_t j) { return dr[j] * pr[j]; });
+    const T dot = row_sum(dr, pr, len);
     for (std::size_t j = 0; j < len; ++j) dr[j] = scale * pr[j] * (dr[j] - dot);
   }
 }
@@ -200,8 +264,8 @@ template <class T>
   for (std::size_t r = 0; r < rows; ++r) {
     const T* xr = x + r * d;
     T* yr = y + r * d;
-    const T m = sum_of<T>(d, [xr](std::size_t i) { return xr[i]; }) / T(d);
-    const T v = sum_of<T>(d, [xr, m](std::size_t i) { return (xr[i] - m) * (xr[i] - m); });
+    const T m = row_sum(xr, d) / T(d);
+    const T v = row_sum_squares(xr, m, d);
     const T rstd = T(1) / std::sqrt(v / T(d) + eps);
     for (std::size_t i = 0; i < d; ++i) yr[i] = (xr[i] - m) * rstd;  // xhat
     if (w)
@@ -234,23 +298,42 @@ template <class T>
     if (gb)
       for (std::size_t i = 0; i < d; ++i) gb[i] += gr[i];
     if (!gx) continue;
-    const T mean_dxhat = sum_of<T>(d, [dxhat](std::size_t i) { return dxhat[i]; }) / T(d);
-    const T mean_dxhat_xhat = sum_of<T>(d, [dxhat, xhat](std::size_t i) { return dxhat[i] * xhat[i]; }) / T(d);
+    const T mean_dxhat = row_sum(dxhat, d) / T(d);
+    const T mean_dxhat_xhat = row_sum(dxhat, xhat, d) / T(d);
     T* gxr = gx + r * d;
     for (std::size_t i = 0; i < d; ++i) gxr[i] = rstd * (dxhat[i] - mean_dxhat - xhat[i] * mean_dxhat_xhat);
   }
 }
 
+// One full 16 x 16 tile of floats, in registers: four rounds of zipping row i with row
+// i + 8 (lanes a0 b0 a1 b1 ... into rows 2i and 2i + 1) transpose it.
+[[gnu::always_inline]] inline void transpose_tile(const float* a, std::size_t lda, float* b, std::size_t ldb) {
+  Floats rows[kLanes], zipped[kLanes];
+  for (std::size_t r = 0; r < kLanes; ++r) load(rows[r], a + r * lda);
+  for (int round = 0; round < 4; ++round) {
+    for (std::size_t i = 0; i < kLanes / 2; ++i) {
+      zipped[2 * i] = __builtin_shufflevector(rows[i], rows[i + 8], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      zipped[2 * i + 1] =
+          __builtin_shufflevector(rows[i], rows[i + 8], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    }
+    for (std::size_t r = 0; r < kLanes; ++r) rows[r] = zipped[r];
+  }
+  for (std::size_t c = 0; c < kLanes; ++c) store(b + c * ldb, rows[c]);
+}
+[[gnu::always_inline]] inline void transpose_tile(const double* a, std::size_t lda, double* b, std::size_t ldb) {
+  for (std::size_t c = 0; c < kLanes; ++c)
+    for (std::size_t r = 0; r < kLanes; ++r) b[c * ldb + r] = a[r * lda + c];
+}
+
 template <class T>
 [[gnu::always_inline]] inline void transpose_impl(std::size_t rows, std::size_t cols, const T* a, std::size_t lda,
                                                   T* b, std::size_t ldb) {
-  constexpr std::size_t tile = 16;
+  constexpr std::size_t tile = kLanes;
   for (std::size_t r0 = 0; r0 < rows; r0 += tile)
     for (std::size_t c0 = 0; c0 < cols; c0 += tile) {
       const std::size_t r1 = std::min(rows, r0 + tile), c1 = std::min(cols, c0 + tile);
-      if (r1 - r0 == tile && c1 - c0 == tile) {  // a fixed-size tile: the compiler unrolls it
-        for (std::size_t c = 0; c < tile; ++c)
-          for (std::size_t r = 0; r < tile; ++r) b[(c0 + c) * ldb + r0 + r] = a[(r0 + r) * lda + c0 + c];
+      if (r1 - r0 == tile && c1 - c0 == tile) {  // in registers
+        transpose_tile(a + r0 * lda + c0, lda, b + c0 * ldb + r0, ldb);
       } else {
         for (std::size_t c = c0; c < c1; ++c)
           for (std::size_t r = r0; r < r1; ++r) b[c * ldb + r] = a[r * lda + c];
