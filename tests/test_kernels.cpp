@@ -161,7 +161,7 @@ TEST_CASE("kernels: transpose moves every element, full tiles and ragged edges, 
 
 // The float kernels add their rows with eight-lane vectors; these must give sum_of's bits
 // (training runs are compared bit for bit across builds and instruction sets).
-TEST_CASE("kernels: float softmax, its backward and layer norm add rows in sum_of's order, bit for bit") {
+TEST_CASE("kernels: float softmax, layer norm and their backwards add rows in sum_of's order, bit for bit") {
   Generator gen(5);
   const auto sum = [](const float* x, std::size_t n) { return kernels::sum_of<float>(n, [x](std::size_t i) { return x[i]; }); };
   for (std::size_t len : {3u, 8u, 16u, 19u, 64u}) {
@@ -172,8 +172,10 @@ TEST_CASE("kernels: float softmax, its backward and layer norm add rows in sum_o
     kernels::softmax_rows(p.data(), rows, len);
     std::vector<float> ds = dp;
     kernels::softmax_backward_rows(p.data(), ds.data(), rows, len, len, 0.5f);
-    std::vector<float> mean(rows), rstd(rows), y(x.size());
+    std::vector<float> mean(rows), rstd(rows), y(x.size()), gx(x.size());
     kernels::layer_norm_rows(x.data(), y.data(), nullptr, nullptr, mean.data(), rstd.data(), rows, len, 1e-5f);
+    kernels::layer_norm_rows_backward(x.data(), dp.data(), nullptr, mean.data(), rstd.data(), gx.data(), nullptr,
+                                      nullptr, rows, len);
     for (std::size_t r = 0; r < rows; ++r) {
       const float* xr = x.data() + r * len;
       std::vector<float> e(xr, xr + len);
@@ -194,6 +196,13 @@ TEST_CASE("kernels: float softmax, its backward and layer norm add rows in sum_o
       }
       REQUIRE(mean[r] == m);
       REQUIRE(rstd[r] == 1.0f / std::sqrt(sum(squares.data(), len) / float(len) + 1e-5f));
+      // layer norm's backward (no weight: dxhat = g) adds g and g * xhat
+      std::vector<float> xhat(len), g_xhat(len);
+      for (std::size_t j = 0; j < len; ++j) xhat[j] = (xr[j] - m) * rstd[r], g_xhat[j] = dp[r * len + j] * xhat[j];
+      const float mean_g = sum(dp.data() + r * len, len) / float(len);
+      const float mean_g_xhat = sum(g_xhat.data(), len) / float(len);
+      for (std::size_t j = 0; j < len; ++j)
+        REQUIRE(gx[r * len + j] == rstd[r] * (dp[r * len + j] - mean_g - xhat[j] * mean_g_xhat));
     }
   }
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace xtgrad::kernels {
@@ -320,10 +321,6 @@ template <class T>
   }
   for (std::size_t c = 0; c < kLanes; ++c) store(b + c * ldb, rows[c]);
 }
-[[gnu::always_inline]] inline void transpose_tile(const double* a, std::size_t lda, double* b, std::size_t ldb) {
-  for (std::size_t c = 0; c < kLanes; ++c)
-    for (std::size_t r = 0; r < kLanes; ++r) b[c * ldb + r] = a[r * lda + c];
-}
 
 template <class T>
 [[gnu::always_inline]] inline void transpose_impl(std::size_t rows, std::size_t cols, const T* a, std::size_t lda,
@@ -332,12 +329,13 @@ template <class T>
   for (std::size_t r0 = 0; r0 < rows; r0 += tile)
     for (std::size_t c0 = 0; c0 < cols; c0 += tile) {
       const std::size_t r1 = std::min(rows, r0 + tile), c1 = std::min(cols, c0 + tile);
-      if (r1 - r0 == tile && c1 - c0 == tile) {  // in registers
-        transpose_tile(a + r0 * lda + c0, lda, b + c0 * ldb + r0, ldb);
-      } else {
-        for (std::size_t c = c0; c < c1; ++c)
-          for (std::size_t r = r0; r < r1; ++r) b[c * ldb + r] = a[r * lda + c];
-      }
+      if constexpr (std::is_same_v<T, float>)
+        if (r1 - r0 == tile && c1 - c0 == tile) {  // in registers
+          transpose_tile(a + r0 * lda + c0, lda, b + c0 * ldb + r0, ldb);
+          continue;
+        }
+      for (std::size_t c = c0; c < c1; ++c)  // doubles, and the ragged edges
+        for (std::size_t r = r0; r < r1; ++r) b[c * ldb + r] = a[r * lda + c];
     }
 }
 }  // namespace
