@@ -37,9 +37,11 @@ build: configure
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS)
 
-# The toy task with its defaults (../shared/TASK.md); the run lands in runs/align.
+# The toy task with its defaults (docs/align-task.md); the run lands in runs/align and
+# replaces the one a previous `make train` left there (xtgrad-align itself refuses to
+# replace a run unless told --overwrite).
 train: build
-	$(BUILD_DIR)/bin/xtgrad-align train $(TRAIN_FLAGS)
+	$(BUILD_DIR)/bin/xtgrad-align train --overwrite $(TRAIN_FLAGS)
 
 bench: build
 	$(BUILD_DIR)/bin/xtgrad-bench

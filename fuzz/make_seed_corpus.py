@@ -50,6 +50,15 @@ SEEDS = {
     "deep_nesting": file_bytes('{"w":' + "[" * 2000 + "]" * 2000 + "}"),
     "unknown_fields": file_bytes({"w": dict(one("F32", [1], 0, 4), extra=[1, {"a": None}])}, b"abcd"),
     "bad_utf8": file_bytes(b'{"w\xff":{}}'),
+    # Only spaces may follow the JSON object inside the header. nlohmann's parser took a NUL
+    # for the end of its input, so the first of these loaded while the same garbage after
+    # a space was refused.
+    "nul_then_garbage": file_bytes('{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}\0GARBAGE{not json',
+                                   struct.pack("<2f", 3, 4)),
+    "nul_then_spaces": file_bytes('{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}\0      ',
+                                  struct.pack("<2f", 3, 4)),
+    "newline_padded": file_bytes('{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}\n\t  ',
+                                 struct.pack("<2f", 3, 4)),
 }
 
 

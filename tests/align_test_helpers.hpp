@@ -30,4 +30,18 @@ inline int run_align(const std::string& args, std::string* output = nullptr) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// The bytes of a run's file with the run's identity (the 16 hex digits of its "run_id"
+// metadata) blanked: two runs of the same settings write the same bytes but for it.
+inline std::string without_run_id(std::string bytes) {
+  const std::string key = "\"run_id\":\"";
+  const auto at = bytes.find(key);
+  if (at != std::string::npos) bytes.replace(at + key.size(), 16, std::string(16, '-'));
+  return bytes;
+}
+
+// Two files of runs hold the same bytes but for their run identities.
+inline bool same_but_run_id(const std::string& a, const std::string& b) {
+  return without_run_id(read_file(a)) == without_run_id(read_file(b));
+}
+
 }  // namespace align_test

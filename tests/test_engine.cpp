@@ -4,11 +4,14 @@
 
 #include <cmath>
 #include <exception>
+#include <functional>
 #include <future>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include <xtensor/xmath.hpp>
 #include <xtensor/xoperation.hpp>
@@ -452,7 +455,107 @@ TEST_CASE("engine: an undefined Tensor throws on use") {
   CHECK_THROWS_AS(undefined.backward(), std::logic_error);
 }
 
+TEST_CASE("engine: an undefined Tensor passed to an op is refused naming the op and the argument") {
+  const D x = xtgrad::testing::iota({2, 3}), u;
+  const F uf;
+  const Mask mask = xt::ones<bool>({std::size_t(2), std::size_t(3)});
+  Generator gen(1);
+  const D q = input({1, 2, 4}, 1), w = input({4, 4}, 2);
+  // {op, the argument's position, the call}: every public op, and each tensor position
+  // once where an op has several.
+  const std::vector<std::tuple<std::string, int, std::function<void()>>> calls = {
+      {"add", 1, [&] { add(u, x); }},
+      {"add", 2, [&] { add(x, u); }},
+      {"add", 2, [&] { add(2.0, u); }},
+      {"sub", 1, [&] { sub(u, 2.0); }},
+      {"sub", 2, [&] { sub(2.0, u); }},
+      {"mul", 2, [&] { mul(2.0, u); }},
+      {"mul", 1, [&] { (void)(u * x); }},
+      {"div", 2, [&] { div(2.0, u); }},
+      {"div", 1, [&] { div(u, 2.0); }},
+      {"pow", 2, [&] { xtgrad::pow(x, u); }},
+      {"pow", 2, [&] { xtgrad::pow(2.0, u); }},
+      {"pow", 1, [&] { xtgrad::pow(u, 2.0); }},
+      {"neg", 1, [&] { (void)(-u); }},
+      {"exp", 1, [&] { xtgrad::exp(u); }},
+      {"log", 1, [&] { xtgrad::log(u); }},
+      {"sqrt", 1, [&] { xtgrad::sqrt(u); }},
+      {"abs", 1, [&] { xtgrad::abs(u); }},
+      {"tanh", 1, [&] { xtgrad::tanh(u); }},
+      {"sigmoid", 1, [&] { sigmoid(u); }},
+      {"relu", 1, [&] { relu(u); }},
+      {"gelu", 1, [&] { gelu(u); }},
+      {"gelu", 1, [&] { gelu(u, GeluApproximation::tanh); }},
+      {"clamp", 1, [&] { clamp(u, 0.0, 1.0); }},
+      {"sum", 1, [&] { sum(u); }},
+      {"mean", 1, [&] { mean(u); }},
+      {"max", 1, [&] { xtgrad::max(u); }},
+      {"var", 1, [&] { var(u); }},
+      {"reshape", 1, [&] { reshape(u, {-1}); }},
+      {"transpose", 1, [&] { transpose(u, 0, 1); }},
+      {"permute", 1, [&] { permute(u, {1, 0}); }},
+      {"unsqueeze", 1, [&] { unsqueeze(u, 0); }},
+      {"squeeze", 1, [&] { squeeze(u, 0); }},
+      {"squeeze", 1, [&] { squeeze(u); }},
+      {"expand", 1, [&] { expand(u, {2, 3}); }},
+      {"narrow", 1, [&] { narrow(u, 0, 0, 1); }},
+      {"slice", 1, [&] { slice(u, 0, 0, 1); }},
+      {"index_select", 1, [&] { index_select(u, 0, {0}); }},
+      {"matmul", 1, [&] { matmul(u, x); }},
+      {"matmul", 2, [&] { matmul(x, u); }},
+      {"matmul", 2, [&] { matmul(F(xt::ones<float>({2, 2})), uf); }},
+      {"linear", 2, [&] { linear(x, u); }},
+      {"linear", 3, [&] { linear(x, w, std::optional<D>(u)); }},
+      {"attention_heads", 2, [&] { attention_heads(q, u, q, 2); }},
+      {"attention_heads_all_pairs", 3, [&] { attention_heads_all_pairs(q, q, u, 2, w); }},
+      {"attention_heads_all_pairs", 6, [&] { attention_heads_all_pairs(q, q, q, 2, w, std::optional<D>(u)); }},
+      {"softmax", 1, [&] { softmax(u); }},
+      {"log_softmax", 1, [&] { log_softmax(u); }},
+      {"layer_norm", 1, [&] { layer_norm(u, {3}); }},
+      {"layer_norm", 4, [&] { layer_norm<double>(x, {3}, std::nullopt, u); }},
+      {"cross_entropy", 1, [&] { cross_entropy(u, std::vector<std::size_t>{0, 1}); }},
+      {"cross_entropy", 2, [&] { cross_entropy(x, u); }},
+      {"mse_loss", 2, [&] { mse_loss(x, u); }},
+      {"dropout", 1, [&] { dropout(u, 0.5, false, gen); }},
+      {"masked_fill", 1, [&] { masked_fill(u, mask, 0.0); }},
+      {"where", 3, [&] { where(mask, x, u); }},
+  };
+  for (const auto& call : calls) {
+    const std::string expected = std::get<0>(call) + ": argument " + std::to_string(std::get<1>(call)) +
+                                 " is an undefined Tensor";
+    CAPTURE(expected);
+    check_throws_with(std::get<2>(call), {expected});
+  }
+  check_throws_with([&] { concat<double>({x, u, x}); }, {"concat: argument 1 holds an undefined Tensor at index 1"});
+  // an empty optional is no tensor at all, not an undefined one
+  CHECK(linear<double>(x, D(xt::ones<double>({2, 3})), std::nullopt).shape() == Shape{2, 2});
+}
+
 // ---- creation ---------------------------------------------------------------------------
+
+TEST_CASE("creation: a ragged nested initializer list is refused, naming the lengths") {
+  // xtensor took the first row's length for all: {{1, 2}, {3}} became (1,2,3,garbage) and
+  // {{1}, {2, 3}} wrote past the end of its (2,1) buffer.
+  check_throws_with([] { F({{1, 2}, {3}}); },
+                    {"ragged nested initializer list", "the list at [1] has length 1", "the one at [0] has length 2"});
+  check_throws_with([] { D({{1.0}, {2.0, 3.0}}); }, {"the list at [1] has length 2", "the one at [0] has length 1"});
+  check_throws_with([] { D({{1.0, 2.0}, {3.0, 4.0}, {5.0, 6.0, 7.0}}); }, {"the list at [2] has length 3"});
+  // three deep: a short innermost list, then a short middle one
+  check_throws_with([] { F({{{1, 2}, {3, 4}}, {{5, 6}, {7}}}); },
+                    {"the list at [1][1] has length 1", "the one at [0][0] has length 2"});
+  check_throws_with([] { F({{{1, 2}}, {{3, 4}, {5, 6}}}); },
+                    {"the list at [1] has length 2", "the one at [0] has length 1"});
+  // four deep
+  check_throws_with([] { D({{{{1.0, 2.0}}}, {{{3.0}}}}); },
+                    {"the list at [1][0][0] has length 1", "the one at [0][0][0] has length 2"});
+  // rectangular lists still build, requires_grad passed on
+  const F ok({{{1, 2}, {3, 4}}, {{5, 6}, {7, 8}}}, true);
+  CHECK(ok.shape() == Shape{2, 2, 2});
+  CHECK(ok.requires_grad());
+  CHECK(ok.data()(1, 1, 1) == 8.0f);
+  CHECK(D({{{{1.0, 2.0}}}}).shape() == Shape{1, 1, 1, 2});
+}
+
 
 TEST_CASE("creation: zeros, ones and full") {
   D z = zeros<double>({2, 3});

@@ -192,6 +192,31 @@ TEST_CASE("softmax of an all -inf row gives zeros and passes zero gradient (no N
   }, {input({2, 3}, 472)});
 }
 
+TEST_CASE("log_softmax of an all -inf row gives NaN, as PyTorch; so does cross_entropy's loss") {
+  // A fully masked row has no log-probabilities: NaN, not zeros (which would claim
+  // probability 1 for every entry); the other rows are unaffected.
+  D x = make({2, 3}, {-kInf, -kInf, -kInf, 1, 2, 3}, true);
+  const D y = log_softmax(x);
+  for (std::size_t j = 0; j < 3; ++j) CHECK(std::isnan(y.data()(0, j)));
+  const auto& l = kLogSoftmax123;
+  for (std::size_t j = 0; j < 3; ++j) CHECK(y.data()(1, j) == doctest::Approx(l[j]).epsilon(1e-12));
+  // along axis 0, and in float
+  const D columns = log_softmax(make({2, 2}, {-kInf, 0, -kInf, 0}), 0);
+  CHECK(std::isnan(columns.data()(0, 0)));
+  CHECK(std::isnan(columns.data()(1, 0)));
+  CHECK(columns.data()(0, 1) == doctest::Approx(std::log(0.5)));
+  const float inf_f = std::numeric_limits<float>::infinity();
+  const Tensor<float> yf = log_softmax(make<float>({1, 2}, {-inf_f, -inf_f}));
+  CHECK((std::isnan(yf.data()(0, 0)) && std::isnan(yf.data()(0, 1))));
+  // a partly masked row keeps -inf where masked and finite values elsewhere
+  check_values(log_softmax(make({3}, {-kInf, 0, 0})), {3}, {-kInf, std::log(0.5), std::log(0.5)});
+  // softmax of the same row stays zeros (attention's promise)
+  check_values(softmax(make({1, 3}, {-kInf, -kInf, -kInf})), {1, 3}, {0, 0, 0});
+  // cross_entropy takes log_softmax: its loss is NaN when a row is all -inf
+  CHECK(std::isnan(cross_entropy(x, Targets{0, 2}).item()));
+  CHECK(std::isnan(cross_entropy(x, make({2, 3}, {0, 0, 1, 0, 0, 1})).item()));
+}
+
 TEST_CASE("softmax, log_softmax and cross_entropy are numerically stable for logits like 1000") {
   const D x = make({2, 3}, {1000, 1001, 1002, -1000, -999, -998});
   const auto& s = kSoftmax123;

@@ -403,6 +403,35 @@ TEST_CASE("safetensors: broken headers built in the test are refused with a tell
   }
 }
 
+TEST_CASE("safetensors: only spaces may follow the header's JSON object, not a NUL or other bytes") {
+  TempDir dir;
+  const std::string path = (dir / "padded.safetensors");
+  const std::string object = R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})";
+  const std::string after = std::to_string(8 + object.size());  // the first byte after the object
+  const std::string four_floats(16, '\0');
+  const auto refuse_padding = [&](const std::string& padding, const std::vector<std::string>& fragments) {
+    write_raw(path, object + padding, four_floats);
+    check_load_refused(path, fragments);
+    check_refused([&] { load_safetensors_from_memory<float>(read_file(path), path); }, path, fragments);
+  };
+  // nlohmann's parser stops at a NUL as at the end of its input: this one used to load.
+  refuse_padding(std::string("\0GARBAGE{not json", 17), {"byte 0x00 at offset " + after, "only spaces (0x20)"});
+  refuse_padding(" GARBAGE{not json", {"byte 0x47 at offset " + std::to_string(8 + object.size() + 1)});
+  refuse_padding(std::string("\0      ", 7), {"byte 0x00 at offset " + after, "follows the header's JSON object"});
+  refuse_padding("\n", {"byte 0x0a at offset " + after});
+  refuse_padding("  \t", {"byte 0x09 at offset " + std::to_string(8 + object.size() + 2)});
+  refuse_padding("{}", {"byte 0x7b at offset " + after});
+  // A header that never closes is still invalid JSON, not a padding error.
+  write_raw(path, object.substr(0, object.size() - 1) + std::string("\0 ", 2), four_floats);
+  check_load_refused(path, {"not valid JSON"});
+
+  // Spaces are padding; braces and quotes inside a name are text, not the object's end.
+  write_raw(path, object + "       ", four_floats);
+  CHECK(load_safetensors<float>(path).tensors.at("w").size() == 4);
+  write_raw(path, R"({"a}\"{\\":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}   )", four_floats);
+  CHECK(load_safetensors<double>(path).tensors.count("a}\"{\\") == 1);
+}
+
 TEST_CASE("safetensors: load_safetensors_from_memory reads and refuses the bytes as load_safetensors the file") {
   for (const std::string name : {"reference.safetensors", "reference_f64.safetensors"}) {
     CAPTURE(name);

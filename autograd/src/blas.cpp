@@ -3,6 +3,9 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "gemm_narrow.hpp"
@@ -79,9 +82,24 @@ template void gemm(bool, bool, std::size_t, std::size_t, std::size_t, double, co
 
 }  // namespace blas
 
+namespace {
+// More threads than cores only take turns, each spinning while it waits for work; four per
+// core still lets a test run three threads on a one-core machine, and refuses a typo's 1000.
+constexpr int kMaxThreadsPerCore = 4;
+int cores() { return int(std::max(1u, std::thread::hardware_concurrency())); }  // 0 means unknown: 1
+}  // namespace
+
+int max_num_threads() { return kMaxThreadsPerCore * cores(); }
+
 // xtgrad's own threads split the work (parallel.hpp); OpenBLAS runs each call on one.
 void set_num_threads(int n) {
-  parallel::set_threads(std::size_t(std::max(n, 1)));
+  if (n < 1)
+    throw std::invalid_argument("set_num_threads: " + std::to_string(n) + " threads asked for, at least 1 needed");
+  if (n > max_num_threads())
+    throw std::invalid_argument("set_num_threads: " + std::to_string(n) + " threads asked for, at most " +
+                                std::to_string(max_num_threads()) + " on this machine (" +
+                                std::to_string(kMaxThreadsPerCore) + " x its " + std::to_string(cores()) + " cores)");
+  parallel::set_threads(std::size_t(n));
   openblas_set_num_threads(1);
 }
 int num_threads() { return int(parallel::threads()); }

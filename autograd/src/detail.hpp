@@ -1,6 +1,8 @@
 // Helpers shared by the op files; not installed.
 #pragma once
 
+#include <cstddef>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -13,6 +15,34 @@ namespace xtgrad::detail {
 
 [[noreturn]] inline void fail(const std::string& op, const std::string& what) {
   throw std::invalid_argument(op + ": " + what);
+}
+
+// ---- undefined arguments --------------------------------------------------------------
+// Every public op starts with check_defined(op, its arguments in order, up to the last
+// tensor; ops_elementwise.cpp's binary() and unary() do it for the ops built on them): a
+// default-constructed (undefined) Tensor is refused naming the op and the argument's
+// position ("matmul: argument 2 is an undefined Tensor"). Without it the op's first use
+// of the argument throws Tensor's own message, which cannot name the op.
+template <class A>
+void check_argument(const char*, std::size_t, const A&) {}  // not a tensor
+template <class T>
+void check_argument(const char* op, std::size_t position, const Tensor<T>& t) {
+  if (!t.defined()) fail(op, "argument " + std::to_string(position) + " is an undefined Tensor");
+}
+template <class T>
+void check_argument(const char* op, std::size_t position, const std::optional<Tensor<T>>& t) {
+  if (t && !t->defined()) fail(op, "argument " + std::to_string(position) + " is an undefined Tensor");
+}
+template <class T>
+void check_argument(const char* op, std::size_t position, const std::vector<Tensor<T>>& ts) {
+  for (std::size_t i = 0; i < ts.size(); ++i)
+    if (!ts[i].defined())
+      fail(op, "argument " + std::to_string(position) + " holds an undefined Tensor at index " + std::to_string(i));
+}
+template <class... Args>
+void check_defined(const char* op, const Args&... args) {
+  std::size_t position = 0;
+  (check_argument(op, ++position, args), ...);
 }
 
 // axis in [-ndim, ndim) -> [0, ndim)

@@ -95,6 +95,7 @@ template <class T>
 FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, std::size_t heads,
                                   const std::optional<Mask>& allowed, double dropout_p, Generator* gen) {
   const char* op = "attention_heads";
+  detail::check_defined(op, q, k, v);
   const AttentionShape a = check_shapes(op, q.shape(), k.shape(), v.shape(), heads, false);
   if (allowed && detail::shape_of(*allowed) != Shape{a.bq, a.lq, a.lk})
     detail::fail(op, "mask " + shape_str(allowed->shape()) + " is not (B,Lq,Lk) = " + shape_str(Shape{a.bq, a.lq, a.lk}));
@@ -191,6 +192,7 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
                                             const std::optional<Mask>& key_allowed, double dropout_p,
                                             Generator* gen) {
   const char* op = "attention_heads_all_pairs";
+  detail::check_defined(op, q, k, v, heads, out_weight, out_bias);
   const AttentionShape a = check_shapes(op, q.shape(), k.shape(), v.shape(), heads, true);
   if (out_weight.shape().size() != 2 || out_weight.shape()[1] != a.d)
     detail::fail(op, "out_weight " + shape_str(out_weight.shape()) + " is not (E," + std::to_string(a.d) +

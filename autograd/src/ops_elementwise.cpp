@@ -29,6 +29,7 @@ void grad_to(Node<T>& node, const char* op, F&& make_grad) {
 template <class T, class Fwd, class BackA, class BackB>
 Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd forward,
                  BackA backward_a, BackB backward_b) {
+  detail::check_defined(op, a, b);
   const Shape sa = a.shape(), sb = b.shape(), so = detail::broadcast_shapes(sa, sb, op);
   Array<T> out(so);
   const T* x = a.data().data();
@@ -71,6 +72,7 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
 // A unary op: out = forward(x); backward(x, out, g) gives the input's gradient.
 template <class T, class Fwd, class Back>
 Tensor<T> unary(const char* op, const Tensor<T>& x, Fwd forward, Back backward) {
+  detail::check_defined(op, x);
   return make_result<T>(op, Array<T>(forward(x.data())), {x},
                         [op, backward](const std::vector<NodePtr<T>>& in, const Array<T>& out,
                                        const Array<T>& g) {
@@ -125,6 +127,8 @@ Tensor<T> pow(const Tensor<T>& base, const Tensor<T>& exponent) {
 }
 
 // ---- with a scalar --------------------------------------------------------------------
+// With the scalar first, the tensor is argument 2: those check it themselves, before
+// unary() would call it argument 1.
 template <class T>
 Tensor<T> add(const Tensor<T>& a, scalar_t<T> s) {
   return unary(
@@ -133,6 +137,7 @@ Tensor<T> add(const Tensor<T>& a, scalar_t<T> s) {
 }
 template <class T>
 Tensor<T> add(scalar_t<T> s, const Tensor<T>& a) {
+  detail::check_defined("add", s, a);
   return add(a, s);
 }
 template <class T>
@@ -143,6 +148,7 @@ Tensor<T> sub(const Tensor<T>& a, scalar_t<T> s) {
 }
 template <class T>
 Tensor<T> sub(scalar_t<T> s, const Tensor<T>& a) {
+  detail::check_defined("sub", s, a);
   return unary(
       "sub", a, [s](const auto& x) { return s - x; },
       [](const auto&, const auto&, const auto& g) { return -g; });
@@ -155,6 +161,7 @@ Tensor<T> mul(const Tensor<T>& a, scalar_t<T> s) {
 }
 template <class T>
 Tensor<T> mul(scalar_t<T> s, const Tensor<T>& a) {
+  detail::check_defined("mul", s, a);
   return mul(a, s);
 }
 template <class T>
@@ -165,6 +172,7 @@ Tensor<T> div(const Tensor<T>& a, scalar_t<T> s) {
 }
 template <class T>
 Tensor<T> div(scalar_t<T> s, const Tensor<T>& a) {
+  detail::check_defined("div", s, a);
   // d(s/x)/dx = -s/x^2 = -out/x
   return unary(
       "div", a, [s](const auto& x) { return s / x; },
@@ -182,6 +190,7 @@ Tensor<T> pow(const Tensor<T>& base, scalar_t<T> exponent) {
 }
 template <class T>
 Tensor<T> pow(scalar_t<T> base, const Tensor<T>& exponent) {
+  detail::check_defined("pow", base, exponent);
   const T log_base = std::log(base);
   const auto forward = [base](const auto& y) { return xt::pow(base, y); };
   if (base == T(0))  // as PyTorch: a zero gradient where y >= 0, not 0 * log 0 = NaN
@@ -245,6 +254,7 @@ Tensor<T> relu(const Tensor<T>& x) {
 
 template <class T>
 Tensor<T> gelu(const Tensor<T>& x, GeluApproximation approx) {
+  detail::check_defined("gelu", x);
   if (approx == GeluApproximation::none) {
     // x (...) -> same shape. gelu(x) = x Phi(x); gelu'(x) = Phi(x) + x phi(x). Phi is the
     // costly part, so the forward keeps it for the backward (kernels.hpp).
@@ -284,6 +294,7 @@ Tensor<T> gelu(const Tensor<T>& x, GeluApproximation approx) {
 
 template <class T>
 Tensor<T> clamp(const Tensor<T>& x, scalar_t<T> min, scalar_t<T> max) {
+  detail::check_defined("clamp", x);
   if (min > max)
     detail::fail("clamp", "min " + std::to_string(min) + " is greater than max " +
                               std::to_string(max));

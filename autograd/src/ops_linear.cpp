@@ -37,6 +37,7 @@ template void add_column_sums(const double*, std::size_t, std::size_t, Node<doub
 
 template <class T>
 Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optional<Tensor<T>>& bias) {
+  detail::check_defined("linear", x, weight, bias);
   const Shape xs = x.shape(), ws = weight.shape();
   if (ws.size() != 2 || xs.empty() || xs.back() != ws[1])
     detail::fail("linear", "input " + shape_str(xs) + " does not match weight " + shape_str(ws) +

@@ -81,6 +81,7 @@ void zero_unwritten(T* grad, const std::vector<bool>& written, std::size_t matri
 
 template <class T>
 Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
+  detail::check_defined("matmul", a, b);
   const MatmulPlan plan(a.shape(), b.shape());
   const std::size_t n = plan.n, k = plan.k, m = plan.m;
   Array<T> out(plan.out_shape);

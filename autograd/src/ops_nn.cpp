@@ -34,7 +34,10 @@ struct Rows {
   std::size_t base(std::size_t r) const { return (r / inner) * n * inner + r % inner; }
 };
 
-// Writes softmax (log_softmax when log) of the row at x into y.
+// Writes softmax (log_softmax when log) of the row at x into y. A row whose entries are
+// all -inf (fully masked) has no probabilities: softmax gives it zeros (attention's
+// promise: a query with nothing to attend to reads nothing), log_softmax NaN, as PyTorch
+// (log 0 - log 0 has no meaningful value; zeros would claim probability 1 everywhere).
 template <class T>
 void softmax_row(const T* x, T* y, std::size_t n, std::size_t stride, bool log) {
   T peak = -std::numeric_limits<T>::infinity();
@@ -42,11 +45,13 @@ void softmax_row(const T* x, T* y, std::size_t n, std::size_t stride, bool log) 
   if (std::isinf(peak) && peak < 0) peak = 0;  // an all -inf row: no NaN from -inf - -inf
   T total = 0;
   for (std::size_t i = 0; i < n; ++i) total += std::exp(x[i * stride] - peak);
-  if (log) {
+  if (log && total == 0) {  // all -inf: NaN on purpose, not by way of -inf - -inf
+    for (std::size_t i = 0; i < n; ++i) y[i * stride] = std::numeric_limits<T>::quiet_NaN();
+  } else if (log) {
     const T log_total = std::log(total) + peak;
     for (std::size_t i = 0; i < n; ++i) y[i * stride] = x[i * stride] - log_total;
   } else if (total == 0) {
-    // Every entry -inf (a fully masked row): zeros, not 0/0 = NaN, and a zero gradient.
+    // Every entry -inf: zeros, not 0/0 = NaN, and a zero gradient.
     for (std::size_t i = 0; i < n; ++i) y[i * stride] = 0;
   } else {
     for (std::size_t i = 0; i < n; ++i) y[i * stride] = std::exp(x[i * stride] - peak) / total;
@@ -72,6 +77,7 @@ void check_logits(const Tensor<T>& logits, const char* op) {
 // x (..., n, ...) -> same shape, softmax along axis. A row that is all -inf gives zeros.
 template <class T>
 Tensor<T> softmax(const Tensor<T>& x, int axis) {
+  detail::check_defined("softmax", x);
   const Rows rows(x.shape(), axis, "softmax");
   return make_result<T>("softmax", softmax_forward(x.data(), rows, false), {x},
                         [rows](const std::vector<NodePtr<T>>& in, const Array<T>& y, const Array<T>& g) {
@@ -89,9 +95,10 @@ Tensor<T> softmax(const Tensor<T>& x, int axis) {
                         });
 }
 
-// x (..., n, ...) -> same shape, log_softmax along axis
+// x (..., n, ...) -> same shape, log_softmax along axis. A row that is all -inf gives NaN.
 template <class T>
 Tensor<T> log_softmax(const Tensor<T>& x, int axis) {
+  detail::check_defined("log_softmax", x);
   const Rows rows(x.shape(), axis, "log_softmax");
   return make_result<T>("log_softmax", softmax_forward(x.data(), rows, true), {x},
                         [rows](const std::vector<NodePtr<T>>& in, const Array<T>& y, const Array<T>& g) {
@@ -116,6 +123,7 @@ template <class T>
 Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
                      const std::optional<Tensor<T>>& weight, const std::optional<Tensor<T>>& bias,
                      double eps) {
+  detail::check_defined("layer_norm", x, normalized_shape, weight, bias);
   const Shape shape = x.shape();
   const std::size_t k = normalized_shape.size();
   if (k == 0 || k > shape.size() || !std::equal(normalized_shape.begin(), normalized_shape.end(), shape.end() - k))
@@ -189,6 +197,7 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
 // logits (N,C), targets (N) class indices -> scalar; fused backward (softmax - onehot) / N
 template <class T>
 Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>& targets) {
+  detail::check_defined("cross_entropy", logits);
   check_logits(logits, "cross_entropy");
   const std::size_t n = logits.shape()[0], c = logits.shape()[1];
   if (targets.size() != n)
@@ -218,6 +227,7 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>&
 // logits (N,C), target distributions (N,C) -> scalar, -mean_n sum_c t log_softmax(x)
 template <class T>
 Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs) {
+  detail::check_defined("cross_entropy", logits, target_probs);
   check_logits(logits, "cross_entropy");
   if (target_probs.shape() != logits.shape())
     detail::fail("cross_entropy", "logits " + shape_str(logits.shape()) + " and target probabilities " +
@@ -256,6 +266,7 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs) 
 // input, target (same shape) -> scalar mean((input - target)^2)
 template <class T>
 Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target) {
+  detail::check_defined("mse_loss", input, target);
   if (input.shape() != target.shape())
     detail::fail("mse_loss", "input " + shape_str(input.shape()) + " and target " +
                                  shape_str(target.shape()) + " differ in shape");
@@ -278,6 +289,7 @@ Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target) {
 // x -> same shape; training: x * keep / (1 - p) with keep ~ Bernoulli(1 - p)
 template <class T>
 Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator& gen) {
+  detail::check_defined("dropout", x);
   if (!(p >= 0.0 && p <= 1.0))
     detail::fail("dropout", "probability must be in [0, 1], got " + std::to_string(p));
   if (!training || p == 0.0) return x;
@@ -295,6 +307,7 @@ Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator& gen) {
 // x, mask (broadcasts to x) -> x's shape, value where mask is true
 template <class T>
 Tensor<T> masked_fill(const Tensor<T>& x, const Mask& mask, scalar_t<T> value) {
+  detail::check_defined("masked_fill", x);
   const Shape xs = x.shape();
   if (detail::broadcast_shapes(xs, shape_of(mask), "masked_fill") != xs)
     detail::fail("masked_fill", "mask " + shape_str(mask.shape()) + " does not broadcast to input " +
@@ -312,6 +325,7 @@ Tensor<T> masked_fill(const Tensor<T>& x, const Mask& mask, scalar_t<T> value) {
 // mask, a, b broadcast together -> a where mask is true, b elsewhere
 template <class T>
 Tensor<T> where(const Mask& mask, const Tensor<T>& a, const Tensor<T>& b) {
+  detail::check_defined("where", mask, a, b);
   detail::broadcast_shapes(detail::broadcast_shapes(shape_of(mask), a.shape(), "where"), b.shape(), "where");
   Array<T> out = xt::where(mask, a.data(), b.data());
   return make_result<T>("where", std::move(out), {a, b},

@@ -87,6 +87,7 @@ Array<T> reduced_axes_last(const Array<T>& x, const Reduction& r, std::vector<st
 
 template <class T>
 Tensor<T> sum(const Tensor<T>& x, const Axes& axes, bool keepdims) {
+  detail::check_defined("sum", x);
   const Reduction r(x.shape(), axes, keepdims, "sum");
   return make_result<T>("sum", sum_axes(x.data(), r), {x},
                         [r](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
@@ -96,6 +97,7 @@ Tensor<T> sum(const Tensor<T>& x, const Axes& axes, bool keepdims) {
 
 template <class T>
 Tensor<T> mean(const Tensor<T>& x, const Axes& axes, bool keepdims) {
+  detail::check_defined("mean", x);
   const Reduction r(x.shape(), axes, keepdims, "mean");
   if (r.count == 0) detail::fail("mean", "mean over an empty axis of " + shape_str(r.in_shape));
   Array<T> out = sum_axes(x.data(), r);
@@ -108,6 +110,7 @@ Tensor<T> mean(const Tensor<T>& x, const Axes& axes, bool keepdims) {
 
 template <class T>
 Tensor<T> var(const Tensor<T>& x, const Axes& axes, bool keepdims, bool unbiased) {
+  detail::check_defined("var", x);
   const Reduction r(x.shape(), axes, keepdims, "var");
   if (r.count == 0) detail::fail("var", "variance over an empty axis of " + shape_str(r.in_shape));
   const T divisor = T(r.count) - (unbiased ? T(1) : T(0));
@@ -135,6 +138,7 @@ Tensor<T> var(const Tensor<T>& x, const Axes& axes, bool keepdims, bool unbiased
 
 template <class T>
 Tensor<T> max(const Tensor<T>& x, const Axes& axes, bool keepdims) {
+  detail::check_defined("max", x);
   const Reduction r(x.shape(), axes, keepdims, "max");
   if (r.count == 0 || x.numel() == 0)
     detail::fail("max", "max over an empty axis of " + shape_str(r.in_shape));

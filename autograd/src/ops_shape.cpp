@@ -45,6 +45,7 @@ void copy_blocks(const T* src, std::size_t src_stride, T* dst, std::size_t dst_s
 
 template <class T>
 Tensor<T> reshape(const Tensor<T>& x, const std::vector<long>& shape) {
+  detail::check_defined("reshape", x);
   Shape target(shape.size());
   long inferred = -1;
   std::size_t known = 1;
@@ -72,6 +73,7 @@ Tensor<T> reshape(const Tensor<T>& x, const std::vector<long>& shape) {
 
 template <class T>
 Tensor<T> permute(const Tensor<T>& x, const Axes& order) {
+  detail::check_defined("permute", x);
   const std::size_t n = x.dim();
   if (order.size() != n)
     detail::fail("permute", "order has " + std::to_string(order.size()) + " axes for shape " +
@@ -91,6 +93,7 @@ Tensor<T> permute(const Tensor<T>& x, const Axes& order) {
 
 template <class T>
 Tensor<T> transpose(const Tensor<T>& x, int axis0, int axis1) {
+  detail::check_defined("transpose", x);
   const std::size_t a = detail::normalize_axis(axis0, x.dim(), "transpose");
   const std::size_t b = detail::normalize_axis(axis1, x.dim(), "transpose");
   Axes order(x.dim());
@@ -101,6 +104,7 @@ Tensor<T> transpose(const Tensor<T>& x, int axis0, int axis1) {
 
 template <class T>
 Tensor<T> unsqueeze(const Tensor<T>& x, int axis) {
+  detail::check_defined("unsqueeze", x);
   Shape shape = x.shape();
   const std::size_t a = detail::normalize_axis(axis, shape.size() + 1, "unsqueeze");
   shape.insert(shape.begin() + a, 1);
@@ -109,6 +113,7 @@ Tensor<T> unsqueeze(const Tensor<T>& x, int axis) {
 
 template <class T>
 Tensor<T> squeeze(const Tensor<T>& x, int axis) {
+  detail::check_defined("squeeze", x);
   Shape shape = x.shape();
   const std::size_t a = detail::normalize_axis(axis, shape.size(), "squeeze");
   if (shape[a] != 1)
@@ -120,6 +125,7 @@ Tensor<T> squeeze(const Tensor<T>& x, int axis) {
 
 template <class T>
 Tensor<T> squeeze(const Tensor<T>& x) {
+  detail::check_defined("squeeze", x);
   Shape shape;
   for (std::size_t d : x.shape())
     if (d != 1) shape.push_back(d);
@@ -128,6 +134,7 @@ Tensor<T> squeeze(const Tensor<T>& x) {
 
 template <class T>
 Tensor<T> expand(const Tensor<T>& x, const std::vector<long>& shape) {
+  detail::check_defined("expand", x);
   const Shape in = x.shape();
   const std::string wanted = shape_str(shape);
   if (shape.size() < in.size())
@@ -157,6 +164,7 @@ Tensor<T> expand(const Tensor<T>& x, const std::vector<long>& shape) {
 // xs[i] (..., n_i, ...) along axis -> (..., sum n_i, ...)
 template <class T>
 Tensor<T> concat(const std::vector<Tensor<T>>& xs, int axis) {
+  detail::check_defined("concat", xs);
   if (xs.empty()) detail::fail("concat", "no tensors to concatenate");
   const Shape first = xs[0].shape();
   const std::size_t a = detail::normalize_axis(axis, first.size(), "concat");
@@ -199,6 +207,7 @@ Tensor<T> concat(const std::vector<Tensor<T>>& xs, int axis) {
 // x (..., n, ...) -> (..., length, ...): elements [start, start + length) of axis
 template <class T>
 Tensor<T> narrow(const Tensor<T>& x, int axis, std::size_t start, std::size_t length) {
+  detail::check_defined("narrow", x);
   const Shape in = x.shape();
   const std::size_t a = detail::normalize_axis(axis, in.size(), "narrow");
   if (start > in[a] || length > in[a] - start)
@@ -222,6 +231,7 @@ Tensor<T> narrow(const Tensor<T>& x, int axis, std::size_t start, std::size_t le
 
 template <class T>
 Tensor<T> slice(const Tensor<T>& x, int axis, std::size_t start, std::size_t stop) {
+  detail::check_defined("slice", x);
   if (stop < start)
     detail::fail("slice", "stop " + std::to_string(stop) + " is before start " + std::to_string(start));
   return narrow(x, axis, start, stop - start);
@@ -230,6 +240,7 @@ Tensor<T> slice(const Tensor<T>& x, int axis, std::size_t start, std::size_t sto
 // x (..., n, ...) -> (..., k, ...) with out[..., j, ...] = x[..., indices[j], ...]
 template <class T>
 Tensor<T> index_select(const Tensor<T>& x, int axis, const std::vector<std::size_t>& indices) {
+  detail::check_defined("index_select", x);
   const Shape in = x.shape();
   const std::size_t a = detail::normalize_axis(axis, in.size(), "index_select");
   for (std::size_t idx : indices)

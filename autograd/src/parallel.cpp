@@ -7,7 +7,10 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <new>
 #include <mutex>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -32,18 +35,21 @@ inline void spin_pause() {
 // about as much as a small op.
 class Pool {
  public:
+  // std::thread throws std::system_error when a thread cannot start (ulimit -v, a process
+  // limit), or std::bad_alloc. The workers already running must then be stopped here: a
+  // throwing constructor runs no destructor, and destroying the condition variable they
+  // wait on hung the caller.
   explicit Pool(std::size_t workers) {
-    for (std::size_t i = 0; i < workers; ++i) threads_.emplace_back([this] { work(); });
-  }
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> lock(wake_mutex_);
-      stop_ = true;
-      generation_.fetch_add(1);
+    threads_.reserve(workers);
+    try {
+      for (std::size_t i = 0; i < workers; ++i) threads_.emplace_back([this] { work(); });
+    } catch (const std::system_error& e) {
+      fail_to_start(e.code(), workers);
+    } catch (const std::bad_alloc&) {
+      fail_to_start(std::make_error_code(std::errc::not_enough_memory), workers);
     }
-    wake_.notify_all();
-    for (auto& t : threads_) t.join();
   }
+  ~Pool() { stop(); }
   std::size_t size() const { return threads_.size() + 1; }
 
   // False when another thread holds the pool (the caller then runs the tasks itself).
@@ -107,6 +113,26 @@ class Pool {
       take_tasks();
       unfinished_.fetch_sub(1);
     }
+  }
+
+  [[noreturn]] void fail_to_start(std::error_code code, std::size_t workers) {
+    const std::size_t started = threads_.size();
+    stop();
+    throw std::system_error(code, "set_num_threads(" + std::to_string(workers + 1) + "): cannot start worker thread " +
+                                      std::to_string(started + 1) + " of " + std::to_string(workers) + " (" +
+                                      std::to_string(started) +
+                                      " started and stopped again; the thread count is unchanged)");
+  }
+
+  // Wakes every worker to return, and joins them.
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(wake_mutex_);
+      stop_ = true;
+      generation_.fetch_add(1);
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
   }
 
   std::vector<std::thread> threads_;

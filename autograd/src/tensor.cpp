@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <stdexcept>
+#include <string>
 #include <unordered_set>
 #include <utility>
 
@@ -118,14 +120,52 @@ Tensor<T>::Tensor(Array<T> data, bool requires_grad) : node_(std::make_shared<No
   node_->data = std::move(data);
   node_->requires_grad = requires_grad;
 }
+
+namespace {
+// xtensor sizes an array from a nested list's first row at each depth and then copies
+// every value in sequence, so a ragged list is not refused: {{1, 2}, {3}} became
+// (1,2,3,garbage) and {{1}, {2, 3}} wrote past the end of its (2,1) buffer. These check
+// that every list at one depth has the length of the first one there.
+template <class V>
+void first_lengths(const V&, Shape&) {}  // a value: the innermost depth was reached
+template <class L>
+void first_lengths(std::initializer_list<L> list, Shape& lengths) {
+  lengths.push_back(list.size());
+  if (list.size() > 0) first_lengths(*list.begin(), lengths);
+}
+
+template <class V>
+void check_lengths(const V&, const Shape&, std::size_t, const std::string&) {}
+template <class L>
+void check_lengths(std::initializer_list<L> list, const Shape& lengths, std::size_t depth, const std::string& where) {
+  if (list.size() != lengths[depth]) {  // never at depth 0: lengths[0] is this list's own
+    std::string first;
+    for (std::size_t d = 0; d < depth; ++d) first += "[0]";
+    throw std::invalid_argument("Tensor: ragged nested initializer list: the list at " + where + " has length " +
+                                std::to_string(list.size()) + " but the one at " + first + " has length " +
+                                std::to_string(lengths[depth]) + " (every list at one depth needs the same length)");
+  }
+  for (std::size_t i = 0; i < list.size(); ++i)
+    check_lengths(list.begin()[i], lengths, depth + 1, where + "[" + std::to_string(i) + "]");
+}
+
+template <class T, class List>
+Array<T> rectangular_array(List list) {
+  Shape lengths;
+  first_lengths(list, lengths);
+  check_lengths(list, lengths, 0, "");
+  return Array<T>(list);
+}
+}  // namespace
+
 template <class T>
 Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 1> v, bool rg) : Tensor(Array<T>(v), rg) {}
 template <class T>
-Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 2> v, bool rg) : Tensor(Array<T>(v), rg) {}
+Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 2> v, bool rg) : Tensor(rectangular_array<T>(v), rg) {}
 template <class T>
-Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 3> v, bool rg) : Tensor(Array<T>(v), rg) {}
+Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 3> v, bool rg) : Tensor(rectangular_array<T>(v), rg) {}
 template <class T>
-Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 4> v, bool rg) : Tensor(Array<T>(v), rg) {}
+Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 4> v, bool rg) : Tensor(rectangular_array<T>(v), rg) {}
 
 template <class T>
 Node<T>& Tensor<T>::node() const {

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "checkpoint_rules.hpp"
+
 namespace align {
 
 namespace fs = std::filesystem;
@@ -22,9 +24,10 @@ LoadedModel load_model(const std::string& checkpoint) {
     throw xtgrad::CheckpointError(path + ": not an xtgrad-align model (metadata \"format\" is " +
                                   (format == file.metadata.end() ? "missing" : "\"" + format->second + "\"") + ")");
   LoadedModel loaded;
+  loaded.step = common::metadata_count(path, file.metadata, "step", 0, UINT64_MAX);
+  common::check_finite(path, file.tensors);
   try {
     loaded.config = ModelConfig::from_metadata(file.metadata);
-    loaded.step = std::stoul(file.metadata.at("step"));
     xtgrad::Generator unused(0);
     loaded.model = std::make_unique<AlignModel<float>>(loaded.config, unused);
     loaded.model->load_state_dict(file.tensors);  // strict: names and shapes, all or nothing

@@ -1,5 +1,7 @@
 #include "model.hpp"
 
+#include "flags.hpp"
+
 #include <stdexcept>
 #include <type_traits>
 
@@ -11,35 +13,35 @@ std::map<std::string, std::string> ModelConfig::to_metadata() const {
   return {{"dim", std::to_string(dim)}, {"heads", std::to_string(heads)}, {"attention", attention ? "true" : "false"}};
 }
 
+void ModelConfig::check() const {
+  if (dim < 1 || dim > kMaxDim)
+    throw std::invalid_argument("--dim " + std::to_string(dim) + " is out of range: 1 to " + std::to_string(kMaxDim));
+  if (heads < 1 || dim % heads != 0)
+    throw std::invalid_argument("--heads " + std::to_string(heads) + " must divide --dim " + std::to_string(dim));
+}
+
 ModelConfig ModelConfig::from_metadata(const std::map<std::string, std::string>& metadata) {
   const auto get = [&](const char* key) {
     const auto found = metadata.find(key);
     if (found == metadata.end()) throw std::invalid_argument(std::string("model configuration lacks '") + key + "'");
     return found->second;
   };
-  const auto positive = [&](const char* key) {
+  const auto count = [&](const char* key) {
     const std::string text = get(key);
-    std::size_t used = 0;
-    unsigned long value = 0;
     try {
-      value = std::stoul(text, &used);
-    } catch (const std::exception&) {
-      used = 0;
+      return std::size_t(common::parse_count(text, 1, kMaxDim));
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("model configuration has a bad '") + key + "': " + e.what());
     }
-    if (used != text.size() || value == 0 || value > 4096)
-      throw std::invalid_argument(std::string("model configuration has a bad '") + key + "': \"" + text + "\"");
-    return std::size_t(value);
   };
   ModelConfig config;
-  config.dim = positive("dim");
-  config.heads = positive("heads");
+  config.dim = count("dim");
+  config.heads = count("heads");
   const std::string attention = get("attention");
   if (attention != "true" && attention != "false")
     throw std::invalid_argument("model configuration has a bad 'attention': \"" + attention + "\"");
   config.attention = attention == "true";
-  if (config.dim % config.heads != 0)
-    throw std::invalid_argument("model configuration: heads " + std::to_string(config.heads) + " do not divide dim " +
-                                std::to_string(config.dim));
+  config.check();
   return config;
 }
 

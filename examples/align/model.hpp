@@ -18,11 +18,19 @@
 namespace align {
 
 struct ModelConfig {
+  // The widest model: the one limit for --dim and for a checkpoint's "dim".
+  static constexpr std::size_t kMaxDim = 4096;
+
   std::size_t dim = 64;
   std::size_t heads = 4;
   bool attention = true;
 
-  // As checkpoint metadata, and back (throws std::invalid_argument on bad values).
+  // Throws std::invalid_argument unless 1 <= heads, heads divides dim and dim <= kMaxDim,
+  // naming the flags (--dim, --heads) and their values.
+  void check() const;
+
+  // As checkpoint metadata, and back (throws std::invalid_argument on bad values, with
+  // check()'s rule).
   std::map<std::string, std::string> to_metadata() const;
   static ModelConfig from_metadata(const std::map<std::string, std::string>& metadata);
 };

@@ -13,6 +13,9 @@
 #include <stdexcept>
 
 #include "checkpoint.hpp"
+#include "checkpoint_rules.hpp"
+#include "flags.hpp"
+#include "run_dir.hpp"
 
 namespace align {
 
@@ -58,8 +61,9 @@ void BatchSampler::restore(const xtgrad::Metadata& state, const xtgrad::Array<fl
       throw std::invalid_argument("sampler order is not a permutation");
     restored[i] = std::size_t(v);
   }
-  const std::size_t position = std::stoul(state.at("sampler.position"));
-  if (position > n_) throw std::invalid_argument("sampler position out of range");
+  const auto found = state.find("sampler.position");
+  if (found == state.end()) throw std::invalid_argument("missing 'sampler.position'");
+  const std::size_t position = common::parse_count(found->second, 0, n_);
   gen_.set_state(state.at("sampler.generator"));
   order_ = std::move(restored);
   position_ = position;
@@ -91,7 +95,9 @@ std::string exact(double v) {
 xtgrad::Metadata settings_metadata(const TrainOptions& o) {
   return {{"batch", std::to_string(o.batch)},           {"lr", exact(o.lr)},
           {"optimizer", o.optimizer},                    {"seed", std::to_string(o.seed)},
-          {"train_size", std::to_string(o.train_size)}, {"test_size", std::to_string(o.test_size)}};
+          {"train_size", std::to_string(o.train_size)}, {"test_size", std::to_string(o.test_size)},
+          {"eval_every", std::to_string(o.eval_every)}, {"threads", std::to_string(o.threads)},
+          {"run_id", o.run_id}};
 }
 
 // Crash safety of a checkpoint. The model and the train state are two files, each replaced
@@ -124,14 +130,25 @@ std::string train_state_path(const std::string& dir, std::size_t step) {
   return (fs::path(dir) / kTrainStateFile).string();
 }
 
-void save_train_state(const std::string& path, std::size_t step, const xtgrad::Optimizer<float>& optimizer,
-                      const BatchSampler& sampler) {
+// After a save that was interrupted or failed: a .next train state that belongs to the
+// model (killed between steps 2 and 3 above) completes step 3; any other is removed.
+void finish_interrupted_save(const std::string& dir, std::size_t step) {
+  const std::string next = (fs::path(dir) / kNextTrainStateFile).string();
+  std::error_code error;
+  if (step > 0 && train_state_path(dir, step) == next) fs::rename(next, fs::path(dir) / kTrainStateFile, error);
+  else fs::remove(next, error);
+  if (error) throw xtgrad::CheckpointError("cannot tidy '" + next + "': " + error.message());
+}
+
+void save_train_state(const std::string& path, const std::string& run_id, std::size_t step,
+                      const xtgrad::Optimizer<float>& optimizer, const BatchSampler& sampler) {
   xtgrad::StateDict<float> tensors;
   for (auto& [key, value] : optimizer.state_dict()) tensors.emplace("optimizer." + key, value);
   tensors.emplace("sampler.order", sampler.order());
   xtgrad::Metadata metadata = sampler.state();  // the run's settings are in the model file
   metadata["format"] = kTrainStateFormat;
   metadata["step"] = std::to_string(step);
+  metadata["run_id"] = run_id;  // ties it to its model file: a train state of another run is refused
   xtgrad::save_safetensors<float>(path, tensors, metadata);
 }
 
@@ -141,20 +158,29 @@ void save_checkpoint(const std::string& dir, const TrainOptions& options, std::s
                      const BatchSampler& sampler) {
   const std::string next = (fs::path(dir) / kNextTrainStateFile).string();
   const std::string state = (fs::path(dir) / kTrainStateFile).string();
-  save_train_state(next, step, optimizer, sampler);            // 1
-  save_model(dir, model, step, settings_metadata(options));    // 2 (resume and eval read the settings here)
   std::error_code error;
-  fs::rename(next, state, error);                              // 3
+  try {
+    save_train_state(next, options.run_id, step, optimizer, sampler);  // 1
+    save_model(dir, model, step, settings_metadata(options));          // 2 (resume and eval read the settings here)
+  } catch (...) {
+    fs::remove(next, error);  // a failed save leaves nothing behind
+    throw;
+  }
+  fs::rename(next, state, error);                                      // 3
   if (error) throw xtgrad::CheckpointError("cannot move '" + next + "' to '" + state + "': " + error.message());
 }
 
-// Restores the optimizer and sampler of a run directory; checks it belongs to `step`.
-void load_train_state(const std::string& dir, std::size_t step, xtgrad::Optimizer<float>& optimizer,
-                      BatchSampler& sampler) {
+// Restores the optimizer and sampler of a run directory; checks it belongs to the run
+// `run_id` and to `step`.
+void load_train_state(const std::string& dir, const std::string& run_id, std::size_t step,
+                      xtgrad::Optimizer<float>& optimizer, BatchSampler& sampler) {
   const std::string path = train_state_path(dir, step);
   xtgrad::Safetensors<float> file = xtgrad::load_safetensors<float>(path);
   try {
     if (file.metadata["format"] != kTrainStateFormat) throw std::invalid_argument("not an xtgrad-align train state");
+    if (file.metadata["run_id"] != run_id)
+      throw std::invalid_argument("it belongs to run \"" + file.metadata["run_id"] + "\" but the model to run \"" +
+                                  run_id + "\" (a train state copied from another run)");
     if (file.metadata["step"] != std::to_string(step))
       throw std::invalid_argument("it is at step " + file.metadata["step"] + " but the model is at step " +
                                   std::to_string(step));
@@ -215,19 +241,39 @@ class Progress {
 
 }  // namespace
 
+double step_memory_bytes(const TrainOptions& o) {
+  // Peak resident size over short runs on the development machine (AMD EPYC, this build):
+  // batch 128-512, dim 64-128, heads 4 fit pairs x (100 x dim + 200 x heads) bytes within
+  // 10%, plus about 32 MB for the program, the model and the data's scenes.
+  const double pairs = double(o.batch) * double(o.batch);
+  return pairs * (100.0 * double(o.model.dim) + 200.0 * double(o.model.heads)) + 32e6 + 64.0 * double(o.train_size);
+}
+
 void validate(const TrainOptions& o) {
   const auto fail = [](const std::string& what) { throw std::invalid_argument(what); };
-  if (o.steps < 1) fail("--steps must be at least 1");
-  if (o.batch < 2) fail("--batch must be at least 2");
+  const auto in_range = [&](const char* flag, std::uint64_t value, std::uint64_t lo, std::uint64_t hi) {
+    if (value < lo || value > hi)
+      fail(std::string(flag) + " " + std::to_string(value) + " is out of range: " + std::to_string(lo) + " to " +
+           std::to_string(hi));
+  };
+  in_range("--steps", o.steps, 1, Limits::kMaxSteps);
+  in_range("--batch", o.batch, 2, Limits::kMaxBatch);
+  in_range("--train-size", o.train_size, o.batch, Limits::kMaxTrainSize);
+  in_range("--test-size", o.test_size, kBlock, Limits::kMaxTestSize);
+  in_range("--eval-every", o.eval_every, 1, Limits::kMaxSteps);
+  in_range("--seed", o.seed, 0, Limits::kMaxSeed);
+  in_range("--threads", std::uint64_t(std::max(o.threads, 0)), 1, std::uint64_t(xtgrad::max_num_threads()));
+  if (o.test_size % kBlock != 0) fail("--test-size " + std::to_string(o.test_size) + " is not a multiple of 100");
   if (!(o.lr > 0) || !std::isfinite(o.lr)) fail("--lr must be a positive number, got " + exact(o.lr));
   if (o.optimizer != "adam" && o.optimizer != "adamw" && o.optimizer != "sgd")
     fail("--optimizer must be adam, adamw or sgd, got '" + o.optimizer + "'");
-  if (o.model.dim < 1 || o.model.heads < 1 || o.model.dim % o.model.heads != 0)
-    fail("--heads " + std::to_string(o.model.heads) + " must divide --dim " + std::to_string(o.model.dim));
-  if (o.train_size < o.batch) fail("--train-size must be at least --batch");
-  if (o.test_size < kBlock || o.test_size % kBlock != 0) fail("--test-size must be a positive multiple of 100");
-  if (o.eval_every < 1) fail("--eval-every must be at least 1");
-  if (o.threads < 1) fail("--threads must be at least 1");
+  o.model.check();
+  const double needed = step_memory_bytes(o), available = double(common::available_memory());
+  if (needed > 0.8 * available)
+    fail("--batch " + std::to_string(o.batch) + " with --dim " + std::to_string(o.model.dim) + " needs about " +
+         common::bytes_text(needed) + " of memory for one step (every caption is scored against every image of the "
+         "batch: it grows with batch^2 x dim), and " + common::bytes_text(available) +
+         " is available: lower --batch (or --dim)");
   // The output directory must take files before any work is done.
   std::error_code error;
   fs::create_directories(o.out_dir, error);
@@ -238,26 +284,102 @@ void validate(const TrainOptions& o) {
   fs::remove(probe, error);
 }
 
+TrainOptions settings_from_metadata(const std::string& file, const xtgrad::Metadata& m, TrainOptions base,
+                                    bool for_resume) {
+  using common::metadata_count;
+  base.seed = metadata_count(file, m, "seed", 0, Limits::kMaxSeed);
+  base.test_size = metadata_count(file, m, "test_size", kBlock, Limits::kMaxTestSize);
+  if (base.test_size % kBlock != 0)
+    throw xtgrad::CheckpointError(file + ": metadata 'test_size' = \"" + m.at("test_size") +
+                                  "\" is not a multiple of 100");
+  if (!for_resume) return base;
+  base.batch = metadata_count(file, m, "batch", 2, Limits::kMaxBatch);
+  base.lr = common::metadata_number(file, m, "lr");
+  base.optimizer = common::metadata_text(file, m, "optimizer");
+  base.train_size = metadata_count(file, m, "train_size", base.batch, Limits::kMaxTrainSize);
+  base.eval_every = metadata_count(file, m, "eval_every", 1, Limits::kMaxSteps);
+  base.threads = int(metadata_count(file, m, "threads", 1, 1u << 20));
+  base.run_id = common::metadata_text(file, m, "run_id");
+  return base;
+}
+
 StoredRun stored_run(const std::string& dir, TrainOptions base) {
   const LoadedModel loaded = load_model(dir);  // the model file holds the run's settings
-  const xtgrad::Metadata& m = loaded.metadata;
-  try {
-    base.batch = std::stoul(m.at("batch"));
-    base.lr = std::stod(m.at("lr"));
-    base.optimizer = m.at("optimizer");
-    base.seed = std::stoull(m.at("seed"));
-    base.train_size = std::stoul(m.at("train_size"));
-    base.test_size = std::stoul(m.at("test_size"));
-  } catch (const std::exception& e) {
-    throw xtgrad::CheckpointError((fs::path(checkpoint_dir(dir)) / kModelFile).string() +
-                                  ": missing or malformed run settings (" + e.what() + ")");
-  }
+  const std::string file = (fs::path(checkpoint_dir(dir)) / kModelFile).string();
+  base = settings_from_metadata(file, loaded.metadata, base, /*for_resume=*/true);
   base.model = loaded.config;
   return {base, loaded.step};
 }
 
-TrainResult train(const TrainOptions& options, std::ostream& log) {
+namespace {
+
+// The metrics record of a run: one JSON line per evaluation. A line is appended before its
+// checkpoint is saved and taken back if the save fails; a resume drops the lines after its
+// checkpoint (a run killed between the two), so the record always ends at the checkpoint.
+class MetricsLog {
+ public:
+  MetricsLog(const TrainOptions& options, std::size_t checkpoint_step)
+      : path_((fs::path(options.out_dir) / "metrics.jsonl").string()) {
+    if (options.resume_dir.empty() || options.out_dir != options.resume_dir) fs::remove(path_);  // a fresh record
+    else common::keep_metrics_through(path_, checkpoint_step);
+  }
+  void append(const std::string& line, std::size_t step) {
+    if (!(std::ofstream(path_, std::ios::app) << line << "\n"))
+      throw std::runtime_error("cannot append to '" + path_ + "' at step " + std::to_string(step));
+  }
+  void take_back_after(std::size_t saved_step) { common::keep_metrics_through(path_, saved_step); }
+
+ private:
+  std::string path_;
+};
+
+std::string metrics_line(const TrainResult& r) {
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "{\"step\": %zu, \"loss\": %.6f, \"p_at_1\": %.4f, \"grounding\": %.4f, \"ms_per_step\": %.3f, "
+                "\"elapsed_s\": %.3f}",
+                r.step, r.last_loss, r.metrics.p_at_1, r.metrics.grounding, r.ms_per_step, r.seconds);
+  return line;
+}
+
+// What a run that stopped keeps in its output directory, said truthfully.
+std::string kept_checkpoint(const TrainOptions& options, std::size_t saved_step) {
+  if (saved_step == 0)
+    return "no checkpoint was written to " + options.out_dir + " (the first evaluation would have been at step " +
+           std::to_string(options.eval_every) + ")";
+  return "the checkpoint of step " + std::to_string(saved_step) + " in " + options.out_dir + " is kept";
+}
+
+// One optimisation step on one batch: forward (without attention weights), the loss,
+// backward, the optimizer's update. Returns the loss; a non-finite one changes nothing.
+double train_step(AlignModel<float>& model, xtgrad::Optimizer<float>& optimizer, const std::vector<Example>& data,
+                  const std::vector<std::size_t>& batch) {
+  optimizer.zero_grad();
+  const ModelOutput<float> out =
+      model.forward(patch_batch<float>(data, batch), caption_batch(data, batch), /*need_attention=*/false);
+  xtgrad::Tensor<float> loss = alignment_loss(out.scores, data, batch);
+  const double value = loss.item();
+  if (!std::isfinite(value)) return value;
+  loss.backward();
+  optimizer.step();
+  return value;
+}
+
+void check_finite_parameters(const AlignModel<float>& model, std::size_t step, const std::string& kept) {
+  // A step can turn the parameters non-finite while its loss was still finite: never
+  // overwrite a good checkpoint with them.
+  for (const auto& [name, p] : model.named_parameters())
+    if (!std::all_of(p.data().begin(), p.data().end(), [](float v) { return std::isfinite(v); }))
+      throw std::runtime_error("parameter '" + name + "' became non-finite at step " + std::to_string(step) +
+                               " (try a smaller --lr, or --detect-anomaly to find the op); " + kept);
+}
+
+}  // namespace
+
+TrainResult train(TrainOptions options, std::ostream& log) {
   xtgrad::set_num_threads(options.threads);
+  if (options.run_id.empty()) options.run_id = common::new_run_id();
+  const common::Doing generating("generating the data (--train-size " + std::to_string(options.train_size) + ")");
   log << "generating " << options.train_size << " training and " << options.test_size << " test pairs (seed "
       << options.seed << ")\n";
   const std::vector<Example> train_data = generate(options.train_size, options.seed);
@@ -273,65 +395,54 @@ TrainResult train(const TrainOptions& options, std::ostream& log) {
   }
   auto optimizer = make_optimizer<float>(options.optimizer, model->parameters(), options.lr);
   BatchSampler sampler(options.train_size, options.batch, sampler_seed(options.seed));
-  if (!options.resume_dir.empty()) load_train_state(options.resume_dir, step, *optimizer, sampler);
+  if (!options.resume_dir.empty()) load_train_state(options.resume_dir, options.run_id, step, *optimizer, sampler);
   log << model->summary() << "\n" << model->parameter_count() << " parameters; training steps " << step + 1 << " to "
       << options.steps << " with " << options.optimizer << ", lr " << options.lr << ", batch " << options.batch << "\n";
 
-  const std::string metrics_path = (fs::path(options.out_dir) / "metrics.jsonl").string();
-  if (options.resume_dir.empty()) fs::remove(metrics_path);  // a fresh run starts a fresh record
+  std::size_t saved_step = options.out_dir == options.resume_dir ? step : 0;
+  MetricsLog metrics(options, saved_step);
   if (const std::size_t stale = xtgrad::remove_stale_safetensors_temporaries(options.out_dir))
     log << "removed " << stale << " temporary file(s) left by an interrupted save\n";
+  finish_interrupted_save(options.out_dir, saved_step);
   Progress progress(log, options.progress_bar, step, options.steps, std::max<std::size_t>(1, options.eval_every / 5));
   TrainResult result;
   const xtgrad::AnomalyGuard anomaly(options.detect_anomaly);
+  const common::Doing training("training (--batch " + std::to_string(options.batch) + ", --dim " +
+                               std::to_string(options.model.dim) + ")");
   const auto start = Clock::now();
   double loss_sum = 0, train_ms = 0;
   std::size_t losses = 0;
   while (step < options.steps) {
     const auto step_start = Clock::now();
-    const std::vector<std::size_t> batch = sampler.next();
-    optimizer->zero_grad();
-    const ModelOutput<float> out =
-        model->forward(patch_batch<float>(train_data, batch), caption_batch(train_data, batch), /*need_attention=*/false);
-    xtgrad::Tensor<float> loss = alignment_loss(out.scores, train_data, batch);
-    const double loss_value = loss.item();
+    const double loss_value = train_step(*model, *optimizer, train_data, sampler.next());
     if (!std::isfinite(loss_value))
       throw std::runtime_error("the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step + 1) +
-                               " (try a smaller --lr, or --detect-anomaly to find the op); the last checkpoint in " + options.out_dir +
-                               " is kept");
-    loss.backward();
-    optimizer->step();
+                               " (try a smaller --lr, or --detect-anomaly to find the op); " +
+                               kept_checkpoint(options, saved_step));
     ++step;
     train_ms += std::chrono::duration<double, std::milli>(Clock::now() - step_start).count();
     loss_sum += loss_value;
     ++losses;
     progress.update(step, loss_value);
+    if (step % options.eval_every != 0 && step != options.steps) continue;
 
-    if (step % options.eval_every == 0 || step == options.steps) {
-      // A step can turn the parameters non-finite while its loss was still finite: never
-      // overwrite a good checkpoint with them.
-      for (const auto& [name, p] : model->named_parameters())
-        if (!std::all_of(p.data().begin(), p.data().end(), [](float v) { return std::isfinite(v); }))
-          throw std::runtime_error("parameter '" + name + "' became non-finite at step " + std::to_string(step) +
-                                   " (try a smaller --lr, or --detect-anomaly to find the op); the last checkpoint in " +
-                                   options.out_dir + " is kept");
-      result.step = step;
-      result.last_loss = loss_sum / double(losses);
-      result.ms_per_step = train_ms / double(losses);
-      result.metrics = evaluate(*model, test_data);
-      result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-      char line[256];
-      std::snprintf(line, sizeof line,
-                    "{\"step\": %zu, \"loss\": %.6f, \"p_at_1\": %.4f, \"grounding\": %.4f, \"ms_per_step\": %.3f, "
-                    "\"elapsed_s\": %.3f}",
-                    step, result.last_loss, result.metrics.p_at_1, result.metrics.grounding, result.ms_per_step,
-                    result.seconds);
-      std::ofstream(metrics_path, std::ios::app) << line << "\n";
-      progress.note(line);
+    check_finite_parameters(*model, step, kept_checkpoint(options, saved_step));
+    result.step = step;
+    result.last_loss = loss_sum / double(losses);
+    result.ms_per_step = train_ms / double(losses);
+    result.metrics = evaluate(*model, test_data);
+    result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    metrics.append(metrics_line(result), step);
+    progress.note(metrics_line(result));
+    try {
       save_checkpoint(options.out_dir, options, step, *model, *optimizer, sampler);
-      loss_sum = train_ms = 0;
-      losses = 0;
+    } catch (...) {
+      metrics.take_back_after(saved_step);  // the record ends where the checkpoint does
+      throw;
     }
+    saved_step = step;
+    loss_sum = train_ms = 0;
+    losses = 0;
   }
   return result;
 }

@@ -2,6 +2,7 @@
 // eval_every steps with a line appended to DIR/metrics.jsonl and a checkpoint.
 #pragma once
 
+#include <cstdint>
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -13,6 +14,16 @@
 
 namespace align {
 
+// The range of every setting: one definition for the flags and for a checkpoint's metadata.
+struct Limits {
+  static constexpr std::uint64_t kMaxSteps = 1'000'000'000;
+  static constexpr std::uint64_t kMaxBatch = 1'000'000;  // available memory bounds it first
+  // The sampler's epoch order is stored as float32, exact for indices below 2^24.
+  static constexpr std::uint64_t kMaxTrainSize = std::uint64_t(1) << 24;
+  static constexpr std::uint64_t kMaxTestSize = 1'000'000;
+  static constexpr std::uint64_t kMaxSeed = UINT64_MAX - 1;  // the test split's seed is seed + 1
+};
+
 struct TrainOptions {
   // The run's settings: stored in the checkpoint, taken from it on --resume.
   std::size_t batch = 32;
@@ -22,12 +33,15 @@ struct TrainOptions {
   std::size_t train_size = 20000;
   std::size_t test_size = 1000;
   ModelConfig model;
-  // Per invocation.
-  std::size_t steps = 2000;       // train until this step
+  std::string run_id;             // the run's identity; empty: train() draws a new one
+  // Stored too, and taken on --resume unless the flag is given again.
   std::size_t eval_every = 250;
   int threads = 1;
+  // Per invocation.
+  std::size_t steps = 2000;       // train until this step
   std::string out_dir = "runs/align";
   std::string resume_dir;         // empty: a fresh run
+  bool overwrite = false;         // --out may replace a run that is there
   bool progress_bar = false;      // a live bar (a terminal) or plain lines
   bool detect_anomaly = false;    // name the first op that makes a NaN or Inf (slow)
 };
@@ -40,9 +54,20 @@ struct TrainResult {
   double ms_per_step = 0;
 };
 
-// Checks what can be checked before any work (values, an output directory that can be
-// written): throws std::invalid_argument with a message for the user.
+// Checks what can be checked before any work (values, the memory a step needs, an output
+// directory that can be written): throws std::invalid_argument with a message for the user.
 void validate(const TrainOptions& options);
+
+// The memory one training step of these settings needs, in bytes (measured: every caption
+// is scored against every image of the batch, so activations grow with batch^2 x dim).
+double step_memory_bytes(const TrainOptions& options);
+
+// The run settings stored in a model file's metadata, parsed strictly (CheckpointError
+// naming `file`, the key and the value); the fields not stored are left as in `base`.
+// Eval and show need only the data settings (seed, test_size); with for_resume, the
+// run's identity and every stored setting must be there too.
+TrainOptions settings_from_metadata(const std::string& file, const xtgrad::Metadata& metadata, TrainOptions base,
+                                    bool for_resume);
 
 // A run to resume: the settings stored in its checkpoint directory (the per-invocation
 // fields left as they are in `base`) and the step its checkpoint is at.
@@ -60,8 +85,9 @@ std::unique_ptr<xtgrad::Optimizer<T>> make_optimizer(const std::string& name, co
 
 // Trains (or resumes) and returns the final metrics; progress and a summary go to `log`.
 // Throws xtgrad::CheckpointError for a bad checkpoint and std::runtime_error when the loss
-// stops being finite (the last checkpoint is kept).
-TrainResult train(const TrainOptions& options, std::ostream& log);
+// stops being finite (the last checkpoint is kept). The caller holds the run directory
+// (common::RunLock) and has checked that it may write there (common::check_may_write_run).
+TrainResult train(TrainOptions options, std::ostream& log);
 
 // The batch sampler's seed in a run with seed `seed`: a stream apart from the one that
 // initialises the model (Generator(seed)).

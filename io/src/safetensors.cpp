@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstdint>
 #include <cstring>
@@ -215,11 +216,48 @@ struct Entry {
   std::uint64_t begin = 0, end = 0;  // byte range in the data buffer
 };
 
+// One past the brace that closes the header's JSON object, or npos when it never closes.
+// Strings are skipped, so a brace inside a name is text. We find the end ourselves because
+// nlohmann's parser cannot be asked for it, and it takes a NUL byte for the end of its
+// input: "{...}\0GARBAGE" parsed as "{...}" while "{...} GARBAGE" was refused.
+std::size_t end_of_object(const std::string& text) {
+  std::size_t depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;  // the escaped character cannot end the string
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if ((c == '}' || c == ']') && depth > 0 && --depth == 0) {
+      return i + 1;
+    }
+  }
+  return std::string::npos;
+}
+
+// The spec allows only spaces (0x20) after the JSON object, as padding to the header size.
+void check_padding(const Failer& fail, const std::string& text, std::size_t object_end) {
+  const std::size_t bad = text.find_first_not_of(' ', object_end);
+  if (bad == std::string::npos) return;
+  static const char digits[] = "0123456789abcdef";
+  const unsigned char byte = static_cast<unsigned char>(text[bad]);
+  fail(std::string("byte 0x") + digits[byte >> 4] + digits[byte & 15] + " at offset " + std::to_string(8 + bad) +
+       " of the file follows the header's JSON object: only spaces (0x20) may pad the header");
+}
+
 // Parses the header, refusing a key that appears twice in one object: nlohmann's parse
 // keeps the last one silently, which would hide a tensor. The parser callback sees every
-// object open and close and every key; depth 1 is the top level (the tensor names).
+// object open and close and every key; depth 1 is the top level (the tensor names). Only
+// the object itself is parsed; check_padding then vets what follows it.
 json parse_header(const Failer& fail, const std::string& text) {
   if (text.empty() || text.front() != '{') fail("the header is not a JSON object (it does not start with '{')");
+  const std::size_t object_end = std::min(end_of_object(text), text.size());
   std::vector<std::set<std::string>> open_objects;  // the keys seen so far, innermost last
   const json::parser_callback_t on_event = [&](int depth, json::parse_event_t event, json& parsed) {
     if (event == json::parse_event_t::object_start) {
@@ -234,11 +272,14 @@ json parse_header(const Failer& fail, const std::string& text) {
     }
     return true;
   };
+  json header;
   try {
-    return json::parse(text, on_event);
+    header = json::parse(text.begin(), text.begin() + std::ptrdiff_t(object_end), on_event);
   } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     fail(std::string("the header is not valid JSON: ") + e.what());
   }
+  check_padding(fail, text, object_end);
+  return header;
 }
 
 // A JSON number that must be a non-negative integer (a shape entry, an offset).

@@ -121,6 +121,9 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
                                             double dropout_p = 0.0, Generator* gen = nullptr);
 
 // ---- neural-network functions ---------------------------------------------------------
+// A row that is all -inf (fully masked): softmax gives zeros and a zero gradient, so that
+// attention over nothing reads nothing; log_softmax gives NaN, as PyTorch does (the row
+// has no log-probabilities), and so does cross_entropy's loss for such a row.
 template <class T> Tensor<T> softmax(const Tensor<T>& x, int axis = -1);
 template <class T> Tensor<T> log_softmax(const Tensor<T>& x, int axis = -1);
 // Normalises over the trailing normalized_shape axes; weight and bias (that shape) are
@@ -163,8 +166,14 @@ template <class T> Tensor<T> operator/(scalar_t<T> s, const Tensor<T>& a) { retu
 // The threads xtgrad's ops use: large products are split into bands, attention over heads
 // and key blocks, row-wise ops over rows. OpenBLAS is then kept to one thread per call.
 // Until this is called, ops run on the calling thread and OpenBLAS uses its own default.
+// n must be from 1 to max_num_threads(), else std::invalid_argument. When the threads
+// cannot be started (a memory or process limit), std::system_error: the ones already
+// started are stopped and the thread count stays as it was.
 void set_num_threads(int n);
 int num_threads();
+// The most threads set_num_threads accepts: 4 x std::thread::hardware_concurrency() (the
+// machine's logical cores; 4 when that is unknown). More only take turns on the cores.
+int max_num_threads();
 
 // ---- memory ---------------------------------------------------------------------------
 // A training step frees and reallocates the same large buffers every step. glibc's malloc
