@@ -129,7 +129,7 @@ Measurement overhead_case(int repeats) {
   return m;
 }
 
-// One step of the toy task's default model (../shared/TASK.md), data generated beforehand.
+// One step of the toy task's default model (docs/align-task.md), data generated beforehand.
 Measurement align_case(int repeats) {
   const std::vector<align::Example> data = align::generate(32, 0);
   std::vector<std::size_t> batch(32);

@@ -1,4 +1,4 @@
-// The toy task's data (../shared/TASK.md): 32x32 RGB pictures of 1 to 3 coloured shapes on
+// The toy task's data (docs/align-task.md): 32x32 RGB pictures of 1 to 3 coloured shapes on
 // a 4x4 grid of 8x8 cells, each with a 4-word caption "colour shape vertical horizontal"
 // describing one of its objects. Everything is generated from a seed.
 //

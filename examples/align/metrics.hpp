@@ -1,4 +1,4 @@
-// The test metrics of ../shared/TASK.md.
+// The test metrics of docs/align-task.md.
 //   P@1: test pairs in blocks of 100; each caption ranks its block's images by score; a hit
 //        when the top image matches the caption.
 //   Grounding: on each caption's own image, the attention averaged over heads and over the

@@ -1,4 +1,4 @@
-// The toy task's model (../shared/TASK.md): caption words attend to image patches.
+// The toy task's model (docs/align-task.md): caption words attend to image patches.
 //   patches (Bk,16,192) -> Linear(192,d) + position (16,d)      = image  (Bk,16,d)
 //   ids (Bq,4)          -> Embedding(14,d) + position (4,d)     = tokens (Bq,4,d)
 //   all-pairs multi-head cross-attention, queries = tokens, keys/values = image

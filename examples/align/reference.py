@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The toy task (../shared/TASK.md) in PyTorch, replayed on xtgrad-align-dump's files.
+"""The toy task (docs/align-task.md) in PyTorch, replayed on xtgrad-align-dump's files.
 
     build-ref/bin/xtgrad-align-dump --seed S --out DIR --steps K
     /usr/bin/python3 examples/align/reference.py --dir DIR --mode A [--steps K]
