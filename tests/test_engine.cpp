@@ -212,7 +212,7 @@ TEST_CASE("engine: NoGradGuard records no graph") {
     D y = x * 2.0 + x;
     CHECK_FALSE(y.requires_grad());
     CHECK(y.is_leaf());
-    CHECK(y.node_ptr()->inputs.empty());
+    CHECK(y.node_ptr()->inputs().empty());
     check_close(y.data(), Array<double>(3.0 * x.data()));
     CHECK_THROWS_AS(sum(y).backward(), std::logic_error);
   }
@@ -317,7 +317,7 @@ TEST_CASE("engine: backward without retain_graph frees intermediate nodes") {
   y.backward();
   CHECK(weak_h.expired());
   CHECK(weak_hh.expired());
-  CHECK(y.node_ptr()->inputs.empty());
+  CHECK(y.node_ptr()->inputs().empty());
   check_close(x.grad(), Array<double>(8.0 * x.data()));  // d sum(4x^2)/dx
   CHECK(y.item() == doctest::Approx(4.0 * xt::sum(x.data() * x.data())()));  // value kept
 }
@@ -410,7 +410,7 @@ TEST_CASE("engine: requires_grad propagates only from inputs that require it") {
   D c = a * b + exp(a);
   CHECK_FALSE(c.requires_grad());
   CHECK(c.is_leaf());
-  CHECK(c.node_ptr()->inputs.empty());
+  CHECK(c.node_ptr()->inputs().empty());
 
   D x({0.5, 1.5}, true);
   D y = x * b;
@@ -439,6 +439,33 @@ TEST_CASE("engine: grad() before backward throws") {
   check_logic_error_with([&] { (void)x.grad(); }, "backward");
   x.zero_grad();  // nothing to zero: still no gradient
   CHECK_FALSE(x.has_grad());
+}
+
+TEST_CASE("engine: set_grad, mutable_grad and reset_grad, and backward after each") {
+  D x = input({2}, 19);
+  x.set_grad(Array<double>{1.0, 2.0});
+  REQUIRE(x.has_grad());
+  x.mutable_grad() *= 3.0;  // in place, as clip_grad_norm scales
+  check_close(x.grad(), Array<double>{3.0, 6.0});
+  sum(x * 1.0).backward();  // a gradient is there: backward adds to it
+  check_close(x.grad(), Array<double>{4.0, 7.0});
+  check_throws_with([&] { x.set_grad(Array<double>{1.0}); }, {"set_grad", "(1)", "(2)"});
+  x.reset_grad();  // PyTorch's x.grad = None
+  CHECK_FALSE(x.has_grad());
+  check_logic_error_with([&] { (void)x.mutable_grad(); }, "backward");
+  sum(x * 2.0).backward();  // no gradient: backward's first write overwrites
+  check_close(x.grad(), Array<double>{2.0, 2.0});
+}
+
+TEST_CASE("engine: an op's node shows its inputs and op name, a leaf none") {
+  D x = input({2}, 20), z = input({2}, 21);
+  D y = x * z;
+  CHECK(x.node_ptr()->inputs().empty());
+  CHECK(x.node_ptr()->is_leaf());
+  REQUIRE(y.node_ptr()->inputs().size() == 2);
+  CHECK(y.node_ptr()->inputs()[0] == x.node_ptr());
+  CHECK(std::string(y.node_ptr()->op()) == y.op_name());
+  CHECK(y.node_ptr()->requires_grad());
 }
 
 TEST_CASE("engine: item() needs exactly one element") {

@@ -33,7 +33,9 @@ double worst_error(const Product& p, std::mt19937& gen) {
   for (float& x : b) x = normal(gen);
   for (float& x : c) x = p.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : normal(gen);
   const std::vector<float> c_before = c;
-  blas::narrow_gemm(p.trans_a, p.m, p.n, p.k, p.alpha, a.data(), lda, b.data(), ldb, p.beta, c.data(), ldc);
+  const auto a_view = blas::matrix<const float>(a.data(), a_rows, a_cols, lda);
+  blas::narrow_gemm(blas::matrix(c.data(), p.m, p.n, ldc), p.trans_a ? a_view.t() : a_view,
+                    blas::matrix<const float>(b.data(), p.k, p.n, ldb), p.alpha, p.beta);
   const double eps = std::ldexp(1.0, -24);
   double worst = 0;
   for (std::size_t i = 0; i < p.m; ++i)
@@ -103,11 +105,12 @@ TEST_CASE("narrow gemm: blas::gemm sends narrow float products to it, with the s
   std::vector<float> a(m * k), b(k * n), via_gemm(m * n), direct(m * n);
   for (float& x : a) x = normal(gen);
   for (float& x : b) x = normal(gen);
-  blas::gemm<float>(false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, via_gemm.data(), n);
+  blas::gemm<float>(blas::matrix(via_gemm.data(), m, n), blas::matrix(a.data(), m, k), blas::matrix(b.data(), k, n));
   if (!blas::narrow_gemm_available()) {
     MESSAGE("no AVX-512F here: only BLAS runs");
     return;
   }
-  blas::narrow_gemm(false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, direct.data(), n);
+  blas::narrow_gemm(blas::matrix(direct.data(), m, n), blas::matrix<const float>(a.data(), m, k),
+                    blas::matrix<const float>(b.data(), k, n), 1.0f, 0.0f);
   CHECK(via_gemm == direct);  // bit for bit: the same kernel ran
 }

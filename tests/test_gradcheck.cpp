@@ -11,6 +11,7 @@
 #include "helpers.hpp"
 
 using namespace xtgrad;
+using xtgrad::testing::check_array;
 using xtgrad::testing::input;
 
 namespace {
@@ -34,8 +35,8 @@ D scaled_mul(const D& a, const D& b, double scale_a, double scale_b,
             grad.data()[bad] *= scale;
           return grad;
         };
-        accumulate_grad(*in[0], scaled(g * in[1]->data, scale_a), "scaled_mul");
-        accumulate_grad(*in[1], scaled(g * in[0]->data, scale_b), "scaled_mul");
+        add_grad(*in[0], scaled(g * in[1]->data(), scale_a));
+        add_grad(*in[1], scaled(g * in[0]->data(), scale_b));
       });
 }
 
@@ -44,8 +45,20 @@ D cube(const D& x) {
   return make_result<double>(
       "cube", Arr(x.data() * x.data() * x.data()), {x},
       [](const std::vector<NodePtr<double>>& in, const Arr&, const Arr& g) {
-        const Arr& v = in[0]->data;
-        accumulate_grad(*in[0], Arr(3.0 * v * v * g), "cube");
+        const Arr& v = in[0]->data();
+        add_grad(*in[0], Arr(3.0 * v * v * g));
+      });
+}
+
+// out = 2x, its gradient written in place through grad_target, as the built-in products
+// write theirs: with beta 0 the buffer is uninitialised, so it is overwritten, not read.
+D twice_in_place(const D& x) {
+  return make_result<double>(
+      "twice_in_place", Arr(2.0 * x.data()), {x},
+      [](const std::vector<NodePtr<double>>& in, const Arr&, const Arr& g) {
+        const GradTarget<double> dx = grad_target(*in[0]);
+        if (!dx) return;  // x needs no gradient
+        for (std::size_t i = 0; i < g.size(); ++i) dx.data[i] = (dx.beta == 0.0 ? 0.0 : dx.data[i]) + 2.0 * g.data()[i];
       });
 }
 
@@ -74,6 +87,22 @@ TEST_CASE("gradcheck: a correct custom op passes") {
   r = gradcheck([](const std::vector<D>& in) { return scaled_mul(in[0], in[1], 1.0, 1.0); }, {a, b});
   CHECK_MESSAGE(r.ok, r.message);
   CHECK(r.checked == 2 * 6 * 6);
+}
+
+TEST_CASE("custom op: grad_target and add_grad follow one rule, first write overwrites and later writes add") {
+  D x({1.0, -2.0, 0.5}, true);
+  sum(twice_in_place(x) + cube(x) + twice_in_place(x)).backward();  // three writes, either kind
+  check_array(x.grad(), {3}, {2 + 3 * 1.0 + 2, 2 + 3 * 4.0 + 2, 2 + 3 * 0.25 + 2});
+  sum(twice_in_place(x)).backward();  // a later backward adds to the kept gradient
+  check_array(x.grad(), {3}, {9.0, 18.0, 6.75});
+  D constant({1.0, 2.0});
+  CHECK_FALSE(twice_in_place(constant).requires_grad());  // nothing recorded, nothing written
+  D y({1.0, 2.0}, true);
+  sum(twice_in_place(constant) * y).backward();
+  check_array(y.grad(), {2}, {2.0, 4.0});
+  const GradcheckResult result =
+      gradcheck([](const std::vector<D>& in) { return twice_in_place(in[0]) * in[0]; }, {input({2, 3}, 41)});
+  CHECK_MESSAGE(result.ok, result.message);
 }
 
 TEST_CASE("gradcheck: a 1.1x gradient for input 1 is caught and located") {
@@ -115,8 +144,7 @@ TEST_CASE("gradcheck: a transposed Jacobian is caught") {
     return make_result<double>(
         "wrong_matvec", std::move(out), {in[0]},
         [A](const std::vector<NodePtr<double>>& nodes, const Arr&, const Arr& g) {
-          accumulate_grad(*nodes[0], Arr(xt::sum(A * xt::view(g, xt::newaxis(), xt::all()), {1})),
-                          "wrong_matvec");
+          add_grad(*nodes[0], Arr(xt::sum(A * xt::view(g, xt::newaxis(), xt::all()), {1})));
         });
   };
   D x = input({3}, 108);
@@ -220,7 +248,7 @@ TEST_CASE("gradcheck: a NaN gradient fails") {
     return make_result<double>(
         "nan_grad", Arr(in[0].data() * 2.0), {in[0]},
         [](const std::vector<NodePtr<double>>& nodes, const Arr&, const Arr& g) {
-          accumulate_grad(*nodes[0], Arr(g * std::numeric_limits<double>::quiet_NaN()), "nan_grad");
+          add_grad(*nodes[0], Arr(g * std::numeric_limits<double>::quiet_NaN()));
         });
   };
   const GradcheckResult r = gradcheck(nan_grad, {x});

@@ -108,6 +108,19 @@ TEST_CASE("module: summary shows the tree like PyTorch's repr") {
   CHECK(attn.summary() == expected);
 }
 
+TEST_CASE("module: summary of multi-head attention shows the output projection it applies") {
+  Generator gen(4);
+  MultiHeadCrossAttention<float> attn(8, 2, 6, 4, 8, true, 0.0, gen);
+  const std::string expected =
+      "MultiHeadCrossAttention(query_dim=8, num_heads=2, key_dim=6, value_dim=4, out_dim=8, dropout=0.000000\n"
+      "  (q_proj): Linear(in_features=8, out_features=8, bias=true)\n"
+      "  (k_proj): Linear(in_features=6, out_features=8, bias=true)\n"
+      "  (v_proj): Linear(in_features=4, out_features=8, bias=true)\n"
+      "  (out_proj): OutputProjection(in_features=8, out_features=8, bias=true, heads=2)\n"
+      ")";
+  CHECK(attn.summary() == expected);
+}
+
 TEST_CASE("module: state_dict round trip reproduces the outputs") {
   Generator gen_a(5), gen_b(6);
   MultiHeadCrossAttention<float> a(8, 2, 6, 4, 8, true, 0.0, gen_a), b(8, 2, 6, 4, 8, true, 0.0, gen_b);

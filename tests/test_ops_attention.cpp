@@ -110,6 +110,25 @@ TEST_CASE("gradcheck: fused attention all pairs with its projection, with a key 
   }, {q, k, v, w, b});
 }
 
+TEST_CASE("gradcheck: the all-pairs op's two halves apart, values through the projection and the attention") {
+  const D v = input({3, 4, 4}, 42), w = input({5, 4}, 43);
+  const D vw = head_values_projected(v, w, 2);
+  CHECK(vw.shape() == Shape{2, 3, 4, 5});
+  // head h's values times the columns h*2.. of w: V_h W_h^T, at head 1, value (1, 2), output 3
+  double want = 0;
+  for (std::size_t c = 2; c < 4; ++c) want += v.data()(1, 2, c) * w.data()(3, c);
+  CHECK(vw.data()(1, 1, 2, 3) == doctest::Approx(want).epsilon(1e-12));
+  grad("attention", [](const In& in) { return head_values_projected(in[0], in[1], 2); }, {v, w});
+  const D q = input({2, 3, 4}, 44), k = input({3, 4, 4}, 45), b = input({5}, 46);
+  const Mask key_allowed = random_mask({3, 4}, 47);
+  grad("attention", [=](const In& in) {
+    return attention_all_pairs_projected(in[0], in[1], in[2], std::optional<D>(in[3]), key_allowed).output;
+  }, {q, k, input({2, 3, 4, 5}, 48), b});
+  check_throws_with([&] { head_values_projected(v, w, 3); }, {"head_values_projected", "3 heads"});
+  check_throws_with([&] { attention_all_pairs_projected(q, k, input({2, 3, 5, 5}, 49)); },
+                    {"attention_all_pairs_projected", "(2,3,5,5)", "(3,4,4)"});
+}
+
 TEST_CASE("gradcheck: fused attention with dropout, the generator reseeded in fn") {
   const D q = input({2, 3, 4}, 24), k = input({2, 5, 4}, 25), v = input({2, 5, 4}, 26);
   grad("attention", [](const In& in) {

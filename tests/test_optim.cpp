@@ -85,15 +85,11 @@ Array<T> rule_grad(const Tensor<T>& p, std::size_t k) {
 // Gradients are set directly on the shared node, as backward() would leave them.
 template <class T>
 void set_grad(Tensor<T>& p, Array<T> g) {
-  Node<T>& node = *p.node_ptr();
-  node.grad = std::move(g);
-  node.has_grad = true;
+  p.set_grad(std::move(g));
 }
 template <class T>
 void drop_grad(Tensor<T>& p) {  // PyTorch's p.grad = None
-  Node<T>& node = *p.node_ptr();
-  node.grad = Array<T>();
-  node.has_grad = false;
+  p.reset_grad();
 }
 
 // Largest deviation between our values and PyTorch's; checks each against the tolerance.

@@ -20,65 +20,69 @@ extern "C" int openblas_get_num_threads(void);
 namespace xtgrad {
 namespace blas {
 namespace {
-CBLAS_TRANSPOSE flag(bool t) { return t ? CblasTrans : CblasNoTrans; }
-int ld(std::size_t v) { return static_cast<int>(std::max<std::size_t>(v, 1)); }
+CBLAS_TRANSPOSE flag(bool transposed) { return transposed ? CblasTrans : CblasNoTrans; }
+int ld(std::size_t stride) { return static_cast<int>(std::max<std::size_t>(stride, 1)); }
 
-void call(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-          std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
-  if (is_narrow(tb, n) && narrow_gemm_available()) return narrow_gemm(ta, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  cblas_sgemm(CblasRowMajor, flag(ta), flag(tb), int(m), int(n), int(k), alpha, a, ld(lda), b, ld(ldb), beta, c,
-              ld(ldc));
+// One single-threaded product: ours for a narrow float result where the CPU allows, else
+// OpenBLAS.
+void call(Matrix<float> c, Matrix<const float> a, Matrix<const float> b, float alpha, float beta) {
+  if (is_narrow(b.transposed, c.cols) && narrow_gemm_available()) return narrow_gemm(c, a, b, alpha, beta);
+  cblas_sgemm(CblasRowMajor, flag(a.transposed), flag(b.transposed), int(c.rows), int(c.cols), int(a.cols), alpha,
+              a.data, ld(a.stride), b.data, ld(b.stride), beta, c.data, ld(c.stride));
 }
-void call(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double alpha, const double* a,
-          std::size_t lda, const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc) {
-  cblas_dgemm(CblasRowMajor, flag(ta), flag(tb), int(m), int(n), int(k), alpha, a, ld(lda), b, ld(ldb), beta, c,
-              ld(ldc));
+void call(Matrix<double> c, Matrix<const double> a, Matrix<const double> b, double alpha, double beta) {
+  cblas_dgemm(CblasRowMajor, flag(a.transposed), flag(b.transposed), int(c.rows), int(c.cols), int(a.cols), alpha,
+              a.data, ld(a.stride), b.data, ld(b.stride), beta, c.data, ld(c.stride));
 }
 
 // Below this many multiply-adds a product runs on one thread: splitting it costs more
 // than it saves.
 constexpr std::size_t kSplitWork = std::size_t(1) << 18;
+
+// A small C from a long inner dimension (a weight gradient summed over many rows): bands
+// of C would each read all of the long operands, so split k instead; the first band
+// accumulates into C, the others into their own buffers, added in band order.
+template <class T>
+void gemm_split_inner(Matrix<T> c, Matrix<const T> a, Matrix<const T> b, T alpha, T beta) {
+  const std::size_t m = c.rows, n = c.cols, k = a.cols;
+  const std::size_t parts = parallel::band_count(k, 64);
+  std::vector<std::vector<T>> partial(parts);
+  parallel::for_each(parts, [&](std::size_t part) {
+    const std::size_t k0 = k * part / parts, k1 = k * (part + 1) / parts;
+    const Matrix<const T> a_part = a.col_range(k0, k1), b_part = b.row_range(k0, k1);
+    if (part == 0) return call(c, a_part, b_part, alpha, beta);
+    partial[part].resize(m * n);
+    call(matrix(partial[part].data(), m, n), a_part, b_part, alpha, T(0));
+  });
+  for (std::size_t part = 1; part < parts; ++part)
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t j = 0; j < n; ++j) c.data[i * c.stride + j] += partial[part][i * n + j];
+}
 }  // namespace
 
 // With several threads, a large product is split into bands of C's rows (or columns,
 // when C has few rows), one single-threaded BLAS call each.
 template <class T>
-void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
-          const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) {
-  if (m * n * k < kSplitWork || parallel::threads() == 1) return call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  if (k >= 8 * std::max(m, n)) {
-    // A small C from a long inner dimension (a weight gradient summed over many rows):
-    // bands of C would each read all of the long operands, so split k instead; the first
-    // band accumulates into C, the others into their own buffers, added in band order.
-    const std::size_t parts = parallel::band_count(k, 64);
-    std::vector<std::vector<T>> partial(parts);
-    parallel::for_each(parts, [&](std::size_t part) {
-      const std::size_t k0 = k * part / parts, k1 = k * (part + 1) / parts;
-      const T* a_part = ta ? a + k0 * lda : a + k0;  // op(A)'s columns k0..k1
-      const T* b_part = tb ? b + k0 : b + k0 * ldb;  // op(B)'s rows k0..k1
-      if (part == 0) return call(ta, tb, m, n, k1 - k0, alpha, a_part, lda, b_part, ldb, beta, c, ldc);
-      partial[part].resize(m * n);
-      call(ta, tb, m, n, k1 - k0, alpha, a_part, lda, b_part, ldb, T(0), partial[part].data(), n);
-    });
-    for (std::size_t part = 1; part < parts; ++part)
-      for (std::size_t i = 0; i < m; ++i)
-        for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] += partial[part][i * n + j];
-    return;
-  }
-  if (m >= n)  // rows r0..r1 of C need rows r0..r1 of op(A)
+void gemm(Matrix<T> c, typename read_only<T>::type a, typename read_only<T>::type b, T alpha, T beta) {
+  if (c.transposed || a.rows != c.rows || b.cols != c.cols || a.cols != b.rows)
+    throw std::logic_error("blas::gemm: (" + std::to_string(c.rows) + "," + std::to_string(c.cols) + ") = (" +
+                           std::to_string(a.rows) + "," + std::to_string(a.cols) + ") x (" + std::to_string(b.rows) +
+                           "," + std::to_string(b.cols) + ")" + (c.transposed ? ", C transposed" : ""));
+  const std::size_t m = c.rows, n = c.cols, k = a.cols;
+  if (m * n * k < kSplitWork || parallel::threads() == 1) return call(c, a, b, alpha, beta);
+  if (k >= 8 * std::max(m, n)) return gemm_split_inner(c, a, b, alpha, beta);
+  if (m >= n)  // rows r0..r1 of C need rows r0..r1 of A
     parallel::for_ranges(m, 16, [&](std::size_t r0, std::size_t r1) {
-      call(ta, tb, r1 - r0, n, k, alpha, ta ? a + r0 : a + r0 * lda, lda, b, ldb, beta, c + r0 * ldc, ldc);
+      call(c.row_range(r0, r1), a.row_range(r0, r1), b, alpha, beta);
     });
-  else  // columns c0..c1 of C need columns c0..c1 of op(B)
+  else  // columns c0..c1 of C need columns c0..c1 of B
     parallel::for_ranges(n, 16, [&](std::size_t c0, std::size_t c1) {
-      call(ta, tb, m, c1 - c0, k, alpha, a, lda, tb ? b + c0 * ldb : b + c0, ldb, beta, c + c0, ldc);
+      call(c.col_range(c0, c1), a, b.col_range(c0, c1), alpha, beta);
     });
 }
 
-template void gemm(bool, bool, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t, const float*,
-                   std::size_t, float, float*, std::size_t);
-template void gemm(bool, bool, std::size_t, std::size_t, std::size_t, double, const double*, std::size_t,
-                   const double*, std::size_t, double, double*, std::size_t);
+template void gemm(Matrix<float>, Matrix<const float>, Matrix<const float>, float, float);
+template void gemm(Matrix<double>, Matrix<const double>, Matrix<const double>, double, double);
 
 }  // namespace blas
 

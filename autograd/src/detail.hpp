@@ -1,6 +1,7 @@
 // Helpers shared by the op files; not installed.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <optional>
 #include <stdexcept>
@@ -135,22 +136,24 @@ void for_each_broadcast_parallel(const Shape& written, const Shape& out, const S
   });
 }
 
-// node's gradient buffer for an op that writes its gradient in place (BLAS with beta),
-// allocated uninitialised on first use; `fresh` says it holds no values yet, so the first
-// write must overwrite (beta = 0) rather than add.
+// A bias's gradient: the column sums of g (rows, cols) written into `sum` (cols) by the
+// rule of grad_target (beta 0: overwrite, 1: add). In bands of 256 rows, spread over the
+// threads and added in band order: the same sums in the same order at any thread count.
 template <class T>
-T* grad_buffer(Node<T>& node, bool& fresh) {
-  fresh = !node.has_grad;
-  if (fresh) {
-    node.grad = Array<T>(node.data.shape());
-    node.has_grad = true;
-  }
-  return node.grad.data();
+void write_column_sums(const T* g, std::size_t rows, std::size_t cols, GradTarget<T> sum) {
+  if (!sum) return;
+  if (sum.beta == T(0)) std::fill(sum.data, sum.data + cols, T(0));
+  const std::size_t bands = std::max<std::size_t>(1, (rows + 255) / 256);
+  std::vector<std::vector<T>> partial(bands);
+  parallel::for_each(bands, [&](std::size_t band) {
+    std::vector<T> sums(cols, T(0));  // allocated by the thread that fills it
+    for (std::size_t r = band * 256; r < std::min(rows, (band + 1) * 256); ++r)
+      for (std::size_t j = 0; j < cols; ++j) sums[j] += g[r * cols + j];
+    partial[band] = std::move(sums);
+  });
+  for (const auto& sums : partial)
+    for (std::size_t j = 0; j < cols; ++j) sum.data[j] += sums[j];
 }
-
-// Adds the column sums of g (rows, cols) to node's gradient (cols): a bias's gradient.
-template <class T>
-void add_column_sums(const T* g, std::size_t rows, std::size_t cols, Node<T>& node);
 
 }  // namespace xtgrad::detail
 

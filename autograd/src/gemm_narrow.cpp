@@ -86,17 +86,16 @@ bool narrow_gemm_available() {
   return available;
 }
 
-void narrow_gemm(bool trans_a, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                 std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
-  if (trans_a) return narrow_by_width<true>(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  narrow_by_width<false>(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+void narrow_gemm(Matrix<float> c, Matrix<const float> a, Matrix<const float> b, float alpha, float beta) {
+  if (a.transposed) return narrow_by_width<true>(c.rows, c.cols, a.cols, alpha, a.data, a.stride, b.data, b.stride,
+                                                 beta, c.data, c.stride);
+  narrow_by_width<false>(c.rows, c.cols, a.cols, alpha, a.data, a.stride, b.data, b.stride, beta, c.data, c.stride);
 }
 
 #else
 
 bool narrow_gemm_available() { return false; }
-void narrow_gemm(bool, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t, const float*,
-                 std::size_t, float, float*, std::size_t) {
+void narrow_gemm(Matrix<float>, Matrix<const float>, Matrix<const float>, float, float) {
   throw std::logic_error("narrow_gemm: this build has no AVX-512 kernel (check narrow_gemm_available first)");
 }
 

@@ -4,6 +4,8 @@
 
 #include <cstddef>
 
+#include "blas.hpp"
+
 namespace xtgrad::blas {
 
 // Whether a product with B transposed as given and C n columns wide is narrow: B as
@@ -13,10 +15,8 @@ bool is_narrow(bool trans_b, std::size_t n);
 // Whether this machine (and build) runs narrow_gemm: x86-64 with AVX-512F.
 bool narrow_gemm_available();
 
-// C (m,n) = alpha * op(A) (m,k) * B (k,n) + beta * C, row-major with row strides lda,
-// ldb, ldc; for is_narrow(false, n) only, and only where narrow_gemm_available().
+// C = alpha A B + beta C, for is_narrow(b, c) only, and only where narrow_gemm_available().
 // beta = 0 does not read C.
-void narrow_gemm(bool trans_a, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                 std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc);
+void narrow_gemm(Matrix<float> c, Matrix<const float> a, Matrix<const float> b, float alpha, float beta);
 
 }  // namespace xtgrad::blas

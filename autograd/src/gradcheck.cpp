@@ -73,10 +73,9 @@ GradcheckResult gradcheck_params(const std::function<Tensor<double>()>& fn,
     std::vector<std::optional<Arr>> grads;
     ~Restore() {
       for (std::size_t j = 0; j < leaves.size(); ++j) {
-        Node<double>& node = *leaves[j].node_ptr();
-        node.data = std::move(values[j]);
-        node.has_grad = grads[j].has_value();
-        node.grad = grads[j] ? std::move(*grads[j]) : Arr();
+        leaves[j].mutable_data() = std::move(values[j]);
+        if (grads[j]) leaves[j].set_grad(std::move(*grads[j]));
+        else leaves[j].reset_grad();
       }
     }
   } restore{leaves, {}, {}};

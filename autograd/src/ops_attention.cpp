@@ -1,17 +1,21 @@
-// Fused multi-head scaled dot-product attention. The model width D of q, k and v is split
-// into H column blocks of dh = D / H; BLAS reads each head's block in place through its
-// leading dimension (lda = D), so no head split or merge is ever copied.
+// Fused multi-head scaled dot-product attention, written as llm.c writes it: each op is a
+// named forward and a named backward, and each gradient in a backward names the line of
+// the forward pass it differentiates. The model width D of q, k and v is split into H
+// column blocks of dh = D / H; BLAS reads each head's block in place (a Matrix with row
+// stride D), so no head split or merge is ever copied.
 //   S = scale Q K^T (+ -inf where blocked), P = softmax(S) (a row with nothing allowed: 0),
 //   Pd = P * dropout scale, O = Pd V
-// Backward (DESIGN.md): dV = Pd^T dO, dPd = dO V^T, dP = dPd * dropout scale,
+// Backward: dV = Pd^T dO, dPd = dO V^T, dP = dPd * dropout scale,
 //   dS = P * (dP - rowsum(dP * P)), dQ = scale dS K, dK = scale dS^T Q.
-// Two pairings share these kernels: `paired` (batch element b of q with b of k and v, as in
-// MultiHeadCrossAttention) and `all pairs` (every b of q with every b of k and v).
+// Two pairings: `paired` (batch element b of q with b of k and v, as in
+// MultiHeadCrossAttention::forward) and `all pairs` (every b of q with every b of k and v,
+// forward_all_pairs), where the values come already multiplied by the output projection.
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <vector>
 
+#include "attention_detail.hpp"
 #include "blas.hpp"
 #include "detail.hpp"
 #include "kernels.hpp"
@@ -21,71 +25,200 @@
 namespace xtgrad {
 namespace {
 
-// The shapes of one fused attention call.
-struct AttentionShape {
-  std::size_t bq, lq, bk, lk, d, heads, dh;
-  double scale;
-};
+using blas::matrix;
+using namespace attention_detail;
 
-AttentionShape check_shapes(const char* op, const Shape& q, const Shape& k, const Shape& v, std::size_t heads,
-                            bool all_pairs) {
-  if (q.size() != 3 || k.size() != 3 || v.size() != 3)
-    detail::fail(op, "q, k and v must be 3-D (batch, length, width), got " + shape_str(q) + ", " + shape_str(k) +
-                         ", " + shape_str(v));
-  if (k != v) detail::fail(op, "k " + shape_str(k) + " and v " + shape_str(v) + " differ");
-  if (q[2] != k[2]) detail::fail(op, "q " + shape_str(q) + " and k " + shape_str(k) + " differ in width");
-  if (!all_pairs && q[0] != k[0])
-    detail::fail(op, "q " + shape_str(q) + " and k " + shape_str(k) + " differ in batch size");
-  if (heads == 0 || q[2] % heads != 0)
-    detail::fail(op, std::to_string(heads) + " heads do not divide the width " + std::to_string(q[2]));
-  const std::size_t dh = q[2] / heads;
-  return {q[0], q[1], k[0], k[1], q[2], heads, dh, 1.0 / std::sqrt(double(dh))};
+// ---- paired ---------------------------------------------------------------------------
+
+// q (B,Lq,D), k (B,Lk,D), allowed (B,Lq,Lk) -> weights (B,H,Lq,Lk):
+// P_bh = softmax(scale Q_bh K_bh^T, -inf where not allowed)
+template <class T>
+void paired_weights_forward(const AttentionShape& a, const T* q, const T* k, const Mask* allowed, T* weights) {
+  const std::size_t Lq = a.lq, Lk = a.lk;
+  for_each_head(a.bq, a.heads, [&](std::size_t b, std::size_t h) {
+    T* s = weights + (b * a.heads + h) * Lq * Lk;
+    const std::vector<T> kt = transposed(head_block(k, Lk, a, b, h));  // K_bh^T (dh,Lk), while K_bh is in cache
+    blas::gemm(matrix(s, Lq, Lk), head_block(q, Lq, a, b, h), matrix(kt.data(), a.dh, Lk), T(a.scale));
+    if (allowed) block_disallowed(s, allowed->data() + b * Lq * Lk, Lq * Lk);
+    kernels::softmax_rows(s, Lq, Lk);
+  });
 }
 
-// What the backward keeps: the weights (shared with the caller) and, with dropout, the
-// scale (0 or 1/(1-p) per weight) and the dropped weights the values were mixed with.
+// Pd (B,H,Lq,Lk), v (B,Lk,D) -> out (B,Lq,D): O_bh (Lq,dh) = Pd_bh (Lq,Lk) V_bh (Lk,dh)
 template <class T>
-struct Saved {
-  std::shared_ptr<const Array<T>> weights;
-  bool dropout = false;
-  Array<T> dropout_scale, dropped;
-  const T* mixed() const { return dropout ? dropped.data() : weights->data(); }
-};
+void paired_mix_forward(const AttentionShape& a, const T* pd, const T* v, T* out) {
+  for_each_head(a.bq, a.heads, [&](std::size_t b, std::size_t h) {
+    const T* pd_bh = pd + (b * a.heads + h) * a.lq * a.lk;
+    blas::gemm(head_block(out, a.lq, a, b, h), matrix(pd_bh, a.lq, a.lk), head_block(v, a.lk, a, b, h));
+  });
+}
 
-// The Saved of weights, drawing a dropout mask (kept with probability 1-p) when asked.
+// dO (B,Lq,D) -> the gradients of q, k and v, per (b, h) while its blocks are in cache.
+// When q, k and v are one tensor, a task writes its block three times in the order the
+// targets were fetched, so only the first write of a fresh gradient overwrites (beta 0).
 template <class T>
-Saved<T> save_weights(std::shared_ptr<const Array<T>> weights, double p, Generator* gen) {
-  Saved<T> saved{std::move(weights), p > 0 && gen, {}, {}};
-  if (!saved.dropout) return saved;
-  const Array<T>& w = *saved.weights;
-  saved.dropout_scale = Array<T>(w.shape());
-  saved.dropped = Array<T>(w.shape());
-  const T kept = T(1.0 / (1.0 - p));
-  for (std::size_t i = 0; i < w.size(); ++i) {
-    saved.dropout_scale.data()[i] = gen->uniform() >= p ? kept : T(0);
-    saved.dropped.data()[i] = w.data()[i] * saved.dropout_scale.data()[i];
+void paired_backward(const AttentionShape& a, const Saved<T>& saved, const std::vector<NodePtr<T>>& in,
+                     const T* dout) {
+  const T* q = in[0]->data().data();
+  const T* k = in[1]->data().data();
+  const T* v = in[2]->data().data();
+  const GradTarget<T> dq = grad_target(*in[0]), dk = grad_target(*in[1]), dv = grad_target(*in[2]);
+  const std::size_t Lq = a.lq, Lk = a.lk;
+  for_each_head(a.bq, a.heads, [&](std::size_t b, std::size_t h) {
+    const std::size_t at = (b * a.heads + h) * Lq * Lk;  // this head's (Lq,Lk) block of the weights
+    const auto dout_bh = head_block(dout, Lq, a, b, h);
+    // in the forward pass this was O = Pd V: dPd (Lq,Lk) = dO_bh (Lq,dh) V_bh^T (dh,Lk)
+    std::vector<T> ds(Lq * Lk);
+    const std::vector<T> vt = transposed(head_block(v, Lk, a, b, h));
+    blas::gemm(matrix(ds.data(), Lq, Lk), dout_bh, matrix(vt.data(), a.dh, Lk));
+    // in the forward pass this was Pd = softmax(S) * dropout: dS over dPd, in place
+    if (saved.dropout) multiply_rows(ds.data(), saved.dropout_scale.data() + at, Lq, Lk, Lk);
+    kernels::softmax_backward_rows(saved.weights->data() + at, ds.data(), Lq, Lk, Lk, T(a.scale));
+    const auto ds_matrix = matrix<const T>(ds.data(), Lq, Lk);
+    // in the forward pass this was S = scale Q K^T (the scale is in dS): dQ = dS K, dK = dS^T Q
+    if (dq) blas::gemm(head_block(dq.data, Lq, a, b, h), ds_matrix, head_block(k, Lk, a, b, h), T(1), dq.beta);
+    if (dk) blas::gemm(head_block(dk.data, Lk, a, b, h), ds_matrix.t(), head_block(q, Lq, a, b, h), T(1), dk.beta);
+    // in the forward pass this was O = Pd V: dV (Lk,dh) = Pd^T (Lk,Lq) dO_bh (Lq,dh)
+    if (dv) blas::gemm(head_block(dv.data, Lk, a, b, h), matrix(saved.mixed() + at, Lq, Lk).t(), dout_bh, T(1), dv.beta);
+  });
+}
+
+// ---- all pairs ------------------------------------------------------------------------
+// Per head, the scores of all pairs are one product (Bq*Lq, dh) x (dh, Bk*Lk): rows over
+// (qb, t), columns over (kb, j). The values arrive projected (head_values_projected):
+// VW_h = V_h W_h^T (Bk*Lk, E), so a pair's output is sum_h P_h VW_h + bias, and every
+// product is E wide, never dh; the pairs' unprojected outputs never exist.
+
+// q (Bq,Lq,D), k (Bk,Lk,D), key_allowed (Bk,Lk) -> weights (H, Bq*Lq, Bk*Lk):
+// S_h = scale Q_h K_h^T, each segment of Lk (one query row against one key element) a softmax row
+template <class T>
+void all_pairs_weights_forward(const AttentionShape& a, const T* q, const T* k, const Mask* key_allowed, T* weights) {
+  const std::size_t rows = a.bq * a.lq, cols = a.bk * a.lk;
+  const std::vector<T> kt = transposed(matrix(k, cols, a.d));  // K^T (D, cols)
+  parallel::for_each(a.heads, [&](std::size_t h) {
+    T* s = weights + h * rows * cols;
+    blas::gemm(matrix(s, rows, cols), matrix(q + h * a.dh, rows, a.dh, a.d), matrix(kt.data() + h * a.dh * cols, a.dh, cols),
+               T(a.scale));
+    if (key_allowed)
+      for (std::size_t r = 0; r < rows; ++r) block_disallowed(s + r * cols, key_allowed->data(), cols);
+    kernels::softmax_rows(s, rows * a.bk, a.lk);
+  });
+}
+
+// Pd (H, rows, cols), vw (H, Bk*Lk, E), bias (E) -> out (Bq,Bk,Lq,E):
+// out[qb, kb] = sum_h Pd_h[qb, kb] VW_h[kb] + bias. Each thread takes a band of key
+// elements kb; the heads add into one block (rows, E) per kb, kept in cache, then
+// scattered into out.
+template <class T>
+void all_pairs_mix_forward(const AttentionShape& a, std::size_t E, const T* pd, const T* vw, const T* bias, T* out) {
+  const std::size_t rows = a.bq * a.lq, cols = a.bk * a.lk;
+  parallel::for_ranges(a.bk, 1, [&](std::size_t kb_begin, std::size_t kb_end) {
+    std::vector<T> block(rows * E);  // one key element's outputs, rows over (qb, t)
+    for (std::size_t kb = kb_begin; kb < kb_end; ++kb) {
+      for (std::size_t r = 0; r < rows; ++r) {  // the block starts as the bias; the heads add to it
+        if (bias) std::copy_n(bias, E, block.data() + r * E);
+        else std::fill_n(block.data() + r * E, E, T(0));
+      }
+      for (std::size_t h = 0; h < a.heads; ++h)  // (rows,E) += Pd_h[:, kb] (rows,Lk) VW_h[kb] (Lk,E)
+        blas::gemm(matrix(block.data(), rows, E), matrix(pd + h * rows * cols + kb * a.lk, rows, a.lk, cols),
+                   matrix(vw + (h * cols + kb * a.lk) * E, a.lk, E), T(1), T(1));
+      for (std::size_t qb = 0; qb < a.bq; ++qb)
+        std::copy_n(block.data() + qb * a.lq * E, a.lq * E, out + (qb * a.bk + kb) * a.lq * E);
+    }
+  });
+}
+
+// For one key element kb and its gathered output gradient dO_kb (rows, E): dS_h[:, kb]
+// into ds (H, rows, cols) and dVW_h[kb] into dvw, for every head.
+template <class T>
+void all_pairs_key_backward(const AttentionShape& a, std::size_t E, const Saved<T>& saved, const T* vw,
+                            std::size_t kb, const T* dout_kb, T* ds, GradTarget<T> dvw, std::vector<T>& vwt) {
+  const std::size_t rows = a.bq * a.lq, cols = a.bk * a.lk, Lk = a.lk;
+  for (std::size_t h = 0; h < a.heads; ++h) {
+    const std::size_t at = h * rows * cols + kb * Lk;  // Pd_h[:, kb]: rows of Lk, cols apart
+    const std::size_t vw_at = (h * cols + kb * Lk) * E;  // VW_h[kb] (Lk, E)
+    // in the forward pass this was O_kb += Pd_h[:, kb] VW_h[kb]:
+    // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,E) VW_h[kb]^T (E,Lk), VW_h[kb]^T copied contiguous
+    // (its rows cols apart would share a few cache sets)
+    kernels::transpose(Lk, E, vw + vw_at, E, vwt.data(), Lk);
+    blas::gemm(matrix(ds + at, rows, Lk, cols), matrix(dout_kb, rows, E), matrix<const T>(vwt.data(), E, Lk));
+    // in the forward pass this was Pd = softmax(S) * dropout: dS over dPd, in place
+    if (saved.dropout) multiply_rows(ds + at, saved.dropout_scale.data() + at, rows, Lk, cols);
+    kernels::softmax_backward_rows(saved.weights->data() + at, ds + at, rows, Lk, cols, T(a.scale));
+    // the same forward line: dVW_h[kb] (Lk,E) = Pd_h[:, kb]^T (Lk,rows) dO_kb (rows,E)
+    if (dvw)
+      blas::gemm(matrix(dvw.data + vw_at, Lk, E), matrix(saved.mixed() + at, rows, Lk, cols).t(),
+                 matrix(dout_kb, rows, E), T(1), dvw.beta);
   }
-  return saved;
 }
 
-// x (rows, cols) -> (cols, rows). The products below that contract over a head's dh read
-// K or V transposed: BLAS runs A B^T with so short an inner dimension at a third of the
-// speed of A B (bench/: attn_small, align_step), more than the transpose costs.
+// dO (Bq,Bk,Lq,E) -> the gradients of q, k, vw and the bias; inputs q, k, vw (, bias).
 template <class T>
-std::vector<T> transposed(const T* x, std::size_t rows, std::size_t cols) {
-  std::vector<T> out(rows * cols);
-  kernels::transpose(rows, cols, x, cols, out.data(), rows);
-  return out;
+void all_pairs_backward(const AttentionShape& a, std::size_t E, const Saved<T>& saved,
+                        const std::vector<NodePtr<T>>& in, const T* dout) {
+  const std::size_t rows = a.bq * a.lq, cols = a.bk * a.lk, dh = a.dh, D = a.d;
+  Array<T> ds(saved.weights->shape());  // per head (rows, cols)
+  const GradTarget<T> dvw = grad_target(*in[2]);
+  parallel::for_ranges(a.bk, 1, [&](std::size_t kb_begin, std::size_t kb_end) {  // bands as in the forward
+    std::vector<T> dout_kb(rows * E), vwt(E * a.lk);
+    for (std::size_t kb = kb_begin; kb < kb_end; ++kb) {
+      for (std::size_t qb = 0; qb < a.bq; ++qb)  // dO_kb (rows, E) gathered from dO
+        std::copy_n(dout + (qb * a.bk + kb) * a.lq * E, a.lq * E, dout_kb.data() + qb * a.lq * E);
+      all_pairs_key_backward(a, E, saved, in[2]->data().data(), kb, dout_kb.data(), ds.data(), dvw, vwt);
+    }
+  });
+  // in the forward pass this was O = ... + bias: db = column sums of dO
+  if (in.size() > 3) detail::write_column_sums(dout, rows * a.bk, E, grad_target(*in[3]));
+  // in the forward pass this was S_h = scale Q_h K_h^T (the scale is in dS):
+  // dQ_h (rows,dh) = dS_h (rows,cols) K_h (cols,dh), dK_h (cols,dh) = dS_h^T (cols,rows) Q_h (rows,dh)
+  const T* q = in[0]->data().data();
+  const T* k = in[1]->data().data();
+  if (const GradTarget<T> dq = grad_target(*in[0]))
+    parallel::for_each(a.heads, [&](std::size_t h) {
+      blas::gemm(matrix(dq.data + h * dh, rows, dh, D), matrix<const T>(ds.data() + h * rows * cols, rows, cols),
+                 matrix(k + h * dh, cols, dh, D), T(1), dq.beta);
+    });
+  if (const GradTarget<T> dk = grad_target(*in[1]))
+    parallel::for_each(a.heads, [&](std::size_t h) {
+      blas::gemm(matrix(dk.data + h * dh, cols, dh, D), matrix<const T>(ds.data() + h * rows * cols, rows, cols).t(),
+                 matrix(q + h * dh, rows, dh, D), T(1), dk.beta);
+    });
 }
 
-// f(b, h) for every batch element b < B and head h < H, spread over the threads.
-template <class F>
-void for_each_head(std::size_t B, std::size_t H, F&& f) {
-  parallel::for_each(B * H, [&](std::size_t bh) { f(bh / H, bh % H); });
+// ---- values through the output projection ---------------------------------------------
+
+// v (B,L,D), out_weight (E,D) -> vw (H, B*L, E): VW_h = V_h (B*L,dh) W_h^T (dh,E), W_h the
+// columns h*dh.. of out_weight. W^T is copied so that the product contracts over dh with
+// B as stored (see transposed()).
+template <class T>
+void head_values_forward(std::size_t heads, std::size_t values, std::size_t D, std::size_t E, const T* v,
+                         const T* w, T* vw) {
+  const std::size_t dh = D / heads;
+  const std::vector<T> wt = transposed(matrix(w, E, D));  // (D, E)
+  parallel::for_each(heads, [&](std::size_t h) {
+    blas::gemm(matrix(vw + h * values * E, values, E), matrix(v + h * dh, values, dh, D),
+               matrix(wt.data() + h * dh * E, dh, E));
+  });
 }
 
-void check_dropout(const char* op, double p) {
-  if (!(p >= 0.0 && p < 1.0)) detail::fail(op, "dropout must be in [0, 1), got " + std::to_string(p));
+// dVW (H, B*L, E) -> the gradients of v and out_weight.
+template <class T>
+void head_values_backward(std::size_t heads, std::size_t values, std::size_t D, std::size_t E,
+                          const std::vector<NodePtr<T>>& in, const T* dvw) {
+  const std::size_t dh = D / heads;
+  const T* v = in[0]->data().data();
+  const T* w = in[1]->data().data();
+  // in the forward pass this was VW_h = V_h W_h^T: dV_h = dVW_h W_h, dW_h = dVW_h^T V_h
+  if (const GradTarget<T> dv = grad_target(*in[0]))
+    parallel::for_each(heads, [&](std::size_t h) {  // dV_h (B*L,dh) = dVW_h (B*L,E) W_h (E,dh)
+      blas::gemm(matrix(dv.data + h * dh, values, dh, D), matrix(dvw + h * values * E, values, E),
+                 matrix(w + h * dh, E, dh, D), T(1), dv.beta);
+    });
+  if (const GradTarget<T> dw = grad_target(*in[1]))
+    parallel::for_each(heads, [&](std::size_t h) {  // dW_h (E,dh) = dVW_h^T (E,B*L) V_h (B*L,dh)
+      blas::gemm(matrix(dw.data + h * dh, E, dh, D), matrix(dvw + h * values * E, values, E).t(),
+                 matrix(v + h * dh, values, dh, D), T(1), dw.beta);
+    });
 }
 
 }  // namespace
@@ -100,91 +233,81 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
   if (allowed && detail::shape_of(*allowed) != Shape{a.bq, a.lq, a.lk})
     detail::fail(op, "mask " + shape_str(allowed->shape()) + " is not (B,Lq,Lk) = " + shape_str(Shape{a.bq, a.lq, a.lk}));
   check_dropout(op, dropout_p);
-  const std::size_t B = a.bq, H = a.heads, Lq = a.lq, Lk = a.lk, D = a.d, dh = a.dh;
-  const T* pq = q.data().data();
-  const T* pk = k.data().data();
-  const T* pv = v.data().data();
 
-  auto weights = std::make_shared<Array<T>>(Shape{B, H, Lq, Lk});
-  T* w = weights->data();
-  for_each_head(B, H, [&](std::size_t b, std::size_t h) {
-    T* s = w + (b * H + h) * Lq * Lk;  // (Lq,Lk) = scale Q_bh (Lq,dh) K_bh^T (dh,Lk)
-    std::vector<T> kt(dh * Lk);  // K_bh^T, while K_bh is in cache
-    kernels::transpose(Lk, dh, pk + b * Lk * D + h * dh, D, kt.data(), Lk);
-    blas::gemm<T>(false, false, Lq, Lk, dh, T(a.scale), pq + b * Lq * D + h * dh, D, kt.data(), Lk, T(0), s, Lk);
-    if (allowed) {
-      const bool* ok = allowed->data() + b * Lq * Lk;
-      for (std::size_t i = 0; i < Lq * Lk; ++i)
-        if (!ok[i]) s[i] = -std::numeric_limits<T>::infinity();
-    }
-    kernels::softmax_rows(s, Lq, Lk);
-  });
+  auto weights = std::make_shared<Array<T>>(Shape{a.bq, a.heads, a.lq, a.lk});
+  paired_weights_forward(a, q.data().data(), k.data().data(), allowed ? &*allowed : nullptr, weights->data());
   Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
-  const T* pd = saved.mixed();  // the weights the values are mixed with
-
-  Array<T> out(Shape{B, Lq, D});
-  for_each_head(B, H, [&](std::size_t b, std::size_t h) {  // O_bh (Lq,dh) = Pd_bh (Lq,Lk) V_bh (Lk,dh)
-    blas::gemm<T>(false, false, Lq, dh, Lk, T(1), pd + (b * H + h) * Lq * Lk, Lk, pv + b * Lk * D + h * dh, D, T(0),
-                  out.data() + b * Lq * D + h * dh, D);
-  });
-
+  Array<T> out(Shape{a.bq, a.lq, a.d});
+  paired_mix_forward(a, saved.mixed(), v.data().data(), out.data());
   Tensor<T> output = make_result<T>(
       op, std::move(out), {q, k, v},
       [a, saved = std::move(saved)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        const std::size_t B = a.bq, H = a.heads, Lq = a.lq, Lk = a.lk, D = a.d, dh = a.dh;
-        const T* pq = in[0]->data.data();
-        const T* pk = in[1]->data.data();
-        const T* pv = in[2]->data.data();
-        const T* p = saved.weights->data();
-        const bool dropping = saved.dropout;
-        const T* pd = saved.mixed();
-        // Per (b, h), all while its blocks are in cache: dPd, dS, then the three gradients.
-        // Tasks write disjoint blocks. When q, k and v are one tensor, a task writes its
-        // block three times, in the order the buffers were fetched (so only the first
-        // write of a fresh buffer overwrites: beta 0).
-        bool fresh_q = false, fresh_k = false, fresh_v = false;
-        T* gq = in[0]->requires_grad ? detail::grad_buffer(*in[0], fresh_q) : nullptr;
-        T* gk = in[1]->requires_grad ? detail::grad_buffer(*in[1], fresh_k) : nullptr;
-        T* gv = in[2]->requires_grad ? detail::grad_buffer(*in[2], fresh_v) : nullptr;
-        for_each_head(B, H, [&](std::size_t b, std::size_t h) {
-          const std::size_t blk = (b * H + h) * Lq * Lk;
-          const T* q_bh = pq + b * Lq * D + h * dh;
-          const T* k_bh = pk + b * Lk * D + h * dh;
-          const T* v_bh = pv + b * Lk * D + h * dh;
-          const T* g_bh = g.data() + b * Lq * D + h * dh;
-          std::vector<T> ds(Lq * Lk), vt(dh * Lk);  // dPd (Lq,Lk) = dO_bh (Lq,dh) V_bh^T (dh,Lk)
-          kernels::transpose(Lk, dh, v_bh, D, vt.data(), Lk);
-          blas::gemm<T>(false, false, Lq, Lk, dh, T(1), g_bh, D, vt.data(), Lk, T(0), ds.data(), Lk);
-          if (dropping)
-            for (std::size_t i = 0; i < Lq * Lk; ++i) ds[i] *= saved.dropout_scale.data()[blk + i];
-          kernels::softmax_backward_rows(p + blk, ds.data(), Lq, Lk, Lk, T(a.scale));  // dS over dPd
-          if (gq)  // dQ_bh (Lq,dh) = dS (Lq,Lk) K_bh (Lk,dh)
-            blas::gemm<T>(false, false, Lq, dh, Lk, T(1), ds.data(), Lk, k_bh, D, fresh_q ? T(0) : T(1),
-                          gq + b * Lq * D + h * dh, D);
-          if (gk)  // dK_bh (Lk,dh) = dS^T (Lk,Lq) Q_bh (Lq,dh)
-            blas::gemm<T>(true, false, Lk, dh, Lq, T(1), ds.data(), Lk, q_bh, D, fresh_k ? T(0) : T(1),
-                          gk + b * Lk * D + h * dh, D);
-          if (gv)  // dV_bh (Lk,dh) = Pd^T (Lk,Lq) dO_bh (Lq,dh)
-            blas::gemm<T>(true, false, Lk, dh, Lq, T(1), pd + blk, Lk, g_bh, D, fresh_v ? T(0) : T(1),
-                          gv + b * Lk * D + h * dh, D);
-        });
+        paired_backward(a, saved, in, g.data());
+      });
+  return {output, weights};
+}
+
+
+// v (B,L,D), out_weight (E,D) -> (H,B,L,E)
+template <class T>
+Tensor<T> head_values_projected(const Tensor<T>& v, const Tensor<T>& out_weight, std::size_t heads) {
+  const char* op = "head_values_projected";
+  detail::check_defined(op, v, out_weight);
+  const Shape vs = v.shape(), ws = out_weight.shape();
+  if (vs.size() != 3) detail::fail(op, "v must be 3-D (batch, length, width), got " + shape_str(vs));
+  if (ws.size() != 2 || ws[1] != vs[2])
+    detail::fail(op, "out_weight " + shape_str(ws) + " is not (E," + std::to_string(vs[2]) + ") for width " +
+                         std::to_string(vs[2]));
+  if (heads == 0 || vs[2] % heads != 0)
+    detail::fail(op, std::to_string(heads) + " heads do not divide the width " + std::to_string(vs[2]));
+  const std::size_t values = vs[0] * vs[1], D = vs[2], E = ws[0];
+  Array<T> vw(Shape{heads, vs[0], vs[1], E});
+  head_values_forward(heads, values, D, E, v.data().data(), out_weight.data().data(), vw.data());
+  return make_result<T>(op, std::move(vw), {v, out_weight},
+                        [heads, values, D, E](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+                          head_values_backward(heads, values, D, E, in, g.data());
+                        });
+}
+
+// q (Bq,Lq,D), k (Bk,Lk,D), projected_values (H,Bk,Lk,E), out_bias (E), key_allowed (Bk,Lk)
+//   -> out (Bq,Bk,Lq,E), weights (H,Bq,Lq,Bk,Lk)
+template <class T>
+FusedAttention<T> attention_all_pairs_projected(const Tensor<T>& q, const Tensor<T>& k,
+                                                const Tensor<T>& projected_values,
+                                                const std::optional<Tensor<T>>& out_bias,
+                                                const std::optional<Mask>& key_allowed, double dropout_p,
+                                                Generator* gen) {
+  const char* op = "attention_all_pairs_projected";
+  detail::check_defined(op, q, k, projected_values, out_bias);
+  const Shape pv = projected_values.shape();
+  if (pv.size() != 4) detail::fail(op, "projected values must be 4-D (H,Bk,Lk,E), got " + shape_str(pv));
+  const AttentionShape a = check_shapes(op, q.shape(), k.shape(), k.shape(), pv[0], true);
+  const std::size_t E = pv[3];
+  if (pv != Shape{a.heads, a.bk, a.lk, E})
+    detail::fail(op, "projected values " + shape_str(pv) + " do not match k " + shape_str(k.shape()));
+  if (out_bias && out_bias->shape() != Shape{E})
+    detail::fail(op, "out_bias " + shape_str(out_bias->shape()) + " does not match the projected width " + std::to_string(E));
+  check_key_mask(op, key_allowed, a);
+  check_dropout(op, dropout_p);
+
+  auto weights = std::make_shared<Array<T>>(Shape{a.heads, a.bq, a.lq, a.bk, a.lk});
+  all_pairs_weights_forward(a, q.data().data(), k.data().data(), key_allowed ? &*key_allowed : nullptr, weights->data());
+  Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
+  Array<T> out(Shape{a.bq, a.bk, a.lq, E});
+  all_pairs_mix_forward(a, E, saved.mixed(), projected_values.data().data(),
+                        out_bias ? out_bias->data().data() : nullptr, out.data());
+  std::vector<Tensor<T>> inputs{q, k, projected_values};
+  if (out_bias) inputs.push_back(*out_bias);
+  Tensor<T> output = make_result<T>(
+      op, std::move(out), inputs,
+      [a, E, saved = std::move(saved)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+        all_pairs_backward(a, E, saved, in, g.data());
       });
   return {output, weights};
 }
 
 // q (Bq,Lq,D), k, v (Bk,Lk,D), out_weight (E,D), out_bias (E), key_allowed (Bk,Lk)
-//   -> out (Bq,Bk,Lq,E), weights (H,Bq,Lq,Bk,Lk)
-// Per head, the scores of all pairs are one product (Bq*Lq, dh) x (dh, Bk*Lk). The output
-// projection is folded into the values: with W_h the columns of out_weight that head h's
-// output meets (E,dh), a pair's output is sum_h P_h V_h W_h^T + bias, and VW_h = V_h W_h^T
-// (Bk*Lk, E) is computed once per image instead of projecting every pair. The outputs of
-// one key batch element kb are then, per head, one product (Bq*Lq, Lk) x (Lk, E) added into
-// a block (rows over (bq, t)), which is scattered into the (Bq, Bk, Lq, E) output. Every
-// product is E wide, never dh, and the pairs' unprojected outputs never exist.
-// Each thread takes a band of key batch elements and keeps its block in cache.
-// Backward, per kb: dPd_h = dO_kb VW_h[kb]^T, dS as in the paired op, dVW_h[kb] =
-// Pd_h[kb]^T dO_kb; then per head dV_h = dVW_h W_h, dW_h = dVW_h^T V_h, dQ_h = dS_h K_h,
-// dK_h = dS_h^T Q_h, and the bias gets the column sums of dO.
+//   -> out (Bq,Bk,Lq,E), weights (H,Bq,Lq,Bk,Lk): the two ops above
 template <class T>
 FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                                             std::size_t heads, const Tensor<T>& out_weight,
@@ -197,137 +320,26 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
   if (out_weight.shape().size() != 2 || out_weight.shape()[1] != a.d)
     detail::fail(op, "out_weight " + shape_str(out_weight.shape()) + " is not (E," + std::to_string(a.d) +
                          ") for width " + std::to_string(a.d));
-  const std::size_t E = out_weight.shape()[0];
-  if (out_bias && out_bias->shape() != Shape{E})
+  if (out_bias && out_bias->shape() != Shape{out_weight.shape()[0]})
     detail::fail(op, "out_bias " + shape_str(out_bias->shape()) + " does not match out_weight " +
                          shape_str(out_weight.shape()));
-  if (key_allowed && detail::shape_of(*key_allowed) != Shape{a.bk, a.lk})
-    detail::fail(op, "key mask " + shape_str(key_allowed->shape()) + " is not (Bk,Lk) = " + shape_str(Shape{a.bk, a.lk}));
+  check_key_mask(op, key_allowed, a);
   check_dropout(op, dropout_p);
-  const std::size_t Bq = a.bq, Bk = a.bk, H = a.heads, Lq = a.lq, Lk = a.lk, D = a.d, dh = a.dh;
-  const std::size_t rows = Bq * Lq, cols = Bk * Lk;  // of each head's score matrix
-
-  auto weights = std::make_shared<Array<T>>(Shape{H, Bq, Lq, Bk, Lk});
-  T* w = weights->data();
-  const std::vector<T> kt = transposed(k.data().data(), cols, D);  // (D, cols)
-  parallel::for_each(H, [&](std::size_t h) {
-    T* s = w + h * rows * cols;  // (rows, cols) = scale Q_h (rows,dh) K_h^T (dh,cols)
-    blas::gemm<T>(false, false, rows, cols, dh, T(a.scale), q.data().data() + h * dh, D, kt.data() + h * dh * cols,
-                  cols, T(0), s, cols);
-    if (key_allowed)
-      for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t kb = 0; kb < Bk; ++kb) {
-          T* seg = s + r * cols + kb * Lk;  // query row r against key batch element kb
-          const bool* ok = key_allowed->data() + kb * Lk;
-          for (std::size_t j = 0; j < Lk; ++j)
-            if (!ok[j]) seg[j] = -std::numeric_limits<T>::infinity();
-        }
-    kernels::softmax_rows(s, rows * Bk, Lk);  // the segments of Lk are the softmax rows
-  });
-  Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
-  const T* pd = saved.mixed();
-
-  // VW (H, cols, E): VW_h (cols,E) = V_h (cols,dh) W_h^T (dh,E), W_h^T = rows h*dh.. of W^T,
-  // contracting over dh: B as stored (a copy of W), for the reason given at transposed()
-  const std::vector<T> wt = transposed(out_weight.data().data(), E, D);  // (D, E)
-  std::vector<T> vw(H * cols * E);
-  parallel::for_each(H, [&](std::size_t h) {
-    blas::gemm<T>(false, false, cols, E, dh, T(1), v.data().data() + h * dh, D, wt.data() + h * dh * E, E, T(0),
-                  vw.data() + h * cols * E, E);
-  });
-  Array<T> out(Shape{Bq, Bk, Lq, E});
-  const T* bias = out_bias ? out_bias->data().data() : nullptr;
-  parallel::for_ranges(Bk, 1, [&](std::size_t kb_begin, std::size_t kb_end) {
-    std::vector<T> block(rows * E);  // the outputs of one key batch element (rows, E)
-    for (std::size_t kb = kb_begin; kb < kb_end; ++kb) {
-      for (std::size_t r = 0; r < rows; ++r) {  // the block starts as the bias; the heads add to it
-        if (bias) std::copy_n(bias, E, block.data() + r * E);
-        else std::fill_n(block.data() + r * E, E, T(0));
-      }
-      for (std::size_t h = 0; h < H; ++h)  // (rows,E) += Pd_h[:, kb] (rows,Lk) VW_h[kb] (Lk,E)
-        blas::gemm<T>(false, false, rows, E, Lk, T(1), pd + h * rows * cols + kb * Lk, cols,
-                      vw.data() + (h * cols + kb * Lk) * E, E, T(1), block.data(), E);
-      for (std::size_t qb = 0; qb < Bq; ++qb)
-        std::copy_n(block.data() + qb * Lq * E, Lq * E, out.data() + (qb * Bk + kb) * Lq * E);
-    }
-  });
-
-  std::vector<Tensor<T>> inputs{q, k, v, out_weight};
-  if (out_bias) inputs.push_back(*out_bias);
-  Tensor<T> output = make_result<T>(
-      op, std::move(out), inputs,
-      [a, E, saved = std::move(saved), vw = std::move(vw)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        const std::size_t Bq = a.bq, Bk = a.bk, H = a.heads, Lq = a.lq, Lk = a.lk, D = a.d, dh = a.dh;
-        const std::size_t rows = Bq * Lq, cols = Bk * Lk;
-        const T* p = saved.weights->data();
-        const bool dropping = saved.dropout;
-        const T* pd = saved.mixed();
-        // Per key batch element kb, in bands as in the forward: dO_kb gathered into a
-        // block (rows, E), then per head dPd, dS and dVW.
-        Array<T> ds(saved.weights->shape());  // per head (rows, cols)
-        std::vector<T> dvw(H * cols * E);     // as VW
-        parallel::for_ranges(Bk, 1, [&](std::size_t kb_begin, std::size_t kb_end) {
-          std::vector<T> g_block(rows * E), vwt(E * Lk);
-          for (std::size_t kb = kb_begin; kb < kb_end; ++kb) {
-            for (std::size_t qb = 0; qb < Bq; ++qb)
-              std::copy_n(g.data() + (qb * Bk + kb) * Lq * E, Lq * E, g_block.data() + qb * Lq * E);
-            for (std::size_t h = 0; h < H; ++h) {
-              const std::size_t at = h * rows * cols + kb * Lk;  // Pd_h[:, kb]: rows of Lk, cols apart
-              // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,E) VW_h[kb]^T (E,Lk), VW_h[kb]^T copied
-              // contiguous: its rows cols apart would share a few cache sets
-              kernels::transpose(Lk, E, vw.data() + (h * cols + kb * Lk) * E, E, vwt.data(), Lk);
-              blas::gemm<T>(false, false, rows, Lk, E, T(1), g_block.data(), E, vwt.data(), Lk, T(0), ds.data() + at,
-                            cols);
-              if (dropping)
-                for (std::size_t r = 0; r < rows; ++r)
-                  for (std::size_t j = 0; j < Lk; ++j) ds.data()[at + r * cols + j] *= saved.dropout_scale.data()[at + r * cols + j];
-              kernels::softmax_backward_rows(p + at, ds.data() + at, rows, Lk, cols, T(a.scale));  // dS over dPd
-              // dVW_h[kb] (Lk,E) = Pd_h[:, kb]^T (Lk,rows) dO_kb (rows,E)
-              blas::gemm<T>(true, false, Lk, E, rows, T(1), pd + at, cols, g_block.data(), E, T(0),
-                            dvw.data() + (h * cols + kb * Lk) * E, E);
-            }
-          }
-        });
-        bool fresh = false;
-        if (in[2]->requires_grad) {  // dV_h (cols,dh) = dVW_h (cols,E) W_h (E,dh), W_h read in place (ld D)
-          T* gv = detail::grad_buffer(*in[2], fresh);
-          parallel::for_each(H, [&](std::size_t h) {
-            blas::gemm<T>(false, false, cols, dh, E, T(1), dvw.data() + h * cols * E, E, in[3]->data.data() + h * dh, D,
-                          fresh ? T(0) : T(1), gv + h * dh, D);
-          });
-        }
-        if (in[3]->requires_grad) {  // dW_h (E,dh) = dVW_h^T (E,cols) V_h (cols,dh)
-          T* gw = detail::grad_buffer(*in[3], fresh);
-          parallel::for_each(H, [&](std::size_t h) {
-            blas::gemm<T>(true, false, E, dh, cols, T(1), dvw.data() + h * cols * E, E, in[2]->data.data() + h * dh, D,
-                          fresh ? T(0) : T(1), gw + h * dh, D);
-          });
-        }
-        if (in.size() > 4 && in[4]->requires_grad) detail::add_column_sums(g.data(), rows * Bk, E, *in[4]);
-        if (in[0]->requires_grad) {  // dQ_h (rows,dh) = dS_h (rows,cols) K_h (cols,dh)
-          T* gq = detail::grad_buffer(*in[0], fresh);
-          parallel::for_each(H, [&](std::size_t h) {
-            blas::gemm<T>(false, false, rows, dh, cols, T(1), ds.data() + h * rows * cols, cols,
-                          in[1]->data.data() + h * dh, D, fresh ? T(0) : T(1), gq + h * dh, D);
-          });
-        }
-        if (in[1]->requires_grad) {  // dK_h (cols,dh) = dS_h^T (cols,rows) Q_h (rows,dh)
-          T* gk = detail::grad_buffer(*in[1], fresh);
-          parallel::for_each(H, [&](std::size_t h) {
-            blas::gemm<T>(true, false, cols, dh, rows, T(1), ds.data() + h * rows * cols, cols,
-                          in[0]->data.data() + h * dh, D, fresh ? T(0) : T(1), gk + h * dh, D);
-          });
-        }
-      });
-  return {output, weights};
+  return attention_all_pairs_projected(q, k, head_values_projected(v, out_weight, heads), out_bias, key_allowed,
+                                       dropout_p, gen);
 }
 
-#define INSTANTIATE(T)                                                                                      \
-  template FusedAttention<T> attention_heads(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,           \
-                                             std::size_t, const std::optional<Mask>&, double, Generator*);  \
-  template FusedAttention<T> attention_heads_all_pairs(                                                     \
-      const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t, const Tensor<T>&,                   \
-      const std::optional<Tensor<T>>&, const std::optional<Mask>&, double, Generator*);
+#define INSTANTIATE(T)                                                                                            \
+  template FusedAttention<T> attention_heads(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t,    \
+                                             const std::optional<Mask>&, double, Generator*);                    \
+  template Tensor<T> head_values_projected(const Tensor<T>&, const Tensor<T>&, std::size_t);                      \
+  template FusedAttention<T> attention_all_pairs_projected(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,  \
+                                                           const std::optional<Tensor<T>>&,                        \
+                                                           const std::optional<Mask>&, double, Generator*);        \
+  template FusedAttention<T> attention_heads_all_pairs(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,      \
+                                                       std::size_t, const Tensor<T>&,                              \
+                                                       const std::optional<Tensor<T>>&, const std::optional<Mask>&, \
+                                                       double, Generator*);
 XTGRAD_INSTANTIATE(INSTANTIATE)
 
 }  // namespace xtgrad

@@ -18,9 +18,9 @@ using detail::shape_of;
 // Adds the gradient computed by make_grad() to node, summed to node's shape; skips the
 // work when node needs no gradient.
 template <class T, class F>
-void grad_to(Node<T>& node, const char* op, F&& make_grad) {
-  if (!node.requires_grad) return;
-  accumulate_grad(node, detail::sum_to(Array<T>(make_grad()), shape_of(node.data)), op);
+void grad_to(Node<T>& node, F&& make_grad) {
+  if (!node.requires_grad()) return;
+  add_grad(node, detail::sum_to(Array<T>(make_grad()), shape_of(node.data())));
 }
 
 // A binary op on scalars, broadcast over a and b: out = forward(x, y); backward_a(x, y,
@@ -38,23 +38,23 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
   detail::for_each_broadcast_parallel(so, so, sa, sb,
                                       [&](std::size_t i, std::size_t ia, std::size_t ib) { o[i] = forward(x[ia], y[ib]); });
   return make_result<T>(op, std::move(out), {a, b},
-                        [op, sa, sb, so, backward_a, backward_b](const std::vector<NodePtr<T>>& in,
+                        [sa, sb, so, backward_a, backward_b](const std::vector<NodePtr<T>>& in,
                                                                  const Array<T>& out, const Array<T>& g) {
-                          const T* x = in[0]->data.data();
-                          const T* y = in[1]->data.data();
+                          const T* x = in[0]->data().data();
+                          const T* y = in[1]->data().data();
                           const T* o = out.data();
                           const T* go = g.data();
                           // Each input's gradient: its contributions summed at its own
                           // (broadcast) offsets, ia for a, ib for b.
                           const auto gradient = [&](Node<T>& node, const Shape& shape, auto contribution, bool of_a) {
-                            if (!node.requires_grad) return;
+                            if (!node.requires_grad()) return;
                             if (shape == so) {  // not broadcast: each element written once, no zeroing
                               Array<T> gin(shape);
                               T* p = gin.data();
                               detail::for_each_broadcast_parallel(so, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
                                 p[i] = contribution(x[ia], y[ib], o[i], go[i]);
                               });
-                              accumulate_grad(node, std::move(gin), op);
+                              add_grad(node, std::move(gin));
                               return;
                             }
                             Array<T> gin = xt::zeros<T>(shape);
@@ -62,7 +62,7 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
                             detail::for_each_broadcast_parallel(shape, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
                               p[of_a ? ia : ib] += contribution(x[ia], y[ib], o[i], go[i]);
                             });
-                            accumulate_grad(node, std::move(gin), op);
+                            add_grad(node, std::move(gin));
                           };
                           gradient(*in[0], sa, backward_a, true);
                           gradient(*in[1], sb, backward_b, false);
@@ -74,9 +74,9 @@ template <class T, class Fwd, class Back>
 Tensor<T> unary(const char* op, const Tensor<T>& x, Fwd forward, Back backward) {
   detail::check_defined(op, x);
   return make_result<T>(op, Array<T>(forward(x.data())), {x},
-                        [op, backward](const std::vector<NodePtr<T>>& in, const Array<T>& out,
+                        [backward](const std::vector<NodePtr<T>>& in, const Array<T>& out,
                                        const Array<T>& g) {
-                          grad_to(*in[0], op, [&] { return backward(in[0]->data, out, g); });
+                          grad_to(*in[0], [&] { return backward(in[0]->data(), out, g); });
                         });
 }
 
@@ -268,14 +268,14 @@ Tensor<T> gelu(const Tensor<T>& x, GeluApproximation approx) {
                           [cdf = std::move(cdf)](const std::vector<NodePtr<T>>& in, const Array<T>&,
                                                  const Array<T>& g) {
                             Node<T>& input = *in[0];
-                            if (!input.requires_grad) return;
-                            const T* v = input.data.data();
+                            if (!input.requires_grad()) return;
+                            const T* v = input.data().data();
                             Array<T> grad(cdf.shape());
                             parallel::for_ranges(cdf.size(), 8192, [&](std::size_t begin, std::size_t end) {
                               kernels::gelu_backward(v + begin, cdf.data() + begin, g.data() + begin,
                                                      grad.data() + begin, end - begin);
                             });
-                            accumulate_grad(input, std::move(grad), "gelu");
+                            add_grad(input, std::move(grad));
                           });
   }
   // gelu(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)

@@ -1,40 +1,38 @@
 // linear: x (..., in), weight (out, in), bias (out) -> (..., out) = x weight^T + bias.
-// x is seen as a (rows, in) matrix; one gemm forward, two in the backward, all with
-// transpose flags instead of transposed copies:
-//   y  (rows,out) = x (rows,in) W^T          gemm(no, trans)
-//   dx (rows,in)  = dy (rows,out) W (out,in)  gemm(no, no)
-//   dW (out,in)   = dy^T (out,rows) x         gemm(trans, no)
+// x is seen as a (rows, in) matrix; one gemm forward, two in the backward, the transposes
+// read in place (Matrix::t(), BLAS's transpose flag) instead of copied:
+//   y  (rows,out) = x (rows,in) W^T
+//   dx (rows,in)  = dy (rows,out) W (out,in)
+//   dW (out,in)   = dy^T (out,rows) x
 //   db (out)      = column sums of dy
 #include "blas.hpp"
-#include "parallel.hpp"
 #include "detail.hpp"
+#include "parallel.hpp"
 #include "xtgrad/ops.hpp"
 
 namespace xtgrad {
+namespace {
 
-namespace detail {
+// x (rows,in), weight (out,in), dy (rows,out) -> the gradients of x, weight and bias
 template <class T>
-void add_column_sums(const T* g, std::size_t rows, std::size_t cols, Node<T>& node) {
-  bool fresh = false;
-  T* sum = grad_buffer(node, fresh);
-  if (fresh) std::fill(sum, sum + cols, T(0));
-  // In bands of 256 rows, spread over the threads and added in band order: the same sums
-  // in the same order at any thread count.
-  const std::size_t bands = std::max<std::size_t>(1, (rows + 255) / 256);
-  std::vector<std::vector<T>> partial(bands);
-  parallel::for_each(bands, [&](std::size_t band) {
-    std::vector<T> sums(cols, T(0));  // allocated by the thread that fills it
-    for (std::size_t r = band * 256; r < std::min(rows, (band + 1) * 256); ++r)
-      for (std::size_t j = 0; j < cols; ++j) sums[j] += g[r * cols + j];
-    partial[band] = std::move(sums);
-  });
-  for (const auto& sums : partial)
-    for (std::size_t j = 0; j < cols; ++j) sum[j] += sums[j];
+void linear_backward(std::size_t rows, std::size_t in, std::size_t out, const std::vector<NodePtr<T>>& inputs,
+                     const T* dy) {
+  const auto x = blas::matrix(inputs[0]->data().data(), rows, in);
+  const auto weight = blas::matrix(inputs[1]->data().data(), out, in);
+  const auto dy_matrix = blas::matrix(dy, rows, out);
+  // in the forward pass this was y = x W^T: dx (rows,in) = dy (rows,out) W (out,in)
+  if (const GradTarget<T> dx = grad_target(*inputs[0]))
+    blas::gemm(blas::matrix(dx.data, rows, in), dy_matrix, weight, T(1), dx.beta);
+  // in the forward pass this was y = x W^T: dW (out,in) = dy^T (out,rows) x (rows,in)
+  if (const GradTarget<T> dw = grad_target(*inputs[1]))
+    blas::gemm(blas::matrix(dw.data, out, in), dy_matrix.t(), x, T(1), dw.beta);
+  // in the forward pass this was y += b (every row): db (out) = column sums of dy
+  if (inputs.size() > 2) detail::write_column_sums(dy, rows, out, grad_target(*inputs[2]));
 }
-template void add_column_sums(const float*, std::size_t, std::size_t, Node<float>&);
-template void add_column_sums(const double*, std::size_t, std::size_t, Node<double>&);
-}  // namespace detail
 
+}  // namespace
+
+// x (..., in), weight (out, in), bias (out) -> (..., out)
 template <class T>
 Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optional<Tensor<T>>& bias) {
   detail::check_defined("linear", x, weight, bias);
@@ -56,26 +54,15 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optiona
       for (std::size_t r = begin; r < end; ++r) std::copy_n(b, out, y.data() + r * out);
     });
   }
-  blas::gemm<T>(false, true, rows, out, in, T(1), x.data().data(), in, weight.data().data(), in, T(bias ? 1 : 0),
-                y.data(), out);
+  // y (rows,out) = x (rows,in) W^T (in,out) + y
+  blas::gemm(blas::matrix(y.data(), rows, out), blas::matrix(x.data().data(), rows, in),
+             blas::matrix(weight.data().data(), out, in).t(), T(1), T(bias ? 1 : 0));
   std::vector<Tensor<T>> inputs{x, weight};
   if (bias) inputs.push_back(*bias);
-  return make_result<T>(
-      "linear", std::move(y), inputs,
-      [rows, in, out](const std::vector<NodePtr<T>>& inputs, const Array<T>&, const Array<T>& g) {
-        const T* px = inputs[0]->data.data();
-        const T* pw = inputs[1]->data.data();
-        bool fresh = false;
-        if (inputs[0]->requires_grad) {
-          T* gx = detail::grad_buffer(*inputs[0], fresh);
-          blas::gemm<T>(false, false, rows, in, out, T(1), g.data(), out, pw, in, fresh ? T(0) : T(1), gx, in);
-        }
-        if (inputs[1]->requires_grad) {
-          T* gw = detail::grad_buffer(*inputs[1], fresh);
-          blas::gemm<T>(true, false, out, in, rows, T(1), g.data(), out, px, in, fresh ? T(0) : T(1), gw, in);
-        }
-        if (inputs.size() > 2 && inputs[2]->requires_grad) detail::add_column_sums(g.data(), rows, out, *inputs[2]);
-      });
+  return make_result<T>("linear", std::move(y), inputs,
+                        [rows, in, out](const std::vector<NodePtr<T>>& inputs, const Array<T>&, const Array<T>& g) {
+                          linear_backward(rows, in, out, inputs, g.data());
+                        });
 }
 
 template Tensor<float> linear(const Tensor<float>&, const Tensor<float>&, const std::optional<Tensor<float>>&);

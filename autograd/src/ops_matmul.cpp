@@ -1,8 +1,8 @@
 // matmul with PyTorch semantics, one BLAS gemm per batch matrix.
 //   a (..., n, k), b (..., k, m) -> (..., n, m); batch axes broadcast.
 //   a (k) is treated as (1, k) and b (k) as (k, 1); the added axis is dropped again.
-// Backward: dA = dC B^T and dB = A^T dC, through gemm's transpose flags, accumulated
-// (beta = 1) straight into the gradient buffers.
+// Backward: dA = dC B^T and dB = A^T dC, with B^T and A^T read in place (Matrix::t()),
+// written straight into the gradient buffers by grad_target's rule.
 #include <algorithm>
 
 #include "blas.hpp"
@@ -77,54 +77,51 @@ void zero_unwritten(T* grad, const std::vector<bool>& written, std::size_t matri
     if (!written[i]) std::fill(grad + i * matrix_size, grad + (i + 1) * matrix_size, T(0));
 }
 
+// dA (n,k) = dC (n,m) B^T and dB (k,m) = A^T dC (n,m), per output matrix t. A matrix of a
+// (or b) that several output matrices share (a broadcast batch axis) gets the sum of their
+// gradients: in a fresh gradient (beta 0) its first product overwrites, every other adds.
+template <class T>
+void matmul_backward(const MatmulPlan& plan, Node<T>& a, Node<T>& b, const T* dc) {
+  const std::size_t n = plan.n, k = plan.k, m = plan.m, outputs = plan.a_index.size();
+  const auto dc_t = [&](std::size_t t) { return blas::matrix(dc + t * n * m, n, m); };
+  const auto a_t = [&](std::size_t t) { return blas::matrix(a.data().data() + plan.a_index[t] * n * k, n, k); };
+  const auto b_t = [&](std::size_t t) { return blas::matrix(b.data().data() + plan.b_index[t] * k * m, k, m); };
+  if (const GradTarget<T> da = grad_target(a)) {
+    std::vector<bool> written(plan.a_count, da.beta != T(0));
+    for (std::size_t t = 0; t < outputs; ++t) {  // in the forward pass this was C_t = A_i B_t
+      const std::size_t i = plan.a_index[t];
+      blas::gemm(blas::matrix(da.data + i * n * k, n, k), dc_t(t), b_t(t).t(), T(1), written[i] ? T(1) : T(0));
+      written[i] = true;
+    }
+    zero_unwritten(da.data, written, n * k);
+  }
+  if (const GradTarget<T> db = grad_target(b)) {
+    std::vector<bool> written(plan.b_count, db.beta != T(0));
+    for (std::size_t t = 0; t < outputs; ++t) {  // in the forward pass this was C_t = A_t B_i
+      const std::size_t i = plan.b_index[t];
+      blas::gemm(blas::matrix(db.data + i * k * m, k, m), a_t(t).t(), dc_t(t), T(1), written[i] ? T(1) : T(0));
+      written[i] = true;
+    }
+    zero_unwritten(db.data, written, k * m);
+  }
+}
+
 }  // namespace
 
+// a (..., n, k), b (..., k, m) -> (..., n, m): C_t (n,m) = A (n,k) B (k,m) per output matrix t
 template <class T>
 Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   detail::check_defined("matmul", a, b);
   const MatmulPlan plan(a.shape(), b.shape());
   const std::size_t n = plan.n, k = plan.k, m = plan.m;
   Array<T> out(plan.out_shape);
-  const T* pa = a.data().data();
-  const T* pb = b.data().data();
   for (std::size_t t = 0; t < plan.a_index.size(); ++t)
-    blas::gemm<T>(false, false, n, m, k, T(1), pa + plan.a_index[t] * n * k, k,
-                  pb + plan.b_index[t] * k * m, m, T(0), out.data() + t * n * m, m);
-
-  return make_result<T>(
-      "matmul", std::move(out), {a, b},
-      [plan](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        const std::size_t n = plan.n, k = plan.k, m = plan.m;
-        const T* pa = in[0]->data.data();
-        const T* pb = in[1]->data.data();
-        const T* pg = g.data();
-        // A matrix of a (or b) shared by several output matrices gets the sum of their
-        // gradients: the first write overwrites a fresh buffer (beta 0), the rest add.
-        if (in[0]->requires_grad) {
-          bool fresh;
-          T* ga = detail::grad_buffer(*in[0], fresh);
-          std::vector<bool> written(plan.a_count, !fresh);
-          for (std::size_t t = 0; t < plan.a_index.size(); ++t) {  // dA (n,k) = dC (n,m) B^T
-            const std::size_t i = plan.a_index[t];
-            blas::gemm<T>(false, true, n, k, m, T(1), pg + t * n * m, m, pb + plan.b_index[t] * k * m, m,
-                          written[i] ? T(1) : T(0), ga + i * n * k, k);
-            written[i] = true;
-          }
-          zero_unwritten(ga, written, n * k);
-        }
-        if (in[1]->requires_grad) {
-          bool fresh;
-          T* gb = detail::grad_buffer(*in[1], fresh);
-          std::vector<bool> written(plan.b_count, !fresh);
-          for (std::size_t t = 0; t < plan.b_index.size(); ++t) {  // dB (k,m) = A^T (k,n) dC (n,m)
-            const std::size_t i = plan.b_index[t];
-            blas::gemm<T>(true, false, k, m, n, T(1), pa + plan.a_index[t] * n * k, k, pg + t * n * m, m,
-                          written[i] ? T(1) : T(0), gb + i * k * m, m);
-            written[i] = true;
-          }
-          zero_unwritten(gb, written, k * m);
-        }
-      });
+    blas::gemm(blas::matrix(out.data() + t * n * m, n, m), blas::matrix(a.data().data() + plan.a_index[t] * n * k, n, k),
+               blas::matrix(b.data().data() + plan.b_index[t] * k * m, k, m));
+  return make_result<T>("matmul", std::move(out), {a, b},
+                        [plan](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+                          matmul_backward(plan, *in[0], *in[1], g.data());
+                        });
 }
 
 template Tensor<float> matmul(const Tensor<float>&, const Tensor<float>&);

@@ -81,7 +81,7 @@ Tensor<T> softmax(const Tensor<T>& x, int axis) {
   const Rows rows(x.shape(), axis, "softmax");
   return make_result<T>("softmax", softmax_forward(x.data(), rows, false), {x},
                         [rows](const std::vector<NodePtr<T>>& in, const Array<T>& y, const Array<T>& g) {
-                          if (!in[0]->requires_grad) return;
+                          if (!in[0]->requires_grad()) return;
                           // dx = y * (dy - sum(dy * y)) along the row
                           Array<T> gx(y.shape());
                           for (std::size_t r = 0; r < rows.count(); ++r) {
@@ -91,7 +91,7 @@ Tensor<T> softmax(const Tensor<T>& x, int axis) {
                             for (std::size_t i = 0; i < rows.n; ++i)
                               gx.data()[b + i * s] = y.data()[b + i * s] * (g.data()[b + i * s] - dot);
                           }
-                          accumulate_grad(*in[0], std::move(gx), "softmax");
+                          add_grad(*in[0], std::move(gx));
                         });
 }
 
@@ -102,7 +102,7 @@ Tensor<T> log_softmax(const Tensor<T>& x, int axis) {
   const Rows rows(x.shape(), axis, "log_softmax");
   return make_result<T>("log_softmax", softmax_forward(x.data(), rows, true), {x},
                         [rows](const std::vector<NodePtr<T>>& in, const Array<T>& y, const Array<T>& g) {
-                          if (!in[0]->requires_grad) return;
+                          if (!in[0]->requires_grad()) return;
                           // dx = dy - softmax(x) * sum(dy), softmax(x) = exp(y)
                           Array<T> gx(y.shape());
                           for (std::size_t r = 0; r < rows.count(); ++r) {
@@ -112,7 +112,7 @@ Tensor<T> log_softmax(const Tensor<T>& x, int axis) {
                             for (std::size_t i = 0; i < rows.n; ++i)
                               gx.data()[b + i * s] = g.data()[b + i * s] - std::exp(y.data()[b + i * s]) * total;
                           }
-                          accumulate_grad(*in[0], std::move(gx), "log_softmax");
+                          add_grad(*in[0], std::move(gx));
                         });
 }
 
@@ -152,14 +152,14 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
       "layer_norm", std::move(out), inputs,
       [d, n_rows, has_weight, has_bias, means = std::move(means), rstds = std::move(rstds)](
           const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        const T* x = in[0]->data.data();
-        const T* w = has_weight ? in[1]->data.data() : nullptr;
+        const T* x = in[0]->data().data();
+        const T* w = has_weight ? in[1]->data().data() : nullptr;
         Node<T>* weight_node = has_weight ? in[1].get() : nullptr;
         Node<T>* bias_node = has_bias ? in[has_weight ? 2 : 1].get() : nullptr;
-        const bool need_x = in[0]->requires_grad;
-        const bool need_w = weight_node && weight_node->requires_grad;
-        const bool need_b = bias_node && bias_node->requires_grad;
-        Array<T> gx = need_x ? Array<T>(in[0]->data.shape()) : Array<T>();
+        const bool need_x = in[0]->requires_grad();
+        const bool need_w = weight_node && weight_node->requires_grad();
+        const bool need_b = bias_node && bias_node->requires_grad();
+        Array<T> gx = need_x ? Array<T>(in[0]->data().shape()) : Array<T>();
         // Rows in parallel bands; each band sums its own weight and bias gradients, added
         // up in band order afterwards.
         const std::size_t bands = parallel::band_count(n_rows, 256);
@@ -182,14 +182,14 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
           for (std::size_t i = 0; need_w && i < d; ++i) gw.data()[i] += band_gw[band][i];
           for (std::size_t i = 0; need_b && i < d; ++i) gb.data()[i] += band_gb[band][i];
         }
-        if (need_x) accumulate_grad(*in[0], std::move(gx), "layer_norm");
+        if (need_x) add_grad(*in[0], std::move(gx));
         if (need_w) {
-          gw.reshape(weight_node->data.shape());
-          accumulate_grad(*weight_node, std::move(gw), "layer_norm");
+          gw.reshape(weight_node->data().shape());
+          add_grad(*weight_node, std::move(gw));
         }
         if (need_b) {
-          gb.reshape(bias_node->data.shape());
-          accumulate_grad(*bias_node, std::move(gb), "layer_norm");
+          gb.reshape(bias_node->data().shape());
+          add_grad(*bias_node, std::move(gb));
         }
       });
 }
@@ -216,11 +216,11 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>&
   return make_result<T>("cross_entropy", std::move(out), {logits},
                         [targets, rows, n, c](const std::vector<NodePtr<T>>& in, const Array<T>&,
                                               const Array<T>& g) {
-                          if (!in[0]->requires_grad) return;
-                          Array<T> gx = softmax_forward(in[0]->data, rows, false);
+                          if (!in[0]->requires_grad()) return;
+                          Array<T> gx = softmax_forward(in[0]->data(), rows, false);
                           for (std::size_t i = 0; i < n; ++i) gx.data()[i * c + targets[i]] -= T(1);
                           gx *= g() / T(n);
-                          accumulate_grad(*in[0], std::move(gx), "cross_entropy");
+                          add_grad(*in[0], std::move(gx));
                         });
 }
 
@@ -243,22 +243,22 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs) 
       "cross_entropy", std::move(out), {logits, target_probs},
       [rows, n, c](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
         const T scale = g() / T(n);
-        const T* t = in[1]->data.data();
-        if (in[0]->requires_grad) {
+        const T* t = in[1]->data().data();
+        if (in[0]->requires_grad()) {
           // d/dx of -sum_c t_c (x_c - lse(x)) = softmax(x) * sum_c t_c - t
-          Array<T> gx = softmax_forward(in[0]->data, rows, false);
+          Array<T> gx = softmax_forward(in[0]->data(), rows, false);
           for (std::size_t i = 0; i < n; ++i) {
             T mass = 0;
             for (std::size_t j = 0; j < c; ++j) mass += t[i * c + j];
             for (std::size_t j = 0; j < c; ++j)
               gx.data()[i * c + j] = (gx.data()[i * c + j] * mass - t[i * c + j]) * scale;
           }
-          accumulate_grad(*in[0], std::move(gx), "cross_entropy");
+          add_grad(*in[0], std::move(gx));
         }
-        if (in[1]->requires_grad) {
-          Array<T> gt = softmax_forward(in[0]->data, rows, true);
+        if (in[1]->requires_grad()) {
+          Array<T> gt = softmax_forward(in[0]->data(), rows, true);
           gt *= -scale;
-          accumulate_grad(*in[1], std::move(gt), "cross_entropy");
+          add_grad(*in[1], std::move(gt));
         }
       });
 }
@@ -279,10 +279,10 @@ Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target) {
   return make_result<T>("mse_loss", std::move(out), {input, target},
                         [count](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
                           // d/da = 2 (a - b) / count, d/db = -d/da
-                          Array<T> diff = in[0]->data - in[1]->data;
+                          Array<T> diff = in[0]->data() - in[1]->data();
                           diff *= T(2) * g() / T(count);
-                          if (in[1]->requires_grad) accumulate_grad(*in[1], Array<T>(-diff), "mse_loss");
-                          if (in[0]->requires_grad) accumulate_grad(*in[0], std::move(diff), "mse_loss");
+                          if (in[1]->requires_grad()) add_grad(*in[1], Array<T>(-diff));
+                          if (in[0]->requires_grad()) add_grad(*in[0], std::move(diff));
                         });
 }
 
@@ -300,7 +300,7 @@ Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator& gen) {
   return make_result<T>("dropout", std::move(out), {x},
                         [scale = std::move(scale)](const std::vector<NodePtr<T>>& in, const Array<T>&,
                                                    const Array<T>& g) {
-                          if (in[0]->requires_grad) accumulate_grad(*in[0], Array<T>(g * scale), "dropout");
+                          if (in[0]->requires_grad()) add_grad(*in[0], Array<T>(g * scale));
                         });
 }
 
@@ -317,7 +317,7 @@ Tensor<T> masked_fill(const Tensor<T>& x, const Mask& mask, scalar_t<T> value) {
   return make_result<T>(
       "masked_fill", std::move(out), {x},
       [full_mask = std::move(full_mask)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        if (in[0]->requires_grad) accumulate_grad(*in[0], Array<T>(xt::where(full_mask, T(0), g)), "masked_fill");
+        if (in[0]->requires_grad()) add_grad(*in[0], Array<T>(xt::where(full_mask, T(0), g)));
       },
       /*may_be_infinite=*/std::isinf(value));
 }
@@ -330,12 +330,12 @@ Tensor<T> where(const Mask& mask, const Tensor<T>& a, const Tensor<T>& b) {
   Array<T> out = xt::where(mask, a.data(), b.data());
   return make_result<T>("where", std::move(out), {a, b},
                         [mask](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-                          if (in[0]->requires_grad)
-                            accumulate_grad(*in[0], detail::sum_to(Array<T>(xt::where(mask, g, T(0))),
-                                                                   shape_of(in[0]->data)), "where");
-                          if (in[1]->requires_grad)
-                            accumulate_grad(*in[1], detail::sum_to(Array<T>(xt::where(mask, T(0), g)),
-                                                                   shape_of(in[1]->data)), "where");
+                          if (in[0]->requires_grad())
+                            add_grad(*in[0], detail::sum_to(Array<T>(xt::where(mask, g, T(0))),
+                                                                   shape_of(in[0]->data())));
+                          if (in[1]->requires_grad())
+                            add_grad(*in[1], detail::sum_to(Array<T>(xt::where(mask, T(0), g)),
+                                                                   shape_of(in[1]->data())));
                         });
 }
 

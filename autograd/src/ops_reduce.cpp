@@ -91,7 +91,7 @@ Tensor<T> sum(const Tensor<T>& x, const Axes& axes, bool keepdims) {
   const Reduction r(x.shape(), axes, keepdims, "sum");
   return make_result<T>("sum", sum_axes(x.data(), r), {x},
                         [r](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-                          accumulate_grad(*in[0], r.broadcast_back(g), "sum");
+                          add_grad(*in[0], r.broadcast_back(g));
                         });
 }
 
@@ -104,7 +104,7 @@ Tensor<T> mean(const Tensor<T>& x, const Axes& axes, bool keepdims) {
   out /= T(r.count);
   return make_result<T>("mean", std::move(out), {x},
                         [r](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-                          accumulate_grad(*in[0], r.broadcast_back(g, T(1) / T(r.count)), "mean");
+                          add_grad(*in[0], r.broadcast_back(g, T(1) / T(r.count)));
                         });
 }
 
@@ -127,12 +127,12 @@ Tensor<T> var(const Tensor<T>& x, const Axes& axes, bool keepdims, bool unbiased
   return make_result<T>(
       "var", std::move(out), {x},
       [r, divisor, centered](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        if (!in[0]->requires_grad) return;
+        if (!in[0]->requires_grad()) return;
         // d var / dx_i = 2 (x_i - mean) / divisor
         Array<T> gx = r.broadcast_back(g);
-        gx *= centered(in[0]->data);
+        gx *= centered(in[0]->data());
         gx *= T(2) / divisor;
-        accumulate_grad(*in[0], std::move(gx), "var");
+        add_grad(*in[0], std::move(gx));
       });
 }
 
@@ -153,10 +153,10 @@ Tensor<T> max(const Tensor<T>& x, const Axes& axes, bool keepdims) {
   return make_result<T>(
       "max", std::move(out), {x},
       [r](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        if (!in[0]->requires_grad) return;
+        if (!in[0]->requires_grad()) return;
         // The whole gradient of each output goes to the first arg-max of its slice.
         std::vector<std::size_t> perm;
-        const Array<T> rows = reduced_axes_last(in[0]->data, r, perm);
+        const Array<T> rows = reduced_axes_last(in[0]->data(), r, perm);
         const std::size_t n_rows = rows.shape()[0], n_cols = rows.shape()[1];
         Array<T> g_rows = xt::zeros<T>(rows.shape());
         for (std::size_t i = 0; i < n_rows; ++i) {
@@ -169,7 +169,7 @@ Tensor<T> max(const Tensor<T>& x, const Axes& axes, bool keepdims) {
         g_rows.reshape(moved_shape);
         std::vector<std::size_t> inverse(perm.size());
         for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
-        accumulate_grad(*in[0], Array<T>(xt::transpose(g_rows, inverse)), "max");
+        add_grad(*in[0], Array<T>(xt::transpose(g_rows, inverse)));
       });
 }
 

@@ -21,11 +21,11 @@ Tensor<T> reshaped(const char* op, const Tensor<T>& x, const Shape& shape) {
   Array<T> out = x.data();
   out.reshape(shape);
   return make_result<T>(op, std::move(out), {x},
-                        [op](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-                          if (!in[0]->requires_grad) return;
+                        [](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+                          if (!in[0]->requires_grad()) return;
                           Array<T> gx = g;
-                          gx.reshape(in[0]->data.shape());
-                          accumulate_grad(*in[0], std::move(gx), op);
+                          gx.reshape(in[0]->data().shape());
+                          add_grad(*in[0], std::move(gx));
                         });
 }
 
@@ -86,8 +86,8 @@ Tensor<T> permute(const Tensor<T>& x, const Axes& order) {
   }
   return make_result<T>("permute", Array<T>(xt::transpose(x.data(), perm)), {x},
                         [inverse](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-                          if (in[0]->requires_grad)
-                            accumulate_grad(*in[0], Array<T>(xt::transpose(g, inverse)), "permute");
+                          if (in[0]->requires_grad())
+                            add_grad(*in[0], Array<T>(xt::transpose(g, inverse)));
                         });
 }
 
@@ -155,9 +155,8 @@ Tensor<T> expand(const Tensor<T>& x, const std::vector<long>& shape) {
   }
   return make_result<T>("expand", Array<T>(xt::broadcast(x.data(), target)), {x},
                         [](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-                          if (in[0]->requires_grad)
-                            accumulate_grad(*in[0], detail::sum_to(Array<T>(g), shape_of(in[0]->data)),
-                                            "expand");
+                          if (in[0]->requires_grad())
+                            add_grad(*in[0], detail::sum_to(Array<T>(g), shape_of(in[0]->data())));
                         });
 }
 
@@ -193,11 +192,11 @@ Tensor<T> concat(const std::vector<Tensor<T>>& xs, int axis) {
                                                    const Array<T>&, const Array<T>& g) {
                           std::size_t offset = 0;
                           for (const auto& node : in) {
-                            const std::size_t block = node->data.shape()[a] * inner;
-                            if (node->requires_grad) {
-                              Array<T> gx(node->data.shape());
+                            const std::size_t block = node->data().shape()[a] * inner;
+                            if (node->requires_grad()) {
+                              Array<T> gx(node->data().shape());
                               copy_blocks(g.data() + offset, out_row, gx.data(), block, outer, block);
-                              accumulate_grad(*node, std::move(gx), "concat");
+                              add_grad(*node, std::move(gx));
                             }
                             offset += block;
                           }
@@ -222,10 +221,10 @@ Tensor<T> narrow(const Tensor<T>& x, int axis, std::size_t start, std::size_t le
   return make_result<T>("narrow", std::move(out), {x},
                         [outer, in_row, block, skip](const std::vector<NodePtr<T>>& in,
                                                      const Array<T>&, const Array<T>& g) {
-                          if (!in[0]->requires_grad) return;
-                          Array<T> gx = xt::zeros<T>(in[0]->data.shape());
+                          if (!in[0]->requires_grad()) return;
+                          Array<T> gx = xt::zeros<T>(in[0]->data().shape());
                           copy_blocks(g.data(), block, gx.data() + skip, in_row, outer, block);
-                          accumulate_grad(*in[0], std::move(gx), "narrow");
+                          add_grad(*in[0], std::move(gx));
                         });
 }
 
@@ -259,16 +258,16 @@ Tensor<T> index_select(const Tensor<T>& x, int axis, const std::vector<std::size
   return make_result<T>("index_select", std::move(out), {x},
                         [indices, outer, inner, in_row, out_row](const std::vector<NodePtr<T>>& in,
                                                                  const Array<T>&, const Array<T>& g) {
-                          if (!in[0]->requires_grad) return;
+                          if (!in[0]->requires_grad()) return;
                           // Scatter-add: an index chosen twice receives both gradients.
-                          Array<T> gx = xt::zeros<T>(in[0]->data.shape());
+                          Array<T> gx = xt::zeros<T>(in[0]->data().shape());
                           for (std::size_t o = 0; o < outer; ++o)
                             for (std::size_t j = 0; j < indices.size(); ++j) {
                               T* dst = gx.data() + o * in_row + indices[j] * inner;
                               const T* src = g.data() + o * out_row + j * inner;
                               for (std::size_t k = 0; k < inner; ++k) dst[k] += src[k];
                             }
-                          accumulate_grad(*in[0], std::move(gx), "index_select");
+                          add_grad(*in[0], std::move(gx));
                         });
 }
 

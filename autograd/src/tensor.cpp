@@ -66,14 +66,14 @@ template <class T>
 Node<T>::~Node() {
   // Unlink the chain by hand: destroying inputs recursively would use one stack frame
   // per op, and a long chain would overflow the stack.
-  std::vector<NodePtr<T>> pending = std::move(inputs);
-  backward = nullptr;
+  std::vector<NodePtr<T>> pending = std::move(inputs_);
+  backward_ = nullptr;
   while (!pending.empty()) {
     NodePtr<T> next = std::move(pending.back());
     pending.pop_back();
     if (next && next.use_count() == 1) {
-      for (auto& in : next->inputs) pending.push_back(std::move(in));
-      next->inputs.clear();
+      for (auto& in : next->inputs_) pending.push_back(std::move(in));
+      next->inputs_.clear();
     }
   }
 }
@@ -117,8 +117,8 @@ Tensor<T>::Tensor() = default;
 
 template <class T>
 Tensor<T>::Tensor(Array<T> data, bool requires_grad) : node_(std::make_shared<Node<T>>()) {
-  node_->data = std::move(data);
-  node_->requires_grad = requires_grad;
+  node_->data_ = std::move(data);
+  node_->requires_grad_ = requires_grad;
 }
 
 namespace {
@@ -188,23 +188,41 @@ T Tensor<T>::item() const {
 
 template <class T>
 Tensor<T>& Tensor<T>::set_requires_grad(bool requires) {
-  if (!node().is_leaf)
+  if (!node().is_leaf_)
     throw std::logic_error("set_requires_grad: only leaf tensors can change requires_grad "
                            "(use detach() on an op's result)");
-  node_->requires_grad = requires;
+  node_->requires_grad_ = requires;
   return *this;
 }
 
 template <class T>
 const Array<T>& Tensor<T>::grad() const {
-  if (!node().has_grad)
-    throw std::logic_error("grad: this tensor has no gradient yet (call backward() first)");
-  return node_->grad;
+  if (!node().grad_) throw std::logic_error("grad: this tensor has no gradient yet (call backward() first)");
+  return *node_->grad_;
+}
+
+template <class T>
+Array<T>& Tensor<T>::mutable_grad() {
+  if (!node().grad_) throw std::logic_error("mutable_grad: this tensor has no gradient yet (call backward() first)");
+  return *node_->grad_;
 }
 
 template <class T>
 void Tensor<T>::zero_grad() {
-  if (node().has_grad) std::fill(node_->grad.begin(), node_->grad.end(), T(0));
+  if (node().grad_) std::fill(node_->grad_->begin(), node_->grad_->end(), T(0));
+}
+
+template <class T>
+void Tensor<T>::set_grad(Array<T> grad) {
+  if (detail::shape_of(grad) != shape())
+    throw std::invalid_argument("set_grad: gradient of shape " + shape_str(grad.shape()) + " for a tensor of shape " +
+                                shape_str(shape()));
+  node_->grad_ = std::move(grad);
+}
+
+template <class T>
+void Tensor<T>::reset_grad() {
+  node().grad_.reset();
 }
 
 template <class T>
@@ -221,76 +239,87 @@ void Tensor<T>::backward(bool retain_graph) {
   backward(xt::ones<T>(shape()), retain_graph);
 }
 
-template <class T>
-void Tensor<T>::backward(const Array<T>& grad_output, bool retain_graph) {
-  Node<T>& root = node();
-  if (!root.requires_grad)
-    throw std::logic_error("backward: this tensor does not require a gradient (no input of "
-                           "its graph requires one)");
-  if (detail::shape_of(grad_output) != shape())
-    throw std::invalid_argument("backward: gradient of shape " + shape_str(grad_output.shape()) +
-                                " for an output of shape " + shape_str(shape()));
+namespace {
+// The op whose backward is running on this thread, for add_grad's message.
+thread_local const char* t_running_op = "backward";
 
-  // Topological order by an iterative depth-first search (post-order), so that deep
-  // graphs cannot overflow the stack.
-  // `order` owns its nodes: releasing one node's inputs must not free a node that is
-  // still waiting for its turn.
+// Every node that root's gradient reaches, inputs before the ops that read them, by an
+// iterative depth-first search (post-order), so that deep graphs cannot overflow the
+// stack. The list owns its nodes: releasing one node's inputs must not free a node that
+// is still waiting for its turn.
+template <class T>
+std::vector<NodePtr<T>> topological_order(const NodePtr<T>& root) {
   std::vector<NodePtr<T>> order;
-  std::unordered_set<Node<T>*> visited;
-  std::vector<std::pair<NodePtr<T>, std::size_t>> stack{{node_, 0}};
-  visited.insert(&root);
+  std::unordered_set<const Node<T>*> visited{root.get()};
+  std::vector<std::pair<NodePtr<T>, std::size_t>> stack{{root, 0}};
   while (!stack.empty()) {
     auto& [node, next_input] = stack.back();
-    if (node->released)
+    if (node->released())
       throw std::logic_error(
-          "backward: the graph through op '" + std::string(node->op) +
+          "backward: the graph through op '" + std::string(node->op()) +
           "' was already released by an earlier backward(); pass retain_graph = true to the "
           "first backward() to run backward twice");
-    if (next_input < node->inputs.size()) {
-      const NodePtr<T>& child = node->inputs[next_input++];
-      if (child->requires_grad && visited.insert(child.get()).second) stack.push_back({child, 0});
+    if (next_input < node->inputs().size()) {
+      const NodePtr<T>& child = node->inputs()[next_input++];
+      if (child->requires_grad() && visited.insert(child.get()).second) stack.push_back({child, 0});
     } else {
       order.push_back(std::move(node));
       stack.pop_back();
     }
   }
+  return order;
+}
+}  // namespace
 
-  accumulate_grad(root, grad_output, "backward");
+template <class T>
+void Tensor<T>::backward(const Array<T>& grad_output, bool retain_graph) {
+  Node<T>& root = node();
+  if (!root.requires_grad_)
+    throw std::logic_error("backward: this tensor does not require a gradient (no input of "
+                           "its graph requires one)");
+  if (detail::shape_of(grad_output) != shape())
+    throw std::invalid_argument("backward: gradient of shape " + shape_str(grad_output.shape()) +
+                                " for an output of shape " + shape_str(shape()));
+  std::vector<NodePtr<T>> order = topological_order(node_);
+
+  add_grad(root, Array<T>(grad_output));
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     Node<T>* node = it->get();
-    if (node->is_leaf) continue;
-    if (node->has_grad) {
+    if (node->is_leaf_) continue;
+    if (node->grad_) {
       try {
-        node->backward(node->inputs, node->data, node->grad);
-        if (t_detect_anomaly && all_finite(node->grad))
-          for (std::size_t i = 0; i < node->inputs.size(); ++i)
-            if (node->inputs[i]->has_grad)
-              check_values(node->inputs[i]->grad, false,
-                           "the backward of op '" + std::string(node->op) + "' (gradient of its input " +
+        t_running_op = node->op_;
+        node->backward_(node->inputs_, node->data_, *node->grad_);
+        t_running_op = "backward";
+        if (t_detect_anomaly && all_finite(*node->grad_))
+          for (std::size_t i = 0; i < node->inputs_.size(); ++i)
+            if (node->inputs_[i]->grad_)
+              check_values(*node->inputs_[i]->grad_, false,
+                           "the backward of op '" + std::string(node->op_) + "' (gradient of its input " +
                                std::to_string(i) + ")");
       } catch (...) {
+        t_running_op = "backward";
         // Leave no half-summed interior gradient behind for a later backward to add to.
         for (auto& n : order)
-          if (!n->is_leaf) n->grad = Array<T>(), n->has_grad = false;
+          if (!n->is_leaf_) n->grad_.reset();
         throw;
       }
     }
     // Only leaves keep their gradient, as in PyTorch; interior gradients are scratch.
-    node->grad = Array<T>();
-    node->has_grad = false;
+    node->grad_.reset();
     if (!retain_graph) {
       // Drop the graph: intermediate values are freed as soon as nothing else holds them.
-      node->backward = nullptr;
-      node->inputs.clear();
-      node->released = true;
+      node->backward_ = nullptr;
+      node->inputs_.clear();
+      node->released_ = true;
     }
   }
 }
 
 template class Tensor<float>;
 template class Tensor<double>;
-template struct Node<float>;
-template struct Node<double>;
+template class Node<float>;
+template class Node<double>;
 
 // ---- recording ops --------------------------------------------------------------------
 template <class T>
@@ -303,39 +332,37 @@ Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor
     check_values(value, may_be_infinite || !inputs_finite, "the forward of op '" + std::string(op) + "'");
   }
   auto node = std::make_shared<Node<T>>();
-  node->data = std::move(value);
-  node->op = op;
+  node->data_ = std::move(value);
+  node->op_ = op;
   const bool record = grad_enabled() &&
       std::any_of(inputs.begin(), inputs.end(), [](const Tensor<T>& t) { return t.requires_grad(); });
   if (record) {
-    node->requires_grad = true;
-    node->is_leaf = false;
-    node->inputs.reserve(inputs.size());
-    for (const auto& t : inputs) node->inputs.push_back(t.node_ptr());
-    node->backward = std::move(backward);
+    node->requires_grad_ = true;
+    node->is_leaf_ = false;
+    node->inputs_.reserve(inputs.size());
+    for (const auto& t : inputs) node->inputs_.push_back(t.node_ptr());
+    node->backward_ = std::move(backward);
   }
   return Tensor<T>(std::move(node));
 }
 
+// ---- writing gradients: the first write overwrites, later writes add ------------------
 template <class T>
-void accumulate_grad(Node<T>& node, Array<T>&& grad, const char* op) {
-  if (!node.requires_grad) return;
-  if (!std::equal(grad.shape().begin(), grad.shape().end(), node.data.shape().begin(),
-                  node.data.shape().end()))
-    throw std::logic_error(std::string(op) + ": backward produced a gradient of shape " +
-                           shape_str(grad.shape()) + " for a tensor of shape " +
-                           shape_str(node.data.shape()));
-  if (!node.has_grad) {
-    node.grad = std::move(grad);
-    node.has_grad = true;
-  } else {
-    xt::noalias(node.grad) += grad;
-  }
+void add_grad(Node<T>& input, Array<T>&& grad) {
+  if (!input.requires_grad_) return;
+  if (!std::equal(grad.shape().begin(), grad.shape().end(), input.data_.shape().begin(), input.data_.shape().end()))
+    throw std::logic_error(std::string(t_running_op) + ": backward produced a gradient of shape " +
+                           shape_str(grad.shape()) + " for a tensor of shape " + shape_str(input.data_.shape()));
+  if (!input.grad_) input.grad_ = std::move(grad);
+  else xt::noalias(*input.grad_) += grad;
 }
 
 template <class T>
-void accumulate_grad(Node<T>& node, const Array<T>& grad, const char* op) {
-  accumulate_grad(node, Array<T>(grad), op);
+GradTarget<T> grad_target(Node<T>& input) {
+  if (!input.requires_grad_) return {};
+  if (input.grad_) return {input.grad_->data(), T(1)};
+  input.grad_.emplace(input.data_.shape());  // uninitialised: the caller overwrites it
+  return {input.grad_->data(), T(0)};
 }
 
 // ---- creation -------------------------------------------------------------------------
@@ -361,8 +388,8 @@ Tensor<T> from_array(Array<T> data, bool requires_grad) {
 #define INSTANTIATE(T)                                                                     \
   template Tensor<T> make_result(const char*, Array<T>&&, const std::vector<Tensor<T>>&,  \
                                  BackwardFn<T>, bool);                                     \
-  template void accumulate_grad(Node<T>&, Array<T>&&, const char*);                        \
-  template void accumulate_grad(Node<T>&, const Array<T>&, const char*);                   \
+  template void add_grad(Node<T>&, Array<T>&&);                                            \
+  template GradTarget<T> grad_target(Node<T>&);                                            \
   template Tensor<T> zeros(const Shape&, bool);                                            \
   template Tensor<T> ones(const Shape&, bool);                                             \
   template Tensor<T> full(const Shape&, T, bool);                                          \

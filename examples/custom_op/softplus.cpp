@@ -16,9 +16,8 @@ Tensor<T> softplus(const Tensor<T>& x) {
   return make_result<T>("softplus", std::move(out), {x},
                         [](const std::vector<NodePtr<T>>& inputs, const Array<T>& /*out*/,
                            const Array<T>& grad_out) {
-                          const Array<T>& in = inputs[0]->data;
-                          accumulate_grad(*inputs[0], Array<T>(grad_out / (T(1) + xt::exp(-in))),
-                                          "softplus");
+                          const Array<T>& in = inputs[0]->data();
+                          add_grad(*inputs[0], Array<T>(grad_out / (T(1) + xt::exp(-in))));
                         });
 }
 

@@ -1,7 +1,9 @@
 #include "xtgrad/attention.hpp"
 
+#include <algorithm>
 #include <cmath>
-#include <limits>
+#include <initializer_list>
+#include <optional>
 #include <stdexcept>
 
 namespace xtgrad {
@@ -24,7 +26,75 @@ void check_key_value(const char* layer, const Shape& query, const Shape& key, co
                                 " differ in batch size");
 }
 
-Shape detail_shape(const Mask& m) { return Shape(m.shape().begin(), m.shape().end()); }
+Shape shape_of(const Mask& m) { return Shape(m.shape().begin(), m.shape().end()); }
+
+// allowed (..., Lk) -> (..., 1): true where a row allows nothing (a query with nothing to
+// attend to); none when every row allows something.
+std::optional<Mask> rows_allowing_nothing(const Mask& allowed) {
+  Shape shape = shape_of(allowed);
+  const std::size_t len = shape.back();
+  shape.back() = 1;
+  Mask dead(shape);
+  bool any_dead = false;
+  for (std::size_t row = 0; row < dead.size(); ++row) {
+    const bool* first = allowed.data() + row * len;
+    dead.data()[row] = std::none_of(first, first + len, [](bool ok) { return ok; });
+    any_dead = any_dead || dead.data()[row];
+  }
+  if (!any_dead) return std::nullopt;
+  return dead;
+}
+
+// The one place a dead query's output is zeroed: the attention gives it zero weights, so
+// a zero mix, but the output projection's bias would still show.
+template <class T>
+Tensor<T> zero_dead_rows(const Tensor<T>& output, const std::optional<Mask>& dead) {
+  return dead ? masked_fill(output, *dead, T(0)) : output;
+}
+
+// allowed (B,Lq,Lk) = key_padding_mask (B,Lk)[b,k] and attn_mask (Lq,Lk) or (B,Lq,Lk)[(b,)q,k]
+Mask combine_masks(const char* layer, std::size_t B, std::size_t Lq, std::size_t Lk,
+                   const std::optional<Mask>& key_padding_mask, const std::optional<Mask>& attn_mask) {
+  if (key_padding_mask && shape_of(*key_padding_mask) != Shape{B, Lk})
+    throw std::invalid_argument(std::string(layer) + ": key_padding_mask must be (B,Lk) = " + shape_str(Shape{B, Lk}) +
+                                ", got " + shape_str(key_padding_mask->shape()));
+  const bool batched_attn = attn_mask && attn_mask->dimension() == 3;
+  if (attn_mask && shape_of(*attn_mask) != Shape{Lq, Lk} && shape_of(*attn_mask) != Shape{B, Lq, Lk})
+    throw std::invalid_argument(std::string(layer) + ": attn_mask must be (Lq,Lk) or (B,Lq,Lk) for Lq = " +
+                                std::to_string(Lq) + ", Lk = " + std::to_string(Lk) + ", got " +
+                                shape_str(attn_mask->shape()));
+  Mask allowed(Shape{B, Lq, Lk});
+  for (std::size_t b = 0; b < B; ++b)
+    for (std::size_t i = 0; i < Lq; ++i)
+      for (std::size_t j = 0; j < Lk; ++j) {
+        bool ok = !key_padding_mask || (*key_padding_mask)(b, j);
+        if (attn_mask) ok = ok && (batched_attn ? (*attn_mask)(b, i, j) : (*attn_mask)(i, j));
+        allowed(b, i, j) = ok;
+      }
+  return allowed;
+}
+
+// weights (H,Bq,Lq,Bk,Lk), as the all-pairs op computes them (one product per head) ->
+// (Bq,Bk,H,Lq,Lk), or averaged over the heads (Bq,Bk,Lq,Lk). Both layouts hold rows of Lk
+// weights (one query token against one key element) in another order: row (h,qb,t,kb)
+// moves whole, to row (qb,kb,h,t) (or is added, divided by H, to row (qb,kb,t)).
+template <class T>
+Array<T> pair_weights(const Array<T>& weights, bool average) {
+  const std::size_t H = weights.shape()[0], Bq = weights.shape()[1], Lq = weights.shape()[2];
+  const std::size_t Bk = weights.shape()[3], Lk = weights.shape()[4];
+  Array<T> out = average ? Array<T>(xt::zeros<T>({Bq, Bk, Lq, Lk})) : Array<T>(Shape{Bq, Bk, H, Lq, Lk});
+  for (std::size_t row = 0; row < H * Bq * Lq * Bk; ++row) {
+    const std::size_t kb = row % Bk, t = row / Bk % Lq, qb = row / (Bk * Lq) % Bq, h = row / (Bk * Lq * Bq);
+    const T* from = weights.data() + row * Lk;
+    if (average) {
+      T* to = out.data() + ((qb * Bk + kb) * Lq + t) * Lk;
+      for (std::size_t j = 0; j < Lk; ++j) to[j] += from[j] / T(H);
+    } else {
+      std::copy_n(from, Lk, out.data() + (((qb * Bk + kb) * H + h) * Lq + t) * Lk);
+    }
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -54,6 +124,22 @@ AttentionResult<T> CrossAttention<T>::forward(const Tensor<T>& query, const Tens
   return {output_linear->forward(context), weights};
 }
 
+// ---- OutputProjection -----------------------------------------------------------------
+template <class T>
+OutputProjection<T>::OutputProjection(std::size_t dim, std::size_t out_dim, std::size_t heads, bool bias,
+                                      Generator& gen)
+    : Linear<T>("OutputProjection", dim, out_dim, bias, gen), heads(heads) {}
+
+template <class T>
+Tensor<T> OutputProjection<T>::project_values(const Tensor<T>& v) const {
+  return head_values_projected(v, this->weight, heads);
+}
+
+template <class T>
+std::string OutputProjection<T>::extra_repr() const {
+  return Linear<T>::extra_repr() + ", heads=" + std::to_string(heads);
+}
+
 // ---- MultiHeadCrossAttention ----------------------------------------------------------
 template <class T>
 MultiHeadCrossAttention<T>::MultiHeadCrossAttention(std::size_t qd, std::size_t heads, std::size_t kd, std::size_t vd,
@@ -69,7 +155,7 @@ MultiHeadCrossAttention<T>::MultiHeadCrossAttention(std::size_t qd, std::size_t 
   q_proj = this->register_module("q_proj", std::make_shared<Linear<T>>(qd, od, bias, gen));
   k_proj = this->register_module("k_proj", std::make_shared<Linear<T>>(kd, od, bias, gen));
   v_proj = this->register_module("v_proj", std::make_shared<Linear<T>>(vd, od, bias, gen));
-  out_proj = this->register_module("out_proj", std::make_shared<Linear<T>>(od, od, bias, gen));
+  out_proj = this->register_module("out_proj", std::make_shared<OutputProjection<T>>(od, od, heads, bias, gen));
   // PyTorch's nn.MultiheadAttention initialisation: Xavier-uniform query, key and value
   // projections and zero biases (out_proj keeps Linear's weight initialisation). When all
   // widths are equal PyTorch initialises the three as one (3 out, in) matrix, whose Xavier
@@ -80,7 +166,7 @@ MultiHeadCrossAttention<T>::MultiHeadCrossAttention(std::size_t qd, std::size_t 
     const T bound = T(std::sqrt(6.0 / (double(proj->in_features) + fan_out)));
     proj->weight.mutable_data() = rand<T>(proj->weight.shape(), gen, -bound, bound).data();
   }
-  for (Linear<T>* proj : {q_proj.get(), k_proj.get(), v_proj.get(), out_proj.get()})
+  for (Linear<T>* proj : std::initializer_list<Linear<T>*>{q_proj.get(), k_proj.get(), v_proj.get(), out_proj.get()})
     if (proj->bias) proj->bias->mutable_data().fill(T(0));
 }
 
@@ -95,44 +181,16 @@ AttentionResult<T> MultiHeadCrossAttention<T>::forward(const Tensor<T>& query, c
   const Shape ks = check_3d(layer, "key", key.shape(), key_dim);
   const Shape vs = check_3d(layer, "value", value.shape(), value_dim);
   check_key_value(layer, qs, ks, vs, true);
-  const std::size_t B = qs[0], Lq = qs[1], Lk = ks[1];
-
-  // allowed (B,Lq,Lk) = key_padding_mask[b,k] and attn_mask[(b,)q,k]
-  std::optional<Mask> allowed, dead_rows;  // dead_rows (B,Lq,1): nothing to attend to
+  std::optional<Mask> allowed, dead_rows;  // allowed (B,Lq,Lk), dead_rows (B,Lq,1)
   if (key_padding_mask || attn_mask) {
-    if (key_padding_mask && detail_shape(*key_padding_mask) != Shape{B, Lk})
-      throw std::invalid_argument(std::string(layer) + ": key_padding_mask must be (B,Lk) = " +
-                                  shape_str(Shape{B, Lk}) + ", got " + shape_str(key_padding_mask->shape()));
-    const bool batched_attn = attn_mask && attn_mask->dimension() == 3;
-    if (attn_mask && detail_shape(*attn_mask) != Shape{Lq, Lk} && detail_shape(*attn_mask) != Shape{B, Lq, Lk})
-      throw std::invalid_argument(std::string(layer) + ": attn_mask must be (Lq,Lk) or (B,Lq,Lk) for Lq = " +
-                                  std::to_string(Lq) + ", Lk = " + std::to_string(Lk) + ", got " +
-                                  shape_str(attn_mask->shape()));
-    allowed = Mask(Shape{B, Lq, Lk});
-    Mask dead = xt::zeros<bool>({B, Lq, std::size_t(1)});
-    bool any_dead = false;
-    for (std::size_t b = 0; b < B; ++b)
-      for (std::size_t i = 0; i < Lq; ++i) {
-        bool any_allowed = false;
-        for (std::size_t j = 0; j < Lk; ++j) {
-          bool ok = !key_padding_mask || (*key_padding_mask)(b, j);
-          if (attn_mask) ok = ok && (batched_attn ? (*attn_mask)(b, i, j) : (*attn_mask)(i, j));
-          (*allowed)(b, i, j) = ok;
-          any_allowed = any_allowed || ok;
-        }
-        dead(b, i, 0) = !any_allowed;
-        any_dead = any_dead || !any_allowed;
-      }
-    if (any_dead) dead_rows = std::move(dead);
+    allowed = combine_masks(layer, qs[0], qs[1], ks[1], key_padding_mask, attn_mask);
+    dead_rows = rows_allowing_nothing(*allowed);
   }
   const bool dropping = dropout_p > 0 && this->is_training();
   const FusedAttention<T> attended = attention_heads(q_proj->forward(query), k_proj->forward(key),
                                                      v_proj->forward(value), num_heads, allowed,
                                                      dropping ? dropout_p : 0.0, &dropout_gen_);  // (B,Lq,D)
-  Tensor<T> output = out_proj->forward(attended.output);                                         // (B,Lq,D)
-  // out_proj's bias would make a dead row non-zero; it has attended to nothing.
-  if (dead_rows) output = masked_fill(output, *dead_rows, T(0));
-  AttentionResult<T> result{output, {}};
+  AttentionResult<T> result{zero_dead_rows(out_proj->forward(attended.output), dead_rows), {}};  // (B,Lq,out_dim)
   if (need_weights) {  // weights (B,H,Lq,Lk), averaged over H on request
     const Array<T>& w = *attended.weights;
     result.weights = Tensor<T>(average_weights ? Array<T>(xt::mean(w, {1})) : w);
@@ -150,49 +208,23 @@ AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs(const Tensor<T>
   const Shape ks = check_3d(layer, "keys", keys.shape(), key_dim);
   const Shape vs = check_3d(layer, "values", values.shape(), value_dim);
   check_key_value(layer, qs, ks, vs, false);
-  const std::size_t Bq = qs[0], Lq = qs[1], Bk = ks[0], Lk = ks[1], H = num_heads;
-
+  const std::size_t Bk = ks[0], Lk = ks[1];
   std::optional<Mask> dead_pairs;  // (1,Bk,1,1): key elements that are all padding
   if (key_padding_mask) {
-    if (detail_shape(*key_padding_mask) != Shape{Bk, Lk})
+    if (shape_of(*key_padding_mask) != Shape{Bk, Lk})
       throw std::invalid_argument(std::string(layer) + ": key_padding_mask must be (Bk,Lk) = " +
                                   shape_str(Shape{Bk, Lk}) + ", got " + shape_str(key_padding_mask->shape()));
-    Mask dead = xt::zeros<bool>({std::size_t(1), Bk, std::size_t(1), std::size_t(1)});
-    bool any_dead = false;
-    for (std::size_t b = 0; b < Bk; ++b) {
-      bool any_allowed = false;
-      for (std::size_t j = 0; j < Lk; ++j) any_allowed = any_allowed || (*key_padding_mask)(b, j);
-      dead(0, b, 0, 0) = !any_allowed;
-      any_dead = any_dead || !any_allowed;
-    }
-    if (any_dead) dead_pairs = std::move(dead);
+    dead_pairs = rows_allowing_nothing(*key_padding_mask);  // (Bk,1)
+    if (dead_pairs) dead_pairs->reshape({std::size_t(1), Bk, std::size_t(1), std::size_t(1)});
   }
-  // Each side projected once; the pairs meet inside one fused op.
+  // Each side projected once, out_proj folded into the values; the pairs meet inside one op.
   const bool dropping = dropout_p > 0 && this->is_training();
-  // out_proj is fused into the op (it projects each image's values, not each pair).
-  const FusedAttention<T> attended = attention_heads_all_pairs(
-      q_proj->forward(queries), k_proj->forward(keys), v_proj->forward(values), H, out_proj->weight, out_proj->bias,
-      key_padding_mask, dropping ? dropout_p : 0.0, &dropout_gen_);  // (Bq,Bk,Lq,out_dim)
-  Tensor<T> output = attended.output;
-  if (dead_pairs) output = masked_fill(output, *dead_pairs, T(0));
-  AttentionResult<T> result{output, {}};
-  if (need_weights) {  // (H,Bq,Lq,Bk,Lk) -> (Bq,Bk,Lq,Lk) averaged or (Bq,Bk,H,Lq,Lk)
-    const T* w = attended.weights->data();
-    Array<T> out = average_weights ? Array<T>(xt::zeros<T>({Bq, Bk, Lq, Lk})) : Array<T>(Shape{Bq, Bk, H, Lq, Lk});
-    for (std::size_t h = 0; h < H; ++h)
-      for (std::size_t qb = 0; qb < Bq; ++qb)
-        for (std::size_t t = 0; t < Lq; ++t)
-          for (std::size_t kb = 0; kb < Bk; ++kb) {
-            const T* src = w + (((h * Bq + qb) * Lq + t) * Bk + kb) * Lk;
-            if (average_weights) {
-              T* dst = out.data() + ((qb * Bk + kb) * Lq + t) * Lk;
-              for (std::size_t j = 0; j < Lk; ++j) dst[j] += src[j] / T(H);
-            } else {
-              std::copy_n(src, Lk, out.data() + (((qb * Bk + kb) * H + h) * Lq + t) * Lk);
-            }
-          }
-    result.weights = Tensor<T>(std::move(out));
-  }
+  const Tensor<T> projected_values = out_proj->project_values(v_proj->forward(values));  // (H,Bk,Lk,out_dim)
+  const FusedAttention<T> attended =
+      attention_all_pairs_projected(q_proj->forward(queries), k_proj->forward(keys), projected_values, out_proj->bias,
+                                    key_padding_mask, dropping ? dropout_p : 0.0, &dropout_gen_);  // (Bq,Bk,Lq,out_dim)
+  AttentionResult<T> result{zero_dead_rows(attended.output, dead_pairs), {}};
+  if (need_weights) result.weights = Tensor<T>(pair_weights(*attended.weights, average_weights));
   return result;
 }
 
@@ -205,6 +237,8 @@ std::string MultiHeadCrossAttention<T>::extra_repr() const {
 
 template class CrossAttention<float>;
 template class CrossAttention<double>;
+template class OutputProjection<float>;
+template class OutputProjection<double>;
 template class MultiHeadCrossAttention<float>;
 template class MultiHeadCrossAttention<double>;
 

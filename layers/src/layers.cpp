@@ -2,13 +2,18 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <utility>
 
 namespace xtgrad {
 
 // ---- Linear ---------------------------------------------------------------------------
 template <class T>
 Linear<T>::Linear(std::size_t in, std::size_t out, bool with_bias, Generator& gen)
-    : UnaryModule<T>("Linear"), in_features(in), out_features(out) {
+    : Linear("Linear", in, out, with_bias, gen) {}
+
+template <class T>
+Linear<T>::Linear(std::string type_name, std::size_t in, std::size_t out, bool with_bias, Generator& gen)
+    : UnaryModule<T>(std::move(type_name)), in_features(in), out_features(out) {
   if (in == 0 || out == 0) throw std::invalid_argument("Linear: in_features and out_features must be positive");
   // PyTorch: kaiming_uniform(a = sqrt(5)) for the weight and U(-1/sqrt(in), 1/sqrt(in))
   // for the bias; both come to the bound 1/sqrt(in).

@@ -276,9 +276,9 @@ double clip_grad_norm(const std::vector<Tensor<T>>& params, double max_norm, dou
   // `!(coef >= 1)` rather than `coef < 1`: a NaN factor is applied, as PyTorch does.
   if (!(coef >= 1.0)) {
     const T c = static_cast<T>(coef);
-    for (const auto& p : params) {
+    for (Tensor<T> p : params) {  // a handle: its gradient is the parameter's own
       if (!p.defined() || !p.has_grad()) continue;
-      Array<T>& g = p.node_ptr()->grad;  // in place: the handle shares the node
+      Array<T>& g = p.mutable_grad();
       T* x = g.data();
       const std::size_t n = g.size();
       for (std::size_t j = 0; j < n; ++j) x[j] *= c;

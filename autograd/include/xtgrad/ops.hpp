@@ -110,9 +110,24 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
                                   const std::optional<Mask>& allowed = std::nullopt, double dropout_p = 0.0,
                                   Generator* gen = nullptr);
 // Every query batch element against every key batch element, with the output projection
-// (out_weight (E,D), out_bias (E)) fused in: output = concat_heads(attention) out_weight^T
-// + out_bias for every pair, computed without forming the unprojected pairs.
-// q (Bq,Lq,D), k, v (Bk,Lk,D), key_allowed (Bk,Lk) -> output (Bq,Bk,Lq,E), weights (H,Bq,Lq,Bk,Lk)
+// (out_weight (E,D), out_bias (E)) folded into the values: a pair's output is
+// sum_h P_h (V_h W_h^T) + out_bias, where W_h are the columns of out_weight that head h's
+// output meets; this equals concat_heads(attention) out_weight^T + out_bias, computed
+// without forming the unprojected pairs, and V_h W_h^T once per key element, not per pair.
+// Two ops, usable apart (MultiHeadCrossAttention::forward_all_pairs calls them in turn):
+// v (B,L,D), out_weight (E,D) -> (H,B,L,E): head h's values times W_h^T
+template <class T>
+Tensor<T> head_values_projected(const Tensor<T>& v, const Tensor<T>& out_weight, std::size_t heads);
+// q (Bq,Lq,D), k (Bk,Lk,D), projected_values (H,Bk,Lk,E), key_allowed (Bk,Lk)
+//   -> output (Bq,Bk,Lq,E), weights (H,Bq,Lq,Bk,Lk)
+template <class T>
+FusedAttention<T> attention_all_pairs_projected(const Tensor<T>& q, const Tensor<T>& k,
+                                                const Tensor<T>& projected_values,
+                                                const std::optional<Tensor<T>>& out_bias = std::nullopt,
+                                                const std::optional<Mask>& key_allowed = std::nullopt,
+                                                double dropout_p = 0.0, Generator* gen = nullptr);
+// Both in one call: q (Bq,Lq,D), k, v (Bk,Lk,D), key_allowed (Bk,Lk)
+//   -> output (Bq,Bk,Lq,E), weights (H,Bq,Lq,Bk,Lk)
 template <class T>
 FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                                             std::size_t heads, const Tensor<T>& out_weight,

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -32,33 +33,86 @@ template <class T>
 using StateDict = std::map<std::string, Array<T>>;
 
 template <class T>
-struct Node;
+class Node;
 template <class T>
 using NodePtr = std::shared_ptr<Node<T>>;
+template <class T>
+class Tensor;
 
 // The backward of one op. It receives the op's inputs, its output value and the gradient
-// flowing into that output, and adds each input's gradient with accumulate_grad().
-// It never holds the output node itself, so the graph has no reference cycles.
+// flowing into that output, and writes each input's gradient with add_grad() or
+// grad_target() (below). It never holds the output node itself, so the graph has no
+// reference cycles.
 template <class T>
 using BackwardFn = std::function<void(const std::vector<NodePtr<T>>& inputs,
                                       const Array<T>& output, const Array<T>& grad_output)>;
 
+// The result of an op: records inputs and backward only when grad mode is on and some
+// input requires a gradient; otherwise a plain leaf holding the value. may_be_infinite
+// tells anomaly detection that infinities are intended (masked_fill with -inf).
 template <class T>
-struct Node {
-  Array<T> data;
-  Array<T> grad;          // valid only when has_grad
-  bool has_grad = false;
-  bool requires_grad = false;
-  bool is_leaf = true;    // created by the user, not by an op
-  bool released = false;  // backward() already dropped this node's graph
-  const char* op = "leaf";
-  std::vector<NodePtr<T>> inputs;
-  BackwardFn<T> backward;
+Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor<T>>& inputs,
+                      BackwardFn<T> backward, bool may_be_infinite = false);
 
+// ---- writing an input's gradient ------------------------------------------------------
+// One rule for every op, built-in or your own: the first write to a gradient overwrites
+// it, every later write adds (until zero_grad()). So no gradient is filled with zeros
+// first, and an input that several ops (or one op twice) read gets the sum. Two ways to
+// write, one rule:
+//   add_grad(input, g)         a whole array (input's shape): moved in the first time,
+//                              added after.
+//   auto t = grad_target(input)   to write in place (a BLAS product, a loop): t.data and
+//                              t.beta, 0 the first time and 1 after, BLAS's beta in
+//                              C = A B + beta C. With beta 0 the buffer is uninitialised:
+//                              write every element once before anything else writes to
+//                              this input's gradient.
+// Both skip (add_grad) or return an empty target (grad_target) for an input that needs no
+// gradient.
+template <class T>
+struct GradTarget {
+  T* data = nullptr;  // null when the input needs no gradient
+  T beta = T(0);      // 0: overwrite (the first write), 1: add
+  explicit operator bool() const { return data != nullptr; }
+};
+template <class T>
+void add_grad(Node<T>& input, Array<T>&& grad);
+template <class T>
+GradTarget<T> grad_target(Node<T>& input);
+
+// One value in the graph. Its fields are the engine's (Tensor, make_result and the two
+// gradient writers above); an op's backward reads its inputs through the const accessors
+// and writes their gradients through add_grad() or grad_target().
+template <class T>
+class Node {
+ public:
   Node() = default;
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
   ~Node();  // iterative: dropping a chain of 100,000 ops must not recurse
+
+  const Array<T>& data() const { return data_; }
+  bool requires_grad() const { return requires_grad_; }
+  bool is_leaf() const { return is_leaf_; }
+  const char* op() const { return op_; }
+  const std::vector<NodePtr<T>>& inputs() const { return inputs_; }  // empty for a leaf
+  bool released() const { return released_; }  // backward() already dropped its graph
+
+ private:
+  friend class Tensor<T>;
+  friend Tensor<T> make_result<T>(const char*, Array<T>&&, const std::vector<Tensor<T>>&, BackwardFn<T>, bool);
+  template <class U>
+  friend void add_grad(Node<U>& input, Array<U>&& grad);
+  template <class U>
+  friend GradTarget<U> grad_target(Node<U>& input);
+
+  Array<T> data_;
+  std::optional<Array<T>> grad_;  // none until the first write of a backward pass
+  bool requires_grad_ = false;
+  bool is_leaf_ = true;    // created by the user, not by an op
+  bool released_ = false;  // backward() already dropped this node's graph
+  const char* op_ = "leaf";
+  std::vector<NodePtr<T>> inputs_;
+  BackwardFn<T> backward_;
 };
 
 // Shape as "(2,3,4)" for error messages; any sequence of integers (a requested shape
@@ -88,22 +142,25 @@ class Tensor {
   explicit Tensor(NodePtr<T> node) : node_(std::move(node)) {}
 
   bool defined() const { return node_ != nullptr; }
-  const Array<T>& data() const { return node().data; }
+  const Array<T>& data() const { return node().data_; }
   // Mutable value, for initialisation and optimizer updates (never inside a graph).
-  Array<T>& mutable_data() { return node().data; }
+  Array<T>& mutable_data() { return node().data_; }
   Shape shape() const;
   std::size_t dim() const { return data().dimension(); }
   std::size_t numel() const { return data().size(); }
   T item() const;  // the value of a one-element tensor
 
-  bool requires_grad() const { return node().requires_grad; }
+  bool requires_grad() const { return node().requires_grad_; }
   Tensor& set_requires_grad(bool requires = true);  // leaves only
-  bool is_leaf() const { return node().is_leaf; }
-  const char* op_name() const { return node().op; }
+  bool is_leaf() const { return node().is_leaf_; }
+  const char* op_name() const { return node().op_; }
 
-  bool has_grad() const { return node().has_grad; }
+  bool has_grad() const { return node().grad_.has_value(); }
   const Array<T>& grad() const;  // throws when no gradient has arrived yet
+  Array<T>& mutable_grad();      // in place, for gradient clipping; throws as grad()
   void zero_grad();              // fills an existing gradient with zeros
+  void set_grad(Array<T> grad);  // replaces the gradient; grad must have this tensor's shape
+  void reset_grad();             // no gradient at all, as PyTorch's p.grad = None
 
   // Backward from a one-element tensor (seed 1), or with an explicit output gradient.
   // The graph is released afterwards unless retain_graph; gradients accumulate in the
@@ -157,20 +214,6 @@ class AnomalyGuard {
  private:
   bool previous_;
 };
-
-// ---- for writing ops ------------------------------------------------------------------
-// The result of an op: records inputs and backward only when grad mode is on and some
-// input requires a gradient; otherwise a plain leaf holding the value. may_be_infinite
-// tells anomaly detection that infinities are intended (masked_fill with -inf).
-template <class T>
-Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor<T>>& inputs,
-                      BackwardFn<T> backward, bool may_be_infinite = false);
-
-// Adds grad into node.grad (when the node requires one); shapes must agree exactly.
-template <class T>
-void accumulate_grad(Node<T>& node, Array<T>&& grad, const char* op);
-template <class T>
-void accumulate_grad(Node<T>& node, const Array<T>& grad, const char* op);
 
 // ---- creation -------------------------------------------------------------------------
 template <class T>

@@ -40,6 +40,23 @@ class CrossAttention : public Module<T> {
   std::shared_ptr<Linear<T>> query_linear, key_linear, value_linear, output_linear;
 };
 
+// The heads' output projection (PyTorch's out_proj): a Linear dim -> out_dim, with a second
+// way to apply it. Head h's output meets only columns h*dh..(h+1)*dh of the weight (W_h),
+// so instead of projecting the joined heads' outputs (forward), the projection can be
+// folded into each head's values before the attention weights mix them
+// (project_values: V_h W_h^T, the op head_values_projected); the op that mixes them adds
+// the bias. forward_all_pairs does that: once per key element instead of once per pair.
+template <class T>
+class OutputProjection : public Linear<T> {
+ public:
+  OutputProjection(std::size_t dim, std::size_t out_dim, std::size_t heads, bool bias, Generator& gen);
+  // v (B,L,dim) -> (H,B,L,out_dim)
+  Tensor<T> project_values(const Tensor<T>& v) const;
+  std::string extra_repr() const override;
+
+  const std::size_t heads;
+};
+
 // Multi-head cross-attention with separate query, key and value widths.
 //   q_proj: query_dim -> out_dim, k_proj: key_dim -> out_dim, v_proj: value_dim -> out_dim,
 //   out_proj: out_dim -> out_dim; num_heads must divide out_dim; scores scaled by 1/sqrt(dh).
@@ -67,7 +84,8 @@ class MultiHeadCrossAttention : public Module<T> {
   // key_padding_mask (Bk,Lk) -> output (Bq,Bk,Lq,out_dim), weights (Bq,Bk,Lq,Lk) averaged
   // or (Bq,Bk,H,Lq,Lk). Each side is projected once; the scores of all pairs are one
   // batched product per head, (Bq*Lq, dh) x (dh, Bk*Lk): never Bq*Bk separate calls; and
-  // out_proj is folded into the values (once per key element), not applied to every pair.
+  // out_proj is folded into the values (out_proj->project_values, once per key element),
+  // not applied to every pair.
   AttentionResult<T> forward_all_pairs(const Tensor<T>& queries, const Tensor<T>& keys, const Tensor<T>& values,
                                        const std::optional<Mask>& key_padding_mask = std::nullopt,
                                        bool average_weights = true, bool need_weights = true);
@@ -76,7 +94,8 @@ class MultiHeadCrossAttention : public Module<T> {
 
   const std::size_t query_dim, num_heads, key_dim, value_dim, out_dim, head_dim;
   const double dropout_p;
-  std::shared_ptr<Linear<T>> q_proj, k_proj, v_proj, out_proj;
+  std::shared_ptr<Linear<T>> q_proj, k_proj, v_proj;
+  std::shared_ptr<OutputProjection<T>> out_proj;
 
  private:
   Generator dropout_gen_;

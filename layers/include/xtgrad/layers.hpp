@@ -23,6 +23,10 @@ class Linear : public UnaryModule<T> {
   const std::size_t in_features, out_features;
   Tensor<T> weight;
   std::optional<Tensor<T>> bias;
+
+ protected:
+  // For a layer that is a Linear with more to it, under its own name in summary().
+  Linear(std::string type_name, std::size_t in_features, std::size_t out_features, bool bias, Generator& gen);
 };
 
 // ids (n) -> (n, dim); with a shape for the ids, (shape..., dim). weight (num, dim) ~ N(0, 1).
