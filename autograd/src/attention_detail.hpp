@@ -40,10 +40,6 @@ inline AttentionShape check_shapes(const char* op, const Shape& q, const Shape& 
   return {q[0], q[1], k[0], k[1], q[2], heads, dh, 1.0 / std::sqrt(double(dh))};
 }
 
-inline void check_dropout(const char* op, double p) {
-  if (!(p >= 0.0 && p < 1.0)) detail::fail(op, "dropout must be in [0, 1), got " + std::to_string(p));
-}
-
 inline void check_key_mask(const char* op, const std::optional<Mask>& key_allowed, const AttentionShape& a) {
   if (key_allowed && detail::shape_of(*key_allowed) != Shape{a.bk, a.lk})
     detail::fail(op, "key mask " + shape_str(key_allowed->shape()) + " is not (Bk,Lk) = " + shape_str(Shape{a.bk, a.lk}));
@@ -64,14 +60,8 @@ template <class T>
 Saved<T> save_weights(std::shared_ptr<const Array<T>> weights, double p, Generator* gen) {
   Saved<T> saved{std::move(weights), p > 0 && gen, {}, {}};
   if (!saved.dropout) return saved;
-  const Array<T>& w = *saved.weights;
-  saved.dropout_scale = Array<T>(w.shape());
-  saved.dropped = Array<T>(w.shape());
-  const T kept = T(1.0 / (1.0 - p));
-  for (std::size_t i = 0; i < w.size(); ++i) {
-    saved.dropout_scale.data()[i] = gen->uniform() >= p ? kept : T(0);
-    saved.dropped.data()[i] = w.data()[i] * saved.dropout_scale.data()[i];
-  }
+  saved.dropout_scale = detail::dropout_scale<T>(detail::shape_of(*saved.weights), p, *gen);
+  saved.dropped = *saved.weights * saved.dropout_scale;
   return saved;
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "parallel.hpp"
+#include "xtgrad/random.hpp"
 #include "xtgrad/tensor.hpp"
 
 namespace xtgrad::detail {
@@ -136,23 +137,44 @@ void for_each_broadcast_parallel(const Shape& written, const Shape& out, const S
   });
 }
 
+// The one ordered sum over rows: add_band(begin, end, sums) adds rows [begin, end) of
+// whatever is summed into sums (`width` values, zeroed, allocated by the thread that
+// fills it). The bands are blocks of 256 rows, spread over the threads and added into
+// total in band order: the same sums in the same order at any thread count.
+template <class T, class F>
+void banded_sum(std::size_t rows, std::size_t width, T* total, F&& add_band) {
+  constexpr std::size_t kBandRows = 256;
+  const std::size_t bands = std::max<std::size_t>(1, (rows + kBandRows - 1) / kBandRows);
+  std::vector<std::vector<T>> partial(bands);
+  parallel::for_each(bands, [&](std::size_t band) {
+    std::vector<T> sums(width, T(0));
+    add_band(band * kBandRows, std::min(rows, (band + 1) * kBandRows), sums.data());
+    partial[band] = std::move(sums);
+  });
+  for (const auto& sums : partial)
+    for (std::size_t j = 0; j < width; ++j) total[j] += sums[j];
+}
+
 // A bias's gradient: the column sums of g (rows, cols) written into `sum` (cols) by the
-// rule of grad_target (beta 0: overwrite, 1: add). In bands of 256 rows, spread over the
-// threads and added in band order: the same sums in the same order at any thread count.
+// rule of grad_target (beta 0: overwrite, 1: add).
 template <class T>
 void write_column_sums(const T* g, std::size_t rows, std::size_t cols, GradTarget<T> sum) {
   if (!sum) return;
   if (sum.beta == T(0)) std::fill(sum.data, sum.data + cols, T(0));
-  const std::size_t bands = std::max<std::size_t>(1, (rows + 255) / 256);
-  std::vector<std::vector<T>> partial(bands);
-  parallel::for_each(bands, [&](std::size_t band) {
-    std::vector<T> sums(cols, T(0));  // allocated by the thread that fills it
-    for (std::size_t r = band * 256; r < std::min(rows, (band + 1) * 256); ++r)
+  banded_sum(rows, cols, sum.data, [&](std::size_t begin, std::size_t end, T* sums) {
+    for (std::size_t r = begin; r < end; ++r)
       for (std::size_t j = 0; j < cols; ++j) sums[j] += g[r * cols + j];
-    partial[band] = std::move(sums);
   });
-  for (const auto& sums : partial)
-    for (std::size_t j = 0; j < cols; ++j) sum.data[j] += sums[j];
+}
+
+// The one dropout mask: per element, 1/(1-p) with probability 1-p, else 0 (p = 1: all 0),
+// drawn in element order from gen. The caller has checked p with check_probability.
+template <class T>
+Array<T> dropout_scale(const Shape& shape, double p, Generator& gen) {
+  Array<T> scale(shape);
+  const T kept = p < 1.0 ? T(1.0 / (1.0 - p)) : T(0);
+  for (auto& s : scale) s = gen.uniform() >= p ? kept : T(0);
+  return scale;
 }
 
 }  // namespace xtgrad::detail

@@ -190,6 +190,36 @@ template <class T>
 }
 
 template <class T>
+[[gnu::always_inline]] inline void log_softmax_rows_impl(T* x, std::size_t rows, std::size_t len) {
+  std::vector<T> shifted(len);  // one row's x - peak, exponentiated to find the total
+  for (std::size_t r = 0; r < rows; ++r) {
+    T* row = x + r * len;
+    const T peak = row_max(row, len);
+    if (peak == -std::numeric_limits<T>::infinity()) {  // all masked: no probabilities, NaN as PyTorch
+      std::fill(row, row + len, std::numeric_limits<T>::quiet_NaN());
+      continue;
+    }
+    for (std::size_t j = 0; j < len; ++j) shifted[j] = row[j] - peak;
+    exp_block(shifted.data(), len);
+    const T log_total = std::log(row_sum(shifted.data(), len)) + peak;
+    for (std::size_t j = 0; j < len; ++j) row[j] -= log_total;
+  }
+}
+
+template <class T>
+[[gnu::always_inline]] inline void log_softmax_backward_impl(const T* y, T* g, std::size_t rows, std::size_t len) {
+  std::vector<T> p(len);  // one row's softmax, exp(y)
+  for (std::size_t r = 0; r < rows; ++r) {
+    const T* yr = y + r * len;
+    T* gr = g + r * len;
+    std::copy(yr, yr + len, p.data());
+    exp_block(p.data(), len);
+    const T total = row_sum(gr, len);
+    for (std::size_t j = 0; j < len; ++j) gr[j] -= p[j] * total;
+  }
+}
+
+template <class T>
 [[gnu::always_inline]] inline void softmax_backward_impl(const T* p, T* ds, std::size_t rows, std::size_t len,
                                                          std::size_t stride, T scale) {
   for (std::size_t r = 0; r < rows; ++r) {
@@ -204,6 +234,18 @@ template <class T>
 XTGRAD_CLONES
 void softmax_rows(float* x, std::size_t rows, std::size_t len) { softmax_rows_impl(x, rows, len); }
 void softmax_rows(double* x, std::size_t rows, std::size_t len) { softmax_rows_impl(x, rows, len); }
+
+XTGRAD_CLONES
+void log_softmax_rows(float* x, std::size_t rows, std::size_t len) { log_softmax_rows_impl(x, rows, len); }
+void log_softmax_rows(double* x, std::size_t rows, std::size_t len) { log_softmax_rows_impl(x, rows, len); }
+
+XTGRAD_CLONES
+void log_softmax_backward_rows(const float* y, float* g, std::size_t rows, std::size_t len) {
+  log_softmax_backward_impl(y, g, rows, len);
+}
+void log_softmax_backward_rows(const double* y, double* g, std::size_t rows, std::size_t len) {
+  log_softmax_backward_impl(y, g, rows, len);
+}
 
 XTGRAD_CLONES
 void softmax_backward_rows(const float* p, float* ds, std::size_t rows, std::size_t len, std::size_t stride,

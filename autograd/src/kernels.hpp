@@ -1,7 +1,8 @@
-// Loops over contiguous float/double buffers that the ops share: exponentials, row
-// softmax and its backward, GELU. Not installed. The float versions are compiled for
-// AVX-512, AVX2 and plain x86-64 and picked at load time (kernels.cpp); the double
-// versions are plain loops over the standard library's functions.
+// Loops over contiguous float/double buffers that the ops share: exponentials, the one
+// row softmax (and log softmax) with their backwards, GELU, layer norm, transpose. Not
+// installed. The float versions are compiled for AVX-512, AVX2 and plain x86-64 and
+// picked at load time (kernels.cpp); the double versions are plain loops over the
+// standard library's functions.
 #pragma once
 
 #include <cstddef>
@@ -19,6 +20,15 @@ void exp_in_place(double* x, std::size_t n);
 // -inf (everything masked) becomes zeros.
 void softmax_rows(float* x, std::size_t rows, std::size_t len);
 void softmax_rows(double* x, std::size_t rows, std::size_t len);
+
+// Log softmax of each of `rows` contiguous rows of `len` values, in place:
+// x - (log sum exp(x - max) + max). A row that is all -inf becomes NaN, as in PyTorch
+// (log 0 - log 0 has no value; zeros would claim probability 1 everywhere).
+void log_softmax_rows(float* x, std::size_t rows, std::size_t len);
+void log_softmax_rows(double* x, std::size_t rows, std::size_t len);
+// Its backward from the output y: g = g - exp(y) * sum(g) per row, in place over g.
+void log_softmax_backward_rows(const float* y, float* g, std::size_t rows, std::size_t len);
+void log_softmax_backward_rows(const double* y, double* g, std::size_t rows, std::size_t len);
 
 // Softmax backward for `rows` rows of `len` values, row r at offset r * stride of both
 // p (the softmax output) and ds: ds = scale * p * (ds - <ds, p>), in place over ds (which

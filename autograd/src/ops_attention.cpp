@@ -232,7 +232,7 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
   const AttentionShape a = check_shapes(op, q.shape(), k.shape(), v.shape(), heads, false);
   if (allowed && detail::shape_of(*allowed) != Shape{a.bq, a.lq, a.lk})
     detail::fail(op, "mask " + shape_str(allowed->shape()) + " is not (B,Lq,Lk) = " + shape_str(Shape{a.bq, a.lq, a.lk}));
-  check_dropout(op, dropout_p);
+  check_probability(op, "dropout", dropout_p);
 
   auto weights = std::make_shared<Array<T>>(Shape{a.bq, a.heads, a.lq, a.lk});
   paired_weights_forward(a, q.data().data(), k.data().data(), allowed ? &*allowed : nullptr, weights->data());
@@ -288,7 +288,7 @@ FusedAttention<T> attention_all_pairs_projected(const Tensor<T>& q, const Tensor
   if (out_bias && out_bias->shape() != Shape{E})
     detail::fail(op, "out_bias " + shape_str(out_bias->shape()) + " does not match the projected width " + std::to_string(E));
   check_key_mask(op, key_allowed, a);
-  check_dropout(op, dropout_p);
+  check_probability(op, "dropout", dropout_p);
 
   auto weights = std::make_shared<Array<T>>(Shape{a.heads, a.bq, a.lq, a.bk, a.lk});
   all_pairs_weights_forward(a, q.data().data(), k.data().data(), key_allowed ? &*key_allowed : nullptr, weights->data());
@@ -324,7 +324,7 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
     detail::fail(op, "out_bias " + shape_str(out_bias->shape()) + " does not match out_weight " +
                          shape_str(out_weight.shape()));
   check_key_mask(op, key_allowed, a);
-  check_dropout(op, dropout_p);
+  check_probability(op, "dropout", dropout_p);
   return attention_all_pairs_projected(q, k, head_values_projected(v, out_weight, heads), out_bias, key_allowed,
                                        dropout_p, gen);
 }

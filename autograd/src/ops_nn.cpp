@@ -34,64 +34,63 @@ struct Rows {
   std::size_t base(std::size_t r) const { return (r / inner) * n * inner + r % inner; }
 };
 
-// Writes softmax (log_softmax when log) of the row at x into y. A row whose entries are
-// all -inf (fully masked) has no probabilities: softmax gives it zeros (attention's
-// promise: a query with nothing to attend to reads nothing), log_softmax NaN, as PyTorch
-// (log 0 - log 0 has no meaningful value; zeros would claim probability 1 everywhere).
+// The rows of x as one contiguous (count, n) array, for the softmax kernels; along the
+// last axis this is a plain copy.
 template <class T>
-void softmax_row(const T* x, T* y, std::size_t n, std::size_t stride, bool log) {
-  T peak = -std::numeric_limits<T>::infinity();
-  for (std::size_t i = 0; i < n; ++i) peak = std::max(peak, x[i * stride]);
-  if (std::isinf(peak) && peak < 0) peak = 0;  // an all -inf row: no NaN from -inf - -inf
-  T total = 0;
-  for (std::size_t i = 0; i < n; ++i) total += std::exp(x[i * stride] - peak);
-  if (log && total == 0) {  // all -inf: NaN on purpose, not by way of -inf - -inf
-    for (std::size_t i = 0; i < n; ++i) y[i * stride] = std::numeric_limits<T>::quiet_NaN();
-  } else if (log) {
-    const T log_total = std::log(total) + peak;
-    for (std::size_t i = 0; i < n; ++i) y[i * stride] = x[i * stride] - log_total;
-  } else if (total == 0) {
-    // Every entry -inf: zeros, not 0/0 = NaN, and a zero gradient.
-    for (std::size_t i = 0; i < n; ++i) y[i * stride] = 0;
-  } else {
-    for (std::size_t i = 0; i < n; ++i) y[i * stride] = std::exp(x[i * stride] - peak) / total;
-  }
+Array<T> gather_rows(const Array<T>& x, const Rows& rows) {
+  Array<T> out(Shape{rows.count(), rows.n});
+  for (std::size_t r = 0; r < rows.count(); ++r)
+    for (std::size_t i = 0; i < rows.n; ++i) out.data()[r * rows.n + i] = x.data()[rows.base(r) + i * rows.inner];
+  return out;
 }
 
+// The inverse of gather_rows: the rows back in an array of `shape`.
 template <class T>
-Array<T> softmax_forward(const Array<T>& x, const Rows& rows, bool log) {
-  Array<T> y(x.shape());
+Array<T> scatter_rows(Array<T>&& gathered, const Rows& rows, const Shape& shape) {
+  if (rows.inner == 1) {
+    gathered.reshape(shape);
+    return std::move(gathered);
+  }
+  Array<T> out(shape);
   for (std::size_t r = 0; r < rows.count(); ++r)
-    softmax_row(x.data() + rows.base(r), y.data() + rows.base(r), rows.n, rows.inner, log);
-  return y;
+    for (std::size_t i = 0; i < rows.n; ++i) out.data()[rows.base(r) + i * rows.inner] = gathered.data()[r * rows.n + i];
+  return out;
+}
+
+// Softmax (log softmax when log) of each row of a contiguous (N, C) array: the one
+// kernel that attention uses too, so the same input gives the same bits everywhere.
+template <class T>
+Array<T> row_softmax(Array<T> x, bool log) {
+  const std::size_t len = x.dimension() ? x.shape().back() : 1, rows = len ? x.size() / len : 0;
+  if (log)
+    kernels::log_softmax_rows(x.data(), rows, len);
+  else
+    kernels::softmax_rows(x.data(), rows, len);
+  return x;
 }
 
 template <class T>
 void check_logits(const Tensor<T>& logits, const char* op) {
-  if (logits.dim() != 2)
-    detail::fail(op, "logits must be (N,C), got " + shape_str(logits.shape()));
+  if (logits.dim() != 2) detail::fail(op, "logits must be (N,C), got " + shape_str(logits.shape()));
 }
 
 }  // namespace
 
-// x (..., n, ...) -> same shape, softmax along axis. A row that is all -inf gives zeros.
+// x (..., n, ...) -> same shape, softmax along axis. A row that is all -inf gives zeros
+// (attention's promise: a query with nothing to attend to reads nothing).
 template <class T>
 Tensor<T> softmax(const Tensor<T>& x, int axis) {
   detail::check_defined("softmax", x);
   const Rows rows(x.shape(), axis, "softmax");
-  return make_result<T>("softmax", softmax_forward(x.data(), rows, false), {x},
+  Array<T> y = row_softmax(gather_rows(x.data(), rows), false);
+  return make_result<T>("softmax", scatter_rows(std::move(y), rows, x.shape()), {x},
                         [rows](const std::vector<NodePtr<T>>& in, const Array<T>& y, const Array<T>& g) {
                           if (!in[0]->requires_grad()) return;
-                          // dx = y * (dy - sum(dy * y)) along the row
-                          Array<T> gx(y.shape());
-                          for (std::size_t r = 0; r < rows.count(); ++r) {
-                            const std::size_t b = rows.base(r), s = rows.inner;
-                            T dot = 0;
-                            for (std::size_t i = 0; i < rows.n; ++i) dot += g.data()[b + i * s] * y.data()[b + i * s];
-                            for (std::size_t i = 0; i < rows.n; ++i)
-                              gx.data()[b + i * s] = y.data()[b + i * s] * (g.data()[b + i * s] - dot);
-                          }
-                          add_grad(*in[0], std::move(gx));
+                          // in the forward pass this was y = softmax(x): dx = y * (dy - <dy, y>)
+                          Array<T> gx = gather_rows(g, rows);
+                          kernels::softmax_backward_rows(gather_rows(y, rows).data(), gx.data(), rows.count(), rows.n,
+                                                         rows.n, T(1));
+                          add_grad(*in[0], scatter_rows(std::move(gx), rows, shape_of(y)));
                         });
 }
 
@@ -100,25 +99,53 @@ template <class T>
 Tensor<T> log_softmax(const Tensor<T>& x, int axis) {
   detail::check_defined("log_softmax", x);
   const Rows rows(x.shape(), axis, "log_softmax");
-  return make_result<T>("log_softmax", softmax_forward(x.data(), rows, true), {x},
+  Array<T> y = row_softmax(gather_rows(x.data(), rows), true);
+  return make_result<T>("log_softmax", scatter_rows(std::move(y), rows, x.shape()), {x},
                         [rows](const std::vector<NodePtr<T>>& in, const Array<T>& y, const Array<T>& g) {
                           if (!in[0]->requires_grad()) return;
-                          // dx = dy - softmax(x) * sum(dy), softmax(x) = exp(y)
-                          Array<T> gx(y.shape());
-                          for (std::size_t r = 0; r < rows.count(); ++r) {
-                            const std::size_t b = rows.base(r), s = rows.inner;
-                            T total = 0;
-                            for (std::size_t i = 0; i < rows.n; ++i) total += g.data()[b + i * s];
-                            for (std::size_t i = 0; i < rows.n; ++i)
-                              gx.data()[b + i * s] = g.data()[b + i * s] - std::exp(y.data()[b + i * s]) * total;
-                          }
-                          add_grad(*in[0], std::move(gx));
+                          // in the forward pass this was y = log_softmax(x): dx = dy - exp(y) sum(dy)
+                          Array<T> gx = gather_rows(g, rows);
+                          kernels::log_softmax_backward_rows(gather_rows(y, rows).data(), gx.data(), rows.count(),
+                                                             rows.n);
+                          add_grad(*in[0], scatter_rows(std::move(gx), rows, shape_of(y)));
                         });
 }
 
+namespace {
+// layer_norm's backward: dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),
+// dxhat = dy * w; the weight and bias gradients are sums over the rows (one banded sum
+// of 2d values: the weight's d, then the bias's d).
+template <class T>
+void layer_norm_backward(const std::vector<NodePtr<T>>& in, const Array<T>& g, std::size_t d, bool has_weight,
+                         bool has_bias, const std::vector<T>& means, const std::vector<T>& rstds) {
+  const std::size_t n_rows = means.size();
+  const T* x = in[0]->data().data();
+  const T* w = has_weight ? in[1]->data().data() : nullptr;
+  Node<T>* weight_node = has_weight ? in[1].get() : nullptr;
+  Node<T>* bias_node = has_bias ? in[has_weight ? 2 : 1].get() : nullptr;
+  const bool need_x = in[0]->requires_grad();
+  const bool need_w = weight_node && weight_node->requires_grad();
+  const bool need_b = bias_node && bias_node->requires_grad();
+  Array<T> gx = need_x ? Array<T>(in[0]->data().shape()) : Array<T>();
+  std::vector<T> sums(2 * d, T(0));
+  detail::banded_sum(n_rows, 2 * d, sums.data(), [&](std::size_t begin, std::size_t end, T* band_sums) {
+    kernels::layer_norm_rows_backward(x + begin * d, g.data() + begin * d, w, means.data() + begin,
+                                      rstds.data() + begin, need_x ? gx.data() + begin * d : nullptr,
+                                      need_w ? band_sums : nullptr, need_b ? band_sums + d : nullptr, end - begin, d);
+  });
+  if (need_x) add_grad(*in[0], std::move(gx));
+  const auto add_sum = [&](Node<T>* node, const T* sum) {
+    Array<T> grad(shape_of(node->data()));
+    std::copy(sum, sum + d, grad.data());
+    add_grad(*node, std::move(grad));
+  };
+  if (need_w) add_sum(weight_node, sums.data());
+  if (need_b) add_sum(bias_node, sums.data() + d);
+}
+}  // namespace
+
 // x (..., D1..Dk) normalised over the trailing normalized_shape (D1..Dk); weight and
-// bias (D1..Dk). Saves per-row mean and 1/std; the backward is the fused formula
-// dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * w.
+// bias (D1..Dk). Saves per-row mean and 1/std for layer_norm_backward.
 template <class T>
 Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
                      const std::optional<Tensor<T>>& weight, const std::optional<Tensor<T>>& bias,
@@ -147,51 +174,12 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
   std::vector<Tensor<T>> inputs{x};
   if (weight) inputs.push_back(*weight);
   if (bias) inputs.push_back(*bias);
-  const bool has_weight = weight.has_value(), has_bias = bias.has_value();
-  return make_result<T>(
-      "layer_norm", std::move(out), inputs,
-      [d, n_rows, has_weight, has_bias, means = std::move(means), rstds = std::move(rstds)](
-          const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        const T* x = in[0]->data().data();
-        const T* w = has_weight ? in[1]->data().data() : nullptr;
-        Node<T>* weight_node = has_weight ? in[1].get() : nullptr;
-        Node<T>* bias_node = has_bias ? in[has_weight ? 2 : 1].get() : nullptr;
-        const bool need_x = in[0]->requires_grad();
-        const bool need_w = weight_node && weight_node->requires_grad();
-        const bool need_b = bias_node && bias_node->requires_grad();
-        Array<T> gx = need_x ? Array<T>(in[0]->data().shape()) : Array<T>();
-        // Rows in parallel bands; each band sums its own weight and bias gradients, added
-        // up in band order afterwards.
-        const std::size_t bands = parallel::band_count(n_rows, 256);
-        std::vector<std::vector<T>> band_gw(bands), band_gb(bands);
-        parallel::for_each(bands, [&](std::size_t band) {
-          // The band's sums live in memory of the thread that writes them: two bands'
-          // sums on one cache line would bounce it between the cores on every row.
-          std::vector<T> band_w_sums(need_w ? d : 0), band_b_sums(need_b ? d : 0);
-          const std::size_t begin = n_rows * band / bands, end = n_rows * (band + 1) / bands;
-          kernels::layer_norm_rows_backward(x + begin * d, g.data() + begin * d, w, means.data() + begin,
-                                            rstds.data() + begin, need_x ? gx.data() + begin * d : nullptr,
-                                            need_w ? band_w_sums.data() : nullptr,
-                                            need_b ? band_b_sums.data() : nullptr, end - begin, d);
-          band_gw[band] = std::move(band_w_sums);
-          band_gb[band] = std::move(band_b_sums);
-        });
-        Array<T> gw = need_w ? xt::zeros<T>({d}) : Array<T>();
-        Array<T> gb = need_b ? xt::zeros<T>({d}) : Array<T>();
-        for (std::size_t band = 0; band < bands; ++band) {
-          for (std::size_t i = 0; need_w && i < d; ++i) gw.data()[i] += band_gw[band][i];
-          for (std::size_t i = 0; need_b && i < d; ++i) gb.data()[i] += band_gb[band][i];
-        }
-        if (need_x) add_grad(*in[0], std::move(gx));
-        if (need_w) {
-          gw.reshape(weight_node->data().shape());
-          add_grad(*weight_node, std::move(gw));
-        }
-        if (need_b) {
-          gb.reshape(bias_node->data().shape());
-          add_grad(*bias_node, std::move(gb));
-        }
-      });
+  return make_result<T>("layer_norm", std::move(out), inputs,
+                        [d, has_weight = weight.has_value(), has_bias = bias.has_value(), means = std::move(means),
+                         rstds = std::move(rstds)](const std::vector<NodePtr<T>>& in, const Array<T>&,
+                                                   const Array<T>& g) {
+                          layer_norm_backward(in, g, d, has_weight, has_bias, means, rstds);
+                        });
 }
 
 // logits (N,C), targets (N) class indices -> scalar; fused backward (softmax - onehot) / N
@@ -207,17 +195,16 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>&
     if (t >= c)
       detail::fail("cross_entropy", "target class " + std::to_string(t) + " out of range for " +
                                         std::to_string(c) + " classes");
-  const Rows rows({n, c}, -1, "cross_entropy");
-  const Array<T> logp = softmax_forward(logits.data(), rows, true);
+  const Array<T> logp = row_softmax(logits.data(), true);
   T loss = 0;
   for (std::size_t i = 0; i < n; ++i) loss -= logp.data()[i * c + targets[i]];
   Array<T> out = xt::zeros<T>(Shape{});
   out() = n ? loss / T(n) : T(0);
   return make_result<T>("cross_entropy", std::move(out), {logits},
-                        [targets, rows, n, c](const std::vector<NodePtr<T>>& in, const Array<T>&,
-                                              const Array<T>& g) {
+                        [targets, n, c](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
                           if (!in[0]->requires_grad()) return;
-                          Array<T> gx = softmax_forward(in[0]->data(), rows, false);
+                          // in the forward pass this was -mean_i log_softmax(x)[i, target i]
+                          Array<T> gx = row_softmax(in[0]->data(), false);
                           for (std::size_t i = 0; i < n; ++i) gx.data()[i * c + targets[i]] -= T(1);
                           gx *= g() / T(n);
                           add_grad(*in[0], std::move(gx));
@@ -233,20 +220,19 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs) 
     detail::fail("cross_entropy", "logits " + shape_str(logits.shape()) + " and target probabilities " +
                                       shape_str(target_probs.shape()) + " differ in shape");
   const std::size_t n = logits.shape()[0], c = logits.shape()[1];
-  const Rows rows({n, c}, -1, "cross_entropy");
-  const Array<T> logp = softmax_forward(logits.data(), rows, true);
+  const Array<T> logp = row_softmax(logits.data(), true);
   T loss = 0;
   for (std::size_t i = 0; i < n * c; ++i) loss -= target_probs.data().data()[i] * logp.data()[i];
   Array<T> out = xt::zeros<T>(Shape{});
   out() = n ? loss / T(n) : T(0);
   return make_result<T>(
       "cross_entropy", std::move(out), {logits, target_probs},
-      [rows, n, c](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+      [n, c](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
         const T scale = g() / T(n);
         const T* t = in[1]->data().data();
         if (in[0]->requires_grad()) {
-          // d/dx of -sum_c t_c (x_c - lse(x)) = softmax(x) * sum_c t_c - t
-          Array<T> gx = softmax_forward(in[0]->data(), rows, false);
+          // in the forward pass this was -sum_c t_c (x_c - lse(x)): dx = softmax(x) * sum_c t_c - t
+          Array<T> gx = row_softmax(in[0]->data(), false);
           for (std::size_t i = 0; i < n; ++i) {
             T mass = 0;
             for (std::size_t j = 0; j < c; ++j) mass += t[i * c + j];
@@ -256,7 +242,7 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs) 
           add_grad(*in[0], std::move(gx));
         }
         if (in[1]->requires_grad()) {
-          Array<T> gt = softmax_forward(in[0]->data(), rows, true);
+          Array<T> gt = row_softmax(in[0]->data(), true);
           gt *= -scale;
           add_grad(*in[1], std::move(gt));
         }
@@ -286,22 +272,23 @@ Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target) {
                         });
 }
 
+void check_probability(const std::string& op, const std::string& name, double p) {
+  if (!(p >= 0.0 && p <= 1.0)) detail::fail(op, name + " must be in [0, 1], got " + std::to_string(p));
+}
+
 // x -> same shape; training: x * keep / (1 - p) with keep ~ Bernoulli(1 - p)
 template <class T>
 Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator& gen) {
   detail::check_defined("dropout", x);
-  if (!(p >= 0.0 && p <= 1.0))
-    detail::fail("dropout", "probability must be in [0, 1], got " + std::to_string(p));
+  check_probability("dropout", "probability", p);
   if (!training || p == 0.0) return x;
-  Array<T> scale(x.data().shape());
-  const T kept = p < 1.0 ? T(1.0 / (1.0 - p)) : T(0);
-  for (auto& s : scale) s = gen.uniform() >= p ? kept : T(0);
+  Array<T> scale = detail::dropout_scale<T>(x.shape(), p, gen);
   Array<T> out = x.data() * scale;
-  return make_result<T>("dropout", std::move(out), {x},
-                        [scale = std::move(scale)](const std::vector<NodePtr<T>>& in, const Array<T>&,
-                                                   const Array<T>& g) {
-                          if (in[0]->requires_grad()) add_grad(*in[0], Array<T>(g * scale));
-                        });
+  return make_result<T>("dropout", std::move(out), {x}, [scale = std::move(scale)](const std::vector<NodePtr<T>>& in,
+                                                                                   const Array<T>&, const Array<T>& g) {
+    // in the forward pass this was out = x * scale
+    if (in[0]->requires_grad()) add_grad(*in[0], Array<T>(g * scale));
+  });
 }
 
 // x, mask (broadcasts to x) -> x's shape, value where mask is true

@@ -150,8 +150,7 @@ MultiHeadCrossAttention<T>::MultiHeadCrossAttention(std::size_t qd, std::size_t 
   if (heads == 0 || od % heads != 0)
     throw std::invalid_argument("MultiHeadCrossAttention: num_heads = " + std::to_string(heads) +
                                 " must divide out_dim = " + std::to_string(od));
-  if (!(dropout >= 0.0 && dropout < 1.0))
-    throw std::invalid_argument("MultiHeadCrossAttention: dropout must be in [0, 1), got " + std::to_string(dropout));
+  check_probability("MultiHeadCrossAttention", "dropout", dropout);
   q_proj = this->register_module("q_proj", std::make_shared<Linear<T>>(qd, od, bias, gen));
   k_proj = this->register_module("k_proj", std::make_shared<Linear<T>>(kd, od, bias, gen));
   v_proj = this->register_module("v_proj", std::make_shared<Linear<T>>(vd, od, bias, gen));

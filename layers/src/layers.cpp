@@ -93,8 +93,7 @@ std::string LayerNorm<T>::extra_repr() const {
 // ---- Dropout --------------------------------------------------------------------------
 template <class T>
 Dropout<T>::Dropout(double p_, Generator& gen) : UnaryModule<T>("Dropout"), p(p_), gen_(gen.next_u64()) {
-  if (!(p >= 0.0 && p <= 1.0))
-    throw std::invalid_argument("Dropout: probability must be in [0, 1], got " + std::to_string(p));
+  check_probability("Dropout", "probability", p);
 }
 
 template <class T>

@@ -157,6 +157,10 @@ template <class T> Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& t
 // Zeroes each element with probability p and scales the rest by 1/(1-p) when training;
 // the identity otherwise.
 template <class T> Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator& gen);
+// The one rule for a dropout probability, used by every op and layer that takes one:
+// throws invalid_argument "<op>: <name> must be in [0, 1], got <p>" otherwise (p = 1
+// drops everything, as in PyTorch).
+void check_probability(const std::string& op, const std::string& name, double p);
 // value where mask is true, x elsewhere (mask broadcasts to x). value may be -inf.
 template <class T> Tensor<T> masked_fill(const Tensor<T>& x, const Mask& mask, scalar_t<T> value);
 // a where mask is true, b elsewhere; all three broadcast together.
