@@ -11,6 +11,8 @@
 #include <string>
 
 #include "model.hpp"
+#include "sampler.hpp"
+#include "xtgrad/optim.hpp"
 #include "xtgrad/safetensors.hpp"
 
 namespace align {
@@ -37,5 +39,23 @@ LoadedModel load_model(const std::string& checkpoint);
 // Writes model.safetensors atomically (temporary file + rename).
 void save_model(const std::string& dir, const AlignModel<float>& model, std::size_t step,
                 xtgrad::Metadata extra = {});
+
+// A checkpoint of training at `step`: the model with the run's settings in its metadata,
+// and the train state (optimizer and sampler) tied to it by run_id and step. Crash-safe:
+// a process killed at any point leaves the previous checkpoint or this one (the protocol
+// is described in checkpoint.cpp). A failed save leaves nothing behind and throws.
+void save_checkpoint(const std::string& dir, const std::string& run_id, const xtgrad::Metadata& settings,
+                     std::size_t step, const AlignModel<float>& model, const xtgrad::Optimizer<float>& optimizer,
+                     const BatchSampler& sampler);
+
+// Restores the optimizer and sampler of a run directory, after checking that its train
+// state belongs to the run `run_id` and to `step`; CheckpointError otherwise, with nothing
+// changed.
+void load_train_state(const std::string& dir, const std::string& run_id, std::size_t step,
+                      xtgrad::Optimizer<float>& optimizer, BatchSampler& sampler);
+
+// Before a run writes into dir (whose checkpoint is at `step`, 0 for none): completes a
+// save that was killed between its last two renames, or removes what it left.
+void finish_interrupted_save(const std::string& dir, std::size_t step);
 
 }  // namespace align

@@ -73,9 +73,9 @@ xtgrad::StateDict<T> gradients_of(const AlignModel<T>& model) {
   return out;
 }
 
-// K steps as train.cpp takes them (zero_grad, forward without attention weights, loss,
-// backward, Adam step); writes the first batch's scores and gradients, the losses and the
-// final parameters. evaluate() every 250 steps for the float model.
+// K steps of train_step, as training takes them; writes the first batch's scores and
+// gradients, the losses and the final parameters. evaluate() every 250 steps for the
+// float model.
 template <class T>
 void run(AlignModel<T>& model, const std::vector<Example>& train_data, const std::vector<Example>& test_data,
          std::uint64_t seed, std::size_t steps, const fs::path& dir, const std::string& suffix) {
@@ -86,18 +86,13 @@ void run(AlignModel<T>& model, const std::vector<Example>& train_data, const std
   losses.precision(17);
   for (std::size_t step = 1; step <= steps; ++step) {
     const std::vector<std::size_t> batch = sampler.next();
-    optimizer->zero_grad();
-    const ModelOutput<T> out =
-        model.forward(patch_batch<T>(train_data, batch), caption_batch(train_data, batch), /*need_attention=*/false);
-    xtgrad::Tensor<T> loss = alignment_loss(out.scores, train_data, batch);
-    losses << loss.item() << "\n";
-    loss.backward();
-    if (step == 1) {
-      write_raw(dir / ("scores0." + suffix), std::vector<T>(out.scores.data().begin(), out.scores.data().end()));
+    const StepResult<T> result = train_step(model, *optimizer, train_data, batch);
+    losses << result.loss << "\n";
+    if (step == 1) {  // the gradients of this step are still there
+      write_raw(dir / ("scores0." + suffix), std::vector<T>(result.scores.data().begin(), result.scores.data().end()));
       xtgrad::save_safetensors<T>((dir / (suffix == "f32" ? "grads0.safetensors" : "grads0_f64.safetensors")).string(),
                                   gradients_of(model));
     }
-    optimizer->step();
     if constexpr (std::is_same_v<T, float>) {
       if (step % 250 == 0 || step == steps) {
         const Metrics m = evaluate(model, test_data);
@@ -112,6 +107,35 @@ void run(AlignModel<T>& model, const std::vector<Example>& train_data, const std
   const std::string name = suffix == "f32" ? "after_" + std::to_string(steps) + ".safetensors"
                                            : "after_" + std::to_string(steps) + "_f64.safetensors";
   xtgrad::save_safetensors<T>((dir / name).string(), model.state_dict());
+}
+
+// The splits, the test split's cells and matches, and every batch of the run with its
+// matches, as reference.py reads them.
+void write_data(const fs::path& dir, const std::vector<Example>& train_data, const std::vector<Example>& test_data,
+                std::uint64_t seed) {
+  write_split(dir, "train", train_data);
+  write_split(dir, "test", test_data);
+  std::vector<std::int32_t> cells;
+  for (const Example& e : test_data) cells.push_back(std::int32_t(e.objects[e.described].cell));
+  write_raw(dir / "test_cells.i32", cells);
+  std::vector<std::uint8_t> test_match;
+  for (std::size_t start = 0; start < kTestSize; start += kBlock)
+    for (std::size_t i = 0; i < kBlock; ++i)
+      for (std::size_t j = 0; j < kBlock; ++j)
+        test_match.push_back(matches(test_data[start + i].caption, test_data[start + j]));
+  write_raw(dir / "test_match.u8", test_match);
+
+  BatchSampler sampler(kTrainSize, kBatch, sampler_seed(seed));
+  std::vector<std::int32_t> batches;
+  std::vector<std::uint8_t> batch_match;
+  for (std::size_t s = 0; s < kAllSteps; ++s) {
+    const std::vector<std::size_t> batch = sampler.next();
+    for (std::size_t i : batch) batches.push_back(std::int32_t(i));
+    for (std::size_t i : batch)
+      for (std::size_t j : batch) batch_match.push_back(matches(train_data[i].caption, train_data[j]));
+  }
+  write_raw(dir / "batches.i32", batches);
+  write_raw(dir / "batch_match.u8", batch_match);
 }
 
 }  // namespace
@@ -144,29 +168,7 @@ int main(int argc, char** argv) {
     const std::vector<Example> train_data = generate(kTrainSize, seed);
     const std::vector<Example> test_data = generate(kTestSize, seed + 1);
 
-    write_split(dir, "train", train_data);
-    write_split(dir, "test", test_data);
-    std::vector<std::int32_t> cells;
-    for (const Example& e : test_data) cells.push_back(std::int32_t(e.objects[e.described].cell));
-    write_raw(dir / "test_cells.i32", cells);
-    std::vector<std::uint8_t> test_match;
-    for (std::size_t start = 0; start < kTestSize; start += kBlock)
-      for (std::size_t i = 0; i < kBlock; ++i)
-        for (std::size_t j = 0; j < kBlock; ++j)
-          test_match.push_back(matches(test_data[start + i].caption, test_data[start + j]));
-    write_raw(dir / "test_match.u8", test_match);
-
-    BatchSampler sampler(kTrainSize, kBatch, sampler_seed(seed));
-    std::vector<std::int32_t> batches;
-    std::vector<std::uint8_t> batch_match;
-    for (std::size_t s = 0; s < kAllSteps; ++s) {
-      const std::vector<std::size_t> batch = sampler.next();
-      for (std::size_t i : batch) batches.push_back(std::int32_t(i));
-      for (std::size_t i : batch)
-        for (std::size_t j : batch) batch_match.push_back(matches(train_data[i].caption, train_data[j]));
-    }
-    write_raw(dir / "batches.i32", batches);
-    write_raw(dir / "batch_match.u8", batch_match);
+    write_data(dir, train_data, test_data, seed);
     std::cout << "data written to " << dir.string() << std::endl;
 
     run(model, train_data, test_data, seed, steps, dir, "f32");

@@ -156,6 +156,40 @@ int run_sample(std::size_t count, std::uint64_t seed, const std::string& png) {
   return 0;
 }
 
+// A flag holding a count in [lo, hi], its default shown in --help.
+template <class T>
+void add_count_flag(CLI::App* cmd, const char* flag, T& value, const char* help, std::uint64_t lo, std::uint64_t hi) {
+  cmd->add_option(flag, value, help)->capture_default_str()->check(common::count_in(lo, hi));
+}
+
+// The train subcommand, its flags read into options and no_attention (--no-attention).
+CLI::App* add_train_command(CLI::App& app, TrainOptions& options, bool& no_attention) {
+  CLI::App* train_cmd = app.add_subcommand("train", "train the model; writes DIR/metrics.jsonl and checkpoints");
+  add_count_flag(train_cmd, "--steps", options.steps, "train until this step", 1, Limits::kMaxSteps);
+  add_count_flag(train_cmd, "--batch", options.batch, "pairs per batch", 2, Limits::kMaxBatch);
+  train_cmd->add_option("--lr", options.lr, "learning rate")->capture_default_str();
+  train_cmd->add_option("--optimizer", options.optimizer, "adam | adamw | sgd")->capture_default_str();
+  add_count_flag(train_cmd, "--dim", options.model.dim, "model width", 1, ModelConfig::kMaxDim);
+  add_count_flag(train_cmd, "--heads", options.model.heads, "attention heads (must divide --dim)", 1,
+                 ModelConfig::kMaxDim);
+  add_count_flag(train_cmd, "--seed", options.seed, "data and initialisation seed", 0, Limits::kMaxSeed);
+  add_count_flag(train_cmd, "--train-size", options.train_size, "training pairs", 2, Limits::kMaxTrainSize);
+  add_count_flag(train_cmd, "--test-size", options.test_size, "test pairs (a multiple of 100)", kBlock,
+                 Limits::kMaxTestSize);
+  add_count_flag(train_cmd, "--eval-every", options.eval_every, "steps between evaluations (and checkpoints)", 1,
+                 Limits::kMaxSteps);
+  train_cmd->add_option("--threads", options.threads, "threads for the ops (products, attention, row-wise ops)")
+      ->capture_default_str()
+      ->check(common::thread_count());
+  train_cmd->add_option("--out", options.out_dir, "run directory")->capture_default_str();
+  train_cmd->add_option("--resume", options.resume_dir, "continue the run in this directory");
+  train_cmd->add_flag("--overwrite", options.overwrite, "replace the run that --out holds");
+  train_cmd->add_flag("--no-attention", no_attention, "replace attention by mean pooling (the baseline)");
+  train_cmd->add_flag("--detect-anomaly", options.detect_anomaly,
+                      "stop at the first op that makes a NaN or Inf (slow)");
+  return train_cmd;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -170,29 +204,7 @@ int main(int argc, char** argv) {
   TrainOptions options;
   options.progress_bar = isatty(STDOUT_FILENO);
   bool no_attention = false;
-  CLI::App* train_cmd = app.add_subcommand("train", "train the model; writes DIR/metrics.jsonl and checkpoints");
-  using common::count_in;
-  const auto count_flag = [](CLI::App* cmd, const char* flag, auto& value, const char* help, std::uint64_t lo,
-                             std::uint64_t hi) { cmd->add_option(flag, value, help)->capture_default_str()->check(count_in(lo, hi)); };
-  count_flag(train_cmd, "--steps", options.steps, "train until this step", 1, Limits::kMaxSteps);
-  count_flag(train_cmd, "--batch", options.batch, "pairs per batch", 2, Limits::kMaxBatch);
-  train_cmd->add_option("--lr", options.lr, "learning rate")->capture_default_str();
-  train_cmd->add_option("--optimizer", options.optimizer, "adam | adamw | sgd")->capture_default_str();
-  count_flag(train_cmd, "--dim", options.model.dim, "model width", 1, ModelConfig::kMaxDim);
-  count_flag(train_cmd, "--heads", options.model.heads, "attention heads (must divide --dim)", 1, ModelConfig::kMaxDim);
-  count_flag(train_cmd, "--seed", options.seed, "data and initialisation seed", 0, Limits::kMaxSeed);
-  count_flag(train_cmd, "--train-size", options.train_size, "training pairs", 2, Limits::kMaxTrainSize);
-  count_flag(train_cmd, "--test-size", options.test_size, "test pairs (a multiple of 100)", kBlock, Limits::kMaxTestSize);
-  count_flag(train_cmd, "--eval-every", options.eval_every, "steps between evaluations (and checkpoints)", 1,
-             Limits::kMaxSteps);
-  train_cmd->add_option("--threads", options.threads, "threads for the ops (products, attention, row-wise ops)")
-      ->capture_default_str()
-      ->check(common::thread_count());
-  train_cmd->add_option("--out", options.out_dir, "run directory")->capture_default_str();
-  train_cmd->add_option("--resume", options.resume_dir, "continue the run in this directory");
-  train_cmd->add_flag("--overwrite", options.overwrite, "replace the run that --out holds");
-  train_cmd->add_flag("--no-attention", no_attention, "replace attention by mean pooling (the baseline)");
-  train_cmd->add_flag("--detect-anomaly", options.detect_anomaly, "stop at the first op that makes a NaN or Inf (slow)");
+  CLI::App* train_cmd = add_train_command(app, options, no_attention);
 
   std::string checkpoint, caption, png;
   std::size_t image = 0;
@@ -204,11 +216,11 @@ int main(int argc, char** argv) {
   show_cmd->add_option("--checkpoint", checkpoint, "run directory or its model.safetensors")->required();
   show_cmd->add_option("--caption", caption, "e.g. \"red circle top left\"")->required();
   show_cmd->add_option("--image", image, "test image index (default: the first the caption matches)")
-      ->check(count_in(0, Limits::kMaxTestSize - 1));
+      ->check(common::count_in(0, Limits::kMaxTestSize - 1));
   show_cmd->add_option("--png", png, "output picture")->required();
   CLI::App* sample_cmd = app.add_subcommand("sample", "a grid of generated images, as a PNG");
-  count_flag(sample_cmd, "--count", count, "images", 1, 256);
-  count_flag(sample_cmd, "--seed", sample_seed, "generator seed", 0, Limits::kMaxSeed);
+  add_count_flag(sample_cmd, "--count", count, "images", 1, 256);
+  add_count_flag(sample_cmd, "--seed", sample_seed, "generator seed", 0, Limits::kMaxSeed);
   sample_cmd->add_option("--png", png, "output picture")->required();
 
   return common::run_main(app, argc, argv, "xtgrad-align", [&] {

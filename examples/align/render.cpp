@@ -256,87 +256,102 @@ void draw_ranked(Canvas& canvas, const RankedImage& ranked, std::size_t rank, fl
   canvas.draw_text("#" + std::to_string(rank) + " " + fixed(ranked.score, 2), x, bar_y + 14, kInk, 2);
 }
 
-}  // namespace
+// render_show's sizes: the three panels at 8x, the ranked thumbnails (with borders) at 3x.
+constexpr std::size_t kShowScale = 8, kThumbScale = 3;
+constexpr long kPanel = long(kImageSize * kShowScale), kPanelGap = 32;
+constexpr long kThumb = long(kImageSize * kThumbScale) + 8, kThumbPitch = kThumb + 24;
 
-Canvas render_show(const Example& example, const Caption& caption, const std::array<float, 16>& attention,
-                   const std::vector<RankedImage>& top) {
-  constexpr std::size_t kScale = 8, kThumbScale = 3;
-  constexpr long kPanel = long(kImageSize * kScale), kGap = 32;
-  constexpr long kThumb = long(kImageSize * kThumbScale) + 8, kThumbPitch = kThumb + 24;
+// What render_show writes and where: its lines of text, its rows' y top to bottom, the canvas size.
+struct ShowPage {
+  std::string title, subtitle, attended_line, target_line, ranked_header;
+  Rgb target_colour;
+  long y_subtitle, y_labels, y_panels, y_bar, y_info, y_ranked, y_thumbs, width, height;
+};
 
-  const std::size_t attended = std::size_t(std::max_element(attention.begin(), attention.end()) - attention.begin());
-  const std::vector<std::size_t> targets = caption_cells(example, caption);
+// render_show's page: the text first (the canvas is as wide as its widest part), then the rows top to bottom.
+ShowPage plan_show(const Caption& caption, const std::array<float, 16>& attention, std::size_t attended,
+                   const std::vector<std::size_t>& targets, std::size_t n_top) {
+  ShowPage page;
   const bool on_target = std::find(targets.begin(), targets.end(), attended) != targets.end();
+  const char* verdict = on_target ? " - the attention found it" : " - the attention looks elsewhere";
+  page.title = "\"" + caption_text(caption) + "\"";
+  page.subtitle = "where the caption looks: its attention over the 16 patches of the image";
+  page.attended_line = "white outline: the most attended patch, " + cell_name(attended) + ", weight " +
+                       fixed(attention[attended], 2);
+  page.target_line = targets.empty() ? "the caption describes no object in this image"
+                                     : "dashed green: the caption's object, " + cell_name(targets.front()) + verdict;
+  page.target_colour = targets.empty() ? kMuted : on_target ? kMatch : kNoMatch;
+  page.ranked_header = "the top " + std::to_string(n_top) +
+                       " images by score for the caption (green border: matches it, red: does not)";
 
-  // The text, first: the canvas is as wide as its widest part.
-  const std::string title = "\"" + caption_text(caption) + "\"";
-  const std::string subtitle = "where the caption looks: its attention over the 16 patches of the image";
-  const std::string attended_line = "white outline: the most attended patch, " + cell_name(attended) +
-                                    ", weight " + fixed(attention[attended], 2);
-  std::string target_line;
-  Rgb target_colour = kMuted;
-  if (targets.empty()) {
-    target_line = "the caption describes no object in this image";
-  } else {
-    target_line = "dashed green: the caption's object, " + cell_name(targets.front()) +
-                  (on_target ? " - the attention found it" : " - the attention looks elsewhere");
-    target_colour = on_target ? kMatch : kNoMatch;
-  }
-  const std::string ranked_header = "the top " + std::to_string(top.size()) +
-                                    " images by score for the caption (green border: matches it, red: does not)";
-
-  // Layout, top to bottom.
-  const long y_subtitle = kMargin + 34;
-  const long y_labels = y_subtitle + kLine + 14;
-  const long y_panels = y_labels + kLine;
-  const long y_bar = y_panels + kPanel + 12;
-  const long y_info = y_bar + 14 + 6 + 14 + 20;
-  const long y_ranked = y_info + 2 * kLine + 16;
-  const long y_thumbs = y_ranked + kLine + 4;
-  const long height = top.empty() ? y_ranked + kMargin : y_thumbs + kThumb + 6 + 8 + 8 + 14 + kMargin;
-
-  long width = 3 * kPanel + 2 * kGap;
+  page.y_subtitle = kMargin + 34;
+  page.y_labels = page.y_subtitle + kLine + 14;
+  page.y_panels = page.y_labels + kLine;
+  page.y_bar = page.y_panels + kPanel + 12;
+  page.y_info = page.y_bar + 14 + 6 + 14 + 20;
+  page.y_ranked = page.y_info + 2 * kLine + 16;
+  page.y_thumbs = page.y_ranked + kLine + 4;
+  page.height = n_top == 0 ? page.y_ranked + kMargin : page.y_thumbs + kThumb + 6 + 8 + 8 + 14 + kMargin;
+  long width = 3 * kPanel + 2 * kPanelGap;
   const std::vector<std::pair<std::string, std::size_t>> texts = {
-      {title, 3}, {subtitle, 2}, {attended_line, 2}, {target_line, 2}, {top.empty() ? "" : ranked_header, 2}};
+      {page.title, 3}, {page.subtitle, 2}, {page.attended_line, 2}, {page.target_line, 2},
+      {n_top == 0 ? "" : page.ranked_header, 2}};
   for (const auto& [text, scale] : texts) width = std::max(width, long(text_width(text, scale)));
-  width = std::max(width, long(top.size()) * kThumbPitch - 24);
-  width += 2 * kMargin;
+  width = std::max(width, long(n_top) * kThumbPitch - 24);
+  page.width = width + 2 * kMargin;
+  return page;
+}
 
-  Canvas canvas(std::size_t(width), std::size_t(height), kPaper);
-  canvas.draw_text(title, kMargin, kMargin, kInk, 3);
-  canvas.draw_text(subtitle, kMargin, y_subtitle, kMuted, 2);
-
-  // Three panels: the image, the attention alone, the attention over the image.
-  const long x_image = kMargin, x_heat = x_image + kPanel + kGap, x_over = x_heat + kPanel + kGap;
-  canvas.draw_text("image", x_image, y_labels, kInk, 2);
-  canvas.draw_text("attention weights", x_heat, y_labels, kInk, 2);
-  canvas.draw_text("attention over the image", x_over, y_labels, kInk, 2);
+// Three panels: the image, the attention alone, the attention over the image.
+void draw_show_panels(Canvas& canvas, const ShowPage& page, const Example& example,
+                      const std::array<float, 16>& attention, std::size_t attended,
+                      const std::vector<std::size_t>& targets) {
+  const long x_image = kMargin, x_heat = x_image + kPanel + kPanelGap, x_over = x_heat + kPanel + kPanelGap;
+  canvas.draw_text("image", x_image, page.y_labels, kInk, 2);
+  canvas.draw_text("attention weights", x_heat, page.y_labels, kInk, 2);
+  canvas.draw_text("attention over the image", x_over, page.y_labels, kInk, 2);
 
   const std::vector<float> image = image_of(example);
-  canvas.draw_image(image, x_image, y_panels, kScale);
-  draw_patch_grid(canvas, x_image, y_panels, kScale);
-  mark_cells(canvas, x_image, y_panels, kScale, attended, targets);
+  canvas.draw_image(image, x_image, page.y_panels, kShowScale);
+  draw_patch_grid(canvas, x_image, page.y_panels, kShowScale);
+  mark_cells(canvas, x_image, page.y_panels, kShowScale, attended, targets);
 
-  canvas.draw_heatmap(attention, x_heat, y_panels, kScale, 1.0f, true);
-  canvas.draw_colour_bar(x_heat, y_bar, kPanel, 14, attention[attended], kInk);
+  canvas.draw_heatmap(attention, x_heat, page.y_panels, kShowScale, 1.0f, true);
+  canvas.draw_colour_bar(x_heat, page.y_bar, kPanel, 14, attention[attended], kInk);
 
-  canvas.draw_image(image, x_over, y_panels, kScale);
-  canvas.draw_heatmap(attention, x_over, y_panels, kScale, 0.5f);
-  draw_patch_grid(canvas, x_over, y_panels, kScale);
-  mark_cells(canvas, x_over, y_panels, kScale, attended, targets);
+  canvas.draw_image(image, x_over, page.y_panels, kShowScale);
+  canvas.draw_heatmap(attention, x_over, page.y_panels, kShowScale, 0.5f);
+  draw_patch_grid(canvas, x_over, page.y_panels, kShowScale);
+  mark_cells(canvas, x_over, page.y_panels, kShowScale, attended, targets);
+}
 
-  canvas.draw_text(attended_line, kMargin, y_info, kInk, 2);
-  canvas.draw_text(target_line, kMargin, y_info + kLine, target_colour, 2);
-
-  if (top.empty()) return canvas;
-  canvas.draw_text(ranked_header, kMargin, y_ranked, kInk, 2);
+// The ranked images in a row under their header, with score bars on a common scale.
+void draw_show_ranking(Canvas& canvas, const ShowPage& page, const std::vector<RankedImage>& top) {
+  canvas.draw_text(page.ranked_header, kMargin, page.y_ranked, kInk, 2);
   // Bars from min(0, lowest score) to the highest, so scores of either sign compare.
   float lo = 0.0f, hi = top.front().score;
   for (const RankedImage& r : top) lo = std::min(lo, r.score), hi = std::max(hi, r.score);
   for (std::size_t i = 0; i < top.size(); ++i) {
     const float frac = hi > lo ? (top[i].score - lo) / (hi - lo) : 1.0f;
-    draw_ranked(canvas, top[i], i + 1, frac, kMargin + long(i) * kThumbPitch, y_thumbs, kThumbScale);
+    draw_ranked(canvas, top[i], i + 1, frac, kMargin + long(i) * kThumbPitch, page.y_thumbs, kThumbScale);
   }
+}
+
+}  // namespace
+
+Canvas render_show(const Example& example, const Caption& caption, const std::array<float, 16>& attention,
+                   const std::vector<RankedImage>& top) {
+  const std::size_t attended = std::size_t(std::max_element(attention.begin(), attention.end()) - attention.begin());
+  const std::vector<std::size_t> targets = caption_cells(example, caption);
+  const ShowPage page = plan_show(caption, attention, attended, targets, top.size());
+
+  Canvas canvas(std::size_t(page.width), std::size_t(page.height), kPaper);
+  canvas.draw_text(page.title, kMargin, kMargin, kInk, 3);
+  canvas.draw_text(page.subtitle, kMargin, page.y_subtitle, kMuted, 2);
+  draw_show_panels(canvas, page, example, attention, attended, targets);
+  canvas.draw_text(page.attended_line, kMargin, page.y_info, kInk, 2);
+  canvas.draw_text(page.target_line, kMargin, page.y_info + kLine, page.target_colour, 2);
+  if (!top.empty()) draw_show_ranking(canvas, page, top);
   return canvas;
 }
 

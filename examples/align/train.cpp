@@ -22,53 +22,6 @@ namespace align {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-// ---- BatchSampler ---------------------------------------------------------------------
-BatchSampler::BatchSampler(std::size_t n, std::size_t batch, std::uint64_t seed)
-    : n_(n), batch_(batch), gen_(seed), order_(n) {
-  shuffle();
-}
-
-void BatchSampler::shuffle() {
-  std::iota(order_.begin(), order_.end(), std::size_t(0));
-  for (std::size_t i = n_; i > 1; --i) std::swap(order_[i - 1], order_[gen_.below(i)]);  // Fisher-Yates
-  position_ = 0;
-}
-
-std::vector<std::size_t> BatchSampler::next() {
-  if (position_ + batch_ > n_) shuffle();
-  std::vector<std::size_t> batch(order_.begin() + long(position_), order_.begin() + long(position_ + batch_));
-  position_ += batch_;
-  return batch;
-}
-
-xtgrad::Metadata BatchSampler::state() const {
-  return {{"sampler.generator", gen_.state()}, {"sampler.position", std::to_string(position_)}};
-}
-
-xtgrad::Array<float> BatchSampler::order() const {
-  xtgrad::Array<float> out(xtgrad::Shape{n_});
-  std::copy(order_.begin(), order_.end(), out.begin());  // indices < 2^24: exact in float
-  return out;
-}
-
-void BatchSampler::restore(const xtgrad::Metadata& state, const xtgrad::Array<float>& order) {
-  if (order.size() != n_) throw std::invalid_argument("sampler order has " + std::to_string(order.size()) +
-                                                      " entries for " + std::to_string(n_) + " examples");
-  std::vector<std::size_t> restored(n_), seen(n_, 0);
-  for (std::size_t i = 0; i < n_; ++i) {
-    const float v = order.data()[i];
-    if (!(v >= 0 && v < float(n_)) || v != std::floor(v) || seen[std::size_t(v)]++)
-      throw std::invalid_argument("sampler order is not a permutation");
-    restored[i] = std::size_t(v);
-  }
-  const auto found = state.find("sampler.position");
-  if (found == state.end()) throw std::invalid_argument("missing 'sampler.position'");
-  const std::size_t position = common::parse_count(found->second, 0, n_);
-  gen_.set_state(state.at("sampler.generator"));
-  order_ = std::move(restored);
-  position_ = position;
-}
-
 // ---- settings -------------------------------------------------------------------------
 template <class T>
 std::unique_ptr<xtgrad::Optimizer<T>> make_optimizer(const std::string& name, const std::vector<xtgrad::Tensor<T>>& params,
@@ -98,102 +51,6 @@ xtgrad::Metadata settings_metadata(const TrainOptions& o) {
           {"train_size", std::to_string(o.train_size)}, {"test_size", std::to_string(o.test_size)},
           {"eval_every", std::to_string(o.eval_every)}, {"threads", std::to_string(o.threads)},
           {"run_id", o.run_id}};
-}
-
-// Crash safety of a checkpoint. The model and the train state are two files, each replaced
-// atomically (temporary file + rename) but not together: a process killed between the two
-// renames would leave a model at step N beside a train state at step N - 1, which resume
-// refuses (the step check in load_train_state) and nothing could repair. So the model's
-// rename is the commit point of a save at step N:
-//   1. the train state of step N is written to train_state.next.safetensors;
-//   2. the model of step N replaces model.safetensors;
-//   3. train_state.next.safetensors is renamed over train_state.safetensors.
-// Killed before 2 completes: model and train_state.safetensors are both still at step
-// N - 1 (a .next left behind is ignored, and overwritten by the next save). Killed
-// between 2 and 3: the model is at N and .next holds its train state; train_state_path
-// below picks it.
-constexpr const char* kNextTrainStateFile = "train_state.next.safetensors";
-
-// The train state that belongs to the model at `step`: train_state.safetensors, or the
-// .next one after a kill between steps 2 and 3 above. When neither matches:
-// train_state.safetensors, whose step check in load_train_state names the mismatch.
-std::string train_state_path(const std::string& dir, std::size_t step) {
-  const std::string next = (fs::path(dir) / kNextTrainStateFile).string();
-  std::error_code error;
-  if (fs::exists(next, error)) {
-    try {
-      if (xtgrad::load_safetensors<float>(next).metadata["step"] == std::to_string(step)) return next;
-    } catch (const xtgrad::CheckpointError&) {
-      // a leftover that does not load is not the one
-    }
-  }
-  return (fs::path(dir) / kTrainStateFile).string();
-}
-
-// After a save that was interrupted or failed: a .next train state that belongs to the
-// model (killed between steps 2 and 3 above) completes step 3; any other is removed.
-void finish_interrupted_save(const std::string& dir, std::size_t step) {
-  const std::string next = (fs::path(dir) / kNextTrainStateFile).string();
-  std::error_code error;
-  if (step > 0 && train_state_path(dir, step) == next) fs::rename(next, fs::path(dir) / kTrainStateFile, error);
-  else fs::remove(next, error);
-  if (error) throw xtgrad::CheckpointError("cannot tidy '" + next + "': " + error.message());
-}
-
-void save_train_state(const std::string& path, const std::string& run_id, std::size_t step,
-                      const xtgrad::Optimizer<float>& optimizer, const BatchSampler& sampler) {
-  xtgrad::StateDict<float> tensors;
-  for (auto& [key, value] : optimizer.state_dict()) tensors.emplace("optimizer." + key, value);
-  tensors.emplace("sampler.order", sampler.order());
-  xtgrad::Metadata metadata = sampler.state();  // the run's settings are in the model file
-  metadata["format"] = kTrainStateFormat;
-  metadata["step"] = std::to_string(step);
-  metadata["run_id"] = run_id;  // ties it to its model file: a train state of another run is refused
-  xtgrad::save_safetensors<float>(path, tensors, metadata);
-}
-
-// A checkpoint of step N in the order described above train_state_path.
-void save_checkpoint(const std::string& dir, const TrainOptions& options, std::size_t step,
-                     const AlignModel<float>& model, const xtgrad::Optimizer<float>& optimizer,
-                     const BatchSampler& sampler) {
-  const std::string next = (fs::path(dir) / kNextTrainStateFile).string();
-  const std::string state = (fs::path(dir) / kTrainStateFile).string();
-  std::error_code error;
-  try {
-    save_train_state(next, options.run_id, step, optimizer, sampler);  // 1
-    save_model(dir, model, step, settings_metadata(options));          // 2 (resume and eval read the settings here)
-  } catch (...) {
-    fs::remove(next, error);  // a failed save leaves nothing behind
-    throw;
-  }
-  fs::rename(next, state, error);                                      // 3
-  if (error) throw xtgrad::CheckpointError("cannot move '" + next + "' to '" + state + "': " + error.message());
-}
-
-// Restores the optimizer and sampler of a run directory; checks it belongs to the run
-// `run_id` and to `step`.
-void load_train_state(const std::string& dir, const std::string& run_id, std::size_t step,
-                      xtgrad::Optimizer<float>& optimizer, BatchSampler& sampler) {
-  const std::string path = train_state_path(dir, step);
-  xtgrad::Safetensors<float> file = xtgrad::load_safetensors<float>(path);
-  try {
-    if (file.metadata["format"] != kTrainStateFormat) throw std::invalid_argument("not an xtgrad-align train state");
-    if (file.metadata["run_id"] != run_id)
-      throw std::invalid_argument("it belongs to run \"" + file.metadata["run_id"] + "\" but the model to run \"" +
-                                  run_id + "\" (a train state copied from another run)");
-    if (file.metadata["step"] != std::to_string(step))
-      throw std::invalid_argument("it is at step " + file.metadata["step"] + " but the model is at step " +
-                                  std::to_string(step));
-    xtgrad::StateDict<float> optimizer_state;
-    for (auto& [key, value] : file.tensors)
-      if (key.rfind("optimizer.", 0) == 0) optimizer_state.emplace(key.substr(10), value);
-    const auto order = file.tensors.find("sampler.order");
-    if (order == file.tensors.end()) throw std::invalid_argument("missing 'sampler.order'");
-    sampler.restore(file.metadata, order->second);  // checks before changing anything
-    optimizer.load_state_dict(optimizer_state);     // likewise
-  } catch (const std::exception& e) {
-    throw xtgrad::CheckpointError(path + ": " + e.what());
-  }
 }
 
 std::string duration_text(double seconds) {
@@ -350,21 +207,6 @@ std::string kept_checkpoint(const TrainOptions& options, std::size_t saved_step)
   return "the checkpoint of step " + std::to_string(saved_step) + " in " + options.out_dir + " is kept";
 }
 
-// One optimisation step on one batch: forward (without attention weights), the loss,
-// backward, the optimizer's update. Returns the loss; a non-finite one changes nothing.
-double train_step(AlignModel<float>& model, xtgrad::Optimizer<float>& optimizer, const std::vector<Example>& data,
-                  const std::vector<std::size_t>& batch) {
-  optimizer.zero_grad();
-  const ModelOutput<float> out =
-      model.forward(patch_batch<float>(data, batch), caption_batch(data, batch), /*need_attention=*/false);
-  xtgrad::Tensor<float> loss = alignment_loss(out.scores, data, batch);
-  const double value = loss.item();
-  if (!std::isfinite(value)) return value;
-  loss.backward();
-  optimizer.step();
-  return value;
-}
-
 void check_finite_parameters(const AlignModel<float>& model, std::size_t step, const std::string& kept) {
   // A step can turn the parameters non-finite while its loss was still finite: never
   // overwrite a good checkpoint with them.
@@ -376,73 +218,126 @@ void check_finite_parameters(const AlignModel<float>& model, std::size_t step, c
 
 }  // namespace
 
-TrainResult train(TrainOptions options, std::ostream& log) {
-  xtgrad::set_num_threads(options.threads);
-  if (options.run_id.empty()) options.run_id = common::new_run_id();
+template <class T>
+StepResult<T> train_step(AlignModel<T>& model, xtgrad::Optimizer<T>& optimizer, const std::vector<Example>& data,
+                         const std::vector<std::size_t>& batch) {
+  optimizer.zero_grad();
+  ModelOutput<T> out = model.forward(patch_batch<T>(data, batch), caption_batch(data, batch), /*need_attention=*/false);
+  xtgrad::Tensor<T> loss = alignment_loss(out.scores, data, batch);
+  const double value = loss.item();
+  if (std::isfinite(value)) {
+    loss.backward();
+    optimizer.step();
+  }
+  return {value, std::move(out.scores)};
+}
+template StepResult<float> train_step(AlignModel<float>&, xtgrad::Optimizer<float>&, const std::vector<Example>&,
+                                      const std::vector<std::size_t>&);
+template StepResult<double> train_step(AlignModel<double>&, xtgrad::Optimizer<double>&, const std::vector<Example>&,
+                                       const std::vector<std::size_t>&);
+
+namespace {
+
+// What a run works with: the data, and the model, optimizer and sampler at `step` (the
+// resumed checkpoint's, or 0).
+struct Run {
+  std::vector<Example> train_data, test_data;
+  std::unique_ptr<AlignModel<float>> model;
+  std::unique_ptr<xtgrad::Optimizer<float>> optimizer;
+  BatchSampler sampler;
+  std::size_t step = 0;
+};
+
+Run set_up(const TrainOptions& options, std::ostream& log) {
   const common::Doing generating("generating the data (--train-size " + std::to_string(options.train_size) + ")");
   log << "generating " << options.train_size << " training and " << options.test_size << " test pairs (seed "
       << options.seed << ")\n";
-  const std::vector<Example> train_data = generate(options.train_size, options.seed);
-  const std::vector<Example> test_data = generate(options.test_size, options.seed + 1);
-
+  Run run{generate(options.train_size, options.seed), generate(options.test_size, options.seed + 1), nullptr, nullptr,
+          BatchSampler(options.train_size, options.batch, sampler_seed(options.seed)), 0};
   xtgrad::Generator init(options.seed);
-  auto model = std::make_unique<AlignModel<float>>(options.model, init);
-  std::size_t step = 0;
+  run.model = std::make_unique<AlignModel<float>>(options.model, init);
   if (!options.resume_dir.empty()) {
     LoadedModel loaded = load_model(options.resume_dir);
-    model = std::move(loaded.model);
-    step = loaded.step;
+    run.model = std::move(loaded.model);
+    run.step = loaded.step;
   }
-  auto optimizer = make_optimizer<float>(options.optimizer, model->parameters(), options.lr);
-  BatchSampler sampler(options.train_size, options.batch, sampler_seed(options.seed));
-  if (!options.resume_dir.empty()) load_train_state(options.resume_dir, options.run_id, step, *optimizer, sampler);
-  log << model->summary() << "\n" << model->parameter_count() << " parameters; training steps " << step + 1 << " to "
-      << options.steps << " with " << options.optimizer << ", lr " << options.lr << ", batch " << options.batch << "\n";
+  run.optimizer = make_optimizer<float>(options.optimizer, run.model->parameters(), options.lr);
+  if (!options.resume_dir.empty())
+    load_train_state(options.resume_dir, options.run_id, run.step, *run.optimizer, run.sampler);
+  log << run.model->summary() << "\n"
+      << run.model->parameter_count() << " parameters; training steps " << run.step + 1 << " to " << options.steps
+      << " with " << options.optimizer << ", lr " << options.lr << ", batch " << options.batch << "\n";
+  return run;
+}
 
-  std::size_t saved_step = options.out_dir == options.resume_dir ? step : 0;
+// The training steps since the last evaluation: their mean loss and time.
+struct Window {
+  double loss_sum = 0, train_ms = 0;
+  std::size_t steps = 0;
+  void add(double loss, double ms) {
+    loss_sum += loss;
+    train_ms += ms;
+    ++steps;
+  }
+};
+
+// Evaluates on the test split, appends the metrics line and saves a checkpoint (the line
+// is taken back if the save fails, so the record ends where the checkpoint does).
+TrainResult evaluate_and_save(const TrainOptions& options, const Run& run, const Window& window,
+                              Clock::time_point start, MetricsLog& metrics, Progress& progress,
+                              std::size_t saved_step) {
+  check_finite_parameters(*run.model, run.step, kept_checkpoint(options, saved_step));
+  TrainResult result;
+  result.step = run.step;
+  result.last_loss = window.loss_sum / double(window.steps);
+  result.ms_per_step = window.train_ms / double(window.steps);
+  result.metrics = evaluate(*run.model, run.test_data);
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();  // evaluations included
+  metrics.append(metrics_line(result), run.step);
+  progress.note(metrics_line(result));
+  try {
+    save_checkpoint(options.out_dir, options.run_id, settings_metadata(options), run.step, *run.model,
+                    *run.optimizer, run.sampler);
+  } catch (...) {
+    metrics.take_back_after(saved_step);
+    throw;
+  }
+  return result;
+}
+
+}  // namespace
+
+TrainResult train(TrainOptions options, std::ostream& log) {
+  xtgrad::set_num_threads(options.threads);
+  if (options.run_id.empty()) options.run_id = common::new_run_id();
+  Run run = set_up(options, log);
+  std::size_t saved_step = options.out_dir == options.resume_dir ? run.step : 0;
   MetricsLog metrics(options, saved_step);
   if (const std::size_t stale = xtgrad::remove_stale_safetensors_temporaries(options.out_dir))
     log << "removed " << stale << " temporary file(s) left by an interrupted save\n";
   finish_interrupted_save(options.out_dir, saved_step);
-  Progress progress(log, options.progress_bar, step, options.steps, std::max<std::size_t>(1, options.eval_every / 5));
-  TrainResult result;
+  Progress progress(log, options.progress_bar, run.step, options.steps,
+                    std::max<std::size_t>(1, options.eval_every / 5));
   const xtgrad::AnomalyGuard anomaly(options.detect_anomaly);
   const common::Doing training("training (--batch " + std::to_string(options.batch) + ", --dim " +
                                std::to_string(options.model.dim) + ")");
   const auto start = Clock::now();
-  double loss_sum = 0, train_ms = 0;
-  std::size_t losses = 0;
-  while (step < options.steps) {
+  TrainResult result;
+  Window window;
+  while (run.step < options.steps) {
     const auto step_start = Clock::now();
-    const double loss_value = train_step(*model, *optimizer, train_data, sampler.next());
-    if (!std::isfinite(loss_value))
-      throw std::runtime_error("the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step + 1) +
+    const double loss = train_step(*run.model, *run.optimizer, run.train_data, run.sampler.next()).loss;
+    if (!std::isfinite(loss))
+      throw std::runtime_error("the loss became " + std::to_string(loss) + " at step " + std::to_string(run.step + 1) +
                                " (try a smaller --lr, or --detect-anomaly to find the op); " +
                                kept_checkpoint(options, saved_step));
-    ++step;
-    train_ms += std::chrono::duration<double, std::milli>(Clock::now() - step_start).count();
-    loss_sum += loss_value;
-    ++losses;
-    progress.update(step, loss_value);
-    if (step % options.eval_every != 0 && step != options.steps) continue;
-
-    check_finite_parameters(*model, step, kept_checkpoint(options, saved_step));
-    result.step = step;
-    result.last_loss = loss_sum / double(losses);
-    result.ms_per_step = train_ms / double(losses);
-    result.metrics = evaluate(*model, test_data);
-    result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    metrics.append(metrics_line(result), step);
-    progress.note(metrics_line(result));
-    try {
-      save_checkpoint(options.out_dir, options, step, *model, *optimizer, sampler);
-    } catch (...) {
-      metrics.take_back_after(saved_step);  // the record ends where the checkpoint does
-      throw;
-    }
-    saved_step = step;
-    loss_sum = train_ms = 0;
-    losses = 0;
+    ++run.step;
+    window.add(loss, std::chrono::duration<double, std::milli>(Clock::now() - step_start).count());
+    progress.update(run.step, loss);
+    if (run.step % options.eval_every != 0 && run.step != options.steps) continue;
+    result = evaluate_and_save(options, run, window, start, metrics, progress, saved_step);
+    saved_step = run.step;
+    window = Window();
   }
   return result;
 }

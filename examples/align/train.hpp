@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "metrics.hpp"
+#include "sampler.hpp"
 #include "xtgrad/optim.hpp"
 #include "xtgrad/safetensors.hpp"
 
@@ -83,32 +84,23 @@ template <class T>
 std::unique_ptr<xtgrad::Optimizer<T>> make_optimizer(const std::string& name, const std::vector<xtgrad::Tensor<T>>& params,
                                                      double lr);
 
+// One optimisation step on one batch, as training takes it: zero_grad, forward (without
+// attention weights), the loss, backward, the optimizer's update. A non-finite loss
+// changes nothing (no backward, no update). The gradients stay until the next step's
+// zero_grad (dump.cpp records them).
+template <class T>
+struct StepResult {
+  double loss;
+  xtgrad::Tensor<T> scores;  // (B,B): caption i against image j
+};
+template <class T>
+StepResult<T> train_step(AlignModel<T>& model, xtgrad::Optimizer<T>& optimizer, const std::vector<Example>& data,
+                         const std::vector<std::size_t>& batch);
+
 // Trains (or resumes) and returns the final metrics; progress and a summary go to `log`.
 // Throws xtgrad::CheckpointError for a bad checkpoint and std::runtime_error when the loss
 // stops being finite (the last checkpoint is kept). The caller holds the run directory
 // (common::RunLock) and has checked that it may write there (common::check_may_write_run).
 TrainResult train(TrainOptions options, std::ostream& log);
-
-// The batch sampler's seed in a run with seed `seed`: a stream apart from the one that
-// initialises the model (Generator(seed)).
-inline std::uint64_t sampler_seed(std::uint64_t seed) { return seed ^ 0x5eed5eedULL; }
-
-// A batch sampler over n examples: shuffled epochs, dropping the last partial batch. Its
-// state (the generator, the epoch's order and the position in it) goes in checkpoints.
-class BatchSampler {
- public:
-  BatchSampler(std::size_t n, std::size_t batch, std::uint64_t seed);
-  std::vector<std::size_t> next();
-  xtgrad::Metadata state() const;             // generator state and position
-  xtgrad::Array<float> order() const;          // the current epoch's order
-  void restore(const xtgrad::Metadata& state, const xtgrad::Array<float>& order);
-
- private:
-  void shuffle();
-  std::size_t n_, batch_;
-  xtgrad::Generator gen_;
-  std::vector<std::size_t> order_;
-  std::size_t position_ = 0;
-};
 
 }  // namespace align
