@@ -1,76 +1,40 @@
-// safetensors reading and writing: the format is described in xtgrad/safetensors.hpp.
+// safetensors reading (the format is described in xtgrad/safetensors.hpp; the writer is
+// safetensors_write.cpp).
 //
-// Writing: header JSON first (it can fail on a bad name before anything touches the
-// disk), then a temporary file next to the target, fsync, rename over the target.
-// Reading: the 8-byte size and the header are checked against the file size before any
+// The 8-byte size and the header are checked against the file size before any
 // allocation; every entry is checked, then that the tensors tile the buffer exactly;
 // only then are the arrays allocated and read, one tensor at a time. One reader
 // (read_checkpoint) serves a file and a buffer in memory (fuzz/fuzz_safetensors.cpp).
 #include "xtgrad/safetensors.hpp"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/types.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstddef>
-#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <set>
 #include <string_view>
 #include <system_error>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include "safetensors_detail.hpp"
 
 namespace xtgrad {
 namespace {
 
-using json = nlohmann::json;
+using safetensors_detail::errno_text;
+using safetensors_detail::Failer;
+using safetensors_detail::json;
+using safetensors_detail::kMetadataKey;
 namespace fs = std::filesystem;
-
-// Values are stored little-endian and we copy them with memcpy: right on x86_64 and
-// aarch64. A big-endian port would byte-swap in write_tensor_data / read_tensor.
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-              "safetensors.cpp copies little-endian data as is: add byte swapping");
-static_assert(std::numeric_limits<float>::is_iec559 && sizeof(float) == 4, "F32 is IEEE binary32");
-static_assert(std::numeric_limits<double>::is_iec559 && sizeof(double) == 8, "F64 is IEEE binary64");
-// Offsets and sizes are u64 in the format; we index memory with them.
-static_assert(sizeof(std::size_t) >= sizeof(std::uint64_t), "xtgrad's checkpoints need a 64-bit size_t");
-// Array<T> can only hold row-major storage (custom strides need a dynamic layout), which
-// is safetensors' C order: data() is the tensor's bytes as the file wants them.
-static_assert(Array<float>::static_layout == xt::layout_type::row_major &&
-              Array<double>::static_layout == xt::layout_type::row_major);
 
 // A header larger than this is a corrupt or hostile file, not a checkpoint.
 constexpr std::uint64_t kMaxHeaderSize = 100'000'000;
-constexpr const char* kMetadataKey = "__metadata__";
-
-template <class T>
-constexpr const char* dtype_name() {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
-  return std::is_same_v<T, float> ? "F32" : "F64";
-}
-
-// Builds the CheckpointError messages: "load_safetensors: 'dir/model.safetensors': ...".
-struct Failer {
-  const char* function;
-  const std::string& path;
-  [[noreturn]] void operator()(const std::string& problem) const {
-    throw CheckpointError(std::string(function) + ": '" + path + "': " + problem);
-  }
-};
-
-std::string errno_text(int err) { return std::system_category().message(err); }
 
 // Appends value's compact JSON text to out and stops once out is longer than limit. Never
 // dump() a value from the header whole: it may be 100 MB, and dump() recurses once per
@@ -100,106 +64,7 @@ std::string brief(const json& value) {
   return text.size() <= 40 ? text : text.substr(0, 37) + "...";
 }
 
-// ==== writing ==========================================================================
-
-// The header JSON, padded with spaces so that 8 + its size is a multiple of 8: the data
-// buffer then starts 8-byte aligned, as the reference writer does it.
-template <class T>
-std::string make_header(const Failer& fail, const StateDict<T>& tensors, const Metadata& metadata) {
-  json header = json::object();
-  std::uint64_t offset = 0;
-  for (const auto& [name, array] : tensors) {  // std::map: sorted by name, so are the offsets
-    if (name == kMetadataKey) fail("a tensor cannot be named '__metadata__'");
-    const std::uint64_t nbytes = std::uint64_t(array.size()) * sizeof(T);
-    json entry = json::object();
-    entry["dtype"] = dtype_name<T>();
-    entry["shape"] = json::array();
-    for (std::size_t d : array.shape()) entry["shape"].push_back(std::uint64_t(d));
-    entry["data_offsets"] = json::array({offset, offset + nbytes});
-    header[name] = std::move(entry);
-    offset += nbytes;
-  }
-  if (!metadata.empty()) header[kMetadataKey] = metadata;
-
-  std::string text;
-  try {
-    text = header.dump();
-  } catch (const json::exception& e) {  // type_error 316: a string that is not UTF-8
-    fail(std::string("cannot encode the header (tensor names and metadata must be UTF-8): ") + e.what());
-  }
-  text.append((8 - text.size() % 8) % 8, ' ');
-  return text;
-}
-
-// A temporary file next to the target. Until commit(), the destructor closes and removes
-// it, so every failure (every exception on the way) cleans up after itself.
-class TempFile {
- public:
-  TempFile(const Failer& fail, std::string path) : fail_(fail), path_(std::move(path)) {
-    // O_TRUNC: a stale temporary left by a crashed process with our pid is overwritten;
-    // O_NOFOLLOW: never truncate some other file through a symlink planted at that name.
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd_ < 0) fail_("cannot create the temporary file '" + path_ + "': " + errno_text(errno));
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(path_.c_str());
-  }
-
-  void write(const void* data, std::size_t size) {
-    const char* p = static_cast<const char*>(data);
-    while (size > 0) {  // write() may write less than asked (and caps one call near 2 GB)
-      const ssize_t n = ::write(fd_, p, size);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) fail_("cannot write the temporary file '" + path_ + "': " + errno_text(n < 0 ? errno : EIO));
-      p += n;
-      size -= std::size_t(n);
-    }
-  }
-
-  // fsync, close (which can report a deferred write error), rename over target.
-  void commit(const std::string& target) {
-    if (::fsync(fd_) != 0) fail_("cannot flush the temporary file '" + path_ + "': " + errno_text(errno));
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) fail_("cannot close the temporary file '" + path_ + "': " + errno_text(errno));
-    if (std::rename(path_.c_str(), target.c_str()) != 0)
-      fail_("cannot move the temporary file '" + path_ + "' into place: " + errno_text(errno));
-    committed_ = true;
-  }
-
- private:
-  const Failer& fail_;
-  std::string path_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
-
-// "<path>.tmp-<pid>-<n>": the pid keeps two processes apart, n two saves in one process
-// (and lets remove_stale_safetensors_temporaries tell a dead writer's file).
-constexpr std::string_view kTemporaryMark = ".safetensors.tmp-";
-std::string temporary_path(const std::string& path) {
-  static std::atomic<unsigned> counter{0};
-  return path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-}
-
-// Makes the rename itself durable. Best effort: the new file is already in place, and a
-// failure here must not report a save that did happen as failed.
-void sync_directory_of(const std::string& path) {
-  fs::path dir = fs::path(path).parent_path();
-  if (dir.empty()) dir = ".";
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
 // u64 little-endian, byte by byte: independent of the machine's byte order.
-void encode_u64(std::uint64_t value, unsigned char (&out)[8]) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<unsigned char>(value >> (8 * i));
-}
 std::uint64_t decode_u64(const unsigned char (&in)[8]) {
   std::uint64_t value = 0;
   for (int i = 0; i < 8; ++i) value |= std::uint64_t(in[i]) << (8 * i);
@@ -510,22 +375,6 @@ Safetensors<T> read_checkpoint(const Failer& fail, Source& source) {
 }  // namespace
 
 template <class T>
-void save_safetensors(const std::string& path, const StateDict<T>& tensors, const Metadata& metadata) {
-  const Failer fail{"save_safetensors", path};
-  const std::string header = make_header(fail, tensors, metadata);
-  unsigned char size_bytes[8];
-  encode_u64(header.size(), size_bytes);
-
-  TempFile file(fail, temporary_path(path));
-  file.write(size_bytes, sizeof size_bytes);
-  file.write(header.data(), header.size());
-  for (const auto& [name, array] : tensors)  // same order as the offsets in the header
-    file.write(array.data(), array.size() * sizeof(T));
-  file.commit(path);
-  sync_directory_of(path);
-}
-
-template <class T>
 Safetensors<T> load_safetensors(const std::string& path) {
   const Failer fail{"load_safetensors", path};
   FileSource source(fail, path);
@@ -539,22 +388,6 @@ Safetensors<T> load_safetensors_from_memory(std::string_view bytes, const std::s
   return read_checkpoint<T>(fail, source);
 }
 
-std::size_t remove_stale_safetensors_temporaries(const std::string& dir) {
-  std::size_t removed = 0;
-  std::error_code error;
-  for (const auto& entry : fs::directory_iterator(dir, error)) {
-    const std::string name = entry.path().filename().string();
-    const auto mark = name.find(kTemporaryMark);
-    if (mark == std::string::npos) continue;
-    const long pid = std::strtol(name.c_str() + mark + kTemporaryMark.size(), nullptr, 10);  // "<pid>-<n>"
-    // kill(pid, 0) only asks whether the process exists; ESRCH: it does not.
-    if (pid > 0 && ::kill(pid_t(pid), 0) != 0 && errno == ESRCH && fs::remove(entry.path(), error)) ++removed;
-  }
-  return removed;
-}
-
-template void save_safetensors<float>(const std::string&, const StateDict<float>&, const Metadata&);
-template void save_safetensors<double>(const std::string&, const StateDict<double>&, const Metadata&);
 template Safetensors<float> load_safetensors<float>(const std::string&);
 template Safetensors<double> load_safetensors<double>(const std::string&);
 template Safetensors<float> load_safetensors_from_memory<float>(std::string_view, const std::string&);

@@ -2,6 +2,8 @@
 // clip_grad_norm.
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -69,6 +71,133 @@ std::size_t decode_count(const Array<T>& a, const std::string& key) {
 
 bool is_scalar_shape(const std::vector<std::size_t>& shape) {
   return shape.size() == 1 && shape[0] == 3;
+}
+
+// A parameter's key "<index>.<field>" -> (index, field); nullopt for any other key. At most
+// 18 digits, so the index cannot overflow.
+std::optional<std::pair<std::size_t, std::string>> parse_param_key(const std::string& key) {
+  const std::size_t dot = key.find('.');
+  if (dot == std::string::npos || dot == 0 || dot > 18) return std::nullopt;
+  std::size_t index = 0;
+  for (std::size_t c = 0; c < dot; ++c) {
+    if (key[c] < '0' || key[c] > '9') return std::nullopt;
+    index = index * 10 + static_cast<std::size_t>(key[c] - '0');
+  }
+  return std::make_pair(index, key.substr(dot + 1));
+}
+
+// How many parameters a state dict holds state for (one past the highest index); throws on
+// a key that is neither "lr", "step" nor "<index>.step" / "<index>.<buffer>".
+template <class T>
+std::size_t params_in_state(const StateDict<T>& state, const std::vector<std::string>& buffer_names,
+                            const std::string& who, const char* optimizer_name) {
+  std::set<std::size_t> indices_in_state;
+  for (const auto& [key, value] : state) {
+    if (key == "lr" || key == "step") continue;
+    const auto parsed = parse_param_key(key);
+    const bool known = parsed && (parsed->second == "step" ||
+                                  std::find(buffer_names.begin(), buffer_names.end(), parsed->second) !=
+                                      buffer_names.end());
+    if (!known)
+      throw std::invalid_argument(who + "unexpected key '" + key + "' (not state of this " +
+                                  optimizer_name + ")");
+    indices_in_state.insert(parsed->first);
+  }
+  return indices_in_state.empty() ? 0 : *indices_in_state.rbegin() + 1;
+}
+
+// The entries load_state_dict needs, each checked as it is looked up; the errors name the key.
+template <class T>
+struct StateLookup {
+  const StateDict<T>& state;
+  const std::string& who;  // "<optimizer>.load_state_dict: "
+  std::size_t n_state, n;  // parameters in the state, in the optimizer
+
+  // state[key], which must exist.
+  const Array<T>& find(const std::string& key) const {
+    auto it = state.find(key);
+    if (it == state.end())
+      throw std::invalid_argument(who + "missing key '" + key + "' (the state has " +
+                                  std::to_string(n_state) + " parameters, this optimizer " +
+                                  std::to_string(n) + ")");
+    return it->second;
+  }
+
+  // state[key], which must be a state scalar (shape (3)).
+  const Array<T>& find_scalar(const std::string& key) const {
+    const Array<T>& a = find(key);
+    const std::vector<std::size_t> shape(a.shape().begin(), a.shape().end());
+    if (!is_scalar_shape(shape))
+      throw std::invalid_argument(who + "'" + key + "' has shape " + shape_str(shape) +
+                                  " but a state scalar has shape (3)");
+    return a;
+  }
+
+  // The step count under key.
+  std::size_t count(const std::string& key) const { return decode_count(find_scalar(key), key); }
+
+  // The learning rate, which must be finite and >= 0.
+  double lr() const {
+    const double lr = decode_state_scalar(find_scalar("lr"));
+    if (!(lr >= 0.0) || !std::isfinite(lr))
+      throw std::invalid_argument(who + "'lr' is " + optim_detail::fmt(lr) + ": Invalid learning rate");
+    return lr;
+  }
+
+  // state[key], a buffer of parameter i (param), which must have param's shape.
+  const Array<T>& buffer(const std::string& key, const Tensor<T>& param, std::size_t i) const {
+    const Array<T>& a = find(key);
+    if (!std::equal(a.shape().begin(), a.shape().end(), param.data().shape().begin(), param.data().shape().end()))
+      throw std::invalid_argument(who + "'" + key + "' has shape " + shape_str(a.shape()) + " but parameter " +
+                                  std::to_string(i) + " has shape " + shape_str(param.data().shape()));
+    return a;
+  }
+};
+
+// Adds x[0, n)'s share of the norm of order norm_type to acc: the sum of |x|^p, or for
+// infinity the largest |x| (nan notes a NaN entry, which the maximum would drop).
+template <class T>
+void accumulate_norm(const T* x, std::size_t n, double norm_type, double& acc, bool& nan) {
+  if (std::isinf(norm_type)) {
+    for (std::size_t j = 0; j < n; ++j) {
+      const double a = std::abs(static_cast<double>(x[j]));
+      nan |= std::isnan(a);
+      acc = a > acc ? a : acc;
+    }
+  } else if (norm_type == 2.0) {
+    // Four partial sums: independent additions pipeline (one chain waits on each add).
+    double s[4] = {0, 0, 0, 0};
+    std::size_t j = 0;
+    for (; j + 4 <= n; j += 4)
+      for (std::size_t u = 0; u < 4; ++u)
+        s[u] += static_cast<double>(x[j + u]) * static_cast<double>(x[j + u]);
+    for (; j < n; ++j) s[0] += static_cast<double>(x[j]) * static_cast<double>(x[j]);
+    acc += (s[0] + s[1]) + (s[2] + s[3]);
+  } else if (norm_type == 1.0) {
+    for (std::size_t j = 0; j < n; ++j) acc += std::abs(static_cast<double>(x[j]));
+  } else {
+    for (std::size_t j = 0; j < n; ++j) acc += std::pow(std::abs(static_cast<double>(x[j])), norm_type);
+  }
+}
+
+// The norm of order norm_type from what accumulate_norm gathered.
+double finish_norm(double acc, bool nan, double norm_type) {
+  if (std::isinf(norm_type)) return nan ? std::numeric_limits<double>::quiet_NaN() : acc;
+  if (norm_type == 2.0) return std::sqrt(acc);
+  if (norm_type == 1.0) return acc;
+  return std::pow(acc, 1.0 / norm_type);
+}
+
+// Multiplies every parameter's gradient by c.
+template <class T>
+void scale_grads(const std::vector<Tensor<T>>& params, T c) {
+  for (Tensor<T> p : params) {  // a handle: its gradient is the parameter's own
+    if (!p.defined() || !p.has_grad()) continue;
+    Array<T>& g = p.mutable_grad();
+    T* x = g.data();
+    const std::size_t n = g.size();
+    for (std::size_t j = 0; j < n; ++j) x[j] *= c;
+  }
 }
 
 }  // namespace
@@ -145,69 +274,25 @@ void Optimizer<T>::load_state_dict(const StateDict<T>& state) {
   const std::string who = std::string(name_) + ".load_state_dict: ";
   const std::size_t n = params_.size();
 
-  // 1. Every key must be one we know, for a parameter we have.
-  std::set<std::size_t> indices_in_state;
-  for (const auto& [key, value] : state) {
-    if (key == "lr" || key == "step") continue;
-    const std::size_t dot = key.find('.');
-    std::size_t index = 0;
-    bool numeric = dot != std::string::npos && dot > 0;
-    for (std::size_t c = 0; numeric && c < dot; ++c) {
-      if (key[c] < '0' || key[c] > '9' || c >= 18) numeric = false;
-      else index = index * 10 + static_cast<std::size_t>(key[c] - '0');
-    }
-    const std::string field = numeric ? key.substr(dot + 1) : std::string();
-    const bool known = field == "step" ||
-        std::find(buffer_names_.begin(), buffer_names_.end(), field) != buffer_names_.end();
-    if (!numeric || !known)
-      throw std::invalid_argument(who + "unexpected key '" + key + "' (not state of this " +
-                                  name_ + ")");
-    indices_in_state.insert(index);
-  }
-  const std::size_t n_state = indices_in_state.empty() ? 0 : *indices_in_state.rbegin() + 1;
+  // 1. Parse the keys: every one must be one we know, for a parameter we have.
+  const std::size_t n_state = params_in_state(state, buffer_names_, who, name_);
   if (n_state > n)
     throw std::invalid_argument(who + "the state holds parameter " + std::to_string(n_state - 1) +
                                 " but this optimizer has " + std::to_string(n) + " parameters");
 
-  // 2. Every key we need, with the right shape and value.
-  auto find = [&](const std::string& key) -> const Array<T>& {
-    auto it = state.find(key);
-    if (it == state.end())
-      throw std::invalid_argument(who + "missing key '" + key + "' (the state has " +
-                                  std::to_string(n_state) + " parameters, this optimizer " +
-                                  std::to_string(n) + ")");
-    return it->second;
-  };
-  auto find_scalar = [&](const std::string& key) -> const Array<T>& {
-    const Array<T>& a = find(key);
-    const std::vector<std::size_t> shape(a.shape().begin(), a.shape().end());
-    if (!is_scalar_shape(shape))
-      throw std::invalid_argument(who + "'" + key + "' has shape " + shape_str(shape) +
-                                  " but a state scalar has shape (3)");
-    return a;
-  };
-  const double lr = decode_state_scalar(find_scalar("lr"));
-  if (!(lr >= 0.0) || !std::isfinite(lr))
-    throw std::invalid_argument(who + "'lr' is " + optim_detail::fmt(lr) +
-                                ": Invalid learning rate");
-  const std::size_t steps = decode_count(find_scalar("step"), "step");
+  // 2. Check: every key we need, with the right shape and value.
+  const StateLookup<T> lookup{state, who, n_state, n};
+  const double lr = lookup.lr();
+  const std::size_t steps = lookup.count("step");
   std::vector<std::size_t> param_steps(n);
   std::vector<std::vector<const Array<T>*>> buffers(n);
   for (std::size_t i = 0; i < n; ++i) {
     const std::string prefix = std::to_string(i) + ".";
-    param_steps[i] = decode_count(find_scalar(prefix + "step"), prefix + "step");
-    for (const auto& name : buffer_names_) {
-      const Array<T>& a = find(prefix + name);
-      if (!std::equal(a.shape().begin(), a.shape().end(), params_[i].data().shape().begin(),
-                      params_[i].data().shape().end()))
-        throw std::invalid_argument(who + "'" + prefix + name + "' has shape " +
-                                    shape_str(a.shape()) + " but parameter " + std::to_string(i) +
-                                    " has shape " + shape_str(params_[i].data().shape()));
-      buffers[i].push_back(&a);
-    }
+    param_steps[i] = lookup.count(prefix + "step");
+    for (const auto& name : buffer_names_) buffers[i].push_back(&lookup.buffer(prefix + name, params_[i], i));
   }
 
-  // 3. Commit: copies into buffers of the same shapes, nothing can fail from here.
+  // 3. Assign: copies into buffers of the same shapes, nothing can fail from here.
   lr_ = lr;
   steps_ = steps;
   for (std::size_t i = 0; i < n; ++i) {
@@ -227,7 +312,6 @@ double clip_grad_norm(const std::vector<Tensor<T>>& params, double max_norm, dou
   if (!(max_norm >= 0.0))
     throw std::invalid_argument("clip_grad_norm: max_norm must be >= 0, got " +
                                 optim_detail::fmt(max_norm));
-  const bool inf = std::isinf(norm_type);
   // Accumulate in double over all gradients (the norm of the per-parameter norms, as
   // PyTorch computes it, is the same number).
   double acc = 0.0;
@@ -236,35 +320,10 @@ double clip_grad_norm(const std::vector<Tensor<T>>& params, double max_norm, dou
     if (!p.defined() || !p.has_grad()) continue;
     any = true;
     const Array<T>& g = p.grad();
-    const T* x = g.data();
-    const std::size_t n = g.size();
-    if (inf) {
-      for (std::size_t j = 0; j < n; ++j) {
-        const double a = std::abs(static_cast<double>(x[j]));
-        nan |= std::isnan(a);
-        acc = a > acc ? a : acc;
-      }
-    } else if (norm_type == 2.0) {
-      // Four partial sums: independent additions pipeline (one chain waits on each add).
-      double s[4] = {0, 0, 0, 0};
-      std::size_t j = 0;
-      for (; j + 4 <= n; j += 4)
-        for (std::size_t u = 0; u < 4; ++u)
-          s[u] += static_cast<double>(x[j + u]) * static_cast<double>(x[j + u]);
-      for (; j < n; ++j) s[0] += static_cast<double>(x[j]) * static_cast<double>(x[j]);
-      acc += (s[0] + s[1]) + (s[2] + s[3]);
-    } else if (norm_type == 1.0) {
-      for (std::size_t j = 0; j < n; ++j) acc += std::abs(static_cast<double>(x[j]));
-    } else {
-      for (std::size_t j = 0; j < n; ++j) acc += std::pow(std::abs(static_cast<double>(x[j])), norm_type);
-    }
+    accumulate_norm(g.data(), g.size(), norm_type, acc, nan);
   }
   if (!any) return 0.0;
-  double total;
-  if (inf) total = nan ? std::numeric_limits<double>::quiet_NaN() : acc;
-  else if (norm_type == 2.0) total = std::sqrt(acc);
-  else if (norm_type == 1.0) total = acc;
-  else total = std::pow(acc, 1.0 / norm_type);
+  const double total = finish_norm(acc, nan, norm_type);
 
   if (error_if_nonfinite && !std::isfinite(total))
     throw std::runtime_error("clip_grad_norm: the total norm of order " +
@@ -274,16 +333,7 @@ double clip_grad_norm(const std::vector<Tensor<T>>& params, double max_norm, dou
                              "scale the gradients by it anyway");
   const double coef = max_norm / (total + 1e-6);
   // `!(coef >= 1)` rather than `coef < 1`: a NaN factor is applied, as PyTorch does.
-  if (!(coef >= 1.0)) {
-    const T c = static_cast<T>(coef);
-    for (Tensor<T> p : params) {  // a handle: its gradient is the parameter's own
-      if (!p.defined() || !p.has_grad()) continue;
-      Array<T>& g = p.mutable_grad();
-      T* x = g.data();
-      const std::size_t n = g.size();
-      for (std::size_t j = 0; j < n; ++j) x[j] *= c;
-    }
-  }
+  if (!(coef >= 1.0)) scale_grads(params, static_cast<T>(coef));
   return total;
 }
 
