@@ -57,6 +57,14 @@ Array<T> scatter_rows(Array<T>&& gathered, const Rows& rows, const Shape& shape)
   return out;
 }
 
+// The rows of y for reading: y itself along the last axis, else a gathered copy in scratch.
+template <class T>
+const T* rows_to_read(const Array<T>& y, const Rows& rows, Array<T>& scratch) {
+  if (rows.inner == 1) return y.data();
+  scratch = gather_rows(y, rows);
+  return scratch.data();
+}
+
 // Softmax (log softmax when log) of each row of a contiguous (N, C) array: the one
 // kernel that attention uses too, so the same input gives the same bits everywhere.
 template <class T>
@@ -87,9 +95,9 @@ Tensor<T> softmax(const Tensor<T>& x, int axis) {
                         [rows](const std::vector<NodePtr<T>>& in, const Array<T>& y, const Array<T>& g) {
                           if (!in[0]->requires_grad()) return;
                           // in the forward pass this was y = softmax(x): dx = y * (dy - <dy, y>)
-                          Array<T> gx = gather_rows(g, rows);
-                          kernels::softmax_backward_rows(gather_rows(y, rows).data(), gx.data(), rows.count(), rows.n,
-                                                         rows.n, T(1));
+                          Array<T> gx = gather_rows(g, rows), scratch;
+                          kernels::softmax_backward_rows(rows_to_read(y, rows, scratch), gx.data(), rows.count(),
+                                                         rows.n, rows.n, T(1));
                           add_grad(*in[0], scatter_rows(std::move(gx), rows, shape_of(y)));
                         });
 }
@@ -104,9 +112,9 @@ Tensor<T> log_softmax(const Tensor<T>& x, int axis) {
                         [rows](const std::vector<NodePtr<T>>& in, const Array<T>& y, const Array<T>& g) {
                           if (!in[0]->requires_grad()) return;
                           // in the forward pass this was y = log_softmax(x): dx = dy - exp(y) sum(dy)
-                          Array<T> gx = gather_rows(g, rows);
-                          kernels::log_softmax_backward_rows(gather_rows(y, rows).data(), gx.data(), rows.count(),
-                                                             rows.n);
+                          Array<T> gx = gather_rows(g, rows), scratch;
+                          kernels::log_softmax_backward_rows(rows_to_read(y, rows, scratch), gx.data(),
+                                                             rows.count(), rows.n);
                           add_grad(*in[0], scatter_rows(std::move(gx), rows, shape_of(y)));
                         });
 }
