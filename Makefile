@@ -7,7 +7,7 @@ JOBS       ?= 2
 PACKAGES := cmake make g++ libxtensor-dev libxtensor-blas-dev libopenblas-dev doctest-dev nlohmann-json3-dev libcli11-dev libstb-dev ccache
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps configure build test train bench clean asan tsan fuzz fuzz-deps
+.PHONY: all deps configure build test train bench clean asan tsan fuzz fuzz-deps lint format
 
 all: build
 
@@ -45,6 +45,20 @@ train: build
 
 bench: build
 	$(BUILD_DIR)/bin/xtgrad-bench
+
+# The size gate (no library function over 60 lines, no library file over 400:
+# tools/check_size.py) and the formatter (.clang-format): fails on a file clang-format
+# would change. `make format` applies it.
+CXX_FILES := git ls-files '*.cpp' '*.hpp' '*.h'
+lint:
+	$(call install_missing,python3 clang-format git)
+	python3 tools/check_size.py
+	$(CXX_FILES) | xargs clang-format --dry-run --Werror
+	@echo "lint: sizes and formatting ok"
+
+format:
+	$(call install_missing,clang-format git)
+	$(CXX_FILES) | xargs clang-format -i
 
 # AddressSanitizer + UndefinedBehaviorSanitizer: everything (library, tests, examples,
 # bench) built in $(ASAN_DIR) with -DXTGRAD_SANITIZE=ON at -O1 -g, then the whole ctest

@@ -68,7 +68,8 @@ Measurement sgemm_case(std::size_t n, int repeats) {
   std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
   const int ni = static_cast<int>(n);
   const auto sgemm = [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.f, a.data(), ni, b.data(), ni, 0.f, c.data(), ni);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.f, a.data(), ni, b.data(), ni, 0.f, c.data(),
+                ni);
   };
   return with_flops(median_ms(sgemm, repeats), 2.0 * n * n * n);
 }
@@ -102,9 +103,10 @@ Measurement mha_case(std::size_t b, std::size_t lq, std::size_t lk, std::size_t 
   Generator gen(0);
   MultiHeadCrossAttention<float> attn(width, heads, width, width, width, true, 0.0, gen);
   const auto q = randn<float>({b, lq, width}, gen), kv = randn<float>({b, lk, width}, gen);
-  return training_step(attn.parameters(),
-                       [&] { return mean_square(attn.forward(q, kv, kv, std::nullopt, std::nullopt, true, false).output); },
-                       attention_step_flops(b, lq, lk, width, width, width, width), repeats);
+  return training_step(
+      attn.parameters(),
+      [&] { return mean_square(attn.forward(q, kv, kv, std::nullopt, std::nullopt, true, false).output); },
+      attention_step_flops(b, lq, lk, width, width, width, width), repeats);
 }
 
 // The seed's CrossAttention: batch 2, 4 queries of 128, 6 keys/values of 256, output 512.
@@ -112,8 +114,9 @@ Measurement seed_case(int repeats) {
   Generator gen(0);
   CrossAttention<float> attn(128, 256, 256, 512, gen);
   const auto q = randn<float>({2, 4, 128}, gen), k = randn<float>({2, 6, 256}, gen), v = randn<float>({2, 6, 256}, gen);
-  return training_step(attn.parameters(), [&] { return mean_square(attn.forward(q, k, v).output); },
-                       attention_step_flops(2, 4, 6, 128, 256, 256, 512), repeats);
+  return training_step(
+      attn.parameters(), [&] { return mean_square(attn.forward(q, k, v).output); },
+      attention_step_flops(2, 4, 6, 128, 256, 256, 512), repeats);
 }
 
 // 200 times y = tanh(y * 1.01 + 0.1) - 0.01 * y on 8 elements: 1,000 ops, then backward.
@@ -144,20 +147,21 @@ Measurement align_case(int repeats) {
   // two backward products each). This counts the model as written; the fused all-pairs op
   // folds out_proj into the values and does about 12 MFLOP fewer per step.
   const double b = 32, d = 64, patch_embedding = 2 * b * 16 * 192 * d;
-  const double rest = 2 * (2 * b * 16 * d * d + b * 4 * d * d + 2 * b * b * 4 * 16 * d + b * b * 4 * d * d +
-                           b * b * (d * d + d));
+  const double rest =
+      2 * (2 * b * 16 * d * d + b * 4 * d * d + 2 * b * b * 4 * 16 * d + b * b * 4 * d * d + b * b * (d * d + d));
   // The targets are data, built once (as in compare_torch.py).
   const Tensor<float> targets = align::alignment_targets<float>(data, batch);
-  return training_step(model.parameters(),
-                       [&] { return cross_entropy(model.forward(patches, ids, false).scores, targets); },
-                       2 * patch_embedding + 3 * rest, repeats);
+  return training_step(
+      model.parameters(), [&] { return cross_entropy(model.forward(patches, ids, false).scores, targets); },
+      2 * patch_embedding + 3 * rest, repeats);
 }
 
 std::vector<Case> all_cases() {
   return {
       {"matmul_256", "float (256,256) x (256,256) through xtgrad::matmul, forward", 200,
        [](int r) { return matmul_case(256, r); }},
-      {"ref_sgemm_256", "raw cblas_sgemm of the same size, preallocated output, OpenBLAS on one thread at any --threads", 200,
+      {"ref_sgemm_256",
+       "raw cblas_sgemm of the same size, preallocated output, OpenBLAS on one thread at any --threads", 200,
        [](int r) { return sgemm_case(256, r); }},
       {"attn_small", "MultiHeadCrossAttention training step: B 32, Lq 16, Lk 64, width 128, 4 heads", 50,
        [](int r) { return mha_case(32, 16, 64, 128, 4, r); }},
@@ -184,8 +188,7 @@ int parse_positive(const std::string& flag, const std::string& value) {
     std::size_t used = 0;
     const int v = std::stoi(value, &used);
     if (used == value.size() && v > 0) return v;
-  } catch (const std::exception&) {
-  }
+  } catch (const std::exception&) {}
   usage(flag + " needs a positive integer, got '" + value + "'");
 }
 
@@ -199,10 +202,14 @@ int main(int argc, char** argv) {
     if (arg == "--help" || arg == "-h") usage("help");
     if (i + 1 >= argc) usage("unknown flag or missing value: " + arg);
     const std::string value = argv[++i];
-    if (arg == "--case") only = value;
-    else if (arg == "--threads") threads = parse_positive(arg, value);
-    else if (arg == "--repeats") repeats = parse_positive(arg, value);
-    else usage("unknown flag: " + arg);
+    if (arg == "--case")
+      only = value;
+    else if (arg == "--threads")
+      threads = parse_positive(arg, value);
+    else if (arg == "--repeats")
+      repeats = parse_positive(arg, value);
+    else
+      usage("unknown flag: " + arg);
   }
   set_num_threads(threads);
   reuse_freed_memory();

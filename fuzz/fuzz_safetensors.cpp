@@ -29,8 +29,7 @@ namespace {
 
 // The result, or the CheckpointError's message; any other exception escapes to libFuzzer,
 // which reports it as a crash (std::terminate).
-template <class T>
-std::optional<xtgrad::Safetensors<T>> load(std::string_view bytes, std::string& error) {
+template <class T> std::optional<xtgrad::Safetensors<T>> load(std::string_view bytes, std::string& error) {
   try {
     return xtgrad::load_safetensors_from_memory<T>(bytes, "fuzz-input");
   } catch (const xtgrad::CheckpointError& e) {

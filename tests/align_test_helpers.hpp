@@ -21,9 +21,8 @@ using xtgrad::testing::TempDir;
 // shell; returns its exit code (-1 when it did not exit normally), its output (stdout and
 // stderr together) in `output`.
 inline int run_align(const std::string& args, std::string* output = nullptr) {
-  const std::string log = (std::filesystem::temp_directory_path() /
-                           ("xtgrad-align-out-" + std::to_string(::getpid())))
-                              .string();
+  const std::string log =
+      (std::filesystem::temp_directory_path() / ("xtgrad-align-out-" + std::to_string(::getpid()))).string();
   const int status = std::system((std::string(XTGRAD_ALIGN_BIN) + " " + args + " > " + log + " 2>&1").c_str());
   if (output) *output = read_file(log);
   std::filesystem::remove(log);

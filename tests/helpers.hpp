@@ -26,8 +26,7 @@ using D = Tensor<double>;
 
 // A tensor of N(0, 1) values (or U(low, high)) that requires a gradient; double unless
 // asked otherwise.
-template <class T = double>
-Tensor<T> input(const Shape& shape, std::uint64_t seed) {
+template <class T = double> Tensor<T> input(const Shape& shape, std::uint64_t seed) {
   Generator gen(seed);
   return randn<T>(shape, gen, T(0), T(1), true);
 }
@@ -37,8 +36,7 @@ inline D input_uniform(const Shape& shape, double low, double high, std::uint64_
 }
 
 // Runs gradcheck and fails the test with its message; returns the largest error seen.
-inline double check_grad(const GradcheckFn& fn, const std::vector<D>& inputs,
-                         const GradcheckOptions& options = {}) {
+inline double check_grad(const GradcheckFn& fn, const std::vector<D>& inputs, const GradcheckOptions& options = {}) {
   const GradcheckResult result = gradcheck(fn, inputs, options);
   CHECK_MESSAGE(result.ok, result.message);
   CHECK(result.checked > 0);
@@ -58,8 +56,7 @@ Tensor<T> make(const Shape& shape, const std::vector<T>& values, bool requires_g
 }
 
 // 1, 2, ..., n in the given shape.
-template <class T = double>
-Tensor<T> iota(const Shape& shape, bool requires_grad = false) {
+template <class T = double> Tensor<T> iota(const Shape& shape, bool requires_grad = false) {
   std::size_t n = 1;
   for (std::size_t d : shape) n *= d;
   std::vector<T> v(n);
@@ -69,8 +66,7 @@ Tensor<T> iota(const Shape& shape, bool requires_grad = false) {
 
 // Checks shape and every value (relative tolerance eps; infinities must match exactly).
 template <class T>
-void check_values(const Tensor<T>& t, const Shape& shape, const std::vector<double>& expected,
-                  double eps = 1e-12) {
+void check_values(const Tensor<T>& t, const Shape& shape, const std::vector<double>& expected, double eps = 1e-12) {
   REQUIRE(t.shape() == shape);
   REQUIRE(t.numel() == expected.size());
   for (std::size_t i = 0; i < expected.size(); ++i) {
@@ -82,8 +78,7 @@ void check_values(const Tensor<T>& t, const Shape& shape, const std::vector<doub
   }
 }
 template <class T>
-void check_array(const Array<T>& a, const Shape& shape, const std::vector<double>& expected,
-                 double eps = 1e-12) {
+void check_array(const Array<T>& a, const Shape& shape, const std::vector<double>& expected, double eps = 1e-12) {
   check_values(Tensor<T>(a), shape, expected, eps);
 }
 
@@ -107,7 +102,6 @@ void check_throws_with(F&& f, const std::vector<std::string>& fragments) {
       CHECK_MESSAGE(what.find(fragment) != std::string::npos, "'" << what << "' lacks '" << fragment << "'");
   }
 }
-
 
 // A fresh directory under the system's temporary directory (mkdtemp: concurrent runs never
 // share one), removed with its contents at scope exit.

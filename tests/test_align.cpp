@@ -130,10 +130,10 @@ TEST_CASE("align data: the noise sampler draws standard normals, tails included"
     ++count[std::size_t(std::upper_bound(edges.begin(), edges.end(), z) - edges.begin())];
   }
   const double dn = double(n);
-  CHECK(std::abs(sum / dn) < 4.0 / std::sqrt(dn));                  // mean 0
+  CHECK(std::abs(sum / dn) < 4.0 / std::sqrt(dn));                            // mean 0
   CHECK(sum2 / dn == doctest::Approx(1.0).epsilon(4 * std::sqrt(2.0 / dn)));  // variance 1
-  CHECK(sum4 / dn == doctest::Approx(3.0).epsilon(0.01));          // kurtosis 3
-  const auto near = [&](std::size_t seen, double p) {  // within 4.5 standard deviations
+  CHECK(sum4 / dn == doctest::Approx(3.0).epsilon(0.01));                     // kurtosis 3
+  const auto near = [&](std::size_t seen, double p) {                         // within 4.5 standard deviations
     const double expected = p * dn;
     return std::abs(double(seen) - expected) < 4.5 * std::sqrt(expected * (1 - p));
   };
@@ -235,7 +235,7 @@ TEST_CASE("align data: every pixel is painted as TASK.md specifies") {
                             << " clipped to 0; " << painted_pixels << " painted pixels");
   CHECK(mean == doctest::Approx(0.1).epsilon(0.002));
   CHECK(sd == doctest::Approx(0.03).epsilon(0.01));
-  CHECK(painted_pixels > 300 * 20);  // shapes cover about 20 to 40 pixels each
+  CHECK(painted_pixels > 300 * 20);                                      // shapes cover about 20 to 40 pixels each
   const double p_zero = 0.5 * std::erfc((0.1 / 0.03) / std::sqrt(2.0));  // P(z < -3.33)
   CHECK(double(clipped_to_zero) == doctest::Approx(p_zero * double(background.size())).epsilon(0.25));
 }
@@ -279,7 +279,8 @@ TEST_CASE("align data: captions parse and print, bad words name the vocabulary")
   const Caption c = parse_caption("  cyan   cross bottom right ");
   CHECK(c == Caption{5, 9, 11, 13});
   CHECK(caption_text(c) == "cyan cross bottom right");
-  for (const char* bad : {"purple circle top left", "circle red top left", "red circle top", "red circle top left now"}) {
+  for (const char* bad :
+       {"purple circle top left", "circle red top left", "red circle top", "red circle top left now"}) {
     try {
       parse_caption(bad);
       FAIL("accepted: " << bad);
@@ -331,7 +332,7 @@ TEST_CASE("align metrics: P@1 counts captions whose top image matches") {
 TEST_CASE("align metrics: grounding averages the colour and shape tokens") {
   Example e;
   e.objects = {{2, 3, 9}, {4, 1, 2}};
-  e.described = 0;  // the object in cell 9
+  e.described = 0;                             // the object in cell 9
   std::vector<float> attention(4 * 16, 0.0f);  // (token, patch)
   attention[0 * 16 + 9] = 0.6f;                // colour token looks at cell 9
   attention[1 * 16 + 2] = 0.5f;                // shape token prefers cell 2 ...
@@ -355,8 +356,8 @@ TEST_CASE("align training: a short run climbs far above chance, the baseline can
   std::ostringstream log;
   const TrainResult attention = train(options, log);
   MESSAGE("200 steps: P@1 " << attention.metrics.p_at_1 << ", grounding " << attention.metrics.grounding);
-  CHECK(attention.metrics.p_at_1 > 0.3);      // chance is about 0.02
-  CHECK(attention.metrics.grounding > 0.8);   // chance is about 1/16
+  CHECK(attention.metrics.p_at_1 > 0.3);     // chance is about 0.02
+  CHECK(attention.metrics.grounding > 0.8);  // chance is about 1/16
   const auto lines = read_file(dir / "metrics.jsonl");
   CHECK(lines.find("\"step\": 200, \"loss\": ") != std::string::npos);
   CHECK(lines.find("\"ms_per_step\": ") != std::string::npos);
@@ -404,7 +405,8 @@ TEST_CASE("align checkpoint: foreign, mismatched and missing checkpoints are ref
   config["step"] = "1";
   state.erase("norm.bias");
   xtgrad::save_safetensors<float>(dir / "model.safetensors", state, config);
-  CHECK_THROWS_WITH_AS(load_model(dir.path.string()), doctest::Contains("missing 'norm.bias'"), xtgrad::CheckpointError);
+  CHECK_THROWS_WITH_AS(load_model(dir.path.string()), doctest::Contains("missing 'norm.bias'"),
+                       xtgrad::CheckpointError);
   // a configuration the tensors do not fit
   state = model.state_dict();
   config["dim"] = "64";
@@ -453,11 +455,13 @@ TEST_CASE("align cli: checkpoints: missing, truncated, corrupt and foreign exit 
   CHECK(text.find("{\"p_at_1\": ") != std::string::npos);
   CHECK(run_align("eval --checkpoint " + (dir / "model.safetensors")) == 0);
 
-  CHECK(run_align("show --checkpoint " + dir.path.string() + " --caption \"red circle top middle\" --png " +
-                      (dir / "x.png"), &text) == 2);
+  CHECK(run_align(
+            "show --checkpoint " + dir.path.string() + " --caption \"red circle top middle\" --png " + (dir / "x.png"),
+            &text) == 2);
   CHECK(text.find("vocabulary: red green blue") != std::string::npos);
-  CHECK(run_align("show --checkpoint " + dir.path.string() + " --caption \"red circle top left\" --png " + (dir / "s.png"),
-                  &text) == 0);
+  CHECK(run_align(
+            "show --checkpoint " + dir.path.string() + " --caption \"red circle top left\" --png " + (dir / "s.png"),
+            &text) == 0);
   CHECK(fs::file_size(dir / "s.png") > 1000);
 
   CHECK(run_align("eval --checkpoint " + (dir / "absent"), &text) == 1);
@@ -481,7 +485,7 @@ TEST_CASE("align cli: a run stopped and resumed ends with the same parameters as
   const std::string a = dir / "a", b = dir / "b";
   REQUIRE(run_align("train --steps 20 " + kSmallRun + " --out " + a) == 0);
   std::string text;
-  CHECK(run_align("train --resume " + a + " --steps 20", &text) == 2);  // already there
+  CHECK(run_align("train --resume " + a + " --steps 20", &text) == 2);           // already there
   CHECK(run_align("train --resume " + a + " --steps 40 --lr 0.5", &text) == 2);  // settings are the run's
   REQUIRE(run_align("train --resume " + a + " --steps 40 --eval-every 10") == 0);
   REQUIRE(run_align("train --steps 40 " + kSmallRun + " --out " + b) == 0);

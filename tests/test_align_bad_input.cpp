@@ -40,9 +40,10 @@ void set_metadata(const std::string& dir, const std::string& key, const std::str
 // A trained run of `steps` steps with a checkpoint every 2, in dir.
 void small_run(const std::string& dir, int steps = 4, const std::string& extra = "") {
   std::string text;
-  REQUIRE_MESSAGE(run_align("train --steps " + std::to_string(steps) + " --eval-every 2 " + kSmall + extra + " --out " + dir,
-                            &text) == 0,
-                  text);
+  REQUIRE_MESSAGE(
+      run_align("train --steps " + std::to_string(steps) + " --eval-every 2 " + kSmall + extra + " --out " + dir,
+                &text) == 0,
+      text);
 }
 
 }  // namespace
@@ -107,8 +108,8 @@ TEST_CASE("align bad input: running out of memory anyway says what was being don
   }
   CHECK(code == 1);
   CHECK(common::Doing::current() == "running");
-  CHECK(common::run_main(app, 1, const_cast<char**>(argv), "test",
-                         []() -> int { throw common::UsageError("no"); }) == 2);
+  CHECK(common::run_main(app, 1, const_cast<char**>(argv), "test", []() -> int { throw common::UsageError("no"); }) ==
+        2);
 }
 
 TEST_CASE("align bad input: parse_count takes digits only, within its range") {
@@ -123,8 +124,8 @@ TEST_CASE("align bad input: parse_count takes digits only, within its range") {
 TEST_CASE("align bad input: show checks the test split and --image instead of crashing") {
   TempDir dir("show");
   small_run(dir.path.string());
-  const std::string show = "show --checkpoint " + dir.path.string() + " --caption \"red circle top left\" --png " +
-                           (dir / "o.png");
+  const std::string show =
+      "show --checkpoint " + dir.path.string() + " --caption \"red circle top left\" --png " + (dir / "o.png");
   std::string text;
   CHECK(run_align(show + " --image 120", &text) == 2);
   CHECK_MESSAGE(contains(text, "--image 120 is out of range"), text);
@@ -244,8 +245,9 @@ TEST_CASE("align bad input: a checkpoint with a NaN or an infinity is refused, n
   CHECK_MESSAGE(contains(text, "'score.weight' holds nan at element 3"), text);
   file.tensors.at("score.weight").data()[3] = -std::numeric_limits<float>::infinity();
   xtgrad::save_safetensors<float>(path, file.tensors, file.metadata);
-  CHECK(run_align("show --checkpoint " + dir.path.string() + " --caption \"red circle top left\" --png " +
-                      (dir / "o.png"), &text) == 1);
+  CHECK(run_align(
+            "show --checkpoint " + dir.path.string() + " --caption \"red circle top left\" --png " + (dir / "o.png"),
+            &text) == 1);
   CHECK_MESSAGE(contains(text, "holds -inf at element 3"), text);
 }
 

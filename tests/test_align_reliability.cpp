@@ -75,8 +75,7 @@ ino_t inode_of(const std::string& path) {
   return ::stat(path.c_str(), &info) == 0 ? info.st_ino : 0;
 }
 
-template <class Container>
-bool all_finite(const Container& values) {
+template <class Container> bool all_finite(const Container& values) {
   return std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
 }
 
@@ -124,8 +123,9 @@ TEST_CASE("reliability: training killed with SIGKILL at any moment resumes from 
   constexpr double kBudgetSeconds = 14;  // for the kills; the final resume and reference follow
 
   enum Moment { kDelay, kFirstTemp, kModelTemp, kStateTemp, kModelRenamed, kMoments };
-  const char* const moment_names[kMoments] = {"a random delay", "the first temporary file", "the model's temporary file",
-                                              "the train state's temporary file", "the model's rename"};
+  const char* const moment_names[kMoments] = {"a random delay", "the first temporary file",
+                                              "the model's temporary file", "the train state's temporary file",
+                                              "the model's rename"};
   // Delays from a fixed seed; where they land still depends on the machine's timing.
   std::mt19937 rng(20240607);
   std::uniform_int_distribution<int> delay_ms(5, 150);
@@ -174,8 +174,8 @@ TEST_CASE("reliability: training killed with SIGKILL at any moment resumes from 
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
     if (exited) {  // a resume that failed: the evidence is in its output
-      FAIL_CHECK("life " << lives << " exited before its first checkpoint (status " << status << "): "
-                         << read_file(log));
+      FAIL_CHECK("life " << lives << " exited before its first checkpoint (status " << status
+                         << "): " << read_file(log));
       resumable = false;
       break;
     }
@@ -231,30 +231,29 @@ TEST_CASE("reliability: training killed with SIGKILL at any moment resumes from 
       CHECK_NOTHROW(next_at = train_state_step(next_file));
     }
     if (state_at != at) ++between_renames;
-    CHECK_MESSAGE((state_at == at || next_at == at), "after kill " << kills << " (" << moment_names[moment]
-                                                                   << "): the model is at step " << at
-                                                                   << ", the train states at " << state_at
-                                                                   << " and " << next_at);
+    CHECK_MESSAGE((state_at == at || next_at == at),
+                  "after kill " << kills << " (" << moment_names[moment] << "): the model is at step " << at
+                                << ", the train states at " << state_at << " and " << next_at);
     check_temporaries_are_from_killed();
   }
   const double kill_seconds = seconds_since(start);
   const std::size_t leftovers = names_containing(run, ".tmp-").size();
   MESSAGE(kills << " kills in " << lives << " lives, " << kill_seconds << " s; caught at: delay " << caught[kDelay]
                 << ", first temp " << caught[kFirstTemp] << ", model temp " << caught[kModelTemp] << ", state temp "
-                << caught[kStateTemp] << ", model rename " << caught[kModelRenamed] << ", spins missed "
-                << missed_spins << "; landed in a model write " << landed_in_model_write << ", in a train state write "
+                << caught[kStateTemp] << ", model rename " << caught[kModelRenamed] << ", spins missed " << missed_spins
+                << "; landed in a model write " << landed_in_model_write << ", in a train state write "
                 << landed_in_state_write << ", between the two renames " << between_renames
                 << " (train_state.next left " << next_left << "); stale temporaries now " << leftovers);
   CHECK(kills >= 10);
-  CHECK(landed_in_model_write + landed_in_state_write + between_renames >= 1);  // some kills did hit a save
+  CHECK(landed_in_model_write + landed_in_state_write + between_renames >= 1);     // some kills did hit a save
   CHECK(leftovers <= std::size_t(landed_in_model_write + landed_in_state_write));  // one per killed write at most
   REQUIRE(resumable);
 
   // The last life runs two more steps to completion ...
   const std::size_t at = model_step(run), end = at + 2;
   std::string text;
-  REQUIRE_MESSAGE(run_align("train --resume " + run + " --steps " + std::to_string(end) + " --eval-every 1", &text) == 0,
-                  text);
+  REQUIRE_MESSAGE(
+      run_align("train --resume " + run + " --steps " + std::to_string(end) + " --eval-every 1", &text) == 0, text);
   CHECK(model_step(run) == end);
   CHECK(train_state_step(state_file) == end);
   CHECK_FALSE(fs::exists(next_file));

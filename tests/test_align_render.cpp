@@ -134,7 +134,8 @@ TEST_CASE("render: the heat map colours the largest weight hottest and the small
   over.fill_rect(0, 0, 140, 140, {0.2f, 0.2f, 0.2f});
   over.draw_heatmap(w, 0, 0, scale, 0.5f);
   const Rgb hot = align::heat_colour(1.0f);
-  CHECK(same(over.pixel(2 * cell + 3, cell + 3), {0.1f + 0.5f * hot.r, 0.1f + 0.5f * hot.g, 0.1f + 0.5f * hot.b}, 1e-5f));
+  CHECK(
+      same(over.pixel(2 * cell + 3, cell + 3), {0.1f + 0.5f * hot.r, 0.1f + 0.5f * hot.g, 0.1f + 0.5f * hot.b}, 1e-5f));
 }
 
 TEST_CASE("render: text draws inside its box and nowhere else") {

@@ -28,21 +28,18 @@ using D = Tensor<double>;
 using F = Tensor<float>;
 
 // Same shape and every element within tol (absolute + relative).
-template <class A, class B>
-void check_close(const A& actual, const B& expected, double tol = 1e-12) {
+template <class A, class B> void check_close(const A& actual, const B& expected, double tol = 1e-12) {
   REQUIRE(Shape(actual.shape().begin(), actual.shape().end()) ==
           Shape(expected.shape().begin(), expected.shape().end()));
   for (std::size_t i = 0; i < actual.size(); ++i) {
     const double a = static_cast<double>(actual.data()[i]);
     const double e = static_cast<double>(expected.data()[i]);
-    CHECK_MESSAGE(std::abs(a - e) <= tol * (1.0 + std::abs(e)),
-                  "element " << i << ": " << a << " vs expected " << e);
+    CHECK_MESSAGE(std::abs(a - e) <= tol * (1.0 + std::abs(e)), "element " << i << ": " << a << " vs expected " << e);
   }
 }
 
 // Asserts that f throws std::logic_error (or a subclass) whose message contains fragment.
-template <class Fn>
-void check_logic_error_with(Fn&& f, const std::string& fragment) {
+template <class Fn> void check_logic_error_with(Fn&& f, const std::string& fragment) {
   try {
     f();
     FAIL("expected std::logic_error");
@@ -55,8 +52,7 @@ void check_logic_error_with(Fn&& f, const std::string& fragment) {
 // Runs fn on a thread with a 1 MiB stack and waits for it; rethrows what fn threw. A
 // recursion of one frame per op needs several MiB for 100,000 ops (the 8 MiB main stack
 // can absorb it), so deep-graph tests run here to prove the engine does not recurse.
-template <class Fn>
-void run_on_small_stack(Fn fn) {
+template <class Fn> void run_on_small_stack(Fn fn) {
   struct Job {
     Fn fn;
     std::exception_ptr error;
@@ -99,7 +95,7 @@ TEST_CASE("engine: diamond graph x -> (2x, x*x) -> sum(a*b) gives 6x^2") {
 
 TEST_CASE("engine: diamond through an interior node sums both branches before its backward") {
   D x = input({4}, 2);
-  D h = x * 3.0;  // interior node consumed by two ops
+  D h = x * 3.0;                   // interior node consumed by two ops
   D y = sum((h * 2.0) * (h * h));  // sum(2 h^3), dy/dh = 6 h^2, dy/dx = 18 h^2
   y.backward();
   check_close(x.grad(), Array<double>(18.0 * h.data() * h.data()));
@@ -144,8 +140,7 @@ TEST_CASE("engine: backward with an explicit gradient on a non-scalar output") {
 TEST_CASE("engine: backward with a gradient of the wrong shape throws invalid_argument") {
   D x = input({2, 3}, 7);
   D y = x * 2.0;
-  check_throws_with([&] { y.backward(Array<double>(xt::ones<double>({3, 2}))); },
-                    {"backward", "(3,2)", "(2,3)"});
+  check_throws_with([&] { y.backward(Array<double>(xt::ones<double>({3, 2}))); }, {"backward", "(3,2)", "(2,3)"});
   CHECK_FALSE(x.has_grad());
 }
 
@@ -164,7 +159,7 @@ TEST_CASE("engine: retain_graph allows a second backward, which accumulates") {
   check_close(x.grad(), once);
   y.backward(/*retain_graph=*/true);
   check_close(x.grad(), Array<double>(2.0 * once));  // interior grads did not leak
-  y.backward();  // last use: releases
+  y.backward();                                      // last use: releases
   check_close(x.grad(), Array<double>(3.0 * once));
   check_logic_error_with([&] { y.backward(); }, "retain_graph");
   check_close(x.grad(), Array<double>(3.0 * once));  // the failed call added nothing
@@ -318,7 +313,7 @@ TEST_CASE("engine: backward without retain_graph frees intermediate nodes") {
   CHECK(weak_h.expired());
   CHECK(weak_hh.expired());
   CHECK(y.node_ptr()->inputs().empty());
-  check_close(x.grad(), Array<double>(8.0 * x.data()));  // d sum(4x^2)/dx
+  check_close(x.grad(), Array<double>(8.0 * x.data()));                      // d sum(4x^2)/dx
   CHECK(y.item() == doctest::Approx(4.0 * xt::sum(x.data() * x.data())()));  // value kept
 }
 
@@ -520,17 +515,26 @@ TEST_CASE("engine: an undefined Tensor passed to an op is refused naming the op 
       {"var", 1, [&] { var(u); }},
       {"reshape", 1, [&] { reshape(u, {-1}); }},
       {"transpose", 1, [&] { transpose(u, 0, 1); }},
-      {"permute", 1, [&] { permute(u, {1, 0}); }},
+      {"permute", 1,
+       [&] {
+         permute(u, {1, 0});
+       }},
       {"unsqueeze", 1, [&] { unsqueeze(u, 0); }},
       {"squeeze", 1, [&] { squeeze(u, 0); }},
       {"squeeze", 1, [&] { squeeze(u); }},
-      {"expand", 1, [&] { expand(u, {2, 3}); }},
+      {"expand", 1,
+       [&] {
+         expand(u, {2, 3});
+       }},
       {"narrow", 1, [&] { narrow(u, 0, 0, 1); }},
       {"slice", 1, [&] { slice(u, 0, 0, 1); }},
       {"index_select", 1, [&] { index_select(u, 0, {0}); }},
       {"matmul", 1, [&] { matmul(u, x); }},
       {"matmul", 2, [&] { matmul(x, u); }},
-      {"matmul", 2, [&] { matmul(F(xt::ones<float>({2, 2})), uf); }},
+      {"matmul", 2,
+       [&] {
+         matmul(F(xt::ones<float>({2, 2})), uf);
+       }},
       {"linear", 2, [&] { linear(x, u); }},
       {"linear", 3, [&] { linear(x, w, std::optional<D>(u)); }},
       {"attention_heads", 2, [&] { attention_heads(q, u, q, 2); }},
@@ -540,7 +544,10 @@ TEST_CASE("engine: an undefined Tensor passed to an op is refused naming the op 
       {"log_softmax", 1, [&] { log_softmax(u); }},
       {"layer_norm", 1, [&] { layer_norm(u, {3}); }},
       {"layer_norm", 4, [&] { layer_norm<double>(x, {3}, std::nullopt, u); }},
-      {"cross_entropy", 1, [&] { cross_entropy(u, std::vector<std::size_t>{0, 1}); }},
+      {"cross_entropy", 1,
+       [&] {
+         cross_entropy(u, std::vector<std::size_t>{0, 1});
+       }},
       {"cross_entropy", 2, [&] { cross_entropy(x, u); }},
       {"mse_loss", 2, [&] { mse_loss(x, u); }},
       {"dropout", 1, [&] { dropout(u, 0.5, false, gen); }},
@@ -548,8 +555,8 @@ TEST_CASE("engine: an undefined Tensor passed to an op is refused naming the op 
       {"where", 3, [&] { where(mask, x, u); }},
   };
   for (const auto& call : calls) {
-    const std::string expected = std::get<0>(call) + ": argument " + std::to_string(std::get<1>(call)) +
-                                 " is an undefined Tensor";
+    const std::string expected =
+        std::get<0>(call) + ": argument " + std::to_string(std::get<1>(call)) + " is an undefined Tensor";
     CAPTURE(expected);
     check_throws_with(std::get<2>(call), {expected});
   }
@@ -563,18 +570,30 @@ TEST_CASE("engine: an undefined Tensor passed to an op is refused naming the op 
 TEST_CASE("creation: a ragged nested initializer list is refused, naming the lengths") {
   // xtensor took the first row's length for all: {{1, 2}, {3}} became (1,2,3,garbage) and
   // {{1}, {2, 3}} wrote past the end of its (2,1) buffer.
-  check_throws_with([] { F({{1, 2}, {3}}); },
-                    {"ragged nested initializer list", "the list at [1] has length 1", "the one at [0] has length 2"});
+  check_throws_with(
+      [] {
+        F({{1, 2}, {3}});
+      },
+      {"ragged nested initializer list", "the list at [1] has length 1", "the one at [0] has length 2"});
   check_throws_with([] { D({{1.0}, {2.0, 3.0}}); }, {"the list at [1] has length 2", "the one at [0] has length 1"});
   check_throws_with([] { D({{1.0, 2.0}, {3.0, 4.0}, {5.0, 6.0, 7.0}}); }, {"the list at [2] has length 3"});
   // three deep: a short innermost list, then a short middle one
-  check_throws_with([] { F({{{1, 2}, {3, 4}}, {{5, 6}, {7}}}); },
-                    {"the list at [1][1] has length 1", "the one at [0][0] has length 2"});
-  check_throws_with([] { F({{{1, 2}}, {{3, 4}, {5, 6}}}); },
-                    {"the list at [1] has length 2", "the one at [0] has length 1"});
+  check_throws_with(
+      [] {
+        F({{{1, 2}, {3, 4}}, {{5, 6}, {7}}});
+      },
+      {"the list at [1][1] has length 1", "the one at [0][0] has length 2"});
+  check_throws_with(
+      [] {
+        F({{{1, 2}}, {{3, 4}, {5, 6}}});
+      },
+      {"the list at [1] has length 2", "the one at [0] has length 1"});
   // four deep
-  check_throws_with([] { D({{{{1.0, 2.0}}}, {{{3.0}}}}); },
-                    {"the list at [1][0][0] has length 1", "the one at [0][0][0] has length 2"});
+  check_throws_with(
+      [] {
+        D({{{{1.0, 2.0}}}, {{{3.0}}}});
+      },
+      {"the list at [1][0][0] has length 1", "the one at [0][0][0] has length 2"});
   // rectangular lists still build, requires_grad passed on
   const F ok({{{1, 2}, {3, 4}}, {{5, 6}, {7, 8}}}, true);
   CHECK(ok.shape() == Shape{2, 2, 2});
@@ -582,7 +601,6 @@ TEST_CASE("creation: a ragged nested initializer list is refused, naming the len
   CHECK(ok.data()(1, 1, 1) == 8.0f);
   CHECK(D({{{{1.0, 2.0}}}}).shape() == Shape{1, 1, 1, 2});
 }
-
 
 TEST_CASE("creation: zeros, ones and full") {
   D z = zeros<double>({2, 3});

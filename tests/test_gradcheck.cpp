@@ -23,43 +23,40 @@ constexpr std::size_t all_elements = std::numeric_limits<std::size_t>::max();
 // out = a * b (same shapes). The backward multiplies input 0's gradient by scale_a and
 // input 1's by scale_b, either everywhere (bad == all_elements) or at one flat element.
 // Scales of 1 give the correct op.
-D scaled_mul(const D& a, const D& b, double scale_a, double scale_b,
-             std::size_t bad = all_elements) {
-  return make_result<double>(
-      "scaled_mul", Arr(a.data() * b.data()), {a, b},
-      [scale_a, scale_b, bad](const std::vector<NodePtr<double>>& in, const Arr&, const Arr& g) {
-        auto scaled = [bad](Arr grad, double scale) {
-          if (bad == all_elements)
-            grad *= scale;
-          else
-            grad.data()[bad] *= scale;
-          return grad;
-        };
-        add_grad(*in[0], scaled(g * in[1]->data(), scale_a));
-        add_grad(*in[1], scaled(g * in[0]->data(), scale_b));
-      });
+D scaled_mul(const D& a, const D& b, double scale_a, double scale_b, std::size_t bad = all_elements) {
+  return make_result<double>("scaled_mul", Arr(a.data() * b.data()), {a, b},
+                             [scale_a, scale_b, bad](const std::vector<NodePtr<double>>& in, const Arr&, const Arr& g) {
+                               auto scaled = [bad](Arr grad, double scale) {
+                                 if (bad == all_elements)
+                                   grad *= scale;
+                                 else
+                                   grad.data()[bad] *= scale;
+                                 return grad;
+                               };
+                               add_grad(*in[0], scaled(g * in[1]->data(), scale_a));
+                               add_grad(*in[1], scaled(g * in[0]->data(), scale_b));
+                             });
 }
 
 // A correct custom unary op: out = x^3, dout/dx = 3x^2.
 D cube(const D& x) {
-  return make_result<double>(
-      "cube", Arr(x.data() * x.data() * x.data()), {x},
-      [](const std::vector<NodePtr<double>>& in, const Arr&, const Arr& g) {
-        const Arr& v = in[0]->data();
-        add_grad(*in[0], Arr(3.0 * v * v * g));
-      });
+  return make_result<double>("cube", Arr(x.data() * x.data() * x.data()), {x},
+                             [](const std::vector<NodePtr<double>>& in, const Arr&, const Arr& g) {
+                               const Arr& v = in[0]->data();
+                               add_grad(*in[0], Arr(3.0 * v * v * g));
+                             });
 }
 
 // out = 2x, its gradient written in place through grad_target, as the built-in products
 // write theirs: with beta 0 the buffer is uninitialised, so it is overwritten, not read.
 D twice_in_place(const D& x) {
-  return make_result<double>(
-      "twice_in_place", Arr(2.0 * x.data()), {x},
-      [](const std::vector<NodePtr<double>>& in, const Arr&, const Arr& g) {
-        const GradTarget<double> dx = grad_target(*in[0]);
-        if (!dx) return;  // x needs no gradient
-        for (std::size_t i = 0; i < g.size(); ++i) dx.data[i] = (dx.beta == 0.0 ? 0.0 : dx.data[i]) + 2.0 * g.data()[i];
-      });
+  return make_result<double>("twice_in_place", Arr(2.0 * x.data()), {x},
+                             [](const std::vector<NodePtr<double>>& in, const Arr&, const Arr& g) {
+                               const GradTarget<double> dx = grad_target(*in[0]);
+                               if (!dx) return;  // x needs no gradient
+                               for (std::size_t i = 0; i < g.size(); ++i)
+                                 dx.data[i] = (dx.beta == 0.0 ? 0.0 : dx.data[i]) + 2.0 * g.data()[i];
+                             });
 }
 
 // The number after `label` in message ("numerical 0.123, analytical 0.456").
@@ -70,8 +67,7 @@ double number_after(const std::string& message, const std::string& label) {
 }
 
 void check_contains(const std::string& message, const std::string& fragment) {
-  CHECK_MESSAGE(message.find(fragment) != std::string::npos,
-                "'" << message << "' lacks '" << fragment << "'");
+  CHECK_MESSAGE(message.find(fragment) != std::string::npos, "'" << message << "' lacks '" << fragment << "'");
 }
 
 }  // namespace
@@ -108,8 +104,8 @@ TEST_CASE("custom op: grad_target and add_grad follow one rule, first write over
 TEST_CASE("gradcheck: a 1.1x gradient for input 1 is caught and located") {
   D a = input({2, 3}, 104), b = input({2, 3}, 105);
   // Only element (1,2) [flat 5] of input 1's gradient is wrong.
-  const GradcheckResult r = gradcheck(
-      [](const std::vector<D>& in) { return scaled_mul(in[0], in[1], 1.0, 1.1, 5); }, {a, b});
+  const GradcheckResult r =
+      gradcheck([](const std::vector<D>& in) { return scaled_mul(in[0], in[1], 1.0, 1.1, 5); }, {a, b});
   REQUIRE_FALSE(r.ok);
   INFO(r.message);
   check_contains(r.message, "output element (1,2) [flat 5]");
@@ -126,8 +122,8 @@ TEST_CASE("gradcheck: a 1.1x gradient for input 1 is caught and located") {
 
 TEST_CASE("gradcheck: a wrong gradient for input 0 is reported as input 0") {
   D a = input({4}, 106), b = input({4}, 107);
-  const GradcheckResult r = gradcheck(
-      [](const std::vector<D>& in) { return scaled_mul(in[0], in[1], 0.9, 1.0); }, {a, b});
+  const GradcheckResult r =
+      gradcheck([](const std::vector<D>& in) { return scaled_mul(in[0], in[1], 0.9, 1.0); }, {a, b});
   REQUIRE_FALSE(r.ok);
   check_contains(r.message, "input 0, element (0) [flat 0]");
   check_contains(r.message, "output element (0) [flat 0]");
@@ -141,11 +137,10 @@ TEST_CASE("gradcheck: a transposed Jacobian is caught") {
   auto wrong = [A](const std::vector<D>& in) {
     const Arr& x = in[0].data();
     Arr out = xt::sum(A * xt::view(x, xt::newaxis(), xt::all()), {1});
-    return make_result<double>(
-        "wrong_matvec", std::move(out), {in[0]},
-        [A](const std::vector<NodePtr<double>>& nodes, const Arr&, const Arr& g) {
-          add_grad(*nodes[0], Arr(xt::sum(A * xt::view(g, xt::newaxis(), xt::all()), {1})));
-        });
+    return make_result<double>("wrong_matvec", std::move(out), {in[0]},
+                               [A](const std::vector<NodePtr<double>>& nodes, const Arr&, const Arr& g) {
+                                 add_grad(*nodes[0], Arr(xt::sum(A * xt::view(g, xt::newaxis(), xt::all()), {1})));
+                               });
   };
   D x = input({3}, 108);
   const GradcheckResult r = gradcheck(wrong, {x});
@@ -161,9 +156,8 @@ TEST_CASE("gradcheck: a transposed Jacobian is caught") {
 
 TEST_CASE("gradcheck: fast mode passes a correct (64,64) matmul") {
   D a = input({64, 64}, 109), b = input({64, 64}, 110);
-  const GradcheckResult r =
-      gradcheck([](const std::vector<D>& in) { return matmul(in[0], in[1]); }, {a, b},
-                GradcheckOptions().set_fast_mode(true).set_seed(7));
+  const GradcheckResult r = gradcheck([](const std::vector<D>& in) { return matmul(in[0], in[1]); }, {a, b},
+                                      GradcheckOptions().set_fast_mode(true).set_seed(7));
   CHECK_MESSAGE(r.ok, r.message);
   CHECK(r.checked == 2);  // one projection per input
   CHECK(r.max_abs_error < 1e-5);
@@ -171,9 +165,8 @@ TEST_CASE("gradcheck: fast mode passes a correct (64,64) matmul") {
 
 TEST_CASE("gradcheck: fast mode catches the wrong op") {
   D a = input({64, 64}, 111), b = input({64, 64}, 112);
-  const GradcheckResult r = gradcheck(
-      [](const std::vector<D>& in) { return scaled_mul(in[0], in[1], 1.0, 1.1); }, {a, b},
-      GradcheckOptions().set_fast_mode(true));
+  const GradcheckResult r = gradcheck([](const std::vector<D>& in) { return scaled_mul(in[0], in[1], 1.0, 1.1); },
+                                      {a, b}, GradcheckOptions().set_fast_mode(true));
   REQUIRE_FALSE(r.ok);
   check_contains(r.message, "input 1");
   check_contains(r.message, "projection");
@@ -230,8 +223,7 @@ TEST_CASE("gradcheck: the caller's input tensors are not modified") {
 
 TEST_CASE("gradcheck: max_abs_error is small for a correct op and reported") {
   D x = input({3, 3}, 119), y = input({3, 3}, 120);
-  GradcheckResult r = gradcheck(
-      [](const std::vector<D>& in) { return exp(in[0]) * tanh(in[1]); }, {x, y});
+  GradcheckResult r = gradcheck([](const std::vector<D>& in) { return exp(in[0]) * tanh(in[1]); }, {x, y});
   CHECK_MESSAGE(r.ok, r.message);
   CHECK(r.max_abs_error >= 0.0);
   CHECK(r.max_abs_error < 1e-7);
@@ -245,11 +237,10 @@ TEST_CASE("gradcheck: max_abs_error is small for a correct op and reported") {
 TEST_CASE("gradcheck: a NaN gradient fails") {
   D x = input({3}, 121);
   auto nan_grad = [](const std::vector<D>& in) {
-    return make_result<double>(
-        "nan_grad", Arr(in[0].data() * 2.0), {in[0]},
-        [](const std::vector<NodePtr<double>>& nodes, const Arr&, const Arr& g) {
-          add_grad(*nodes[0], Arr(g * std::numeric_limits<double>::quiet_NaN()));
-        });
+    return make_result<double>("nan_grad", Arr(in[0].data() * 2.0), {in[0]},
+                               [](const std::vector<NodePtr<double>>& nodes, const Arr&, const Arr& g) {
+                                 add_grad(*nodes[0], Arr(g * std::numeric_limits<double>::quiet_NaN()));
+                               });
   };
   const GradcheckResult r = gradcheck(nan_grad, {x});
   CHECK_FALSE(r.ok);
@@ -259,8 +250,7 @@ TEST_CASE("gradcheck: a NaN gradient fails") {
 
 TEST_CASE("gradcheck: an output that does not depend on the inputs fails with a message") {
   D x = input({3}, 122);
-  const GradcheckResult r =
-      gradcheck([](const std::vector<D>& in) { return in[0].detach() * 2.0; }, {x});
+  const GradcheckResult r = gradcheck([](const std::vector<D>& in) { return in[0].detach() * 2.0; }, {x});
   CHECK_FALSE(r.ok);
   check_contains(r.message, "does not depend");
 }

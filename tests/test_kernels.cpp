@@ -91,10 +91,12 @@ TEST_CASE("kernels: float gelu and its gradient match the double ones to float p
   const Tensor<double> yd = gelu(Tensor<double>(td.data()));
   double worst_value = 0, worst_grad = 0;
   for (std::size_t i = 0; i < xf.size(); ++i) {
-    worst_value = std::max(worst_value, std::abs(double(yf.data()(i)) - yd.data()(i)) / std::max(1.0, std::abs(yd.data()(i))));
+    worst_value =
+        std::max(worst_value, std::abs(double(yf.data()(i)) - yd.data()(i)) / std::max(1.0, std::abs(yd.data()(i))));
     worst_grad = std::max(worst_grad, std::abs(double(tf.grad()(i)) - td.grad()(i)));
   }
-  MESSAGE("float gelu vs double: value ", worst_value, " relative (absolute below 1), gradient ", worst_grad, " absolute");
+  MESSAGE("float gelu vs double: value ", worst_value, " relative (absolute below 1), gradient ", worst_grad,
+          " absolute");
   CHECK(worst_value < 1e-6);
   CHECK(worst_grad < 1e-6);
 }
@@ -124,7 +126,8 @@ TEST_CASE("kernels: softmax_backward_rows against the formula in double, rows ap
   std::vector<float> p(rows * stride, 0.0f), ds(rows * stride, 7.0f);
   Generator gen(3);
   for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t j = 0; j < len; ++j) p[r * stride + j] = float(gen.uniform()), ds[r * stride + j] = float(gen.normal());
+    for (std::size_t j = 0; j < len; ++j)
+      p[r * stride + j] = float(gen.uniform()), ds[r * stride + j] = float(gen.normal());
   const std::vector<float> dp = ds;
   kernels::softmax_backward_rows(p.data(), ds.data(), rows, len, stride, 0.25f);
   for (std::size_t r = 0; r < rows; ++r) {
@@ -134,7 +137,8 @@ TEST_CASE("kernels: softmax_backward_rows against the formula in double, rows ap
       const std::size_t at = r * stride + j;
       CHECK(ds[at] == doctest::Approx(0.25 * p[at] * (dp[at] - dot)).epsilon(1e-5).scale(1e-6));
     }
-    for (std::size_t j = len; j < stride && r + 1 < rows; ++j) CHECK(ds[r * stride + j] == 7.0f);  // between rows: untouched
+    for (std::size_t j = len; j < stride && r + 1 < rows; ++j)
+      CHECK(ds[r * stride + j] == 7.0f);  // between rows: untouched
   }
 }
 
@@ -163,7 +167,9 @@ TEST_CASE("kernels: transpose moves every element, full tiles and ragged edges, 
 // (training runs are compared bit for bit across builds and instruction sets).
 TEST_CASE("kernels: float softmax, layer norm and their backwards add rows in sum_of's order, bit for bit") {
   Generator gen(5);
-  const auto sum = [](const float* x, std::size_t n) { return kernels::sum_of<float>(n, [x](std::size_t i) { return x[i]; }); };
+  const auto sum = [](const float* x, std::size_t n) {
+    return kernels::sum_of<float>(n, [x](std::size_t i) { return x[i]; });
+  };
   for (std::size_t len : {3u, 8u, 16u, 19u, 64u}) {
     const std::size_t rows = 7;
     std::vector<float> x(rows * len), dp(rows * len);

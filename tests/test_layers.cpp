@@ -51,7 +51,7 @@ TEST_CASE("module: named_parameters uses dotted names in registration order") {
   MultiHeadCrossAttention<float> attn(8, 2, 6, 4, 8, true, 0.0, gen);
   std::vector<std::string> names;
   for (const auto& [name, p] : attn.named_parameters()) names.push_back(name);
-  const std::vector<std::string> expected{"q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias",
+  const std::vector<std::string> expected{"q_proj.weight", "q_proj.bias", "k_proj.weight",   "k_proj.bias",
                                           "v_proj.weight", "v_proj.bias", "out_proj.weight", "out_proj.bias"};
   CHECK(names == expected);
   CHECK(attn.parameter_count() == 8 * 8 + 8 + 8 * 6 + 8 + 8 * 4 + 8 + 8 * 8 + 8);
@@ -238,10 +238,16 @@ TEST_CASE("cross attention: the seed's shapes, weights are distributions") {
   CHECK(result.weights.shape() == Shape{2, 4, 6});
   const Array<float> row_sums = xt::sum(result.weights.data(), {2});
   for (float s : row_sums) CHECK(s == doctest::Approx(1.0f).epsilon(1e-5));
-  check_throws_with([&] { attn.forward(query, key, rand<float>({2, 5, 256}, gen)); },
-                    {"CrossAttention", "(2,6,256)", "(2,5,256)"});
-  check_throws_with([&] { attn.forward(rand<float>({2, 4, 100}, gen), key, value); },
-                    {"CrossAttention", "query", "(2,4,100)"});
+  check_throws_with(
+      [&] {
+        attn.forward(query, key, rand<float>({2, 5, 256}, gen));
+      },
+      {"CrossAttention", "(2,6,256)", "(2,5,256)"});
+  check_throws_with(
+      [&] {
+        attn.forward(rand<float>({2, 4, 100}, gen), key, value);
+      },
+      {"CrossAttention", "query", "(2,4,100)"});
 }
 
 TEST_CASE("cross attention: forward equals softmax(QK^T / sqrt(d)) V by hand") {
@@ -277,8 +283,9 @@ TEST_CASE("gradcheck: cross attention at the seed's full shapes, fast mode") {
   Generator gen(29);
   CrossAttention<double> attn(128, 256, 256, 512, gen);
   const D q = input({2, 4, 128}, 30), k = input({2, 6, 256}, 31), v = input({2, 6, 256}, 32);
-  check_layer(attn, [&] { return attn.forward(q, k, v).output; }, {q, k, v},
-              GradcheckOptions().set_fast_mode(true).set_seed(3));
+  check_layer(
+      attn, [&] { return attn.forward(q, k, v).output; }, {q, k, v},
+      GradcheckOptions().set_fast_mode(true).set_seed(3));
 }
 
 // ---- MultiHeadCrossAttention ----------------------------------------------------------
@@ -329,8 +336,7 @@ TEST_CASE("gradcheck: mha with an attention mask, 2-D and batched") {
   batched(0, 1, 3) = false;
   batched(1, 2, 0) = false;
   check_layer(attn, [&] { return attn.forward(q, k, v, std::nullopt, batched).output; }, {q, k, v});
-  check_throws_with([&] { attn.forward(q, k, v, std::nullopt, Mask(xt::ones<bool>({3, 5}))); },
-                    {"attn_mask", "(3,5)"});
+  check_throws_with([&] { attn.forward(q, k, v, std::nullopt, Mask(xt::ones<bool>({3, 5}))); }, {"attn_mask", "(3,5)"});
 }
 
 TEST_CASE("mha: a query with nothing to attend to gives zeros and no NaN anywhere") {

@@ -70,8 +70,8 @@ TEST_CASE("gradcheck: fused self-attention, q k and v the same tensor") {
   const D x = input({2, 3, 4}, 15);
   grad("attention", [](const In& in) { return attention_heads(in[0], in[0], in[0], 2).output; }, {x});
   const D w = input({4, 4}, 32);
-  grad("attention", [](const In& in) { return attention_heads_all_pairs<double>(in[0], in[0], in[0], 2, in[1]).output; },
-       {x, w});
+  grad("attention",
+       [](const In& in) { return attention_heads_all_pairs<double>(in[0], in[0], in[0], 2, in[1]).output; }, {x, w});
 }
 
 TEST_CASE("fused attention all pairs: pair (i, j) equals paired attention of q i with k j, then the projection") {
@@ -96,7 +96,8 @@ TEST_CASE("fused attention all pairs: pair (i, j) equals paired attention of q i
 TEST_CASE("gradcheck: fused attention all pairs with its projection, with a key mask that kills one element") {
   const D q = input({2, 3, 4}, 20), k = input({3, 4, 4}, 21), v = input({3, 4, 4}, 22);
   const D w = input({5, 4}, 35), b = input({5}, 36);
-  grad("attention", [](const In& in) { return attention_heads_all_pairs<double>(in[0], in[1], in[2], 2, in[3], in[4]).output; },
+  grad("attention",
+       [](const In& in) { return attention_heads_all_pairs<double>(in[0], in[1], in[2], 2, in[3], in[4]).output; },
        {q, k, v, w, b});
   Mask key_allowed = random_mask({3, 4}, 23);
   for (std::size_t j = 0; j < 4; ++j) key_allowed(1, j) = false;
@@ -105,9 +106,11 @@ TEST_CASE("gradcheck: fused attention all pairs with its projection, with a key 
   const auto out = attention_heads_all_pairs<double>(q, k, v, 2, w, b, key_allowed).output;
   for (std::size_t i = 0; i < 2; ++i)
     for (std::size_t t = 0; t < 3; ++t) CHECK(xt::view(out.data(), i, 1, t) == b.data());
-  grad("attention", [=](const In& in) {
-    return attention_heads_all_pairs<double>(in[0], in[1], in[2], 2, in[3], in[4], key_allowed).output;
-  }, {q, k, v, w, b});
+  grad("attention",
+       [=](const In& in) {
+         return attention_heads_all_pairs<double>(in[0], in[1], in[2], 2, in[3], in[4], key_allowed).output;
+       },
+       {q, k, v, w, b});
 }
 
 TEST_CASE("gradcheck: the all-pairs op's two halves apart, values through the projection and the attention") {
@@ -121,24 +124,34 @@ TEST_CASE("gradcheck: the all-pairs op's two halves apart, values through the pr
   grad("attention", [](const In& in) { return head_values_projected(in[0], in[1], 2); }, {v, w});
   const D q = input({2, 3, 4}, 44), k = input({3, 4, 4}, 45), b = input({5}, 46);
   const Mask key_allowed = random_mask({3, 4}, 47);
-  grad("attention", [=](const In& in) {
-    return attention_all_pairs_projected(in[0], in[1], in[2], std::optional<D>(in[3]), key_allowed).output;
-  }, {q, k, input({2, 3, 4, 5}, 48), b});
+  grad("attention",
+       [=](const In& in) {
+         return attention_all_pairs_projected(in[0], in[1], in[2], std::optional<D>(in[3]), key_allowed).output;
+       },
+       {q, k, input({2, 3, 4, 5}, 48), b});
   check_throws_with([&] { head_values_projected(v, w, 3); }, {"head_values_projected", "3 heads"});
-  check_throws_with([&] { attention_all_pairs_projected(q, k, input({2, 3, 5, 5}, 49)); },
-                    {"attention_all_pairs_projected", "(2,3,5,5)", "(3,4,4)"});
+  check_throws_with(
+      [&] {
+        attention_all_pairs_projected(q, k, input({2, 3, 5, 5}, 49));
+      },
+      {"attention_all_pairs_projected", "(2,3,5,5)", "(3,4,4)"});
 }
 
 TEST_CASE("gradcheck: fused attention with dropout, the generator reseeded in fn") {
   const D q = input({2, 3, 4}, 24), k = input({2, 5, 4}, 25), v = input({2, 5, 4}, 26);
-  grad("attention", [](const In& in) {
-    Generator gen(7);
-    return attention_heads(in[0], in[1], in[2], 2, std::nullopt, 0.3, &gen).output;
-  }, {q, k, v});
-  grad("attention", [](const In& in) {
-    Generator gen(8);
-    return attention_heads_all_pairs<double>(in[0], in[1], in[2], 2, in[3], std::nullopt, std::nullopt, 0.3, &gen).output;
-  }, {q, k, v, input({4, 4}, 37)});
+  grad("attention",
+       [](const In& in) {
+         Generator gen(7);
+         return attention_heads(in[0], in[1], in[2], 2, std::nullopt, 0.3, &gen).output;
+       },
+       {q, k, v});
+  grad("attention",
+       [](const In& in) {
+         Generator gen(8);
+         return attention_heads_all_pairs<double>(in[0], in[1], in[2], 2, in[3], std::nullopt, std::nullopt, 0.3, &gen)
+             .output;
+       },
+       {q, k, v, input({4, 4}, 37)});
   Generator gen(9);
   const auto dropped = attention_heads(q, k, v, 2, std::nullopt, 0.3, &gen);
   CHECK_FALSE(xt::allclose(dropped.output.data(), attention_heads(q, k, v, 2).output.data()));
@@ -147,15 +160,24 @@ TEST_CASE("gradcheck: fused attention with dropout, the generator reseeded in fn
 TEST_CASE("errors: fused attention names the op and the shapes") {
   const D q = input({2, 3, 4}, 27), k = input({2, 5, 4}, 28);
   check_throws_with([&] { attention_heads(q, k, input({2, 6, 4}, 29), 2); }, {"attention_heads", "(2,5,4)", "(2,6,4)"});
-  check_throws_with([&] { attention_heads(q, input({3, 5, 4}, 30), input({3, 5, 4}, 31), 2); },
-                    {"attention_heads", "batch"});
+  check_throws_with(
+      [&] {
+        attention_heads(q, input({3, 5, 4}, 30), input({3, 5, 4}, 31), 2);
+      },
+      {"attention_heads", "batch"});
   check_throws_with([&] { attention_heads(q, k, k, 3); }, {"3 heads", "width 4"});
   check_throws_with([&] { attention_heads(q, k, k, 2, Mask(xt::ones<bool>({2, 5, 3}))); }, {"mask", "(2,5,3)"});
   const D w = input({4, 4}, 38);
-  check_throws_with([&] { attention_heads_all_pairs<double>(q, k, k, 2, w, std::nullopt, Mask(xt::ones<bool>({5, 2}))); },
-                    {"attention_heads_all_pairs", "(5,2)"});
-  check_throws_with([&] { attention_heads_all_pairs<double>(q, k, k, 2, input({4, 3}, 39)); },
-                    {"attention_heads_all_pairs", "out_weight (4,3)"});
+  check_throws_with(
+      [&] {
+        attention_heads_all_pairs<double>(q, k, k, 2, w, std::nullopt, Mask(xt::ones<bool>({5, 2})));
+      },
+      {"attention_heads_all_pairs", "(5,2)"});
+  check_throws_with(
+      [&] {
+        attention_heads_all_pairs<double>(q, k, k, 2, input({4, 3}, 39));
+      },
+      {"attention_heads_all_pairs", "out_weight (4,3)"});
   check_throws_with([&] { attention_heads_all_pairs<double>(q, k, k, 2, w, input({3}, 40)); },
                     {"attention_heads_all_pairs", "out_bias (3)", "(4,4)"});
 }

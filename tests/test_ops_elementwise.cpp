@@ -71,13 +71,18 @@ TEST_CASE("gradcheck: pow tensor-tensor with positive bases, broadcasting (2,3)^
 
 TEST_CASE("gradcheck: binary ops on transposed and permuted inputs") {
   // a (3,2) transposed to (2,3) meets b (2,3); c (2,3,4) permuted to (4,2,3) meets (3)
-  grad("add", [](const In& in) { return add(transpose(in[0], 0, 1), in[1]); },
-       {input({3, 2}, 51), input({2, 3}, 52)});
-  grad("mul", [](const In& in) { return mul(permute(in[0], {2, 0, 1}), in[1]); },
+  grad("add", [](const In& in) { return add(transpose(in[0], 0, 1), in[1]); }, {input({3, 2}, 51), input({2, 3}, 52)});
+  grad("mul",
+       [](const In& in) {
+         return mul(permute(in[0], {2, 0, 1}), in[1]);
+       },
        {input({2, 3, 4}, 53), input({3}, 54)});
   grad("div", [](const In& in) { return div(in[1], transpose(in[0], -1, -2)); },
        {input_uniform({3, 2}, 0.5, 2.0, 55), input({2, 3}, 56)});
-  grad("pow", [](const In& in) { return pow(permute(in[0], {1, 0}), in[1]); },
+  grad("pow",
+       [](const In& in) {
+         return pow(permute(in[0], {1, 0}), in[1]);
+       },
        {input_uniform({3, 2}, 0.5, 2.0, 57), input({2, 1}, 58)});
 }
 
@@ -121,8 +126,7 @@ TEST_CASE("forward: add, sub, mul, div, pow values, with broadcasting and with a
   const D c = make({2, 1}, {10, 20});
   const D d = make({1, 3}, {1, 2, 3});
   check_values(sub(c, d), {2, 3}, {9, 8, 7, 19, 18, 17});
-  check_values(pow(make({2}, {2.0, 1.5}), make({2}, {0.5, 2.5})), {2},
-               {1.4142135623730951, 2.7556759606310752});
+  check_values(pow(make({2}, {2.0, 1.5}), make({2}, {0.5, 2.5})), {2}, {1.4142135623730951, 2.7556759606310752});
   const D x = make({3}, {1, 2, 4});
   check_values(add(x, 1.5), {3}, {2.5, 3.5, 5.5});
   check_values(add(1.5, x), {3}, {2.5, 3.5, 5.5});
@@ -200,10 +204,9 @@ TEST_CASE("errors: broadcast failures name the op and both shapes") {
   check_throws_with([&] { div(c, a); }, {msg("div", "(2)", "(2,3)")});
   check_throws_with([&] { pow(a, b); }, {msg("pow", "(2,3)", "(4,3)")});
   check_throws_with([&] { a + b; }, {"add", "(2,3)", "(4,3)"});
-  check_throws_with([&] { a * c; }, {"mul", "(2,3)", "(2)"});
+  check_throws_with([&] { a* c; }, {"mul", "(2,3)", "(2)"});
   const D d = make({2, 3, 4}, std::vector<double>(24, 1.0));
-  check_throws_with([&] { add(d, make({3, 3}, std::vector<double>(9, 1.0))); },
-                    {msg("add", "(2,3,4)", "(3,3)")});
+  check_throws_with([&] { add(d, make({3, 3}, std::vector<double>(9, 1.0))); }, {msg("add", "(2,3,4)", "(3,3)")});
 }
 
 // ---- unary: gradients -----------------------------------------------------------------
@@ -215,10 +218,12 @@ TEST_CASE("gradcheck: neg, exp (any input) and log, sqrt (positive inputs) on se
     grad(name, f, {input({2, 3}, 101)});
     grad(name, f, {input({1, 4}, 102)});
     grad(name, f, {input({}, 103)});
-    grad(name, [is_neg](const In& in) {
-      const D p = permute(in[0], {1, 2, 0});
-      return is_neg ? neg(p) : exp(p);
-    }, {input({2, 3, 2}, 104)});
+    grad(name,
+         [is_neg](const In& in) {
+           const D p = permute(in[0], {1, 2, 0});
+           return is_neg ? neg(p) : exp(p);
+         },
+         {input({2, 3, 2}, 104)});
   }
   grad("log", [](const In& in) { return log(in[0]); }, {input_uniform({2, 3}, 0.5, 2.0, 111)});
   grad("log", [](const In& in) { return log(in[0]); }, {input_uniform({3, 1, 2}, 0.5, 2.0, 112)});
@@ -250,7 +255,8 @@ TEST_CASE("gradcheck: gelu exact (erf) and tanh approximation") {
   for (const auto approx : {GeluApproximation::none, GeluApproximation::tanh}) {
     const char* name = approx == GeluApproximation::none ? "gelu" : "gelu_tanh";
     grad(name, [approx](const In& in) { return gelu(in[0], approx); }, {input({2, 3}, 141)});
-    grad(name, [approx](const In& in) { return gelu(in[0], approx); }, {mul(input({4, 1}, 142), 3.0).detach().set_requires_grad()});
+    grad(name, [approx](const In& in) { return gelu(in[0], approx); },
+         {mul(input({4, 1}, 142), 3.0).detach().set_requires_grad()});
     grad(name, [approx](const In& in) { return gelu(permute(in[0], {1, 0}), approx); }, {input({3, 2}, 143)});
   }
 }

@@ -22,8 +22,7 @@ Mask make_mask(const Shape& shape, const std::vector<int>& values) {
 }
 
 // The message of the std::invalid_argument f throws ("" when it throws none).
-template <class F>
-std::string error_of(F&& f) {
+template <class F> std::string error_of(F&& f) {
   try {
     f();
   } catch (const std::invalid_argument& e) {
@@ -45,9 +44,9 @@ TEST_CASE("forward: matmul of 2x2 integers, vectors, batches and broadcast batch
   const D b = make({2, 2}, {5, 6, 7, 8});
   check_values(matmul(a, b), {2, 2}, {19, 22, 43, 50});
   check_values(matmul(b, a), {2, 2}, {23, 34, 31, 46});
-  check_values(matmul(make({3}, {1, 2, 3}), make({3}, {4, 5, 6})), {}, {32});       // 1-D . 1-D
-  check_values(matmul(a, make({2}, {1, 1})), {2}, {3, 7});                          // 2-D . 1-D
-  check_values(matmul(make({2}, {1, 1}), a), {2}, {4, 6});                          // 1-D . 2-D
+  check_values(matmul(make({3}, {1, 2, 3}), make({3}, {4, 5, 6})), {}, {32});  // 1-D . 1-D
+  check_values(matmul(a, make({2}, {1, 1})), {2}, {3, 7});                     // 2-D . 1-D
+  check_values(matmul(make({2}, {1, 1}), a), {2}, {4, 6});                     // 1-D . 2-D
   check_values(matmul(iota({2, 3}), iota({3, 2})), {2, 2}, {22, 28, 49, 64});
   // batched: a[i] (2,2) times diag(1, 2)
   const D batch = iota({2, 2, 2});
@@ -102,16 +101,21 @@ TEST_CASE("gradcheck: matmul of transposed/permuted inputs, a shared input, accu
   grad("matmul", [](const In& in) { return matmul(in[0], transpose(in[1], -1, -2)); },
        {input({2, 3, 4}, 443), input({2, 5, 4}, 444)});
   // attention-style: q (b,h,t,d) . k^T with k built by permute from (b,t,h,d)
-  grad("matmul", [](const In& in) { return matmul(in[0], permute(in[1], {0, 2, 3, 1})); },
+  grad("matmul",
+       [](const In& in) {
+         return matmul(in[0], permute(in[1], {0, 2, 3, 1}));
+       },
        {input({1, 2, 3, 2}, 445), input({1, 3, 2, 2}, 446)});
   // x x, and an input that reaches the result through two matmuls and an add
   grad("matmul", [](const In& in) { return matmul(in[0], in[0]); }, {input({3, 3}, 447)});
   grad("matmul", [](const In& in) { return add(matmul(in[0], in[1]), matmul(in[0], in[2])); },
        {input({2, 3}, 448), input({3, 2}, 449), input({3, 2}, 450)});
-  grad("matmul", [](const In& in) {
-    const D h = tanh(in[0]);
-    return add(matmul(h, in[1]), h);
-  }, {input({3, 3}, 451), input({3, 3}, 452)});
+  grad("matmul",
+       [](const In& in) {
+         const D h = tanh(in[0]);
+         return add(matmul(h, in[1]), h);
+       },
+       {input({3, 3}, 451), input({3, 3}, 452)});
   // a broadcast operand whose one matrix collects the gradients of several products
   grad("matmul", [](const In& in) { return matmul(in[0], in[1]); }, {input({1, 2, 3}, 453), input({4, 3, 2}, 454)});
 }
@@ -122,10 +126,12 @@ TEST_CASE("errors: matmul says exactly 'matmul: inner dimensions differ: (4,128)
   CHECK(error_of([&] { matmul(a, b); }) == "matmul: inner dimensions differ: (4,128) x (256,512)");
   CHECK(error_of([&] { matmul(zeros<double>({3}), zeros<double>({4})); }) ==
         "matmul: inner dimensions differ: (3) x (4)");
-  CHECK(error_of([&] { matmul(zeros<double>({2, 3}), zeros<double>({2})); }) ==
-        "matmul: inner dimensions differ: (2,3) x (2)");
-  CHECK(error_of([&] { matmul(zeros<double>({2, 3, 4}), zeros<double>({3, 4, 5})); }) ==
-        "matmul: batch dimensions cannot be broadcast: (2,3,4) x (3,4,5)");
+  CHECK(error_of([&] {
+          matmul(zeros<double>({2, 3}), zeros<double>({2}));
+        }) == "matmul: inner dimensions differ: (2,3) x (2)");
+  CHECK(error_of([&] {
+          matmul(zeros<double>({2, 3, 4}), zeros<double>({3, 4, 5}));
+        }) == "matmul: batch dimensions cannot be broadcast: (2,3,4) x (3,4,5)");
   check_throws_with([&] { matmul(zeros<double>({}), zeros<double>({3})); }, {"matmul", "()", "(3)"});
 }
 
@@ -187,9 +193,11 @@ TEST_CASE("softmax of an all -inf row gives zeros and passes zero gradient (no N
   sum(mul(p, iota({2, 3}))).backward();
   for (double v : z.grad()) CHECK(std::isfinite(v));
   for (std::size_t j = 0; j < 3; ++j) CHECK(z.grad()(0, j) == 0.0);
-  grad("softmax", [](const In& in) {
-    return softmax(xtgrad::masked_fill(in[0], make_mask({2, 3}, {1, 1, 1, 0, 1, 0}), -kInf), -1);
-  }, {input({2, 3}, 472)});
+  grad("softmax",
+       [](const In& in) {
+         return softmax(xtgrad::masked_fill(in[0], make_mask({2, 3}, {1, 1, 1, 0, 1, 0}), -kInf), -1);
+       },
+       {input({2, 3}, 472)});
 }
 
 TEST_CASE("log_softmax of an all -inf row gives NaN, as PyTorch; so does cross_entropy's loss") {
@@ -237,8 +245,10 @@ TEST_CASE("softmax, log_softmax and cross_entropy are numerically stable for log
   loss.backward();
   check_array(logits.grad(), {2, 3}, {s[0] / 2, s[1] / 2, (s[2] - 1) / 2, (s[0] - 1) / 2, s[1] / 2, s[2] / 2}, 1e-10);
   // gradients of softmax / log_softmax at such logits are finite and right
-  grad("softmax", [](const In& in) { return softmax(in[0]); }, {make({2, 3}, {1000, 1001, 1002, -1000, -999, -998}, true)});
-  grad("log_softmax", [](const In& in) { return log_softmax(in[0]); }, {make({2, 3}, {1000, 1001, 1002, -1000, -999, -998}, true)});
+  grad("softmax", [](const In& in) { return softmax(in[0]); },
+       {make({2, 3}, {1000, 1001, 1002, -1000, -999, -998}, true)});
+  grad("log_softmax", [](const In& in) { return log_softmax(in[0]); },
+       {make({2, 3}, {1000, 1001, 1002, -1000, -999, -998}, true)});
 }
 
 // ---- layer_norm ---------------------------------------------------------------------------
@@ -251,7 +261,8 @@ TEST_CASE("forward: layer_norm of a known row, with and without weight and bias,
   check_values(layer_norm(make({1, 4}, {1, 2, 3, 4}), {4}), {1, 4}, xhat);
   check_values(layer_norm(make({4}, {1, 2, 3, 4}), {4}), {4}, xhat);
   // a constant row normalises to 0 (and then to the bias)
-  check_values(layer_norm(make({2, 4}, {1, 2, 3, 4, 5, 5, 5, 5}), {4}), {2, 4}, {xhat[0], xhat[1], xhat[2], xhat[3], 0, 0, 0, 0});
+  check_values(layer_norm(make({2, 4}, {1, 2, 3, 4, 5, 5, 5, 5}), {4}), {2, 4},
+               {xhat[0], xhat[1], xhat[2], xhat[3], 0, 0, 0, 0});
   const D w = make({4}, {1, 2, 0.5, -1});
   const D b = make({4}, {0, 1, -1, 0.5});
   check_values(layer_norm<double>(make({2, 4}, {1, 2, 3, 4, 5, 5, 5, 5}), {4}, w, b), {2, 4},
@@ -277,19 +288,29 @@ TEST_CASE("gradcheck: layer_norm without weight and bias, over 1 and 2 trailing 
   grad("layer_norm", [](const In& in) { return layer_norm(in[0], {2, 3}); }, {input({2, 2, 3}, 483)});
   grad("layer_norm", [](const In& in) { return layer_norm(in[0], {3}); }, {input({2, 1, 3}, 484)});
   grad("layer_norm", [](const In& in) { return layer_norm(transpose(in[0], 0, 1), {3}); }, {input({3, 2}, 485)});
-  grad("layer_norm", [](const In& in) { return layer_norm(permute(in[0], {1, 2, 0}), {2, 2}); }, {input({2, 2, 2}, 486)});
+  grad("layer_norm",
+       [](const In& in) {
+         return layer_norm(permute(in[0], {1, 2, 0}), {2, 2});
+       },
+       {input({2, 2, 2}, 486)});
 }
 
 TEST_CASE("gradcheck: layer_norm with weight and/or bias (gradients for x, weight and bias)") {
   grad("layer_norm", [](const In& in) { return layer_norm<double>(in[0], {4}, in[1], in[2]); },
        {input({3, 4}, 491), input({4}, 492), input({4}, 493)});
-  grad("layer_norm", [](const In& in) { return layer_norm<double>(in[0], {3, 4}, in[1], in[2]); },
+  grad("layer_norm",
+       [](const In& in) {
+         return layer_norm<double>(in[0], {3, 4}, in[1], in[2]);
+       },
        {input({2, 3, 4}, 494), input({3, 4}, 495), input({3, 4}, 496)});
   grad("layer_norm", [](const In& in) { return layer_norm<double>(in[0], {3}, in[1], std::nullopt); },
        {input({2, 2, 3}, 497), input({3}, 498)});
   grad("layer_norm", [](const In& in) { return layer_norm<double>(in[0], {3}, std::nullopt, in[1]); },
        {input({4, 3}, 499), input({3}, 500)});
-  grad("layer_norm", [](const In& in) { return layer_norm<double>(permute(in[0], {1, 0, 2}), {2}, in[1], in[2]); },
+  grad("layer_norm",
+       [](const In& in) {
+         return layer_norm<double>(permute(in[0], {1, 0, 2}), {2}, in[1], in[2]);
+       },
        {input({3, 2, 2}, 501), input({2}, 502), input({2}, 503)});
   // a weight that needs no gradient still scales the input's gradient
   grad("layer_norm", [](const In& in) { return layer_norm<double>(in[0], {4}, in[1], in[2]); },
@@ -315,7 +336,8 @@ TEST_CASE("forward: cross_entropy of a known 2x3 (class indices and soft targets
   D soft = cross_entropy(logits2, target);
   CHECK(soft.item() == doctest::Approx(1.103109126556245).epsilon(1e-12));
   soft.backward();
-  check_array(logits2.grad(), {2, 3}, {(s[0] - 0.2) / 2, (s[1] - 0.3) / 2, (s[2] - 0.5) / 2, (t - 1) / 2, t / 2, t / 2});
+  check_array(logits2.grad(), {2, 3},
+              {(s[0] - 0.2) / 2, (s[1] - 0.3) / 2, (s[2] - 0.5) / 2, (t - 1) / 2, t / 2, t / 2});
   const double l3 = std::log(3.0) / 2;
   check_array(target.grad(), {2, 3}, {-l[0] / 2, -l[1] / 2, -l[2] / 2, l3, l3, l3});
   // a one-hot soft target equals the class-index loss
@@ -327,10 +349,17 @@ TEST_CASE("gradcheck: cross_entropy with class indices") {
   grad("cross_entropy", [](const In& in) { return cross_entropy(in[0], Targets{0, 3, 1}); }, {input({3, 4}, 511)});
   grad("cross_entropy", [](const In& in) { return cross_entropy(in[0], Targets{4}); }, {input({1, 5}, 512)});
   grad("cross_entropy", [](const In& in) { return cross_entropy(in[0], Targets{1, 1, 0, 1}); }, {input({4, 2}, 513)});
-  grad("cross_entropy", [](const In& in) { return cross_entropy(transpose(in[0], 0, 1), Targets{2, 0}); },
+  grad("cross_entropy",
+       [](const In& in) {
+         return cross_entropy(transpose(in[0], 0, 1), Targets{2, 0});
+       },
        {input({3, 2}, 514)});
   // the loss scaled afterwards: the upstream gradient must be used
-  grad("cross_entropy", [](const In& in) { return mul(cross_entropy(in[0], Targets{1, 2}), 3.5); }, {input({2, 3}, 515)});
+  grad("cross_entropy",
+       [](const In& in) {
+         return mul(cross_entropy(in[0], Targets{1, 2}), 3.5);
+       },
+       {input({2, 3}, 515)});
 }
 
 TEST_CASE("gradcheck: cross_entropy with soft targets, gradient w.r.t. both logits and target") {
@@ -355,7 +384,8 @@ TEST_CASE("mse_loss: forward value, gradcheck w.r.t. input and target") {
   const Fn f = [](const In& in) { return mse_loss(in[0], in[1]); };
   grad("mse_loss", f, {input({2, 3}, 531), input({2, 3}, 532)});
   grad("mse_loss", f, {input({4}, 533), input({4}, 534).detach()});
-  grad("mse_loss", [](const In& in) { return mse_loss(transpose(in[0], 0, 1), in[1]); }, {input({3, 2}, 535), input({2, 3}, 536)});
+  grad("mse_loss", [](const In& in) { return mse_loss(transpose(in[0], 0, 1), in[1]); },
+       {input({3, 2}, 535), input({2, 3}, 536)});
   grad("mse_loss", [](const In& in) { return mul(mse_loss(in[0], in[0] * 0.5), 2.0); }, {input({2, 2}, 537)});
 }
 
@@ -400,8 +430,10 @@ TEST_CASE("dropout: fraction of zeros near p over a large tensor, kept values sc
     const float kept = float(1.0 / (1.0 - p));
     std::size_t zeros = 0, scaled = 0;
     for (float v : y.data()) {
-      if (v == 0.0f) ++zeros;
-      else if (v == doctest::Approx(kept).epsilon(1e-6)) ++scaled;
+      if (v == 0.0f)
+        ++zeros;
+      else if (v == doctest::Approx(kept).epsilon(1e-6))
+        ++scaled;
     }
     CHECK(zeros + scaled == y.numel());  // nothing else
     CHECK(std::abs(double(zeros) / double(y.numel()) - p) < 0.01);
@@ -428,13 +460,24 @@ TEST_CASE("gradcheck: dropout with the generator re-seeded inside fn") {
   CHECK(n_zero < 12);
   grad("dropout", f(0.4), {input({3, 4}, 551)});
   grad("dropout", f(0.2), {input({2, 3, 2}, 552)});
-  grad("dropout", [](const In& in) {
-    Generator g(43);
-    return dropout(permute(in[0], {1, 0}), 0.5, true, g);
-  }, {input({3, 2}, 553)});
-  check_throws_with([] { Generator g(1); dropout(ones<double>({2}), 1.5, true, g); },
-                    {"dropout: probability must be in [0, 1], got 1.5"});
-  check_throws_with([] { Generator g(1); dropout(ones<double>({2}), -0.1, false, g); }, {"dropout", "-0.1"});
+  grad("dropout",
+       [](const In& in) {
+         Generator g(43);
+         return dropout(permute(in[0], {1, 0}), 0.5, true, g);
+       },
+       {input({3, 2}, 553)});
+  check_throws_with(
+      [] {
+        Generator g(1);
+        dropout(ones<double>({2}), 1.5, true, g);
+      },
+      {"dropout: probability must be in [0, 1], got 1.5"});
+  check_throws_with(
+      [] {
+        Generator g(1);
+        dropout(ones<double>({2}), -0.1, false, g);
+      },
+      {"dropout", "-0.1"});
 }
 
 // ---- masked_fill, where ---------------------------------------------------------------------
@@ -456,19 +499,32 @@ TEST_CASE("forward: masked_fill with a full mask, a broadcast mask and -inf, mas
 }
 
 TEST_CASE("gradcheck: masked_fill with full, broadcast and 0-d masks") {
-  grad("masked_fill", [](const In& in) { return xtgrad::masked_fill(in[0], make_mask({2, 3}, {1, 0, 1, 0, 0, 1}), 2.0); },
+  grad("masked_fill",
+       [](const In& in) {
+         return xtgrad::masked_fill(in[0], make_mask({2, 3}, {1, 0, 1, 0, 0, 1}), 2.0);
+       },
        {input({2, 3}, 561)});
-  grad("masked_fill", [](const In& in) { return xtgrad::masked_fill(in[0], make_mask({4, 1}, {1, 0, 0, 1}), -1.0); },
+  grad("masked_fill",
+       [](const In& in) {
+         return xtgrad::masked_fill(in[0], make_mask({4, 1}, {1, 0, 0, 1}), -1.0);
+       },
        {input({2, 4, 3}, 562)});
-  grad("masked_fill", [](const In& in) { return xtgrad::masked_fill(in[0], make_mask({3}, {0, 1, 0}), 0.0); },
+  grad("masked_fill",
+       [](const In& in) {
+         return xtgrad::masked_fill(in[0], make_mask({3}, {0, 1, 0}), 0.0);
+       },
        {input({2, 3}, 563)});
-  grad("masked_fill", [](const In& in) {
-    return xtgrad::masked_fill(transpose(in[0], 0, 1), make_mask({1, 2}, {0, 1}), 5.0);
-  }, {input({2, 3}, 564)});
+  grad("masked_fill",
+       [](const In& in) {
+         return xtgrad::masked_fill(transpose(in[0], 0, 1), make_mask({1, 2}, {0, 1}), 5.0);
+       },
+       {input({2, 3}, 564)});
   // causal attention mask: -inf above the diagonal, then softmax
-  grad("masked_fill", [](const In& in) {
-    return softmax(xtgrad::masked_fill(in[0], make_mask({3, 3}, {0, 1, 1, 0, 0, 1, 0, 0, 0}), -kInf), -1);
-  }, {input({2, 3, 3}, 565)});
+  grad("masked_fill",
+       [](const In& in) {
+         return softmax(xtgrad::masked_fill(in[0], make_mask({3, 3}, {0, 1, 1, 0, 0, 1, 0, 0, 0}), -kInf), -1);
+       },
+       {input({2, 3, 3}, 565)});
 }
 
 TEST_CASE("forward: where with broadcasting mask, a and b, gradients summed to each shape") {
@@ -490,15 +546,30 @@ TEST_CASE("forward: where with broadcasting mask, a and b, gradients summed to e
 }
 
 TEST_CASE("gradcheck: where with broadcasting mask/a/b") {
-  grad("where", [](const In& in) { return xtgrad::where(make_mask({2, 3}, {1, 0, 1, 0, 0, 1}), in[0], in[1]); },
+  grad("where",
+       [](const In& in) {
+         return xtgrad::where(make_mask({2, 3}, {1, 0, 1, 0, 0, 1}), in[0], in[1]);
+       },
        {input({2, 3}, 571), input({2, 3}, 572)});
-  grad("where", [](const In& in) { return xtgrad::where(make_mask({2, 1, 3}, {1, 0, 1, 0, 1, 1}), in[0], in[1]); },
+  grad("where",
+       [](const In& in) {
+         return xtgrad::where(make_mask({2, 1, 3}, {1, 0, 1, 0, 1, 1}), in[0], in[1]);
+       },
        {input({4, 3}, 573), input({2, 4, 1}, 574)});
-  grad("where", [](const In& in) { return xtgrad::where(make_mask({2, 3}, {0, 1, 1, 0, 0, 1}), in[0], in[1]); },
+  grad("where",
+       [](const In& in) {
+         return xtgrad::where(make_mask({2, 3}, {0, 1, 1, 0, 0, 1}), in[0], in[1]);
+       },
        {input({3}, 575), input({1}, 576)});
-  grad("where", [](const In& in) { return xtgrad::where(make_mask({3}, {1, 0, 1}), permute(in[0], {1, 0}), in[1]); },
+  grad("where",
+       [](const In& in) {
+         return xtgrad::where(make_mask({3}, {1, 0, 1}), permute(in[0], {1, 0}), in[1]);
+       },
        {input({3, 2}, 577), input({2, 1}, 578)});
-  grad("where", [](const In& in) { return xtgrad::where(make_mask({2, 2}, {1, 0, 0, 1}), in[0], in[0]); },
+  grad("where",
+       [](const In& in) {
+         return xtgrad::where(make_mask({2, 2}, {1, 0, 0, 1}), in[0], in[0]);
+       },
        {input({2, 2}, 579)});
 }
 
@@ -518,25 +589,47 @@ TEST_CASE("errors: nn functions name the op and the shapes") {
   check_throws_with([&] { layer_norm(y, {}); }, {"layer_norm", "()", "(2,4)"});
   check_throws_with([&] { layer_norm<double>(y, {4}, iota({3}), std::nullopt); },
                     {"layer_norm: weight has shape (3), expected (4)"});
-  check_throws_with([&] { layer_norm<double>(y, {4}, std::nullopt, iota({4, 1})); },
-                    {"layer_norm: bias has shape (4,1), expected (4)"});
+  check_throws_with(
+      [&] {
+        layer_norm<double>(y, {4}, std::nullopt, iota({4, 1}));
+      },
+      {"layer_norm: bias has shape (4,1), expected (4)"});
 
-  check_throws_with([&] { cross_entropy(x, Targets{0, 3}); }, {"cross_entropy: target class 3 out of range for 3 classes"});
+  check_throws_with(
+      [&] {
+        cross_entropy(x, Targets{0, 3});
+      },
+      {"cross_entropy: target class 3 out of range for 3 classes"});
   check_throws_with([&] { cross_entropy(x, Targets{0, 1, 2}); }, {"cross_entropy", "(2,3)", "3 targets"});
   check_throws_with([&] { cross_entropy(iota({6}), Targets{0}); }, {"cross_entropy: logits must be (N,C), got (6)"});
   check_throws_with([&] { cross_entropy(iota({2, 3, 1}), iota({2, 3, 1})); }, {"cross_entropy", "(2,3,1)"});
-  check_throws_with([&] { cross_entropy(x, iota({3, 2})); },
-                    {"cross_entropy: logits (2,3) and target probabilities (3,2) differ in shape"});
+  check_throws_with(
+      [&] {
+        cross_entropy(x, iota({3, 2}));
+      },
+      {"cross_entropy: logits (2,3) and target probabilities (3,2) differ in shape"});
 
   check_throws_with([&] { mse_loss(x, iota({3, 2})); }, {"mse_loss: input (2,3) and target (3,2) differ in shape"});
   check_throws_with([&] { mse_loss(x, iota({3})); }, {"mse_loss", "(2,3)", "(3)"});
 
-  check_throws_with([&] { xtgrad::masked_fill(x, make_mask({2}, {1, 0}), 0.0); },
-                    {"masked_fill: shapes cannot be broadcast together: (2,3) and (2)"});
-  check_throws_with([&] { xtgrad::masked_fill(x, make_mask({2, 2, 3}, std::vector<int>(12, 1)), 0.0); },
-                    {"masked_fill: mask (2,2,3) does not broadcast to input (2,3)"});
-  check_throws_with([&] { xtgrad::where(make_mask({2, 3}, std::vector<int>(6, 1)), iota({4}), iota({3})); },
-                    {"where: shapes cannot be broadcast together: (2,3) and (4)"});
-  check_throws_with([&] { xtgrad::where(make_mask({2, 3}, std::vector<int>(6, 1)), iota({3}), iota({2, 2})); },
-                    {"where: shapes cannot be broadcast together: (2,3) and (2,2)"});
+  check_throws_with(
+      [&] {
+        xtgrad::masked_fill(x, make_mask({2}, {1, 0}), 0.0);
+      },
+      {"masked_fill: shapes cannot be broadcast together: (2,3) and (2)"});
+  check_throws_with(
+      [&] {
+        xtgrad::masked_fill(x, make_mask({2, 2, 3}, std::vector<int>(12, 1)), 0.0);
+      },
+      {"masked_fill: mask (2,2,3) does not broadcast to input (2,3)"});
+  check_throws_with(
+      [&] {
+        xtgrad::where(make_mask({2, 3}, std::vector<int>(6, 1)), iota({4}), iota({3}));
+      },
+      {"where: shapes cannot be broadcast together: (2,3) and (4)"});
+  check_throws_with(
+      [&] {
+        xtgrad::where(make_mask({2, 3}, std::vector<int>(6, 1)), iota({3}), iota({2, 2}));
+      },
+      {"where: shapes cannot be broadcast together: (2,3) and (2,2)"});
 }

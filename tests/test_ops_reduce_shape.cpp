@@ -15,8 +15,8 @@ struct Variant {
   Axes axes;
   bool keepdims;
 };
-const std::vector<Variant> kVariants = {
-    {{1}, false}, {{1}, true}, {{-1}, false}, {{-3, -1}, true}, {{0, 2}, false}, {{}, false}, {{}, true}};
+const std::vector<Variant> kVariants = {{{1}, false},    {{1}, true}, {{-1}, false}, {{-3, -1}, true},
+                                        {{0, 2}, false}, {{}, false}, {{}, true}};
 
 }  // namespace
 
@@ -27,9 +27,9 @@ TEST_CASE("gradcheck: sum over axes (incl. negative), over all, keepdims true/fa
     CAPTURE(v.keepdims);
     grad("sum", [v](const In& in) { return sum(in[0], v.axes, v.keepdims); }, {input({2, 3, 4}, 201)});
   }
-  grad("sum", [](const In& in) { return sum(in[0], {1}); }, {input({3, 1, 2}, 202)});     // size-1 axis
+  grad("sum", [](const In& in) { return sum(in[0], {1}); }, {input({3, 1, 2}, 202)});  // size-1 axis
   grad("sum", [](const In& in) { return sum(in[0], {0}); }, {input({1, 4}, 203)});
-  grad("sum", [](const In& in) { return sum(in[0]); }, {input({}, 204)});                // 0-d
+  grad("sum", [](const In& in) { return sum(in[0]); }, {input({}, 204)});  // 0-d
   grad("sum", [](const In& in) { return sum(permute(in[0], {2, 0, 1}), {-1}, true); }, {input({2, 3, 2}, 205)});
 }
 
@@ -69,8 +69,9 @@ TEST_CASE("forward: sum and mean values and shapes") {
   check_values(mean(x), {}, {3.5});
   const D y = iota({2, 3, 4});
   // sum over axes 0 and 2: sum_i sum_k (12 i + 4 j + k + 1)
-  check_values(sum(y, {0, -1}), {3}, {(1 + 2 + 3 + 4) + (13 + 14 + 15 + 16), (5 + 6 + 7 + 8) + (17 + 18 + 19 + 20),
-                                     (9 + 10 + 11 + 12) + (21 + 22 + 23 + 24)});
+  check_values(sum(y, {0, -1}), {3},
+               {(1 + 2 + 3 + 4) + (13 + 14 + 15 + 16), (5 + 6 + 7 + 8) + (17 + 18 + 19 + 20),
+                (9 + 10 + 11 + 12) + (21 + 22 + 23 + 24)});
   check_values(mean(y, {0, 2}, true), {1, 3, 1}, {8.5, 12.5, 16.5});
   // gradient of mean: 1/count everywhere
   D z = iota({2, 3}, true);
@@ -135,7 +136,10 @@ TEST_CASE("gradcheck: reshape (incl. -1), unsqueeze, squeeze (one axis and all)"
   grad("reshape", [weighted](const In& in) { return weighted(reshape(in[0], {4, -1})); }, {input({2, 3, 4}, 243)});
   grad("reshape", [](const In& in) { return reshape(in[0], {-1}); }, {input({3, 2}, 244)});
   grad("reshape", [](const In& in) { return reshape(in[0], {1, -1, 2}); }, {input({2, 3}, 245)});
-  grad("reshape", [weighted](const In& in) { return weighted(reshape(transpose(in[0], 0, 1), {2, 3})); },
+  grad("reshape",
+       [weighted](const In& in) {
+         return weighted(reshape(transpose(in[0], 0, 1), {2, 3}));
+       },
        {input({2, 3}, 246)});
   grad("unsqueeze", [weighted](const In& in) { return weighted(unsqueeze(in[0], 0)); }, {input({2, 3}, 247)});
   grad("unsqueeze", [](const In& in) { return unsqueeze(in[0], -1); }, {input({2, 3}, 248)});
@@ -216,7 +220,10 @@ TEST_CASE("gradcheck: expand of size-1 axes, new leading axes and -1") {
   grad("expand", [weighted](const In& in) { return weighted(expand(in[0], {-1, 3})); }, {input({2, 1}, 275)});
   grad("expand", [weighted](const In& in) { return weighted(expand(in[0], {2, -1, 4})); }, {input({3, 1}, 276)});
   grad("expand", [](const In& in) { return expand(in[0], {2, 3}); }, {input({2, 3}, 277)});  // no-op
-  grad("expand", [weighted](const In& in) { return weighted(expand(transpose(in[0], 0, 1), {2, 3, 2})); },
+  grad("expand",
+       [weighted](const In& in) {
+         return weighted(expand(transpose(in[0], 0, 1), {2, 3, 2}));
+       },
        {input({2, 1}, 278)});
 }
 
@@ -238,18 +245,41 @@ TEST_CASE("forward: expand values and summed gradient, errors name both shapes")
 // ---- concat -----------------------------------------------------------------------------
 
 TEST_CASE("gradcheck: concat of 2 and 3 inputs along axes 0, 1, -1") {
-  grad("concat", [](const In& in) { return concat<double>({in[0], in[1]}, 0); }, {input({2, 3}, 281), input({1, 3}, 282)});
-  grad("concat", [](const In& in) { return concat<double>({in[0], in[1]}, 1); }, {input({2, 3}, 283), input({2, 1}, 284)});
-  grad("concat", [](const In& in) { return concat<double>({in[0], in[1], in[2]}, 1); },
+  grad("concat",
+       [](const In& in) {
+         return concat<double>({in[0], in[1]}, 0);
+       },
+       {input({2, 3}, 281), input({1, 3}, 282)});
+  grad("concat",
+       [](const In& in) {
+         return concat<double>({in[0], in[1]}, 1);
+       },
+       {input({2, 3}, 283), input({2, 1}, 284)});
+  grad("concat",
+       [](const In& in) {
+         return concat<double>({in[0], in[1], in[2]}, 1);
+       },
        {input({2, 1, 2}, 285), input({2, 3, 2}, 286), input({2, 2, 2}, 287)});
-  grad("concat", [](const In& in) { return concat<double>({in[0], in[1], in[2]}, -1); },
+  grad("concat",
+       [](const In& in) {
+         return concat<double>({in[0], in[1], in[2]}, -1);
+       },
        {input({2, 2}, 288), input({2, 3}, 289), input({2, 1}, 290)});
-  grad("concat", [](const In& in) { return concat<double>({in[0], in[1], in[2]}, 0); },
+  grad("concat",
+       [](const In& in) {
+         return concat<double>({in[0], in[1], in[2]}, 0);
+       },
        {input({1, 2, 2}, 291), input({2, 2, 2}, 292), input({1, 2, 2}, 293)});
   // a transposed input, and the same tensor twice (its gradient is the sum of both parts)
-  grad("concat", [](const In& in) { return concat<double>({transpose(in[0], 0, 1), in[1]}, 0); },
+  grad("concat",
+       [](const In& in) {
+         return concat<double>({transpose(in[0], 0, 1), in[1]}, 0);
+       },
        {input({3, 2}, 294), input({1, 3}, 295)});
-  grad("concat", [](const In& in) { return mul(concat<double>({in[0], in[0]}, 1), in[1]); },
+  grad("concat",
+       [](const In& in) {
+         return mul(concat<double>({in[0], in[0]}, 1), in[1]);
+       },
        {input({2, 2}, 296), input({2, 4}, 297)});
 }
 
@@ -302,10 +332,16 @@ TEST_CASE("gradcheck: index_select along several axes, with repeated indices") {
   grad("index_select", [](const In& in) { return index_select(in[0], 1, {1, 1, 0, 2}); }, {input({2, 3, 2}, 312)});
   grad("index_select", [](const In& in) { return index_select(in[0], -1, {3, 0}); }, {input({2, 4}, 313)});
   grad("index_select", [](const In& in) { return index_select(in[0], 0, {0, 0, 0}); }, {input({1, 3}, 314)});
-  grad("index_select", [](const In& in) { return index_select(transpose(in[0], 0, 1), 0, {1, 0, 1}); },
+  grad("index_select",
+       [](const In& in) {
+         return index_select(transpose(in[0], 0, 1), 0, {1, 0, 1});
+       },
        {input({3, 2}, 315)});
   // the same row chosen twice under different weights: the scatter-add must keep both
-  grad("index_select", [](const In& in) { return mul(index_select(in[0], 0, {1, 1, 0}), in[1]); },
+  grad("index_select",
+       [](const In& in) {
+         return mul(index_select(in[0], 0, {1, 1, 0}), in[1]);
+       },
        {input({2, 3}, 316), input({3, 3}, 317)});
 }
 

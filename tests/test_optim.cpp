@@ -18,7 +18,8 @@
 #include "xtgrad/optim.hpp"
 
 #ifndef XTGRAD_FIXTURE_DIR
-#error "XTGRAD_FIXTURE_DIR must name tests/fixtures: in tests/CMakeLists.txt, target_compile_definitions(xtgrad-tests PRIVATE XTGRAD_FIXTURE_DIR=\"${CMAKE_CURRENT_SOURCE_DIR}/fixtures\")"
+#error \
+    "XTGRAD_FIXTURE_DIR must name tests/fixtures: in tests/CMakeLists.txt, target_compile_definitions(xtgrad-tests PRIVATE XTGRAD_FIXTURE_DIR=\"${CMAKE_CURRENT_SOURCE_DIR}/fixtures\")"
 #endif
 
 using namespace xtgrad;
@@ -37,8 +38,7 @@ constexpr double kPi = 3.14159265358979323846;
 json load_fixture(const std::string& name) {
   const std::string path = std::string(XTGRAD_FIXTURE_DIR) + "/optim/" + name;
   std::ifstream in(path);
-  REQUIRE_MESSAGE(in.good(), "cannot open " << path
-                                            << " (regenerate with tests/fixtures/make_optim_fixtures.py)");
+  REQUIRE_MESSAGE(in.good(), "cannot open " << path << " (regenerate with tests/fixtures/make_optim_fixtures.py)");
   return json::parse(in);
 }
 
@@ -58,8 +58,7 @@ void flatten(const json& v, std::vector<double>& flat, Shape& shape, std::size_t
 }
 
 // The fixture's initial parameters (nested lists) as leaves that require a gradient.
-template <class T>
-std::vector<Tensor<T>> initial_params(const json& fixture) {
+template <class T> std::vector<Tensor<T>> initial_params(const json& fixture) {
   std::vector<Tensor<T>> out;
   for (const auto& v : fixture.at("initial")) {
     std::vector<double> flat;
@@ -73,8 +72,7 @@ std::vector<Tensor<T>> initial_params(const json& fixture) {
 }
 
 // The fixtures' gradient rule at 0-based step k: sin(p * (k + 1)) + 0.1 * p.
-template <class T>
-Array<T> rule_grad(const Tensor<T>& p, std::size_t k) {
+template <class T> Array<T> rule_grad(const Tensor<T>& p, std::size_t k) {
   Array<T> g = Array<T>::from_shape(p.shape());
   const T* w = p.data().data();
   for (std::size_t j = 0; j < g.size(); ++j)
@@ -83,12 +81,8 @@ Array<T> rule_grad(const Tensor<T>& p, std::size_t k) {
 }
 
 // Gradients are set directly on the shared node, as backward() would leave them.
-template <class T>
-void set_grad(Tensor<T>& p, Array<T> g) {
-  p.set_grad(std::move(g));
-}
-template <class T>
-void drop_grad(Tensor<T>& p) {  // PyTorch's p.grad = None
+template <class T> void set_grad(Tensor<T>& p, Array<T> g) { p.set_grad(std::move(g)); }
+template <class T> void drop_grad(Tensor<T>& p) {  // PyTorch's p.grad = None
   p.reset_grad();
 }
 
@@ -104,12 +98,11 @@ struct Deviation {
     // Relative error only where it means something (not for values that cancel to ~0).
     if (std::abs(expected) >= 1e-6) rel = std::max(rel, err / std::abs(expected));
     ++count;
-    CHECK_MESSAGE(err <= rel_tol * std::abs(expected) + abs_tol,
-                  where << ": " << actual << " vs PyTorch " << expected);
+    CHECK_MESSAGE(err <= rel_tol * std::abs(expected) + abs_tol, where << ": " << actual << " vs PyTorch " << expected);
   }
   void report(const std::string& name) const {
-    MESSAGE(name << ": largest deviation from PyTorch over " << count << " values: relative (|ref| >= 1e-6) "
-                 << rel << ", absolute " << abs);
+    MESSAGE(name << ": largest deviation from PyTorch over " << count << " values: relative (|ref| >= 1e-6) " << rel
+                 << ", absolute " << abs);
     CHECK(count > 0);
   }
 };
@@ -119,12 +112,10 @@ std::shared_ptr<const LRSchedule> make_schedule(const json& s) {
   if (type == "step")
     return std::make_shared<StepLR>(s.at("step_size").get<std::size_t>(), s.at("gamma").get<double>());
   if (type == "cosine")
-    return std::make_shared<CosineAnnealingLR>(s.at("t_max").get<std::size_t>(),
-                                               s.at("eta_min").get<double>());
+    return std::make_shared<CosineAnnealingLR>(s.at("t_max").get<std::size_t>(), s.at("eta_min").get<double>());
   if (type == "warmup")
-    return std::make_shared<LinearWarmup>(
-        s.at("warmup_steps").get<std::size_t>(), s.at("start_factor").get<double>(),
-        s.at("after").is_null() ? nullptr : make_schedule(s.at("after")));
+    return std::make_shared<LinearWarmup>(s.at("warmup_steps").get<std::size_t>(), s.at("start_factor").get<double>(),
+                                          s.at("after").is_null() ? nullptr : make_schedule(s.at("after")));
   throw std::runtime_error("unknown schedule type " + type);
 }
 
@@ -159,15 +150,13 @@ std::unique_ptr<Optimizer<T>> make_optimizer(const json& spec, const std::vector
 // Runs one configuration of optimizers.json in T and compares every parameter after every
 // step (and the lr, when a schedule drives it) with PyTorch's float64 values.
 template <class T = double>
-void check_optimizer_fixture(const std::string& name, double rel_tol = kRelTol,
-                             double abs_tol = kAbsTol) {
+void check_optimizer_fixture(const std::string& name, double rel_tol = kRelTol, double abs_tol = kAbsTol) {
   const json fixture = load_fixture("optimizers.json");
   const json& spec = find_config(fixture, name);
   std::vector<Tensor<T>> params = initial_params<T>(fixture);
   std::unique_ptr<Optimizer<T>> opt = make_optimizer<T>(spec, params);
   std::unique_ptr<LRScheduler<T>> sched;
-  if (spec.contains("schedule"))
-    sched = std::make_unique<LRScheduler<T>>(*opt, make_schedule(spec.at("schedule")));
+  if (spec.contains("schedule")) sched = std::make_unique<LRScheduler<T>>(*opt, make_schedule(spec.at("schedule")));
   std::set<std::pair<std::size_t, std::size_t>> no_grad;  // (param, step)
   for (const auto& e : spec.value("no_grad", json::array()))
     no_grad.insert({e.at(0).get<std::size_t>(), e.at(1).get<std::size_t>()});
@@ -180,8 +169,10 @@ void check_optimizer_fixture(const std::string& name, double rel_tol = kRelTol,
   dev.abs_tol = abs_tol;
   for (std::size_t k = 0; k < steps; ++k) {
     for (std::size_t i = 0; i < params.size(); ++i) {
-      if (no_grad.count({i, k})) drop_grad(params[i]);
-      else set_grad(params[i], rule_grad(params[i], k));
+      if (no_grad.count({i, k}))
+        drop_grad(params[i]);
+      else
+        set_grad(params[i], rule_grad(params[i], k));
     }
     opt->step();
     if (sched) sched->step();
@@ -190,8 +181,7 @@ void check_optimizer_fixture(const std::string& name, double rel_tol = kRelTol,
       REQUIRE(expected.size() == params[i].numel());
       for (std::size_t j = 0; j < expected.size(); ++j)
         dev.add(static_cast<double>(params[i].data().data()[j]), expected.at(j).get<double>(),
-                "step " + std::to_string(k) + " param " + std::to_string(i) + " element " +
-                    std::to_string(j));
+                "step " + std::to_string(k) + " param " + std::to_string(i) + " element " + std::to_string(j));
     }
     if (sched) dev.add(opt->lr(), spec.at("lr_after").at(k).get<double>(), "lr after step " + std::to_string(k));
   }
@@ -210,8 +200,7 @@ void check_clip_fixture(const std::string& name) {
     before.push_back(rule_grad(params[i], 0));
     if (!no_grad.count(i)) set_grad(params[i], before.back());
   }
-  const double norm_type =
-      spec.at("norm_type").is_string() ? inf_norm : spec.at("norm_type").get<double>();
+  const double norm_type = spec.at("norm_type").is_string() ? inf_norm : spec.at("norm_type").get<double>();
   const double max_norm = spec.at("max_norm");
 
   Deviation dev;
@@ -229,8 +218,10 @@ void check_clip_fixture(const std::string& name) {
       dev.add(params[i].grad().data()[j], expected.at(j).get<double>(),
               "grad " + std::to_string(i) + " element " + std::to_string(j));
     // Below the threshold the gradients are left exactly as they were.
-    if (max_norm / (total + 1e-6) >= 1.0) CHECK(params[i].grad() == before[i]);
-    else CHECK_FALSE(params[i].grad() == before[i]);
+    if (max_norm / (total + 1e-6) >= 1.0)
+      CHECK(params[i].grad() == before[i]);
+    else
+      CHECK_FALSE(params[i].grad() == before[i]);
   }
   dev.report("clip_grad_norm " + name);
 }
@@ -261,8 +252,7 @@ void check_schedule_fixture(const std::string& name) {
   }
 }
 
-template <class T>
-bool same_state(const StateDict<T>& a, const StateDict<T>& b) {
+template <class T> bool same_state(const StateDict<T>& a, const StateDict<T>& b) {
   if (a.size() != b.size()) return false;
   for (const auto& [key, value] : a) {
     auto it = b.find(key);
@@ -271,8 +261,7 @@ bool same_state(const StateDict<T>& a, const StateDict<T>& b) {
   return true;
 }
 
-template <class T>
-std::vector<Tensor<T>> clone_params(const std::vector<Tensor<T>>& params) {
+template <class T> std::vector<Tensor<T>> clone_params(const std::vector<Tensor<T>>& params) {
   std::vector<Tensor<T>> out;
   for (const auto& p : params) out.emplace_back(Array<T>(p.data()), true);
   return out;
@@ -283,8 +272,10 @@ template <class T>
 void run_rule_steps(Optimizer<T>& opt, std::vector<Tensor<T>>& params, std::size_t from, std::size_t to) {
   for (std::size_t k = from; k < to; ++k) {
     for (std::size_t i = 0; i < params.size(); ++i) {
-      if (i == 2 && k == 1) drop_grad(params[i]);
-      else set_grad(params[i], rule_grad(params[i], k));
+      if (i == 2 && k == 1)
+        drop_grad(params[i]);
+      else
+        set_grad(params[i], rule_grad(params[i], k));
     }
     opt.step();
   }
@@ -292,8 +283,7 @@ void run_rule_steps(Optimizer<T>& opt, std::vector<Tensor<T>>& params, std::size
 
 // 3 steps, save, a new optimizer (other lr) on copies of the parameters loads the state,
 // 2 more steps on both: identical bits. Without the load the copy diverges.
-template <class Opt, class T, class Options>
-void check_resume(Options options) {
+template <class Opt, class T, class Options> void check_resume(Options options) {
   const json fixture = load_fixture("optimizers.json");
   std::vector<Tensor<T>> a = initial_params<T>(fixture);
   Opt first(a, options);
@@ -330,15 +320,15 @@ void check_resume(Options options) {
 // Linear regression y = x w + b with Adam; returns the final loss.
 float train_regression(std::size_t steps) {
   Generator gen(0);
-  Tensor<float> x = randn<float>({64, 3}, gen);                             // x (64,3)
-  Tensor<float> y = matmul(x, Tensor<float>({2.f, -1.f, 0.5f})) + 0.5f;     // y (64)
-  Tensor<float> w = zeros<float>({3}, true);                                // w (3)
-  Tensor<float> b = zeros<float>({1}, true);                                // b (1)
+  Tensor<float> x = randn<float>({64, 3}, gen);                          // x (64,3)
+  Tensor<float> y = matmul(x, Tensor<float>({2.f, -1.f, 0.5f})) + 0.5f;  // y (64)
+  Tensor<float> w = zeros<float>({3}, true);                             // w (3)
+  Tensor<float> b = zeros<float>({1}, true);                             // b (1)
   Adam<float> opt({w, b}, AdamOptions().set_lr(0.1));
   LRScheduler<float> sched(opt, std::make_shared<CosineAnnealingLR>(steps));
   float last = 0;
   for (std::size_t step = 0; step < steps; ++step) {
-    Tensor<float> loss = mse_loss(matmul(x, w) + b, y);                     // (64,3) x (3) -> (64)
+    Tensor<float> loss = mse_loss(matmul(x, w) + b, y);  // (64,3) x (3) -> (64)
     opt.zero_grad();
     loss.backward();
     opt.step();
@@ -357,9 +347,7 @@ float train_regression(std::size_t steps) {
 // ---- against PyTorch: optimizers ------------------------------------------------------
 
 TEST_CASE("optim: SGD plain matches PyTorch") { check_optimizer_fixture("sgd_plain"); }
-TEST_CASE("optim: SGD momentum with dampening matches PyTorch") {
-  check_optimizer_fixture("sgd_momentum_dampening");
-}
+TEST_CASE("optim: SGD momentum with dampening matches PyTorch") { check_optimizer_fixture("sgd_momentum_dampening"); }
 TEST_CASE("optim: SGD nesterov with weight decay matches PyTorch") {
   check_optimizer_fixture("sgd_nesterov_weight_decay");
 }
@@ -415,8 +403,7 @@ TEST_CASE("optim: constructors validate options with PyTorch's messages") {
   D p = zeros<double>({2}, true);
   const std::vector<D> ps{p};
   check_throws_with([&] { SGD<double> o(ps, SGDOptions().set_lr(-1)); }, {"Invalid learning rate: -1"});
-  check_throws_with([&] { SGD<double> o(ps, SGDOptions().set_momentum(-0.5)); },
-                    {"Invalid momentum value: -0.5"});
+  check_throws_with([&] { SGD<double> o(ps, SGDOptions().set_momentum(-0.5)); }, {"Invalid momentum value: -0.5"});
   check_throws_with([&] { SGD<double> o(ps, SGDOptions().set_weight_decay(-0.1)); },
                     {"Invalid weight_decay value: -0.1"});
   check_throws_with([&] { SGD<double> o(ps, SGDOptions().set_nesterov(true)); },
@@ -424,18 +411,15 @@ TEST_CASE("optim: constructors validate options with PyTorch's messages") {
   check_throws_with([&] { SGD<double> o(ps, SGDOptions().set_nesterov(true).set_momentum(0.9).set_dampening(0.1)); },
                     {"Nesterov momentum requires a momentum and zero dampening"});
   check_throws_with([&] { Adam<double> o(ps, AdamOptions().set_lr(-1)); }, {"Invalid learning rate: -1"});
-  check_throws_with([&] { Adam<double> o(ps, AdamOptions().set_lr(std::nan(""))); },
-                    {"Invalid learning rate: nan"});
-  check_throws_with([&] { Adam<double> o(ps, AdamOptions().set_eps(-1e-8)); },
-                    {"Invalid epsilon value: -1e-08"});
+  check_throws_with([&] { Adam<double> o(ps, AdamOptions().set_lr(std::nan(""))); }, {"Invalid learning rate: nan"});
+  check_throws_with([&] { Adam<double> o(ps, AdamOptions().set_eps(-1e-8)); }, {"Invalid epsilon value: -1e-08"});
   check_throws_with([&] { Adam<double> o(ps, AdamOptions().set_beta1(1.0)); },
                     {"Invalid beta parameter at index 0: 1"});
   check_throws_with([&] { Adam<double> o(ps, AdamOptions().set_beta2(-0.1)); },
                     {"Invalid beta parameter at index 1: -0.1"});
   check_throws_with([&] { Adam<double> o(ps, AdamOptions().set_weight_decay(-1)); },
                     {"Invalid weight_decay value: -1"});
-  check_throws_with([&] { AdamW<double> o(ps, AdamWOptions().set_lr(-0.5)); },
-                    {"Invalid learning rate: -0.5"});
+  check_throws_with([&] { AdamW<double> o(ps, AdamWOptions().set_lr(-0.5)); }, {"Invalid learning rate: -0.5"});
   check_throws_with([&] { AdamW<double> o(ps, AdamWOptions().set_betas(0.9, 1.5)); },
                     {"Invalid beta parameter at index 1: 1.5"});
   // The parameter list.
@@ -608,8 +592,7 @@ TEST_CASE("optim: LRScheduler sets the optimizer's lr and resumes from steps or 
     CHECK(opt.lr() == schedule->lr(s, 0.1));
   }
   const double factor_at_2 = 0.25 + 0.75 * 2 / 4;
-  CHECK(schedule->lr(2, 0.1) ==
-        doctest::Approx(factor_at_2 * (0.01 + 0.09 * (1 + std::cos(kPi * 2 / 20)) / 2)));
+  CHECK(schedule->lr(2, 0.1) == doctest::Approx(factor_at_2 * (0.01 + 0.09 * (1 + std::cos(kPi * 2 / 20)) / 2)));
   CHECK(schedule->lr(4, 0.1) == doctest::Approx(0.01 + 0.09 * (1 + std::cos(kPi * 4 / 20)) / 2));
 
   // Resume: a new optimizer and scheduler, then the saved states.

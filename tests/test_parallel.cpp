@@ -37,7 +37,7 @@ std::vector<Array<float>> run_model(int threads) {
   ThreadsGuard guard(threads);
   Tensor<float> q = input<float>({16, 4, 32}, 1), kv = input<float>({10, 16, 32}, 2), w = input<float>({32, 32}, 3);
   Tensor<float> lw = input<float>({32}, 4), lb = input<float>({32}, 5);
-  Tensor<float> pq = input<float>({10, 4, 32}, 6);  // queries paired with kv's batch elements
+  Tensor<float> pq = input<float>({10, 4, 32}, 6);                           // queries paired with kv's batch elements
   Tensor<float> ow = input<float>({32, 32}, 7), ob = input<float>({32}, 8);  // all pairs' output projection
   const FusedAttention<float> att = attention_heads_all_pairs<float>(q, kv, kv, 4, ow, ob);  // (16,10,4,32)
   const Tensor<float> mixed = matmul(reshape(att.output, {640, 32}), w);  // 640 rows: split, two bands
@@ -49,7 +49,8 @@ std::vector<Array<float>> run_model(int threads) {
   allowed(5, 0, 3) = false;
   const Tensor<float> paired = attention_heads(pq, kv, kv, 4, allowed).output;  // (10,4,32)
   (sum(y * y) + sum(paired * paired)).backward();
-  return {y.data(), q.grad(), kv.grad(), w.grad(), lw.grad(), lb.grad(), paired.data(), pq.grad(), ow.grad(), ob.grad()};
+  return {y.data(),  q.grad(),      kv.grad(), w.grad(),  lw.grad(),
+          lb.grad(), paired.data(), pq.grad(), ow.grad(), ob.grad()};
 }
 
 }  // namespace
@@ -91,10 +92,12 @@ TEST_CASE("parallel: an exception in a task reaches the caller; the other tasks 
   ThreadsGuard guard(2);
   for (int round = 0; round < 20; ++round) {
     std::atomic<int> ran{0};
-    CHECK_THROWS_WITH_AS(parallel::for_each(64, [&](std::size_t i) {
-                           ran.fetch_add(1);
-                           if (i % 10 == 3) throw std::runtime_error("task " + std::to_string(i % 10));
-                         }),
+    CHECK_THROWS_WITH_AS(parallel::for_each(64,
+                                            [&](std::size_t i) {
+                                              ran.fetch_add(1);
+                                              if (i % 10 == 3)
+                                                throw std::runtime_error("task " + std::to_string(i % 10));
+                                            }),
                          "task 3", std::runtime_error);
     CHECK(ran.load() == 64);
   }
@@ -188,8 +191,9 @@ TEST_CASE("parallel: a thread that cannot start makes set_num_threads throw, not
 
 TEST_CASE("parallel: two threads give the one-thread values and gradients") {
   const auto one = run_model(1), two = run_model(2);
-  const char* names[] = {"output", "dq", "dkv", "dw", "dlayer_norm_weight", "dlayer_norm_bias", "paired output",
-                         "dq paired", "dout_weight", "dout_bias"};
+  const char* names[] = {
+      "output",        "dq",        "dkv",         "dw",       "dlayer_norm_weight", "dlayer_norm_bias",
+      "paired output", "dq paired", "dout_weight", "dout_bias"};
   for (std::size_t i = 0; i < one.size(); ++i) {
     INFO(names[i]);
     REQUIRE(one[i].shape() == two[i].shape());
@@ -210,16 +214,19 @@ TEST_CASE("parallel: two threads give the one-thread values and gradients") {
   }
 }
 
-TEST_CASE("parallel: gradcheck of split matmul (by rows and along k), attention, layer_norm and gelu with two threads") {
+TEST_CASE(
+    "parallel: gradcheck of split matmul (by rows and along k), attention, layer_norm and gelu with two threads") {
   ThreadsGuard guard(2);
   const D a = input({70, 64}, 1), b = input({64, 60}, 2);  // 268,800 multiply-adds: split
   check_grad([](const In& in) { return matmul(in[0], in[1]); }, {a, b}, GradcheckOptions().set_fast_mode(true));
   // (8,6000) x (6000,6): a small result from a long inner dimension, split along k
   const D long_a = input({8, 6000}, 9), long_b = input({6000, 6}, 10);
-  check_grad([](const In& in) { return matmul(in[0], in[1]); }, {long_a, long_b}, GradcheckOptions().set_fast_mode(true));
+  check_grad([](const In& in) { return matmul(in[0], in[1]); }, {long_a, long_b},
+             GradcheckOptions().set_fast_mode(true));
   const D q = input({3, 4, 8}, 3), kv = input({5, 6, 8}, 4), ow = input({8, 8}, 12), ob = input({8}, 13);
-  check_grad([](const In& in) { return attention_heads_all_pairs<double>(in[0], in[1], in[1], 2, in[2], in[3]).output; },
-             {q, kv, ow, ob});
+  check_grad(
+      [](const In& in) { return attention_heads_all_pairs<double>(in[0], in[1], in[1], 2, in[2], in[3]).output; },
+      {q, kv, ow, ob});
   const D pq = input({5, 4, 8}, 11);  // paired with kv's batch elements; q, k and v one tensor too
   check_grad([](const In& in) { return attention_heads(in[0], in[1], in[1], 2).output; }, {pq, kv});
   check_grad([](const In& in) { return attention_heads(in[0], in[0], in[0], 4).output; }, {kv});
@@ -234,7 +241,8 @@ TEST_CASE("parallel: broadcasting ops and reductions split over the first axis e
   // 40*16*8*8 = 40,960 elements: above the split threshold
   const auto run = [](int threads) {
     ThreadsGuard guard(threads);
-    Tensor<float> big = input<float>({40, 16, 8, 8}, 11), per_row = input<float>({40, 1, 8, 8}, 12), per_col = input<float>({16, 1, 8}, 13);
+    Tensor<float> big = input<float>({40, 16, 8, 8}, 11), per_row = input<float>({40, 1, 8, 8}, 12),
+                  per_col = input<float>({16, 1, 8}, 13);
     Tensor<float> first = input<float>({1, 16, 8, 8}, 14);  // broadcast along the first axis: its gradient is not split
     const Tensor<float> y = (big + per_row) * per_col - first;
     Tensor<float> loss = sum(mean(y, {2}, true) * mean(y * y, {0}, true)) + sum(mean(y, {1, 3}));

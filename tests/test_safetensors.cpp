@@ -49,20 +49,20 @@ std::string u64_le(std::uint64_t value) {
 void write_raw(const std::string& path, const std::string& header, const std::string& buffer,
                std::uint64_t header_size = std::numeric_limits<std::uint64_t>::max()) {
   std::ofstream out(path, std::ios::binary);
-  out << u64_le(header_size == std::numeric_limits<std::uint64_t>::max() ? header.size() : header_size)
-      << header << buffer;
+  out << u64_le(header_size == std::numeric_limits<std::uint64_t>::max() ? header.size() : header_size) << header
+      << buffer;
   REQUIRE(out.good());
 }
 
 std::string fixture(const std::string& name) {
   const std::string path = std::string(XTGRAD_FIXTURE_DIR) + "/safetensors/" + name;
-  REQUIRE_MESSAGE(fs::exists(path), path << " is missing (regenerate with tests/fixtures/make_safetensors_fixtures.py)");
+  REQUIRE_MESSAGE(fs::exists(path),
+                  path << " is missing (regenerate with tests/fixtures/make_safetensors_fixtures.py)");
   return path;
 }
 
 // Asserts that f throws CheckpointError whose message names the file and has every fragment.
-template <class F>
-void check_refused(F&& f, const std::string& path, std::vector<std::string> fragments) {
+template <class F> void check_refused(F&& f, const std::string& path, std::vector<std::string> fragments) {
   fragments.insert(fragments.begin(), path);
   check_throws_with<CheckpointError>(f, fragments);
 }
@@ -76,24 +76,18 @@ void check_load_refused(const std::string& path, const std::vector<std::string>&
 
 // ---- values ---------------------------------------------------------------------------
 
-template <class T>
-Shape shape_of(const Array<T>& a) {
-  return Shape(a.shape().begin(), a.shape().end());
-}
+template <class T> Shape shape_of(const Array<T>& a) { return Shape(a.shape().begin(), a.shape().end()); }
 
 // Same shape and the same bits (NaN payloads and -0 included).
-template <class T>
-void check_bitwise_equal(const Array<T>& actual, const Array<T>& expected, const std::string& name) {
+template <class T> void check_bitwise_equal(const Array<T>& actual, const Array<T>& expected, const std::string& name) {
   CAPTURE(name);
   REQUIRE(shape_of(actual) == shape_of(expected));
   REQUIRE(actual.size() == expected.size());
-  if (expected.size() > 0)
-    CHECK(std::memcmp(actual.data(), expected.data(), expected.size() * sizeof(T)) == 0);
+  if (expected.size() > 0) CHECK(std::memcmp(actual.data(), expected.data(), expected.size() * sizeof(T)) == 0);
 }
 
 // Shape and exact values (== in double; infinities compare too, and the sign of zero).
-template <class T>
-void check_exact(const Array<T>& a, const Shape& shape, const std::vector<double>& expected) {
+template <class T> void check_exact(const Array<T>& a, const Shape& shape, const std::vector<double>& expected) {
   REQUIRE(shape_of(a) == shape);
   REQUIRE(a.size() == expected.size());
   for (std::size_t i = 0; i < expected.size(); ++i)
@@ -102,8 +96,7 @@ void check_exact(const Array<T>& a, const Shape& shape, const std::vector<double
 }
 
 // Several tensors: special values, a 0-d scalar, an empty (0,3), a 4-d and a larger one.
-template <class T>
-StateDict<T> sample_state() {
+template <class T> StateDict<T> sample_state() {
   using L = std::numeric_limits<T>;
   StateDict<T> state;
   state["layer.weight"] = Array<T>{{T(1.5), T(-0.0), L::infinity()}, {-L::infinity(), L::quiet_NaN(), L::denorm_min()}};
@@ -121,8 +114,7 @@ StateDict<T> sample_state() {
 
 const Metadata kMetadata = {{"epoch", "3"}, {"format", "pt"}, {"note", "\xc3\xbcnicode, \"quotes\" and {braces}"}};
 
-template <class T>
-void check_round_trip() {
+template <class T> void check_round_trip() {
   TempDir dir;
   const std::string path = (dir / "model.safetensors");
   const StateDict<T> state = sample_state<T>();
@@ -139,8 +131,7 @@ void check_round_trip() {
 
 // The header of a file we wrote, read by the test itself: names in file order sorted,
 // offsets contiguous from 0 to the end of the buffer, header padded to 8 bytes.
-template <class T>
-void check_written_layout(const char* dtype) {
+template <class T> void check_written_layout(const char* dtype) {
   TempDir dir;
   const std::string path = (dir / "model.safetensors");
   save_safetensors(path, sample_state<T>(), kMetadata);
@@ -208,13 +199,9 @@ StateDict<float> small_state(float value) {
 
 // ---- round trips ----------------------------------------------------------------------
 
-TEST_CASE("safetensors: float round trip keeps every bit and shape and the metadata") {
-  check_round_trip<float>();
-}
+TEST_CASE("safetensors: float round trip keeps every bit and shape and the metadata") { check_round_trip<float>(); }
 
-TEST_CASE("safetensors: double round trip keeps every bit and shape and the metadata") {
-  check_round_trip<double>();
-}
+TEST_CASE("safetensors: double round trip keeps every bit and shape and the metadata") { check_round_trip<double>(); }
 
 TEST_CASE("safetensors: the written header has sorted names and contiguous offsets from 0") {
   SUBCASE("F32") { check_written_layout<float>("F32"); }
@@ -340,7 +327,8 @@ TEST_CASE("safetensors: broken headers built in the test are refused with a tell
     refuse_entry(R"({"dtype":"F32","shape":4,"data_offsets":[0,16]})", {"\"shape\" is not an array"});
   }
   SUBCASE("negative shape entry") {
-    refuse_entry(R"({"dtype":"F32","shape":[2,-2],"data_offsets":[0,16]})", {"tensor 'w'", "shape entry 1 is negative"});
+    refuse_entry(R"({"dtype":"F32","shape":[2,-2],"data_offsets":[0,16]})",
+                 {"tensor 'w'", "shape entry 1 is negative"});
   }
   SUBCASE("non-integer shape entry") {
     refuse_entry(R"({"dtype":"F32","shape":[1.5],"data_offsets":[0,16]})", {"shape entry 0 is not an integer"});
@@ -349,12 +337,12 @@ TEST_CASE("safetensors: broken headers built in the test are refused with a tell
     refuse_entry(R"({"dtype":"F32","shape":["4"],"data_offsets":[0,16]})", {"shape entry 0 is not a number"});
   }
   SUBCASE("overflowing byte count") {  // 2^62 elements fit u64, 2^64 bytes do not
-    refuse_entry(R"({"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,16]})",
-                 {"byte count exceeds 2^64"});
+    refuse_entry(R"({"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,16]})", {"byte count exceeds 2^64"});
   }
   SUBCASE("missing data_offsets") { refuse_entry(R"({"dtype":"F32","shape":[4]})", {"no \"data_offsets\""}); }
   SUBCASE("data_offsets of the wrong length") {
-    refuse_entry(R"({"dtype":"F32","shape":[4],"data_offsets":[0,8,16]})", {"\"data_offsets\" is not an array [begin, end]"});
+    refuse_entry(R"({"dtype":"F32","shape":[4],"data_offsets":[0,8,16]})",
+                 {"\"data_offsets\" is not an array [begin, end]"});
   }
   SUBCASE("negative offset") {
     refuse_entry(R"({"dtype":"F32","shape":[4],"data_offsets":[-4,12]})", {"data_offsets begin is negative"});
@@ -379,8 +367,7 @@ TEST_CASE("safetensors: broken headers built in the test are refused with a tell
     refuse_entry(R"({"dtype":"F32","dtype":"F64","shape":[4],"data_offsets":[0,16]})", {"duplicate key 'dtype'"});
   }
   SUBCASE("__metadata__ not an object") {
-    write_raw(path, R"({"__metadata__":"epoch 3","w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
-              four_floats);
+    write_raw(path, R"({"__metadata__":"epoch 3","w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", four_floats);
     check_load_refused(path, {"__metadata__ is not an object"});
   }
   SUBCASE("duplicate metadata key") {

@@ -26,10 +26,10 @@ struct AttentionShape {
 };
 
 inline AttentionShape check_shapes(const char* op, const Shape& q, const Shape& k, const Shape& v, std::size_t heads,
-                            bool all_pairs) {
+                                   bool all_pairs) {
   if (q.size() != 3 || k.size() != 3 || v.size() != 3)
-    detail::fail(op, "q, k and v must be 3-D (batch, length, width), got " + shape_str(q) + ", " + shape_str(k) +
-                         ", " + shape_str(v));
+    detail::fail(op, "q, k and v must be 3-D (batch, length, width), got " + shape_str(q) + ", " + shape_str(k) + ", " +
+                         shape_str(v));
   if (k != v) detail::fail(op, "k " + shape_str(k) + " and v " + shape_str(v) + " differ");
   if (q[2] != k[2]) detail::fail(op, "q " + shape_str(q) + " and k " + shape_str(k) + " differ in width");
   if (!all_pairs && q[0] != k[0])
@@ -42,13 +42,13 @@ inline AttentionShape check_shapes(const char* op, const Shape& q, const Shape& 
 
 inline void check_key_mask(const char* op, const std::optional<Mask>& key_allowed, const AttentionShape& a) {
   if (key_allowed && detail::shape_of(*key_allowed) != Shape{a.bk, a.lk})
-    detail::fail(op, "key mask " + shape_str(key_allowed->shape()) + " is not (Bk,Lk) = " + shape_str(Shape{a.bk, a.lk}));
+    detail::fail(op,
+                 "key mask " + shape_str(key_allowed->shape()) + " is not (Bk,Lk) = " + shape_str(Shape{a.bk, a.lk}));
 }
 
 // What the backward keeps: the weights (shared with the caller) and, with dropout, the
 // scale (0 or 1/(1-p) per weight) and the dropped weights the values were mixed with.
-template <class T>
-struct Saved {
+template <class T> struct Saved {
   std::shared_ptr<const Array<T>> weights;
   bool dropout = false;
   Array<T> dropout_scale, dropped;
@@ -56,8 +56,7 @@ struct Saved {
 };
 
 // The Saved of weights, drawing a dropout mask (kept with probability 1-p) when asked.
-template <class T>
-Saved<T> save_weights(std::shared_ptr<const Array<T>> weights, double p, Generator* gen) {
+template <class T> Saved<T> save_weights(std::shared_ptr<const Array<T>> weights, double p, Generator* gen) {
   Saved<T> saved{std::move(weights), p > 0 && gen, {}, {}};
   if (!saved.dropout) return saved;
   saved.dropout_scale = detail::dropout_scale<T>(detail::shape_of(*saved.weights), p, *gen);
@@ -66,15 +65,13 @@ Saved<T> save_weights(std::shared_ptr<const Array<T>> weights, double p, Generat
 }
 
 // x *= y elementwise over `rows` rows of `len` values, `stride` apart in both.
-template <class T>
-void multiply_rows(T* x, const T* y, std::size_t rows, std::size_t len, std::size_t stride) {
+template <class T> void multiply_rows(T* x, const T* y, std::size_t rows, std::size_t len, std::size_t stride) {
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t j = 0; j < len; ++j) x[r * stride + j] *= y[r * stride + j];
 }
 
 // scores[i] = -inf where !allowed[i], for i < n.
-template <class T>
-void block_disallowed(T* scores, const bool* allowed, std::size_t n) {
+template <class T> void block_disallowed(T* scores, const bool* allowed, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i)
     if (!allowed[i]) scores[i] = -std::numeric_limits<T>::infinity();
 }
@@ -82,8 +79,7 @@ void block_disallowed(T* scores, const bool* allowed, std::size_t n) {
 // m^T, contiguous. The products that contract over a head's dh read K or V transposed:
 // BLAS runs A B^T with so short an inner dimension at a third of the speed of A B
 // (bench/: attn_small, align_step), more than the copy costs.
-template <class T>
-std::vector<T> transposed(blas::Matrix<const T> m) {
+template <class T> std::vector<T> transposed(blas::Matrix<const T> m) {
   std::vector<T> out(m.rows * m.cols);
   kernels::transpose(m.rows, m.cols, m.data, m.stride, out.data(), m.rows);
   return out;
@@ -96,8 +92,7 @@ blas::Matrix<T> head_block(T* x, std::size_t L, const AttentionShape& a, std::si
 }
 
 // f(b, h) for every batch element b < B and head h < H, spread over the threads.
-template <class F>
-void for_each_head(std::size_t B, std::size_t H, F&& f) {
+template <class F> void for_each_head(std::size_t B, std::size_t H, F&& f) {
   parallel::for_each(B * H, [&](std::size_t bh) { f(bh / H, bh % H); });
 }
 

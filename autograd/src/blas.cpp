@@ -42,8 +42,7 @@ constexpr std::size_t kSplitWork = std::size_t(1) << 18;
 // A small C from a long inner dimension (a weight gradient summed over many rows): bands
 // of C would each read all of the long operands, so split k instead; the first band
 // accumulates into C, the others into their own buffers, added in band order.
-template <class T>
-void gemm_split_inner(Matrix<T> c, Matrix<const T> a, Matrix<const T> b, T alpha, T beta) {
+template <class T> void gemm_split_inner(Matrix<T> c, Matrix<const T> a, Matrix<const T> b, T alpha, T beta) {
   const std::size_t m = c.rows, n = c.cols, k = a.cols;
   const std::size_t parts = parallel::band_count(k, 64);
   std::vector<std::vector<T>> partial(parts);
@@ -72,13 +71,11 @@ void gemm(Matrix<T> c, typename read_only<T>::type a, typename read_only<T>::typ
   if (m * n * k < kSplitWork || parallel::threads() == 1) return call(c, a, b, alpha, beta);
   if (k >= 8 * std::max(m, n)) return gemm_split_inner(c, a, b, alpha, beta);
   if (m >= n)  // rows r0..r1 of C need rows r0..r1 of A
-    parallel::for_ranges(m, 16, [&](std::size_t r0, std::size_t r1) {
-      call(c.row_range(r0, r1), a.row_range(r0, r1), b, alpha, beta);
-    });
+    parallel::for_ranges(
+        m, 16, [&](std::size_t r0, std::size_t r1) { call(c.row_range(r0, r1), a.row_range(r0, r1), b, alpha, beta); });
   else  // columns c0..c1 of C need columns c0..c1 of B
-    parallel::for_ranges(n, 16, [&](std::size_t c0, std::size_t c1) {
-      call(c.col_range(c0, c1), a, b.col_range(c0, c1), alpha, beta);
-    });
+    parallel::for_ranges(
+        n, 16, [&](std::size_t c0, std::size_t c1) { call(c.col_range(c0, c1), a, b.col_range(c0, c1), alpha, beta); });
 }
 
 template void gemm(Matrix<float>, Matrix<const float>, Matrix<const float>, float, float);

@@ -11,8 +11,7 @@ namespace xtgrad::blas {
 // A row-major matrix in place: rows x cols, element (i, j) at data[i * stride + j]. The
 // stride may exceed cols: one head's columns of a (L, D) array are matrix(p + h * dh, L,
 // dh, D). t() reads the same memory as the transpose (BLAS's transpose flag): no copy.
-template <class T>
-struct Matrix {
+template <class T> struct Matrix {
   T* data = nullptr;
   std::size_t rows = 0, cols = 0, stride = 0;
   bool transposed = false;  // stored as (cols, rows): element (i, j) at data[j * stride + i]
@@ -35,15 +34,13 @@ struct Matrix {
 };
 
 // rows x cols at data, row stride `stride` (cols when 0: contiguous rows).
-template <class T>
-Matrix<T> matrix(T* data, std::size_t rows, std::size_t cols, std::size_t stride = 0) {
+template <class T> Matrix<T> matrix(T* data, std::size_t rows, std::size_t cols, std::size_t stride = 0) {
   return {data, rows, cols, stride ? stride : cols};
 }
 
 // Keeps a parameter out of template deduction, so that a writable Matrix<T> converts to
 // the Matrix<const T> gemm reads.
-template <class T>
-struct read_only { using type = Matrix<const T>; };
+template <class T> struct read_only { using type = Matrix<const T>; };
 
 // C (m,n) = alpha A (m,k) B (k,n) + beta C, as gemm(c, a, b.t(), alpha, beta) for A B^T.
 // C is not transposed; beta 0 never reads C (it may be uninitialised). With several

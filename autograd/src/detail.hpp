@@ -25,24 +25,19 @@ namespace xtgrad::detail {
 // default-constructed (undefined) Tensor is refused naming the op and the argument's
 // position ("matmul: argument 2 is an undefined Tensor"). Without it the op's first use
 // of the argument throws Tensor's own message, which cannot name the op.
-template <class A>
-void check_argument(const char*, std::size_t, const A&) {}  // not a tensor
-template <class T>
-void check_argument(const char* op, std::size_t position, const Tensor<T>& t) {
+template <class A> void check_argument(const char*, std::size_t, const A&) {}  // not a tensor
+template <class T> void check_argument(const char* op, std::size_t position, const Tensor<T>& t) {
   if (!t.defined()) fail(op, "argument " + std::to_string(position) + " is an undefined Tensor");
 }
-template <class T>
-void check_argument(const char* op, std::size_t position, const std::optional<Tensor<T>>& t) {
+template <class T> void check_argument(const char* op, std::size_t position, const std::optional<Tensor<T>>& t) {
   if (t && !t->defined()) fail(op, "argument " + std::to_string(position) + " is an undefined Tensor");
 }
-template <class T>
-void check_argument(const char* op, std::size_t position, const std::vector<Tensor<T>>& ts) {
+template <class T> void check_argument(const char* op, std::size_t position, const std::vector<Tensor<T>>& ts) {
   for (std::size_t i = 0; i < ts.size(); ++i)
     if (!ts[i].defined())
       fail(op, "argument " + std::to_string(position) + " holds an undefined Tensor at index " + std::to_string(i));
 }
-template <class... Args>
-void check_defined(const char* op, const Args&... args) {
+template <class... Args> void check_defined(const char* op, const Args&... args) {
   std::size_t position = 0;
   (check_argument(op, ++position, args), ...);
 }
@@ -54,13 +49,9 @@ std::size_t normalize_axis(int axis, std::size_t ndim, const char* op);
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 
 // Undo broadcasting: sum grad over the axes along which shape was broadcast.
-template <class T>
-Array<T> sum_to(Array<T>&& grad, const Shape& shape);
+template <class T> Array<T> sum_to(Array<T>&& grad, const Shape& shape);
 
-template <class T>
-Shape shape_of(const Array<T>& a) {
-  return Shape(a.shape().begin(), a.shape().end());
-}
+template <class T> Shape shape_of(const Array<T>& a) { return Shape(a.shape().begin(), a.shape().end()); }
 
 std::size_t product(const Shape& shape, std::size_t begin = 0, std::size_t end = SIZE_MAX);
 
@@ -69,8 +60,7 @@ std::size_t product(const Shape& shape, std::size_t begin = 0, std::size_t end =
 // sb), both broadcast to out (right-aligned; size-1 or missing axes repeat). The loops
 // behind broadcasting ops, sum_to and reductions: xtensor's broadcast assignment and axis
 // reductions are many times slower than this walk over contiguous data.
-template <class F>
-void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, F&& f) {
+template <class F> void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, F&& f) {
   const std::size_t n = out.size();
   std::size_t total = 1;
   for (std::size_t d : out) total *= d;
@@ -141,8 +131,7 @@ void for_each_broadcast_parallel(const Shape& written, const Shape& out, const S
 // whatever is summed into sums (`width` values, zeroed, allocated by the thread that
 // fills it). The bands are blocks of 256 rows, spread over the threads and added into
 // total in band order: the same sums in the same order at any thread count.
-template <class T, class F>
-void banded_sum(std::size_t rows, std::size_t width, T* total, F&& add_band) {
+template <class T, class F> void banded_sum(std::size_t rows, std::size_t width, T* total, F&& add_band) {
   constexpr std::size_t kBandRows = 256;
   const std::size_t bands = std::max<std::size_t>(1, (rows + kBandRows - 1) / kBandRows);
   std::vector<std::vector<T>> partial(bands);
@@ -157,8 +146,7 @@ void banded_sum(std::size_t rows, std::size_t width, T* total, F&& add_band) {
 
 // A bias's gradient: the column sums of g (rows, cols) written into `sum` (cols) by the
 // rule of grad_target (beta 0: overwrite, 1: add).
-template <class T>
-void write_column_sums(const T* g, std::size_t rows, std::size_t cols, GradTarget<T> sum) {
+template <class T> void write_column_sums(const T* g, std::size_t rows, std::size_t cols, GradTarget<T> sum) {
   if (!sum) return;
   if (sum.beta == T(0)) std::fill(sum.data, sum.data + cols, T(0));
   banded_sum(rows, cols, sum.data, [&](std::size_t begin, std::size_t end, T* sums) {
@@ -169,8 +157,7 @@ void write_column_sums(const T* g, std::size_t rows, std::size_t cols, GradTarge
 
 // The one dropout mask: per element, 1/(1-p) with probability 1-p, else 0 (p = 1: all 0),
 // drawn in element order from gen. The caller has checked p with check_probability.
-template <class T>
-Array<T> dropout_scale(const Shape& shape, double p, Generator& gen) {
+template <class T> Array<T> dropout_scale(const Shape& shape, double p, Generator& gen) {
   Array<T> scale(shape);
   const T kept = p < 1.0 ? T(1.0 / (1.0 - p)) : T(0);
   for (auto& s : scale) s = gen.uniform() >= p ? kept : T(0);

@@ -23,11 +23,10 @@ namespace {
 // One accumulator register per (row, 16 columns); B's row p is loaded once per block and
 // A's element broadcast, so each load feeds Rows (or Vecs) multiply-adds.
 template <int Vecs, int Rows, bool TransA>
-__attribute__((target("avx512f"), always_inline)) inline void row_block(std::size_t i0, std::size_t p0,
-                                                                        std::size_t p1, float alpha, const float* a,
-                                                                        std::size_t lda, const float* b,
-                                                                        std::size_t ldb, float beta, float* c,
-                                                                        std::size_t ldc) {
+__attribute__((target("avx512f"), always_inline)) inline void row_block(std::size_t i0, std::size_t p0, std::size_t p1,
+                                                                        float alpha, const float* a, std::size_t lda,
+                                                                        const float* b, std::size_t ldb, float beta,
+                                                                        float* c, std::size_t ldc) {
   __m512 acc[Rows][Vecs];
   for (int r = 0; r < Rows; ++r)
     for (int j = 0; j < Vecs; ++j) acc[r][j] = _mm512_setzero_ps();
@@ -72,10 +71,14 @@ template <bool TransA>
 void narrow_by_width(std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a, std::size_t lda,
                      const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
   switch (n / 16) {
-    case 1: return narrow<1, TransA>(m, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    case 2: return narrow<2, TransA>(m, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    case 3: return narrow<3, TransA>(m, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    default: return narrow<4, TransA>(m, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    case 1:
+      return narrow<1, TransA>(m, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    case 2:
+      return narrow<2, TransA>(m, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    case 3:
+      return narrow<3, TransA>(m, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    default:
+      return narrow<4, TransA>(m, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
 }
 
@@ -87,8 +90,9 @@ bool narrow_gemm_available() {
 }
 
 void narrow_gemm(Matrix<float> c, Matrix<const float> a, Matrix<const float> b, float alpha, float beta) {
-  if (a.transposed) return narrow_by_width<true>(c.rows, c.cols, a.cols, alpha, a.data, a.stride, b.data, b.stride,
-                                                 beta, c.data, c.stride);
+  if (a.transposed)
+    return narrow_by_width<true>(c.rows, c.cols, a.cols, alpha, a.data, a.stride, b.data, b.stride, beta, c.data,
+                                 c.stride);
   narrow_by_width<false>(c.rows, c.cols, a.cols, alpha, a.data, a.stride, b.data, b.stride, beta, c.data, c.stride);
 }
 

@@ -31,8 +31,7 @@ struct Checker {
   GradcheckResult result;
 
   // Compares one pair; records the first failure, described by where().
-  template <class Where>
-  void compare(double analytical, double numerical, Where where) {
+  template <class Where> void compare(double analytical, double numerical, Where where) {
     const double err = std::abs(analytical - numerical);
     ++result.checked;
     result.max_abs_error = std::isnan(err) ? INFINITY : std::max(err, result.max_abs_error);
@@ -70,8 +69,10 @@ struct Restore {
   ~Restore() {
     for (std::size_t j = 0; j < leaves.size(); ++j) {
       leaves[j].mutable_data() = std::move(values[j]);
-      if (grads[j]) leaves[j].set_grad(std::move(*grads[j]));
-      else leaves[j].reset_grad();
+      if (grads[j])
+        leaves[j].set_grad(std::move(*grads[j]));
+      else
+        leaves[j].reset_grad();
     }
   }
 };
@@ -95,8 +96,8 @@ std::vector<Arr> analytical_side(Tensor<double>& out, std::vector<Tensor<double>
   std::vector<Arr> analytical(leaves.size());
   for (std::size_t j = 0; j < leaves.size(); ++j)
     if (leaves[j].requires_grad())
-      analytical[j] = fast_mode ? Arr(xt::zeros<double>(leaves[j].shape()))
-                                : Arr(xt::zeros<double>({n_out, leaves[j].numel()}));
+      analytical[j] =
+          fast_mode ? Arr(xt::zeros<double>(leaves[j].shape())) : Arr(xt::zeros<double>({n_out, leaves[j].numel()}));
   const std::size_t passes = fast_mode ? 1 : n_out;
   for (std::size_t i = 0; i < passes; ++i) {
     for (auto& t : leaves) t.zero_grad();
@@ -124,8 +125,7 @@ void check_projection(Checker& check, const std::function<Tensor<double>()>& fn,
   const Arr minus = evaluate(fn);
   x = x0;
   double numerical = 0, projected = 0;
-  for (std::size_t i = 0; i < v.size(); ++i)
-    numerical += v.data()[i] * (plus.data()[i] - minus.data()[i]) / (2 * eps);
+  for (std::size_t i = 0; i < v.size(); ++i) numerical += v.data()[i] * (plus.data()[i] - minus.data()[i]) / (2 * eps);
   for (std::size_t k = 0; k < x.size(); ++k) projected += analytical.data()[k] * u.data()[k];
   check.compare(projected, numerical, [&] { return "Jacobian projection v^T J u mismatch " + input; });
 }
@@ -164,10 +164,10 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor<double
   return gradcheck_params([&] { return fn(leaves); }, leaves, options);
 }
 
-GradcheckResult gradcheck_params(const std::function<Tensor<double>()>& fn,
-                                 const std::vector<Tensor<double>>& tensors, const GradcheckOptions& options) {
+GradcheckResult gradcheck_params(const std::function<Tensor<double>()>& fn, const std::vector<Tensor<double>>& tensors,
+                                 const GradcheckOptions& options) {
   std::vector<Tensor<double>> leaves = tensors;  // handles: the same nodes
-  Restore restore(leaves);  // puts values and gradients back on return
+  Restore restore(leaves);                       // puts values and gradients back on return
   Checker check{options, {}};
 
   Tensor<double> out = fn();

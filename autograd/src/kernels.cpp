@@ -1,4 +1,5 @@
 #include "kernels.hpp"
+#include "simd.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -11,21 +12,6 @@
 namespace xtgrad::kernels {
 
 namespace {
-
-// Sixteen floats as one value (GCC/Clang vector extensions): one AVX-512 register, two
-// AVX2 or four SSE ones. A scalar loop of the same arithmetic does not vectorise: the
-// compiler keeps the range checks as branches.
-using Floats = float __attribute__((vector_size(64)));
-using Ints = std::int32_t __attribute__((vector_size(64)));
-constexpr std::size_t kLanes = 16;
-
-// The vector helpers pass vectors by reference, never by value, so that none crosses a
-// call (the ABI differs between the instruction sets); inlined, the copies vanish.
-[[gnu::always_inline]] inline Floats& load(Floats& v, const float* p) {
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-[[gnu::always_inline]] inline void store(float* p, const Floats& v) { std::memcpy(p, &v, sizeof v); }
 
 // exp of the kLanes floats at x, in place: exp(x) = 2^n exp(r) with n = round(x / ln 2)
 // and |r| <= ln(2) / 2; exp(r) by Cephes' expf polynomial.
@@ -78,8 +64,8 @@ constexpr std::size_t kLanes = 16;
   const Floats z = (v < 0 ? -v : v) * 0.70710678118654752f;  // |x| / sqrt 2
   const Floats t = 1.0f / (1.0f + 0.5f * z);
   Floats p = Floats{} + 0.17087277f;
-  for (const float c : {-0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f, -0.18628806f, 0.09678418f,
-                        0.37409196f, 1.00002368f})
+  for (const float c :
+       {-0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f, -0.18628806f, 0.09678418f, 0.37409196f, 1.00002368f})
     p = p * t + c;
   float e[kLanes];
   store(e, p * t - 1.26551223f - z * z);
@@ -114,8 +100,7 @@ using Floats8 = float __attribute__((vector_size(32)));
   return y ? sum_of<double>(n, [x, y](std::size_t i) { return x[i] * y[i]; })
            : sum_of<double>(n, [x](std::size_t i) { return x[i]; });
 }
-template <class T>
-[[gnu::always_inline]] inline T row_sum(const T* x, std::size_t n) {
+template <class T> [[gnu::always_inline]] inline T row_sum(const T* x, std::size_t n) {
   return row_sum(x, static_cast<const T*>(nullptr), n);
 }
 
@@ -154,25 +139,13 @@ template <class T>
 
 }  // namespace
 
-// The float kernels are compiled three times, for AVX-512, AVX2 and any x86-64 (SSE2),
-// and picked at load time (an ifunc). None uses FMA and the vectors' lanes never mix
-// except in sums written out in a fixed order, so all three give the same bits on every
-// machine. Not under ThreadSanitizer, whose runtime is not up yet when the dynamic loader
-// runs the picker (the program crashes at start).
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
-#define XTGRAD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define XTGRAD_CLONES
-#endif
-
 XTGRAD_CLONES
 void exp_in_place(float* x, std::size_t n) { exp_block(x, n); }
 
 void exp_in_place(double* x, std::size_t n) { exp_block(x, n); }
 
 namespace {
-template <class T>
-[[gnu::always_inline]] inline void softmax_rows_impl(T* x, std::size_t rows, std::size_t len) {
+template <class T> [[gnu::always_inline]] inline void softmax_rows_impl(T* x, std::size_t rows, std::size_t len) {
   for (std::size_t r = 0; r < rows; ++r) {
     T* row = x + r * len;
     const T peak = row_max(row, len);
@@ -189,8 +162,7 @@ template <class T>
   }
 }
 
-template <class T>
-[[gnu::always_inline]] inline void log_softmax_rows_impl(T* x, std::size_t rows, std::size_t len) {
+template <class T> [[gnu::always_inline]] inline void log_softmax_rows_impl(T* x, std::size_t rows, std::size_t len) {
   std::vector<T> shifted(len);  // one row's x - peak, exponentiated to find the total
   for (std::size_t r = 0; r < rows; ++r) {
     T* row = x + r * len;
@@ -348,38 +320,6 @@ template <class T>
   }
 }
 
-// One full 16 x 16 tile of floats, in registers: four rounds of zipping row i with row
-// i + 8 (lanes a0 b0 a1 b1 ... into rows 2i and 2i + 1) transpose it.
-[[gnu::always_inline]] inline void transpose_tile(const float* a, std::size_t lda, float* b, std::size_t ldb) {
-  Floats rows[kLanes], zipped[kLanes];
-  for (std::size_t r = 0; r < kLanes; ++r) load(rows[r], a + r * lda);
-  for (int round = 0; round < 4; ++round) {
-    for (std::size_t i = 0; i < kLanes / 2; ++i) {
-      zipped[2 * i] = __builtin_shufflevector(rows[i], rows[i + 8], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-      zipped[2 * i + 1] =
-          __builtin_shufflevector(rows[i], rows[i + 8], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    }
-    for (std::size_t r = 0; r < kLanes; ++r) rows[r] = zipped[r];
-  }
-  for (std::size_t c = 0; c < kLanes; ++c) store(b + c * ldb, rows[c]);
-}
-
-template <class T>
-[[gnu::always_inline]] inline void transpose_impl(std::size_t rows, std::size_t cols, const T* a, std::size_t lda,
-                                                  T* b, std::size_t ldb) {
-  constexpr std::size_t tile = kLanes;
-  for (std::size_t r0 = 0; r0 < rows; r0 += tile)
-    for (std::size_t c0 = 0; c0 < cols; c0 += tile) {
-      const std::size_t r1 = std::min(rows, r0 + tile), c1 = std::min(cols, c0 + tile);
-      if constexpr (std::is_same_v<T, float>)
-        if (r1 - r0 == tile && c1 - c0 == tile) {  // in registers
-          transpose_tile(a + r0 * lda + c0, lda, b + c0 * ldb + r0, ldb);
-          continue;
-        }
-      for (std::size_t c = c0; c < c1; ++c)  // doubles, and the ragged edges
-        for (std::size_t r = r0; r < r1; ++r) b[c * ldb + r] = a[r * lda + c];
-    }
-}
 }  // namespace
 
 XTGRAD_CLONES
@@ -401,14 +341,6 @@ void layer_norm_rows_backward(const double* x, const double* g, const double* w,
                               const double* rstds, double* gx, double* gw, double* gb, std::size_t rows,
                               std::size_t d) {
   layer_norm_backward_impl(x, g, w, means, rstds, gx, gw, gb, rows, d);
-}
-
-XTGRAD_CLONES
-void transpose(std::size_t rows, std::size_t cols, const float* a, std::size_t lda, float* b, std::size_t ldb) {
-  transpose_impl(rows, cols, a, lda, b, ldb);
-}
-void transpose(std::size_t rows, std::size_t cols, const double* a, std::size_t lda, double* b, std::size_t ldb) {
-  transpose_impl(rows, cols, a, lda, b, ldb);
 }
 
 }  // namespace xtgrad::kernels

@@ -71,21 +71,20 @@ void transpose(std::size_t rows, std::size_t cols, const double* a, std::size_t 
 // where one running sum would be a chain of dependent adds (it may not reorder float
 // additions itself). The order is fixed, so results are the same on every run and on
 // every instruction set.
-template <class T, class F>
-inline T sum_of(std::size_t n, F term) {
+template <class T, class F> inline T sum_of(std::size_t n, F term) {
   T partial[8] = {};
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8)
     for (std::size_t j = 0; j < 8; ++j) partial[j] += term(i + j);
-  T total = ((partial[0] + partial[1]) + (partial[2] + partial[3])) + ((partial[4] + partial[5]) + (partial[6] + partial[7]));
+  T total =
+      ((partial[0] + partial[1]) + (partial[2] + partial[3])) + ((partial[4] + partial[5]) + (partial[6] + partial[7]));
   for (; i < n; ++i) total += term(i);
   return total;
 }
 
 // The largest of term(0..n-1), in eight lanes as sum_of (the maximum does not depend on
 // the order). NaN terms are skipped; -inf for n = 0.
-template <class T, class F>
-inline T max_of(std::size_t n, F term) {
+template <class T, class F> inline T max_of(std::size_t n, F term) {
   constexpr T lowest = -std::numeric_limits<T>::infinity();
   T partial[8] = {lowest, lowest, lowest, lowest, lowest, lowest, lowest, lowest};
   std::size_t i = 0;

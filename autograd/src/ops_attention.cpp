@@ -45,8 +45,7 @@ void paired_weights_forward(const AttentionShape& a, const T* q, const T* k, con
 }
 
 // Pd (B,H,Lq,Lk), v (B,Lk,D) -> out (B,Lq,D): O_bh (Lq,dh) = Pd_bh (Lq,Lk) V_bh (Lk,dh)
-template <class T>
-void paired_mix_forward(const AttentionShape& a, const T* pd, const T* v, T* out) {
+template <class T> void paired_mix_forward(const AttentionShape& a, const T* pd, const T* v, T* out) {
   for_each_head(a.bq, a.heads, [&](std::size_t b, std::size_t h) {
     const T* pd_bh = pd + (b * a.heads + h) * a.lq * a.lk;
     blas::gemm(head_block(out, a.lq, a, b, h), matrix(pd_bh, a.lq, a.lk), head_block(v, a.lk, a, b, h));
@@ -57,8 +56,7 @@ void paired_mix_forward(const AttentionShape& a, const T* pd, const T* v, T* out
 // When q, k and v are one tensor, a task writes its block three times in the order the
 // targets were fetched, so only the first write of a fresh gradient overwrites (beta 0).
 template <class T>
-void paired_backward(const AttentionShape& a, const Saved<T>& saved, const std::vector<NodePtr<T>>& in,
-                     const T* dout) {
+void paired_backward(const AttentionShape& a, const Saved<T>& saved, const std::vector<NodePtr<T>>& in, const T* dout) {
   const T* q = in[0]->data().data();
   const T* k = in[1]->data().data();
   const T* v = in[2]->data().data();
@@ -79,7 +77,8 @@ void paired_backward(const AttentionShape& a, const Saved<T>& saved, const std::
     if (dq) blas::gemm(head_block(dq.data, Lq, a, b, h), ds_matrix, head_block(k, Lk, a, b, h), T(1), dq.beta);
     if (dk) blas::gemm(head_block(dk.data, Lk, a, b, h), ds_matrix.t(), head_block(q, Lq, a, b, h), T(1), dk.beta);
     // in the forward pass this was O = Pd V: dV (Lk,dh) = Pd^T (Lk,Lq) dO_bh (Lq,dh)
-    if (dv) blas::gemm(head_block(dv.data, Lk, a, b, h), matrix(saved.mixed() + at, Lq, Lk).t(), dout_bh, T(1), dv.beta);
+    if (dv)
+      blas::gemm(head_block(dv.data, Lk, a, b, h), matrix(saved.mixed() + at, Lq, Lk).t(), dout_bh, T(1), dv.beta);
   });
 }
 
@@ -97,8 +96,8 @@ void all_pairs_weights_forward(const AttentionShape& a, const T* q, const T* k, 
   const std::vector<T> kt = transposed(matrix(k, cols, a.d));  // K^T (D, cols)
   parallel::for_each(a.heads, [&](std::size_t h) {
     T* s = weights + h * rows * cols;
-    blas::gemm(matrix(s, rows, cols), matrix(q + h * a.dh, rows, a.dh, a.d), matrix(kt.data() + h * a.dh * cols, a.dh, cols),
-               T(a.scale));
+    blas::gemm(matrix(s, rows, cols), matrix(q + h * a.dh, rows, a.dh, a.d),
+               matrix(kt.data() + h * a.dh * cols, a.dh, cols), T(a.scale));
     if (key_allowed)
       for (std::size_t r = 0; r < rows; ++r) block_disallowed(s + r * cols, key_allowed->data(), cols);
     kernels::softmax_rows(s, rows * a.bk, a.lk);
@@ -116,8 +115,10 @@ void all_pairs_mix_forward(const AttentionShape& a, std::size_t E, const T* pd, 
     std::vector<T> block(rows * E);  // one key element's outputs, rows over (qb, t)
     for (std::size_t kb = kb_begin; kb < kb_end; ++kb) {
       for (std::size_t r = 0; r < rows; ++r) {  // the block starts as the bias; the heads add to it
-        if (bias) std::copy_n(bias, E, block.data() + r * E);
-        else std::fill_n(block.data() + r * E, E, T(0));
+        if (bias)
+          std::copy_n(bias, E, block.data() + r * E);
+        else
+          std::fill_n(block.data() + r * E, E, T(0));
       }
       for (std::size_t h = 0; h < a.heads; ++h)  // (rows,E) += Pd_h[:, kb] (rows,Lk) VW_h[kb] (Lk,E)
         blas::gemm(matrix(block.data(), rows, E), matrix(pd + h * rows * cols + kb * a.lk, rows, a.lk, cols),
@@ -131,11 +132,11 @@ void all_pairs_mix_forward(const AttentionShape& a, std::size_t E, const T* pd, 
 // For one key element kb and its gathered output gradient dO_kb (rows, E): dS_h[:, kb]
 // into ds (H, rows, cols) and dVW_h[kb] into dvw, for every head.
 template <class T>
-void all_pairs_key_backward(const AttentionShape& a, std::size_t E, const Saved<T>& saved, const T* vw,
-                            std::size_t kb, const T* dout_kb, T* ds, GradTarget<T> dvw, std::vector<T>& vwt) {
+void all_pairs_key_backward(const AttentionShape& a, std::size_t E, const Saved<T>& saved, const T* vw, std::size_t kb,
+                            const T* dout_kb, T* ds, GradTarget<T> dvw, std::vector<T>& vwt) {
   const std::size_t rows = a.bq * a.lq, cols = a.bk * a.lk, Lk = a.lk;
   for (std::size_t h = 0; h < a.heads; ++h) {
-    const std::size_t at = h * rows * cols + kb * Lk;  // Pd_h[:, kb]: rows of Lk, cols apart
+    const std::size_t at = h * rows * cols + kb * Lk;    // Pd_h[:, kb]: rows of Lk, cols apart
     const std::size_t vw_at = (h * cols + kb * Lk) * E;  // VW_h[kb] (Lk, E)
     // in the forward pass this was O_kb += Pd_h[:, kb] VW_h[kb]:
     // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,E) VW_h[kb]^T (E,Lk), VW_h[kb]^T copied contiguous
@@ -191,8 +192,8 @@ void all_pairs_backward(const AttentionShape& a, std::size_t E, const Saved<T>& 
 // columns h*dh.. of out_weight. W^T is copied so that the product contracts over dh with
 // B as stored (see transposed()).
 template <class T>
-void head_values_forward(std::size_t heads, std::size_t values, std::size_t D, std::size_t E, const T* v,
-                         const T* w, T* vw) {
+void head_values_forward(std::size_t heads, std::size_t values, std::size_t D, std::size_t E, const T* v, const T* w,
+                         T* vw) {
   const std::size_t dh = D / heads;
   const std::vector<T> wt = transposed(matrix(w, E, D));  // (D, E)
   parallel::for_each(heads, [&](std::size_t h) {
@@ -231,7 +232,8 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
   detail::check_defined(op, q, k, v);
   const AttentionShape a = check_shapes(op, q.shape(), k.shape(), v.shape(), heads, false);
   if (allowed && detail::shape_of(*allowed) != Shape{a.bq, a.lq, a.lk})
-    detail::fail(op, "mask " + shape_str(allowed->shape()) + " is not (B,Lq,Lk) = " + shape_str(Shape{a.bq, a.lq, a.lk}));
+    detail::fail(op,
+                 "mask " + shape_str(allowed->shape()) + " is not (B,Lq,Lk) = " + shape_str(Shape{a.bq, a.lq, a.lk}));
   check_probability(op, "dropout", dropout_p);
 
   auto weights = std::make_shared<Array<T>>(Shape{a.bq, a.heads, a.lq, a.lk});
@@ -239,18 +241,15 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
   Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
   Array<T> out(Shape{a.bq, a.lq, a.d});
   paired_mix_forward(a, saved.mixed(), v.data().data(), out.data());
-  Tensor<T> output = make_result<T>(
-      op, std::move(out), {q, k, v},
-      [a, saved = std::move(saved)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        paired_backward(a, saved, in, g.data());
-      });
+  Tensor<T> output =
+      make_result<T>(op, std::move(out), {q, k, v},
+                     [a, saved = std::move(saved)](const std::vector<NodePtr<T>>& in, const Array<T>&,
+                                                   const Array<T>& g) { paired_backward(a, saved, in, g.data()); });
   return {output, weights};
 }
 
-
 // v (B,L,D), out_weight (E,D) -> (H,B,L,E)
-template <class T>
-Tensor<T> head_values_projected(const Tensor<T>& v, const Tensor<T>& out_weight, std::size_t heads) {
+template <class T> Tensor<T> head_values_projected(const Tensor<T>& v, const Tensor<T>& out_weight, std::size_t heads) {
   const char* op = "head_values_projected";
   detail::check_defined(op, v, out_weight);
   const Shape vs = v.shape(), ws = out_weight.shape();
@@ -286,12 +285,14 @@ FusedAttention<T> attention_all_pairs_projected(const Tensor<T>& q, const Tensor
   if (pv != Shape{a.heads, a.bk, a.lk, E})
     detail::fail(op, "projected values " + shape_str(pv) + " do not match k " + shape_str(k.shape()));
   if (out_bias && out_bias->shape() != Shape{E})
-    detail::fail(op, "out_bias " + shape_str(out_bias->shape()) + " does not match the projected width " + std::to_string(E));
+    detail::fail(
+        op, "out_bias " + shape_str(out_bias->shape()) + " does not match the projected width " + std::to_string(E));
   check_key_mask(op, key_allowed, a);
   check_probability(op, "dropout", dropout_p);
 
   auto weights = std::make_shared<Array<T>>(Shape{a.heads, a.bq, a.lq, a.bk, a.lk});
-  all_pairs_weights_forward(a, q.data().data(), k.data().data(), key_allowed ? &*key_allowed : nullptr, weights->data());
+  all_pairs_weights_forward(a, q.data().data(), k.data().data(), key_allowed ? &*key_allowed : nullptr,
+                            weights->data());
   Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
   Array<T> out(Shape{a.bq, a.bk, a.lq, E});
   all_pairs_mix_forward(a, E, saved.mixed(), projected_values.data().data(),
@@ -312,8 +313,7 @@ template <class T>
 FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                                             std::size_t heads, const Tensor<T>& out_weight,
                                             const std::optional<Tensor<T>>& out_bias,
-                                            const std::optional<Mask>& key_allowed, double dropout_p,
-                                            Generator* gen) {
+                                            const std::optional<Mask>& key_allowed, double dropout_p, Generator* gen) {
   const char* op = "attention_heads_all_pairs";
   detail::check_defined(op, q, k, v, heads, out_weight, out_bias);
   const AttentionShape a = check_shapes(op, q.shape(), k.shape(), v.shape(), heads, true);
@@ -321,25 +321,24 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
     detail::fail(op, "out_weight " + shape_str(out_weight.shape()) + " is not (E," + std::to_string(a.d) +
                          ") for width " + std::to_string(a.d));
   if (out_bias && out_bias->shape() != Shape{out_weight.shape()[0]})
-    detail::fail(op, "out_bias " + shape_str(out_bias->shape()) + " does not match out_weight " +
-                         shape_str(out_weight.shape()));
+    detail::fail(
+        op, "out_bias " + shape_str(out_bias->shape()) + " does not match out_weight " + shape_str(out_weight.shape()));
   check_key_mask(op, key_allowed, a);
   check_probability(op, "dropout", dropout_p);
   return attention_all_pairs_projected(q, k, head_values_projected(v, out_weight, heads), out_bias, key_allowed,
                                        dropout_p, gen);
 }
 
-#define INSTANTIATE(T)                                                                                            \
-  template FusedAttention<T> attention_heads(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t,    \
-                                             const std::optional<Mask>&, double, Generator*);                    \
-  template Tensor<T> head_values_projected(const Tensor<T>&, const Tensor<T>&, std::size_t);                      \
-  template FusedAttention<T> attention_all_pairs_projected(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,  \
-                                                           const std::optional<Tensor<T>>&,                        \
-                                                           const std::optional<Mask>&, double, Generator*);        \
-  template FusedAttention<T> attention_heads_all_pairs(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,      \
-                                                       std::size_t, const Tensor<T>&,                              \
-                                                       const std::optional<Tensor<T>>&, const std::optional<Mask>&, \
-                                                       double, Generator*);
+#define INSTANTIATE(T)                                                                                                 \
+  template FusedAttention<T> attention_heads(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t,        \
+                                             const std::optional<Mask>&, double, Generator*);                          \
+  template Tensor<T> head_values_projected(const Tensor<T>&, const Tensor<T>&, std::size_t);                           \
+  template FusedAttention<T> attention_all_pairs_projected(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,       \
+                                                           const std::optional<Tensor<T>>&,                            \
+                                                           const std::optional<Mask>&, double, Generator*);            \
+  template FusedAttention<T> attention_heads_all_pairs(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,           \
+                                                       std::size_t, const Tensor<T>&, const std::optional<Tensor<T>>&, \
+                                                       const std::optional<Mask>&, double, Generator*);
 XTGRAD_INSTANTIATE(INSTANTIATE)
 
 }  // namespace xtgrad

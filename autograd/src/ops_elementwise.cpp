@@ -17,8 +17,7 @@ using detail::shape_of;
 
 // Adds the gradient computed by make_grad() to node, summed to node's shape; skips the
 // work when node needs no gradient.
-template <class T, class F>
-void grad_to(Node<T>& node, F&& make_grad) {
+template <class T, class F> void grad_to(Node<T>& node, F&& make_grad) {
   if (!node.requires_grad()) return;
   add_grad(node, detail::sum_to(Array<T>(make_grad()), shape_of(node.data())));
 }
@@ -27,46 +26,46 @@ void grad_to(Node<T>& node, F&& make_grad) {
 // out, g) and backward_b(...) give each element's gradient contributions, summed into
 // each input's shape by the same walk.
 template <class T, class Fwd, class BackA, class BackB>
-Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd forward,
-                 BackA backward_a, BackB backward_b) {
+Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd forward, BackA backward_a,
+                 BackB backward_b) {
   detail::check_defined(op, a, b);
   const Shape sa = a.shape(), sb = b.shape(), so = detail::broadcast_shapes(sa, sb, op);
   Array<T> out(so);
   const T* x = a.data().data();
   const T* y = b.data().data();
   T* o = out.data();
-  detail::for_each_broadcast_parallel(so, so, sa, sb,
-                                      [&](std::size_t i, std::size_t ia, std::size_t ib) { o[i] = forward(x[ia], y[ib]); });
-  return make_result<T>(op, std::move(out), {a, b},
-                        [sa, sb, so, backward_a, backward_b](const std::vector<NodePtr<T>>& in,
-                                                                 const Array<T>& out, const Array<T>& g) {
-                          const T* x = in[0]->data().data();
-                          const T* y = in[1]->data().data();
-                          const T* o = out.data();
-                          const T* go = g.data();
-                          // Each input's gradient: its contributions summed at its own
-                          // (broadcast) offsets, ia for a, ib for b.
-                          const auto gradient = [&](Node<T>& node, const Shape& shape, auto contribution, bool of_a) {
-                            if (!node.requires_grad()) return;
-                            if (shape == so) {  // not broadcast: each element written once, no zeroing
-                              Array<T> gin(shape);
-                              T* p = gin.data();
-                              detail::for_each_broadcast_parallel(so, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
-                                p[i] = contribution(x[ia], y[ib], o[i], go[i]);
-                              });
-                              add_grad(node, std::move(gin));
-                              return;
-                            }
-                            Array<T> gin = xt::zeros<T>(shape);
-                            T* p = gin.data();
-                            detail::for_each_broadcast_parallel(shape, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
-                              p[of_a ? ia : ib] += contribution(x[ia], y[ib], o[i], go[i]);
-                            });
-                            add_grad(node, std::move(gin));
-                          };
-                          gradient(*in[0], sa, backward_a, true);
-                          gradient(*in[1], sb, backward_b, false);
-                        });
+  detail::for_each_broadcast_parallel(
+      so, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) { o[i] = forward(x[ia], y[ib]); });
+  return make_result<T>(
+      op, std::move(out), {a, b},
+      [sa, sb, so, backward_a, backward_b](const std::vector<NodePtr<T>>& in, const Array<T>& out, const Array<T>& g) {
+        const T* x = in[0]->data().data();
+        const T* y = in[1]->data().data();
+        const T* o = out.data();
+        const T* go = g.data();
+        // Each input's gradient: its contributions summed at its own
+        // (broadcast) offsets, ia for a, ib for b.
+        const auto gradient = [&](Node<T>& node, const Shape& shape, auto contribution, bool of_a) {
+          if (!node.requires_grad()) return;
+          if (shape == so) {  // not broadcast: each element written once, no zeroing
+            Array<T> gin(shape);
+            T* p = gin.data();
+            detail::for_each_broadcast_parallel(so, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
+              p[i] = contribution(x[ia], y[ib], o[i], go[i]);
+            });
+            add_grad(node, std::move(gin));
+            return;
+          }
+          Array<T> gin = xt::zeros<T>(shape);
+          T* p = gin.data();
+          detail::for_each_broadcast_parallel(shape, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
+            p[of_a ? ia : ib] += contribution(x[ia], y[ib], o[i], go[i]);
+          });
+          add_grad(node, std::move(gin));
+        };
+        gradient(*in[0], sa, backward_a, true);
+        gradient(*in[1], sb, backward_b, false);
+      });
 }
 
 // A unary op: out = forward(x); backward(x, out, g) gives the input's gradient.
@@ -74,8 +73,7 @@ template <class T, class Fwd, class Back>
 Tensor<T> unary(const char* op, const Tensor<T>& x, Fwd forward, Back backward) {
   detail::check_defined(op, x);
   return make_result<T>(op, Array<T>(forward(x.data())), {x},
-                        [backward](const std::vector<NodePtr<T>>& in, const Array<T>& out,
-                                       const Array<T>& g) {
+                        [backward](const std::vector<NodePtr<T>>& in, const Array<T>& out, const Array<T>& g) {
                           grad_to(*in[0], [&] { return backward(in[0]->data(), out, g); });
                         });
 }
@@ -83,32 +81,28 @@ Tensor<T> unary(const char* op, const Tensor<T>& x, Fwd forward, Back backward) 
 }  // namespace
 
 // ---- binary ---------------------------------------------------------------------------
-template <class T>
-Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
+template <class T> Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
   return binary(
       "add", a, b, [](const auto& x, const auto& y) { return x + y; },
       [](const auto&, const auto&, const auto&, const auto& g) { return g; },
       [](const auto&, const auto&, const auto&, const auto& g) { return g; });
 }
 
-template <class T>
-Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
+template <class T> Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
   return binary(
       "sub", a, b, [](const auto& x, const auto& y) { return x - y; },
       [](const auto&, const auto&, const auto&, const auto& g) { return g; },
       [](const auto&, const auto&, const auto&, const auto& g) { return -g; });
 }
 
-template <class T>
-Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
+template <class T> Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
   return binary(
       "mul", a, b, [](const auto& x, const auto& y) { return x * y; },
       [](const auto&, const auto& y, const auto&, const auto& g) { return g * y; },
       [](const auto& x, const auto&, const auto&, const auto& g) { return g * x; });
 }
 
-template <class T>
-Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
+template <class T> Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
   // d(x/y)/dx = 1/y, d(x/y)/dy = -x/y^2 = -out/y
   return binary(
       "div", a, b, [](const auto& x, const auto& y) { return x / y; },
@@ -116,8 +110,7 @@ Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
       [](const auto&, const auto& y, const auto& out, const auto& g) { return -g * out / y; });
 }
 
-template <class T>
-Tensor<T> pow(const Tensor<T>& base, const Tensor<T>& exponent) {
+template <class T> Tensor<T> pow(const Tensor<T>& base, const Tensor<T>& exponent) {
   // d(x^y)/dx = y x^(y-1), d(x^y)/dy = x^y log x. As in PyTorch, the first is 0 where
   // y == 0 and the second 0 where x == 0 and y >= 0 (not 0 * inf = NaN at x = 0).
   return binary(
@@ -129,67 +122,50 @@ Tensor<T> pow(const Tensor<T>& base, const Tensor<T>& exponent) {
 // ---- with a scalar --------------------------------------------------------------------
 // With the scalar first, the tensor is argument 2: those check it themselves, before
 // unary() would call it argument 1.
-template <class T>
-Tensor<T> add(const Tensor<T>& a, scalar_t<T> s) {
+template <class T> Tensor<T> add(const Tensor<T>& a, scalar_t<T> s) {
   return unary(
-      "add", a, [s](const auto& x) { return x + s; },
-      [](const auto&, const auto&, const auto& g) { return g; });
+      "add", a, [s](const auto& x) { return x + s; }, [](const auto&, const auto&, const auto& g) { return g; });
 }
-template <class T>
-Tensor<T> add(scalar_t<T> s, const Tensor<T>& a) {
+template <class T> Tensor<T> add(scalar_t<T> s, const Tensor<T>& a) {
   detail::check_defined("add", s, a);
   return add(a, s);
 }
-template <class T>
-Tensor<T> sub(const Tensor<T>& a, scalar_t<T> s) {
+template <class T> Tensor<T> sub(const Tensor<T>& a, scalar_t<T> s) {
   return unary(
-      "sub", a, [s](const auto& x) { return x - s; },
-      [](const auto&, const auto&, const auto& g) { return g; });
+      "sub", a, [s](const auto& x) { return x - s; }, [](const auto&, const auto&, const auto& g) { return g; });
 }
-template <class T>
-Tensor<T> sub(scalar_t<T> s, const Tensor<T>& a) {
+template <class T> Tensor<T> sub(scalar_t<T> s, const Tensor<T>& a) {
   detail::check_defined("sub", s, a);
   return unary(
-      "sub", a, [s](const auto& x) { return s - x; },
-      [](const auto&, const auto&, const auto& g) { return -g; });
+      "sub", a, [s](const auto& x) { return s - x; }, [](const auto&, const auto&, const auto& g) { return -g; });
 }
-template <class T>
-Tensor<T> mul(const Tensor<T>& a, scalar_t<T> s) {
+template <class T> Tensor<T> mul(const Tensor<T>& a, scalar_t<T> s) {
   return unary(
-      "mul", a, [s](const auto& x) { return x * s; },
-      [s](const auto&, const auto&, const auto& g) { return g * s; });
+      "mul", a, [s](const auto& x) { return x * s; }, [s](const auto&, const auto&, const auto& g) { return g * s; });
 }
-template <class T>
-Tensor<T> mul(scalar_t<T> s, const Tensor<T>& a) {
+template <class T> Tensor<T> mul(scalar_t<T> s, const Tensor<T>& a) {
   detail::check_defined("mul", s, a);
   return mul(a, s);
 }
-template <class T>
-Tensor<T> div(const Tensor<T>& a, scalar_t<T> s) {
+template <class T> Tensor<T> div(const Tensor<T>& a, scalar_t<T> s) {
   return unary(
-      "div", a, [s](const auto& x) { return x / s; },
-      [s](const auto&, const auto&, const auto& g) { return g / s; });
+      "div", a, [s](const auto& x) { return x / s; }, [s](const auto&, const auto&, const auto& g) { return g / s; });
 }
-template <class T>
-Tensor<T> div(scalar_t<T> s, const Tensor<T>& a) {
+template <class T> Tensor<T> div(scalar_t<T> s, const Tensor<T>& a) {
   detail::check_defined("div", s, a);
   // d(s/x)/dx = -s/x^2 = -out/x
   return unary(
       "div", a, [s](const auto& x) { return s / x; },
       [](const auto& x, const auto& out, const auto& g) { return -g * out / x; });
 }
-template <class T>
-Tensor<T> pow(const Tensor<T>& base, scalar_t<T> exponent) {
+template <class T> Tensor<T> pow(const Tensor<T>& base, scalar_t<T> exponent) {
   // exponent 0 gives a zero gradient (as PyTorch), not 0 * 0^-1 = NaN at x = 0
   const T lowered = exponent == T(0) ? T(0) : exponent - T(1);
   return unary(
       "pow", base, [exponent](const auto& x) { return xt::pow(x, exponent); },
-      [exponent, lowered](const auto& x, const auto&, const auto& g) {
-        return g * exponent * xt::pow(x, lowered);
-      });
+      [exponent, lowered](const auto& x, const auto&, const auto& g) { return g * exponent * xt::pow(x, lowered); });
 }
-template <class T>
-Tensor<T> pow(scalar_t<T> base, const Tensor<T>& exponent) {
+template <class T> Tensor<T> pow(scalar_t<T> base, const Tensor<T>& exponent) {
   detail::check_defined("pow", base, exponent);
   const T log_base = std::log(base);
   const auto forward = [base](const auto& y) { return xt::pow(base, y); };
@@ -197,63 +173,52 @@ Tensor<T> pow(scalar_t<T> base, const Tensor<T>& exponent) {
     return unary("pow", exponent, forward, [log_base](const auto& y, const auto& out, const auto& g) {
       return xt::where(y >= T(0), T(0), g * out * log_base);
     });
-  return unary(
-      "pow", exponent, forward,
-      [log_base](const auto&, const auto& out, const auto& g) { return g * out * log_base; });
+  return unary("pow", exponent, forward,
+               [log_base](const auto&, const auto& out, const auto& g) { return g * out * log_base; });
 }
 
 // ---- unary ----------------------------------------------------------------------------
-template <class T>
-Tensor<T> neg(const Tensor<T>& x) {
+template <class T> Tensor<T> neg(const Tensor<T>& x) {
   return unary(
-      "neg", x, [](const auto& v) { return -v; },
-      [](const auto&, const auto&, const auto& g) { return -g; });
+      "neg", x, [](const auto& v) { return -v; }, [](const auto&, const auto&, const auto& g) { return -g; });
 }
-template <class T>
-Tensor<T> exp(const Tensor<T>& x) {
+template <class T> Tensor<T> exp(const Tensor<T>& x) {
   return unary(
       "exp", x, [](const auto& v) { return xt::exp(v); },
       [](const auto&, const auto& out, const auto& g) { return g * out; });
 }
-template <class T>
-Tensor<T> log(const Tensor<T>& x) {
+template <class T> Tensor<T> log(const Tensor<T>& x) {
   return unary(
       "log", x, [](const auto& v) { return xt::log(v); },
       [](const auto& v, const auto&, const auto& g) { return g / v; });
 }
-template <class T>
-Tensor<T> sqrt(const Tensor<T>& x) {
+template <class T> Tensor<T> sqrt(const Tensor<T>& x) {
   return unary(
       "sqrt", x, [](const auto& v) { return xt::sqrt(v); },
       [](const auto&, const auto& out, const auto& g) { return g * T(0.5) / out; });
 }
-template <class T>
-Tensor<T> abs(const Tensor<T>& x) {
+template <class T> Tensor<T> abs(const Tensor<T>& x) {
   return unary(
       "abs", x, [](const auto& v) { return xt::abs(v); },
       [](const auto& v, const auto&, const auto& g) { return g * xt::sign(v); });
 }
-template <class T>
-Tensor<T> tanh(const Tensor<T>& x) {
+template <class T> Tensor<T> tanh(const Tensor<T>& x) {
   return unary(
       "tanh", x, [](const auto& v) { return xt::tanh(v); },
       [](const auto&, const auto& out, const auto& g) { return g * (T(1) - out * out); });
 }
-template <class T>
-Tensor<T> sigmoid(const Tensor<T>& x) {
+template <class T> Tensor<T> sigmoid(const Tensor<T>& x) {
   return unary(
       "sigmoid", x, [](const auto& v) { return T(1) / (T(1) + xt::exp(-v)); },
       [](const auto&, const auto& out, const auto& g) { return g * out * (T(1) - out); });
 }
-template <class T>
-Tensor<T> relu(const Tensor<T>& x) {
+template <class T> Tensor<T> relu(const Tensor<T>& x) {
   return unary(
       "relu", x, [](const auto& v) { return xt::maximum(v, T(0)); },
       [](const auto& v, const auto&, const auto& g) { return xt::where(v > T(0), g, T(0)); });
 }
 
-template <class T>
-Tensor<T> gelu(const Tensor<T>& x, GeluApproximation approx) {
+template <class T> Tensor<T> gelu(const Tensor<T>& x, GeluApproximation approx) {
   detail::check_defined("gelu", x);
   if (approx == GeluApproximation::none) {
     // x (...) -> same shape. gelu(x) = x Phi(x); gelu'(x) = Phi(x) + x phi(x). Phi is the
@@ -264,72 +229,64 @@ Tensor<T> gelu(const Tensor<T>& x, GeluApproximation approx) {
     parallel::for_ranges(n, 8192, [&](std::size_t begin, std::size_t end) {
       kernels::gelu_forward(v + begin, out.data() + begin, cdf.data() + begin, end - begin);
     });
-    return make_result<T>("gelu", std::move(out), {x},
-                          [cdf = std::move(cdf)](const std::vector<NodePtr<T>>& in, const Array<T>&,
-                                                 const Array<T>& g) {
-                            Node<T>& input = *in[0];
-                            if (!input.requires_grad()) return;
-                            const T* v = input.data().data();
-                            Array<T> grad(cdf.shape());
-                            parallel::for_ranges(cdf.size(), 8192, [&](std::size_t begin, std::size_t end) {
-                              kernels::gelu_backward(v + begin, cdf.data() + begin, g.data() + begin,
-                                                     grad.data() + begin, end - begin);
-                            });
-                            add_grad(input, std::move(grad));
-                          });
+    return make_result<T>(
+        "gelu", std::move(out), {x},
+        [cdf = std::move(cdf)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+          Node<T>& input = *in[0];
+          if (!input.requires_grad()) return;
+          const T* v = input.data().data();
+          Array<T> grad(cdf.shape());
+          parallel::for_ranges(cdf.size(), 8192, [&](std::size_t begin, std::size_t end) {
+            kernels::gelu_backward(v + begin, cdf.data() + begin, g.data() + begin, grad.data() + begin, end - begin);
+          });
+          add_grad(input, std::move(grad));
+        });
   }
   // gelu(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
   const T k = T(std::sqrt(2.0 / M_PI));
   const T c = T(0.044715);
   return unary(
-      "gelu_tanh", x,
-      [=](const auto& v) { return T(0.5) * v * (T(1) + xt::tanh(k * (v + c * v * v * v))); },
+      "gelu_tanh", x, [=](const auto& v) { return T(0.5) * v * (T(1) + xt::tanh(k * (v + c * v * v * v))); },
       [=](const auto& v, const auto&, const auto& g) {
         // Evaluated here: an expression returned from this lambda must not refer to t.
         const Array<T> t = xt::tanh(k * (v + c * v * v * v));
-        return Array<T>(g * (T(0.5) * (T(1) + t) +
-                             T(0.5) * v * (T(1) - t * t) * k * (T(1) + T(3) * c * v * v)));
+        return Array<T>(g * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * k * (T(1) + T(3) * c * v * v)));
       });
 }
 
-template <class T>
-Tensor<T> clamp(const Tensor<T>& x, scalar_t<T> min, scalar_t<T> max) {
+template <class T> Tensor<T> clamp(const Tensor<T>& x, scalar_t<T> min, scalar_t<T> max) {
   detail::check_defined("clamp", x);
-  if (min > max)
-    detail::fail("clamp", "min " + std::to_string(min) + " is greater than max " +
-                              std::to_string(max));
+  if (min > max) detail::fail("clamp", "min " + std::to_string(min) + " is greater than max " + std::to_string(max));
   return unary(
       "clamp", x, [=](const auto& v) { return xt::clip(v, min, max); },
-      [=](const auto& v, const auto&, const auto& g) {
-        return xt::where(v >= min && v <= max, g, T(0));
-      });
+      [=](const auto& v, const auto&, const auto& g) { return xt::where(v >= min && v <= max, g, T(0)); });
 }
 
-#define INSTANTIATE(T)                                                  \
-  template Tensor<T> add(const Tensor<T>&, const Tensor<T>&);           \
-  template Tensor<T> sub(const Tensor<T>&, const Tensor<T>&);           \
-  template Tensor<T> mul(const Tensor<T>&, const Tensor<T>&);           \
-  template Tensor<T> div(const Tensor<T>&, const Tensor<T>&);           \
-  template Tensor<T> pow(const Tensor<T>&, const Tensor<T>&);           \
-  template Tensor<T> add(const Tensor<T>&, scalar_t<T>);                \
-  template Tensor<T> add(scalar_t<T>, const Tensor<T>&);                \
-  template Tensor<T> sub(const Tensor<T>&, scalar_t<T>);                \
-  template Tensor<T> sub(scalar_t<T>, const Tensor<T>&);                \
-  template Tensor<T> mul(const Tensor<T>&, scalar_t<T>);                \
-  template Tensor<T> mul(scalar_t<T>, const Tensor<T>&);                \
-  template Tensor<T> div(const Tensor<T>&, scalar_t<T>);                \
-  template Tensor<T> div(scalar_t<T>, const Tensor<T>&);                \
-  template Tensor<T> pow(const Tensor<T>&, scalar_t<T>);                \
-  template Tensor<T> pow(scalar_t<T>, const Tensor<T>&);                \
-  template Tensor<T> neg(const Tensor<T>&);                             \
-  template Tensor<T> exp(const Tensor<T>&);                             \
-  template Tensor<T> log(const Tensor<T>&);                             \
-  template Tensor<T> sqrt(const Tensor<T>&);                            \
-  template Tensor<T> abs(const Tensor<T>&);                             \
-  template Tensor<T> tanh(const Tensor<T>&);                            \
-  template Tensor<T> sigmoid(const Tensor<T>&);                         \
-  template Tensor<T> relu(const Tensor<T>&);                            \
-  template Tensor<T> gelu(const Tensor<T>&, GeluApproximation);         \
+#define INSTANTIATE(T)                                          \
+  template Tensor<T> add(const Tensor<T>&, const Tensor<T>&);   \
+  template Tensor<T> sub(const Tensor<T>&, const Tensor<T>&);   \
+  template Tensor<T> mul(const Tensor<T>&, const Tensor<T>&);   \
+  template Tensor<T> div(const Tensor<T>&, const Tensor<T>&);   \
+  template Tensor<T> pow(const Tensor<T>&, const Tensor<T>&);   \
+  template Tensor<T> add(const Tensor<T>&, scalar_t<T>);        \
+  template Tensor<T> add(scalar_t<T>, const Tensor<T>&);        \
+  template Tensor<T> sub(const Tensor<T>&, scalar_t<T>);        \
+  template Tensor<T> sub(scalar_t<T>, const Tensor<T>&);        \
+  template Tensor<T> mul(const Tensor<T>&, scalar_t<T>);        \
+  template Tensor<T> mul(scalar_t<T>, const Tensor<T>&);        \
+  template Tensor<T> div(const Tensor<T>&, scalar_t<T>);        \
+  template Tensor<T> div(scalar_t<T>, const Tensor<T>&);        \
+  template Tensor<T> pow(const Tensor<T>&, scalar_t<T>);        \
+  template Tensor<T> pow(scalar_t<T>, const Tensor<T>&);        \
+  template Tensor<T> neg(const Tensor<T>&);                     \
+  template Tensor<T> exp(const Tensor<T>&);                     \
+  template Tensor<T> log(const Tensor<T>&);                     \
+  template Tensor<T> sqrt(const Tensor<T>&);                    \
+  template Tensor<T> abs(const Tensor<T>&);                     \
+  template Tensor<T> tanh(const Tensor<T>&);                    \
+  template Tensor<T> sigmoid(const Tensor<T>&);                 \
+  template Tensor<T> relu(const Tensor<T>&);                    \
+  template Tensor<T> gelu(const Tensor<T>&, GeluApproximation); \
   template Tensor<T> clamp(const Tensor<T>&, scalar_t<T>, scalar_t<T>);
 XTGRAD_INSTANTIATE(INSTANTIATE)
 

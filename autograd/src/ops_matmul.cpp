@@ -22,8 +22,7 @@ struct MatmulPlan {
 
   MatmulPlan(const Shape& a, const Shape& b) {
     if (a.empty() || b.empty())
-      detail::fail("matmul", "both arguments need at least one dimension, got " + shape_str(a) +
-                                 " x " + shape_str(b));
+      detail::fail("matmul", "both arguments need at least one dimension, got " + shape_str(a) + " x " + shape_str(b));
     Shape a2 = a, b2 = b;
     if (a.size() == 1) a2.insert(a2.begin(), 1);
     if (b.size() == 1) b2.push_back(1);
@@ -37,8 +36,7 @@ struct MatmulPlan {
     try {
       batch = detail::broadcast_shapes(a_batch, b_batch, "matmul");
     } catch (const std::invalid_argument&) {
-      detail::fail("matmul", "batch dimensions cannot be broadcast: " + shape_str(a) + " x " +
-                                 shape_str(b));
+      detail::fail("matmul", "batch dimensions cannot be broadcast: " + shape_str(a) + " x " + shape_str(b));
     }
     a_count = detail::product(a_batch);
     b_count = detail::product(b_batch);
@@ -61,8 +59,7 @@ struct MatmulPlan {
   }
 
   // Index into a (right-aligned, possibly broadcast) batch shape of the output index idx.
-  static std::size_t flat_index(const std::vector<std::size_t>& idx, const Shape& batch,
-                                const Shape& own) {
+  static std::size_t flat_index(const std::vector<std::size_t>& idx, const Shape& batch, const Shape& own) {
     std::size_t flat = 0;
     const std::size_t lead = batch.size() - own.size();
     for (std::size_t d = 0; d < own.size(); ++d) flat = flat * own[d] + (own[d] == 1 ? 0 : idx[lead + d]);
@@ -71,8 +68,7 @@ struct MatmulPlan {
 };
 
 // Matrices no product touched (only with an empty batch) get a zero gradient.
-template <class T>
-void zero_unwritten(T* grad, const std::vector<bool>& written, std::size_t matrix_size) {
+template <class T> void zero_unwritten(T* grad, const std::vector<bool>& written, std::size_t matrix_size) {
   for (std::size_t i = 0; i < written.size(); ++i)
     if (!written[i]) std::fill(grad + i * matrix_size, grad + (i + 1) * matrix_size, T(0));
 }
@@ -80,8 +76,7 @@ void zero_unwritten(T* grad, const std::vector<bool>& written, std::size_t matri
 // dA (n,k) = dC (n,m) B^T and dB (k,m) = A^T dC (n,m), per output matrix t. A matrix of a
 // (or b) that several output matrices share (a broadcast batch axis) gets the sum of their
 // gradients: in a fresh gradient (beta 0) its first product overwrites, every other adds.
-template <class T>
-void matmul_backward(const MatmulPlan& plan, Node<T>& a, Node<T>& b, const T* dc) {
+template <class T> void matmul_backward(const MatmulPlan& plan, Node<T>& a, Node<T>& b, const T* dc) {
   const std::size_t n = plan.n, k = plan.k, m = plan.m, outputs = plan.a_index.size();
   const auto dc_t = [&](std::size_t t) { return blas::matrix(dc + t * n * m, n, m); };
   const auto a_t = [&](std::size_t t) { return blas::matrix(a.data().data() + plan.a_index[t] * n * k, n, k); };
@@ -109,14 +104,14 @@ void matmul_backward(const MatmulPlan& plan, Node<T>& a, Node<T>& b, const T* dc
 }  // namespace
 
 // a (..., n, k), b (..., k, m) -> (..., n, m): C_t (n,m) = A (n,k) B (k,m) per output matrix t
-template <class T>
-Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
+template <class T> Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   detail::check_defined("matmul", a, b);
   const MatmulPlan plan(a.shape(), b.shape());
   const std::size_t n = plan.n, k = plan.k, m = plan.m;
   Array<T> out(plan.out_shape);
   for (std::size_t t = 0; t < plan.a_index.size(); ++t)
-    blas::gemm(blas::matrix(out.data() + t * n * m, n, m), blas::matrix(a.data().data() + plan.a_index[t] * n * k, n, k),
+    blas::gemm(blas::matrix(out.data() + t * n * m, n, m),
+               blas::matrix(a.data().data() + plan.a_index[t] * n * k, n, k),
                blas::matrix(b.data().data() + plan.b_index[t] * k * m, k, m));
   return make_result<T>("matmul", std::move(out), {a, b},
                         [plan](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {

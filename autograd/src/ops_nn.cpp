@@ -36,8 +36,7 @@ struct Rows {
 
 // The rows of x as one contiguous (count, n) array, for the softmax kernels; along the
 // last axis this is a plain copy.
-template <class T>
-Array<T> gather_rows(const Array<T>& x, const Rows& rows) {
+template <class T> Array<T> gather_rows(const Array<T>& x, const Rows& rows) {
   Array<T> out(Shape{rows.count(), rows.n});
   for (std::size_t r = 0; r < rows.count(); ++r)
     for (std::size_t i = 0; i < rows.n; ++i) out.data()[r * rows.n + i] = x.data()[rows.base(r) + i * rows.inner];
@@ -45,21 +44,20 @@ Array<T> gather_rows(const Array<T>& x, const Rows& rows) {
 }
 
 // The inverse of gather_rows: the rows back in an array of `shape`.
-template <class T>
-Array<T> scatter_rows(Array<T>&& gathered, const Rows& rows, const Shape& shape) {
+template <class T> Array<T> scatter_rows(Array<T>&& gathered, const Rows& rows, const Shape& shape) {
   if (rows.inner == 1) {
     gathered.reshape(shape);
     return std::move(gathered);
   }
   Array<T> out(shape);
   for (std::size_t r = 0; r < rows.count(); ++r)
-    for (std::size_t i = 0; i < rows.n; ++i) out.data()[rows.base(r) + i * rows.inner] = gathered.data()[r * rows.n + i];
+    for (std::size_t i = 0; i < rows.n; ++i)
+      out.data()[rows.base(r) + i * rows.inner] = gathered.data()[r * rows.n + i];
   return out;
 }
 
 // The rows of y for reading: y itself along the last axis, else a gathered copy in scratch.
-template <class T>
-const T* rows_to_read(const Array<T>& y, const Rows& rows, Array<T>& scratch) {
+template <class T> const T* rows_to_read(const Array<T>& y, const Rows& rows, Array<T>& scratch) {
   if (rows.inner == 1) return y.data();
   scratch = gather_rows(y, rows);
   return scratch.data();
@@ -67,8 +65,7 @@ const T* rows_to_read(const Array<T>& y, const Rows& rows, Array<T>& scratch) {
 
 // Softmax (log softmax when log) of each row of a contiguous (N, C) array: the one
 // kernel that attention uses too, so the same input gives the same bits everywhere.
-template <class T>
-Array<T> row_softmax(Array<T> x, bool log) {
+template <class T> Array<T> row_softmax(Array<T> x, bool log) {
   const std::size_t len = x.dimension() ? x.shape().back() : 1, rows = len ? x.size() / len : 0;
   if (log)
     kernels::log_softmax_rows(x.data(), rows, len);
@@ -77,8 +74,7 @@ Array<T> row_softmax(Array<T> x, bool log) {
   return x;
 }
 
-template <class T>
-void check_logits(const Tensor<T>& logits, const char* op) {
+template <class T> void check_logits(const Tensor<T>& logits, const char* op) {
   if (logits.dim() != 2) detail::fail(op, "logits must be (N,C), got " + shape_str(logits.shape()));
 }
 
@@ -86,8 +82,7 @@ void check_logits(const Tensor<T>& logits, const char* op) {
 
 // x (..., n, ...) -> same shape, softmax along axis. A row that is all -inf gives zeros
 // (attention's promise: a query with nothing to attend to reads nothing).
-template <class T>
-Tensor<T> softmax(const Tensor<T>& x, int axis) {
+template <class T> Tensor<T> softmax(const Tensor<T>& x, int axis) {
   detail::check_defined("softmax", x);
   const Rows rows(x.shape(), axis, "softmax");
   Array<T> y = row_softmax(gather_rows(x.data(), rows), false);
@@ -103,8 +98,7 @@ Tensor<T> softmax(const Tensor<T>& x, int axis) {
 }
 
 // x (..., n, ...) -> same shape, log_softmax along axis. A row that is all -inf gives NaN.
-template <class T>
-Tensor<T> log_softmax(const Tensor<T>& x, int axis) {
+template <class T> Tensor<T> log_softmax(const Tensor<T>& x, int axis) {
   detail::check_defined("log_softmax", x);
   const Rows rows(x.shape(), axis, "log_softmax");
   Array<T> y = row_softmax(gather_rows(x.data(), rows), true);
@@ -113,8 +107,8 @@ Tensor<T> log_softmax(const Tensor<T>& x, int axis) {
                           if (!in[0]->requires_grad()) return;
                           // in the forward pass this was y = log_softmax(x): dx = dy - exp(y) sum(dy)
                           Array<T> gx = gather_rows(g, rows), scratch;
-                          kernels::log_softmax_backward_rows(rows_to_read(y, rows, scratch), gx.data(),
-                                                             rows.count(), rows.n);
+                          kernels::log_softmax_backward_rows(rows_to_read(y, rows, scratch), gx.data(), rows.count(),
+                                                             rows.n);
                           add_grad(*in[0], scatter_rows(std::move(gx), rows, shape_of(y)));
                         });
 }
@@ -155,9 +149,8 @@ void layer_norm_backward(const std::vector<NodePtr<T>>& in, const Array<T>& g, s
 // x (..., D1..Dk) normalised over the trailing normalized_shape (D1..Dk); weight and
 // bias (D1..Dk). Saves per-row mean and 1/std for layer_norm_backward.
 template <class T>
-Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
-                     const std::optional<Tensor<T>>& weight, const std::optional<Tensor<T>>& bias,
-                     double eps) {
+Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape, const std::optional<Tensor<T>>& weight,
+                     const std::optional<Tensor<T>>& bias, double eps) {
   detail::check_defined("layer_norm", x, normalized_shape, weight, bias);
   const Shape shape = x.shape();
   const std::size_t k = normalized_shape.size();
@@ -182,27 +175,26 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
   std::vector<Tensor<T>> inputs{x};
   if (weight) inputs.push_back(*weight);
   if (bias) inputs.push_back(*bias);
-  return make_result<T>("layer_norm", std::move(out), inputs,
-                        [d, has_weight = weight.has_value(), has_bias = bias.has_value(), means = std::move(means),
-                         rstds = std::move(rstds)](const std::vector<NodePtr<T>>& in, const Array<T>&,
-                                                   const Array<T>& g) {
-                          layer_norm_backward(in, g, d, has_weight, has_bias, means, rstds);
-                        });
+  return make_result<T>(
+      "layer_norm", std::move(out), inputs,
+      [d, has_weight = weight.has_value(), has_bias = bias.has_value(), means = std::move(means),
+       rstds = std::move(rstds)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+        layer_norm_backward(in, g, d, has_weight, has_bias, means, rstds);
+      });
 }
 
 // logits (N,C), targets (N) class indices -> scalar; fused backward (softmax - onehot) / N
-template <class T>
-Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>& targets) {
+template <class T> Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>& targets) {
   detail::check_defined("cross_entropy", logits);
   check_logits(logits, "cross_entropy");
   const std::size_t n = logits.shape()[0], c = logits.shape()[1];
   if (targets.size() != n)
-    detail::fail("cross_entropy", "logits " + shape_str(logits.shape()) + " with " +
-                                      std::to_string(targets.size()) + " targets");
+    detail::fail("cross_entropy",
+                 "logits " + shape_str(logits.shape()) + " with " + std::to_string(targets.size()) + " targets");
   for (std::size_t t : targets)
     if (t >= c)
-      detail::fail("cross_entropy", "target class " + std::to_string(t) + " out of range for " +
-                                        std::to_string(c) + " classes");
+      detail::fail("cross_entropy",
+                   "target class " + std::to_string(t) + " out of range for " + std::to_string(c) + " classes");
   const Array<T> logp = row_softmax(logits.data(), true);
   T loss = 0;
   for (std::size_t i = 0; i < n; ++i) loss -= logp.data()[i * c + targets[i]];
@@ -220,8 +212,7 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>&
 }
 
 // logits (N,C), target distributions (N,C) -> scalar, -mean_n sum_c t log_softmax(x)
-template <class T>
-Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs) {
+template <class T> Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs) {
   detail::check_defined("cross_entropy", logits, target_probs);
   check_logits(logits, "cross_entropy");
   if (target_probs.shape() != logits.shape())
@@ -233,37 +224,35 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs) 
   for (std::size_t i = 0; i < n * c; ++i) loss -= target_probs.data().data()[i] * logp.data()[i];
   Array<T> out = xt::zeros<T>(Shape{});
   out() = n ? loss / T(n) : T(0);
-  return make_result<T>(
-      "cross_entropy", std::move(out), {logits, target_probs},
-      [n, c](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        const T scale = g() / T(n);
-        const T* t = in[1]->data().data();
-        if (in[0]->requires_grad()) {
-          // in the forward pass this was -sum_c t_c (x_c - lse(x)): dx = softmax(x) * sum_c t_c - t
-          Array<T> gx = row_softmax(in[0]->data(), false);
-          for (std::size_t i = 0; i < n; ++i) {
-            T mass = 0;
-            for (std::size_t j = 0; j < c; ++j) mass += t[i * c + j];
-            for (std::size_t j = 0; j < c; ++j)
-              gx.data()[i * c + j] = (gx.data()[i * c + j] * mass - t[i * c + j]) * scale;
-          }
-          add_grad(*in[0], std::move(gx));
-        }
-        if (in[1]->requires_grad()) {
-          Array<T> gt = row_softmax(in[0]->data(), true);
-          gt *= -scale;
-          add_grad(*in[1], std::move(gt));
-        }
-      });
+  return make_result<T>("cross_entropy", std::move(out), {logits, target_probs},
+                        [n, c](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+                          const T scale = g() / T(n);
+                          const T* t = in[1]->data().data();
+                          if (in[0]->requires_grad()) {
+                            // in the forward pass this was -sum_c t_c (x_c - lse(x)): dx = softmax(x) * sum_c t_c - t
+                            Array<T> gx = row_softmax(in[0]->data(), false);
+                            for (std::size_t i = 0; i < n; ++i) {
+                              T mass = 0;
+                              for (std::size_t j = 0; j < c; ++j) mass += t[i * c + j];
+                              for (std::size_t j = 0; j < c; ++j)
+                                gx.data()[i * c + j] = (gx.data()[i * c + j] * mass - t[i * c + j]) * scale;
+                            }
+                            add_grad(*in[0], std::move(gx));
+                          }
+                          if (in[1]->requires_grad()) {
+                            Array<T> gt = row_softmax(in[0]->data(), true);
+                            gt *= -scale;
+                            add_grad(*in[1], std::move(gt));
+                          }
+                        });
 }
 
 // input, target (same shape) -> scalar mean((input - target)^2)
-template <class T>
-Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target) {
+template <class T> Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target) {
   detail::check_defined("mse_loss", input, target);
   if (input.shape() != target.shape())
-    detail::fail("mse_loss", "input " + shape_str(input.shape()) + " and target " +
-                                 shape_str(target.shape()) + " differ in shape");
+    detail::fail("mse_loss",
+                 "input " + shape_str(input.shape()) + " and target " + shape_str(target.shape()) + " differ in shape");
   const std::size_t count = input.numel();
   Array<T> out = xt::zeros<T>(Shape{});
   const T* a = input.data().data();
@@ -285,28 +274,26 @@ void check_probability(const std::string& op, const std::string& name, double p)
 }
 
 // x -> same shape; training: x * keep / (1 - p) with keep ~ Bernoulli(1 - p)
-template <class T>
-Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator& gen) {
+template <class T> Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator& gen) {
   detail::check_defined("dropout", x);
   check_probability("dropout", "probability", p);
   if (!training || p == 0.0) return x;
   Array<T> scale = detail::dropout_scale<T>(x.shape(), p, gen);
   Array<T> out = x.data() * scale;
-  return make_result<T>("dropout", std::move(out), {x}, [scale = std::move(scale)](const std::vector<NodePtr<T>>& in,
-                                                                                   const Array<T>&, const Array<T>& g) {
-    // in the forward pass this was out = x * scale
-    if (in[0]->requires_grad()) add_grad(*in[0], Array<T>(g * scale));
-  });
+  return make_result<T>(
+      "dropout", std::move(out), {x},
+      [scale = std::move(scale)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+        // in the forward pass this was out = x * scale
+        if (in[0]->requires_grad()) add_grad(*in[0], Array<T>(g * scale));
+      });
 }
 
 // x, mask (broadcasts to x) -> x's shape, value where mask is true
-template <class T>
-Tensor<T> masked_fill(const Tensor<T>& x, const Mask& mask, scalar_t<T> value) {
+template <class T> Tensor<T> masked_fill(const Tensor<T>& x, const Mask& mask, scalar_t<T> value) {
   detail::check_defined("masked_fill", x);
   const Shape xs = x.shape();
   if (detail::broadcast_shapes(xs, shape_of(mask), "masked_fill") != xs)
-    detail::fail("masked_fill", "mask " + shape_str(mask.shape()) + " does not broadcast to input " +
-                                    shape_str(xs));
+    detail::fail("masked_fill", "mask " + shape_str(mask.shape()) + " does not broadcast to input " + shape_str(xs));
   Mask full_mask = xt::broadcast(mask, xs);
   Array<T> out = xt::where(full_mask, value, x.data());
   return make_result<T>(
@@ -318,32 +305,29 @@ Tensor<T> masked_fill(const Tensor<T>& x, const Mask& mask, scalar_t<T> value) {
 }
 
 // mask, a, b broadcast together -> a where mask is true, b elsewhere
-template <class T>
-Tensor<T> where(const Mask& mask, const Tensor<T>& a, const Tensor<T>& b) {
+template <class T> Tensor<T> where(const Mask& mask, const Tensor<T>& a, const Tensor<T>& b) {
   detail::check_defined("where", mask, a, b);
   detail::broadcast_shapes(detail::broadcast_shapes(shape_of(mask), a.shape(), "where"), b.shape(), "where");
   Array<T> out = xt::where(mask, a.data(), b.data());
-  return make_result<T>("where", std::move(out), {a, b},
-                        [mask](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-                          if (in[0]->requires_grad())
-                            add_grad(*in[0], detail::sum_to(Array<T>(xt::where(mask, g, T(0))),
-                                                                   shape_of(in[0]->data())));
-                          if (in[1]->requires_grad())
-                            add_grad(*in[1], detail::sum_to(Array<T>(xt::where(mask, T(0), g)),
-                                                                   shape_of(in[1]->data())));
-                        });
+  return make_result<T>(
+      "where", std::move(out), {a, b}, [mask](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+        if (in[0]->requires_grad())
+          add_grad(*in[0], detail::sum_to(Array<T>(xt::where(mask, g, T(0))), shape_of(in[0]->data())));
+        if (in[1]->requires_grad())
+          add_grad(*in[1], detail::sum_to(Array<T>(xt::where(mask, T(0), g)), shape_of(in[1]->data())));
+      });
 }
 
-#define INSTANTIATE(T)                                                                            \
-  template Tensor<T> softmax(const Tensor<T>&, int);                                              \
-  template Tensor<T> log_softmax(const Tensor<T>&, int);                                          \
+#define INSTANTIATE(T)                                                                           \
+  template Tensor<T> softmax(const Tensor<T>&, int);                                             \
+  template Tensor<T> log_softmax(const Tensor<T>&, int);                                         \
   template Tensor<T> layer_norm(const Tensor<T>&, const Shape&, const std::optional<Tensor<T>>&, \
-                                const std::optional<Tensor<T>>&, double);                         \
-  template Tensor<T> cross_entropy(const Tensor<T>&, const std::vector<std::size_t>&);            \
-  template Tensor<T> cross_entropy(const Tensor<T>&, const Tensor<T>&);                           \
-  template Tensor<T> mse_loss(const Tensor<T>&, const Tensor<T>&);                                \
-  template Tensor<T> dropout(const Tensor<T>&, double, bool, Generator&);                         \
-  template Tensor<T> masked_fill(const Tensor<T>&, const Mask&, scalar_t<T>);                     \
+                                const std::optional<Tensor<T>>&, double);                        \
+  template Tensor<T> cross_entropy(const Tensor<T>&, const std::vector<std::size_t>&);           \
+  template Tensor<T> cross_entropy(const Tensor<T>&, const Tensor<T>&);                          \
+  template Tensor<T> mse_loss(const Tensor<T>&, const Tensor<T>&);                               \
+  template Tensor<T> dropout(const Tensor<T>&, double, bool, Generator&);                        \
+  template Tensor<T> masked_fill(const Tensor<T>&, const Mask&, scalar_t<T>);                    \
   template Tensor<T> where(const Mask&, const Tensor<T>&, const Tensor<T>&);
 XTGRAD_INSTANTIATE(INSTANTIATE)
 

@@ -44,8 +44,7 @@ struct Reduction {
 
   // The output gradient spread back over the input shape (g's data in keep_shape order),
   // times scale.
-  template <class T>
-  Array<T> broadcast_back(const Array<T>& g, T scale = T(1)) const {
+  template <class T> Array<T> broadcast_back(const Array<T>& g, T scale = T(1)) const {
     Array<T> out(in_shape);
     T* o = out.data();
     const T* src = g.data();
@@ -55,8 +54,7 @@ struct Reduction {
   }
 };
 
-template <class T>
-Array<T> sum_axes(const Array<T>& x, const Reduction& r) {
+template <class T> Array<T> sum_axes(const Array<T>& x, const Reduction& r) {
   Array<T> out = xt::zeros<T>(r.keep_shape);
   T* o = out.data();
   const T* src = x.data();
@@ -72,8 +70,7 @@ Array<T> sum_axes(const Array<T>& x, const Reduction& r) {
 }
 
 // x with the reduced axes moved last, as a (rows, count) matrix of contiguous rows.
-template <class T>
-Array<T> reduced_axes_last(const Array<T>& x, const Reduction& r, std::vector<std::size_t>& perm) {
+template <class T> Array<T> reduced_axes_last(const Array<T>& x, const Reduction& r, std::vector<std::size_t>& perm) {
   perm.clear();
   for (std::size_t i = 0; i < r.in_shape.size(); ++i)
     if (!std::binary_search(r.axes.begin(), r.axes.end(), i)) perm.push_back(i);
@@ -85,8 +82,7 @@ Array<T> reduced_axes_last(const Array<T>& x, const Reduction& r, std::vector<st
 
 }  // namespace
 
-template <class T>
-Tensor<T> sum(const Tensor<T>& x, const Axes& axes, bool keepdims) {
+template <class T> Tensor<T> sum(const Tensor<T>& x, const Axes& axes, bool keepdims) {
   detail::check_defined("sum", x);
   const Reduction r(x.shape(), axes, keepdims, "sum");
   return make_result<T>("sum", sum_axes(x.data(), r), {x},
@@ -95,8 +91,7 @@ Tensor<T> sum(const Tensor<T>& x, const Axes& axes, bool keepdims) {
                         });
 }
 
-template <class T>
-Tensor<T> mean(const Tensor<T>& x, const Axes& axes, bool keepdims) {
+template <class T> Tensor<T> mean(const Tensor<T>& x, const Axes& axes, bool keepdims) {
   detail::check_defined("mean", x);
   const Reduction r(x.shape(), axes, keepdims, "mean");
   if (r.count == 0) detail::fail("mean", "mean over an empty axis of " + shape_str(r.in_shape));
@@ -108,8 +103,7 @@ Tensor<T> mean(const Tensor<T>& x, const Axes& axes, bool keepdims) {
                         });
 }
 
-template <class T>
-Tensor<T> var(const Tensor<T>& x, const Axes& axes, bool keepdims, bool unbiased) {
+template <class T> Tensor<T> var(const Tensor<T>& x, const Axes& axes, bool keepdims, bool unbiased) {
   detail::check_defined("var", x);
   const Reduction r(x.shape(), axes, keepdims, "var");
   if (r.count == 0) detail::fail("var", "variance over an empty axis of " + shape_str(r.in_shape));
@@ -124,24 +118,21 @@ Tensor<T> var(const Tensor<T>& x, const Axes& axes, bool keepdims, bool unbiased
   const Array<T> d = centered(x.data());
   Array<T> out = sum_axes(Array<T>(d * d), r);
   out /= divisor;
-  return make_result<T>(
-      "var", std::move(out), {x},
-      [r, divisor, centered](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        if (!in[0]->requires_grad()) return;
-        // d var / dx_i = 2 (x_i - mean) / divisor
-        Array<T> gx = r.broadcast_back(g);
-        gx *= centered(in[0]->data());
-        gx *= T(2) / divisor;
-        add_grad(*in[0], std::move(gx));
-      });
+  return make_result<T>("var", std::move(out), {x},
+                        [r, divisor, centered](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+                          if (!in[0]->requires_grad()) return;
+                          // d var / dx_i = 2 (x_i - mean) / divisor
+                          Array<T> gx = r.broadcast_back(g);
+                          gx *= centered(in[0]->data());
+                          gx *= T(2) / divisor;
+                          add_grad(*in[0], std::move(gx));
+                        });
 }
 
-template <class T>
-Tensor<T> max(const Tensor<T>& x, const Axes& axes, bool keepdims) {
+template <class T> Tensor<T> max(const Tensor<T>& x, const Axes& axes, bool keepdims) {
   detail::check_defined("max", x);
   const Reduction r(x.shape(), axes, keepdims, "max");
-  if (r.count == 0 || x.numel() == 0)
-    detail::fail("max", "max over an empty axis of " + shape_str(r.in_shape));
+  if (r.count == 0 || x.numel() == 0) detail::fail("max", "max over an empty axis of " + shape_str(r.in_shape));
   std::vector<std::size_t> perm;
   const Array<T> rows = reduced_axes_last(x.data(), r, perm);
   const std::size_t n_rows = rows.shape()[0], n_cols = rows.shape()[1];
@@ -150,33 +141,32 @@ Tensor<T> max(const Tensor<T>& x, const Axes& axes, bool keepdims) {
     const T* row = rows.data() + i * n_cols;
     out.data()[i] = *std::max_element(row, row + n_cols);
   }
-  return make_result<T>(
-      "max", std::move(out), {x},
-      [r](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        if (!in[0]->requires_grad()) return;
-        // The whole gradient of each output goes to the first arg-max of its slice.
-        std::vector<std::size_t> perm;
-        const Array<T> rows = reduced_axes_last(in[0]->data(), r, perm);
-        const std::size_t n_rows = rows.shape()[0], n_cols = rows.shape()[1];
-        Array<T> g_rows = xt::zeros<T>(rows.shape());
-        for (std::size_t i = 0; i < n_rows; ++i) {
-          const T* row = rows.data() + i * n_cols;
-          const std::size_t arg = std::max_element(row, row + n_cols) - row;
-          g_rows.data()[i * n_cols + arg] = g.data()[i];
-        }
-        Shape moved_shape;
-        for (std::size_t p : perm) moved_shape.push_back(r.in_shape[p]);
-        g_rows.reshape(moved_shape);
-        std::vector<std::size_t> inverse(perm.size());
-        for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
-        add_grad(*in[0], Array<T>(xt::transpose(g_rows, inverse)));
-      });
+  return make_result<T>("max", std::move(out), {x},
+                        [r](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+                          if (!in[0]->requires_grad()) return;
+                          // The whole gradient of each output goes to the first arg-max of its slice.
+                          std::vector<std::size_t> perm;
+                          const Array<T> rows = reduced_axes_last(in[0]->data(), r, perm);
+                          const std::size_t n_rows = rows.shape()[0], n_cols = rows.shape()[1];
+                          Array<T> g_rows = xt::zeros<T>(rows.shape());
+                          for (std::size_t i = 0; i < n_rows; ++i) {
+                            const T* row = rows.data() + i * n_cols;
+                            const std::size_t arg = std::max_element(row, row + n_cols) - row;
+                            g_rows.data()[i * n_cols + arg] = g.data()[i];
+                          }
+                          Shape moved_shape;
+                          for (std::size_t p : perm) moved_shape.push_back(r.in_shape[p]);
+                          g_rows.reshape(moved_shape);
+                          std::vector<std::size_t> inverse(perm.size());
+                          for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
+                          add_grad(*in[0], Array<T>(xt::transpose(g_rows, inverse)));
+                        });
 }
 
-#define INSTANTIATE(T)                                                    \
-  template Tensor<T> sum(const Tensor<T>&, const Axes&, bool);            \
-  template Tensor<T> mean(const Tensor<T>&, const Axes&, bool);           \
-  template Tensor<T> var(const Tensor<T>&, const Axes&, bool, bool);      \
+#define INSTANTIATE(T)                                               \
+  template Tensor<T> sum(const Tensor<T>&, const Axes&, bool);       \
+  template Tensor<T> mean(const Tensor<T>&, const Axes&, bool);      \
+  template Tensor<T> var(const Tensor<T>&, const Axes&, bool, bool); \
   template Tensor<T> max(const Tensor<T>&, const Axes&, bool);
 XTGRAD_INSTANTIATE(INSTANTIATE)
 

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
-#include <new>
 #include <mutex>
+#include <new>
 #include <string>
 #include <system_error>
 #include <thread>

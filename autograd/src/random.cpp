@@ -56,22 +56,19 @@ void Generator::set_state(const std::string& state) {
   std::mt19937_64 engine;
   bool has_spare = false;
   double spare = 0.0;
-  if (!(in >> engine >> has_spare >> spare))
-    throw std::invalid_argument("Generator::set_state: malformed state");
+  if (!(in >> engine >> has_spare >> spare)) throw std::invalid_argument("Generator::set_state: malformed state");
   engine_ = engine;
   has_spare_ = has_spare;
   spare_normal_ = spare;
 }
 
-template <class T>
-Tensor<T> randn(const Shape& shape, Generator& gen, T mean, T stddev, bool requires_grad) {
+template <class T> Tensor<T> randn(const Shape& shape, Generator& gen, T mean, T stddev, bool requires_grad) {
   Array<T> data(shape);
   for (auto& v : data) v = static_cast<T>(gen.normal(mean, stddev));
   return Tensor<T>(std::move(data), requires_grad);
 }
 
-template <class T>
-Tensor<T> rand(const Shape& shape, Generator& gen, T low, T high, bool requires_grad) {
+template <class T> Tensor<T> rand(const Shape& shape, Generator& gen, T low, T high, bool requires_grad) {
   Array<T> data(shape);
   for (auto& v : data) {
     v = static_cast<T>(gen.uniform(low, high));
@@ -81,8 +78,8 @@ Tensor<T> rand(const Shape& shape, Generator& gen, T low, T high, bool requires_
   return Tensor<T>(std::move(data), requires_grad);
 }
 
-#define INSTANTIATE(T)                                                \
-  template Tensor<T> randn(const Shape&, Generator&, T, T, bool);     \
+#define INSTANTIATE(T)                                            \
+  template Tensor<T> randn(const Shape&, Generator&, T, T, bool); \
   template Tensor<T> rand(const Shape&, Generator&, T, T, bool);
 XTGRAD_INSTANTIATE(INSTANTIATE)
 

@@ -22,8 +22,7 @@ namespace detail {
 std::size_t normalize_axis(int axis, std::size_t ndim, const char* op) {
   const long n = static_cast<long>(ndim);
   if (axis < -n || axis >= n)
-    fail(op, "axis " + std::to_string(axis) + " out of range for " + std::to_string(ndim) +
-                 " dimensions");
+    fail(op, "axis " + std::to_string(axis) + " out of range for " + std::to_string(ndim) + " dimensions");
   return static_cast<std::size_t>(axis < 0 ? axis + n : axis);
 }
 
@@ -46,8 +45,7 @@ std::size_t product(const Shape& shape, std::size_t begin, std::size_t end) {
   return p;
 }
 
-template <class T>
-Array<T> sum_to(Array<T>&& grad, const Shape& shape) {
+template <class T> Array<T> sum_to(Array<T>&& grad, const Shape& shape) {
   const Shape gshape = shape_of(grad);
   if (gshape == shape) return std::move(grad);
   Array<T> reduced = xt::zeros<T>(shape);
@@ -62,8 +60,7 @@ template Array<double> sum_to(Array<double>&&, const Shape&);
 }  // namespace detail
 
 // ---- Node -----------------------------------------------------------------------------
-template <class T>
-Node<T>::~Node() {
+template <class T> Node<T>::~Node() {
   // Unlink the chain by hand: destroying inputs recursively would use one stack frame
   // per op, and a long chain would overflow the stack.
   std::vector<NodePtr<T>> pending = std::move(inputs_);
@@ -90,16 +87,14 @@ NoGradGuard::~NoGradGuard() { t_grad_enabled = previous_; }
 namespace {
 thread_local bool t_detect_anomaly = false;
 
-template <class T>
-bool all_finite(const Array<T>& a) {
+template <class T> bool all_finite(const Array<T>& a) {
   return std::all_of(a.begin(), a.end(), [](T v) { return std::isfinite(v); });
 }
 
 // Throws when a holds a NaN, or an infinity unless infinities are allowed.
-template <class T>
-void check_values(const Array<T>& a, bool allow_infinite, const std::string& where) {
-  const auto bad = std::find_if(a.begin(), a.end(),
-                                [&](T v) { return std::isnan(v) || (!allow_infinite && std::isinf(v)); });
+template <class T> void check_values(const Array<T>& a, bool allow_infinite, const std::string& where) {
+  const auto bad =
+      std::find_if(a.begin(), a.end(), [&](T v) { return std::isnan(v) || (!allow_infinite && std::isinf(v)); });
   if (bad == a.end()) return;
   throw AnomalyError("anomaly detected: " + where + " produced " + (std::isnan(*bad) ? "NaN" : "Inf") +
                      " (first at flat element " + std::to_string(bad - a.begin()) + " of shape " +
@@ -112,11 +107,9 @@ AnomalyGuard::AnomalyGuard(bool enabled) : previous_(t_detect_anomaly) { t_detec
 AnomalyGuard::~AnomalyGuard() { t_detect_anomaly = previous_; }
 
 // ---- Tensor ---------------------------------------------------------------------------
-template <class T>
-Tensor<T>::Tensor() = default;
+template <class T> Tensor<T>::Tensor() = default;
 
-template <class T>
-Tensor<T>::Tensor(Array<T> data, bool requires_grad) : node_(std::make_shared<Node<T>>()) {
+template <class T> Tensor<T>::Tensor(Array<T> data, bool requires_grad) : node_(std::make_shared<Node<T>>()) {
   node_->data_ = std::move(data);
   node_->requires_grad_ = requires_grad;
 }
@@ -126,16 +119,13 @@ namespace {
 // every value in sequence, so a ragged list is not refused: {{1, 2}, {3}} became
 // (1,2,3,garbage) and {{1}, {2, 3}} wrote past the end of its (2,1) buffer. These check
 // that every list at one depth has the length of the first one there.
-template <class V>
-void first_lengths(const V&, Shape&) {}  // a value: the innermost depth was reached
-template <class L>
-void first_lengths(std::initializer_list<L> list, Shape& lengths) {
+template <class V> void first_lengths(const V&, Shape&) {}  // a value: the innermost depth was reached
+template <class L> void first_lengths(std::initializer_list<L> list, Shape& lengths) {
   lengths.push_back(list.size());
   if (list.size() > 0) first_lengths(*list.begin(), lengths);
 }
 
-template <class V>
-void check_lengths(const V&, const Shape&, std::size_t, const std::string&) {}
+template <class V> void check_lengths(const V&, const Shape&, std::size_t, const std::string&) {}
 template <class L>
 void check_lengths(std::initializer_list<L> list, const Shape& lengths, std::size_t depth, const std::string& where) {
   if (list.size() != lengths[depth]) {  // never at depth 0: lengths[0] is this list's own
@@ -149,8 +139,7 @@ void check_lengths(std::initializer_list<L> list, const Shape& lengths, std::siz
     check_lengths(list.begin()[i], lengths, depth + 1, where + "[" + std::to_string(i) + "]");
 }
 
-template <class T, class List>
-Array<T> rectangular_array(List list) {
+template <class T, class List> Array<T> rectangular_array(List list) {
   Shape lengths;
   first_lengths(list, lengths);
   check_lengths(list, lengths, 0, "");
@@ -158,8 +147,7 @@ Array<T> rectangular_array(List list) {
 }
 }  // namespace
 
-template <class T>
-Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 1> v, bool rg) : Tensor(Array<T>(v), rg) {}
+template <class T> Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 1> v, bool rg) : Tensor(Array<T>(v), rg) {}
 template <class T>
 Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 2> v, bool rg) : Tensor(rectangular_array<T>(v), rg) {}
 template <class T>
@@ -167,75 +155,59 @@ Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 3> v, bool rg) : Tensor(recta
 template <class T>
 Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 4> v, bool rg) : Tensor(rectangular_array<T>(v), rg) {}
 
-template <class T>
-Node<T>& Tensor<T>::node() const {
+template <class T> Node<T>& Tensor<T>::node() const {
   if (!node_) throw std::logic_error("xtgrad: use of an undefined Tensor");
   return *node_;
 }
 
-template <class T>
-Shape Tensor<T>::shape() const {
-  return detail::shape_of(data());
-}
+template <class T> Shape Tensor<T>::shape() const { return detail::shape_of(data()); }
 
-template <class T>
-T Tensor<T>::item() const {
+template <class T> T Tensor<T>::item() const {
   if (numel() != 1)
-    throw std::invalid_argument("item: tensor of shape " + shape_str(shape()) +
-                                " has more than one element");
+    throw std::invalid_argument("item: tensor of shape " + shape_str(shape()) + " has more than one element");
   return *data().data();
 }
 
-template <class T>
-Tensor<T>& Tensor<T>::set_requires_grad(bool requires) {
+template <class T> Tensor<T>& Tensor<T>::set_requires_grad(bool requires) {
   if (!node().is_leaf_)
-    throw std::logic_error("set_requires_grad: only leaf tensors can change requires_grad "
-                           "(use detach() on an op's result)");
+    throw std::logic_error(
+        "set_requires_grad: only leaf tensors can change requires_grad "
+        "(use detach() on an op's result)");
   node_->requires_grad_ = requires;
   return *this;
 }
 
-template <class T>
-const Array<T>& Tensor<T>::grad() const {
+template <class T> const Array<T>& Tensor<T>::grad() const {
   if (!node().grad_) throw std::logic_error("grad: this tensor has no gradient yet (call backward() first)");
   return *node_->grad_;
 }
 
-template <class T>
-Array<T>& Tensor<T>::mutable_grad() {
+template <class T> Array<T>& Tensor<T>::mutable_grad() {
   if (!node().grad_) throw std::logic_error("mutable_grad: this tensor has no gradient yet (call backward() first)");
   return *node_->grad_;
 }
 
-template <class T>
-void Tensor<T>::zero_grad() {
+template <class T> void Tensor<T>::zero_grad() {
   if (node().grad_) std::fill(node_->grad_->begin(), node_->grad_->end(), T(0));
 }
 
-template <class T>
-void Tensor<T>::set_grad(Array<T> grad) {
+template <class T> void Tensor<T>::set_grad(Array<T> grad) {
   if (detail::shape_of(grad) != shape())
     throw std::invalid_argument("set_grad: gradient of shape " + shape_str(grad.shape()) + " for a tensor of shape " +
                                 shape_str(shape()));
   node_->grad_ = std::move(grad);
 }
 
-template <class T>
-void Tensor<T>::reset_grad() {
-  node().grad_.reset();
-}
+template <class T> void Tensor<T>::reset_grad() { node().grad_.reset(); }
 
-template <class T>
-Tensor<T> Tensor<T>::detach() const {
-  return Tensor<T>(Array<T>(data()), false);
-}
+template <class T> Tensor<T> Tensor<T>::detach() const { return Tensor<T>(Array<T>(data()), false); }
 
-template <class T>
-void Tensor<T>::backward(bool retain_graph) {
+template <class T> void Tensor<T>::backward(bool retain_graph) {
   if (numel() != 1)
-    throw std::invalid_argument("backward: a gradient can be created implicitly only for a "
-                                "one-element output, but this tensor has shape " +
-                                shape_str(shape()) + "; pass the output gradient");
+    throw std::invalid_argument(
+        "backward: a gradient can be created implicitly only for a "
+        "one-element output, but this tensor has shape " +
+        shape_str(shape()) + "; pass the output gradient");
   backward(xt::ones<T>(shape()), retain_graph);
 }
 
@@ -247,18 +219,16 @@ thread_local const char* t_running_op = "backward";
 // iterative depth-first search (post-order), so that deep graphs cannot overflow the
 // stack. The list owns its nodes: releasing one node's inputs must not free a node that
 // is still waiting for its turn.
-template <class T>
-std::vector<NodePtr<T>> topological_order(const NodePtr<T>& root) {
+template <class T> std::vector<NodePtr<T>> topological_order(const NodePtr<T>& root) {
   std::vector<NodePtr<T>> order;
   std::unordered_set<const Node<T>*> visited{root.get()};
   std::vector<std::pair<NodePtr<T>, std::size_t>> stack{{root, 0}};
   while (!stack.empty()) {
     auto& [node, next_input] = stack.back();
     if (node->released())
-      throw std::logic_error(
-          "backward: the graph through op '" + std::string(node->op()) +
-          "' was already released by an earlier backward(); pass retain_graph = true to the "
-          "first backward() to run backward twice");
+      throw std::logic_error("backward: the graph through op '" + std::string(node->op()) +
+                             "' was already released by an earlier backward(); pass retain_graph = true to the "
+                             "first backward() to run backward twice");
     if (next_input < node->inputs().size()) {
       const NodePtr<T>& child = node->inputs()[next_input++];
       if (child->requires_grad() && visited.insert(child.get()).second) stack.push_back({child, 0});
@@ -271,12 +241,12 @@ std::vector<NodePtr<T>> topological_order(const NodePtr<T>& root) {
 }
 }  // namespace
 
-template <class T>
-void Tensor<T>::backward(const Array<T>& grad_output, bool retain_graph) {
+template <class T> void Tensor<T>::backward(const Array<T>& grad_output, bool retain_graph) {
   Node<T>& root = node();
   if (!root.requires_grad_)
-    throw std::logic_error("backward: this tensor does not require a gradient (no input of "
-                           "its graph requires one)");
+    throw std::logic_error(
+        "backward: this tensor does not require a gradient (no input of "
+        "its graph requires one)");
   if (detail::shape_of(grad_output) != shape())
     throw std::invalid_argument("backward: gradient of shape " + shape_str(grad_output.shape()) +
                                 " for an output of shape " + shape_str(shape()));
@@ -323,8 +293,8 @@ template class Node<double>;
 
 // ---- recording ops --------------------------------------------------------------------
 template <class T>
-Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor<T>>& inputs,
-                      BackwardFn<T> backward, bool may_be_infinite) {
+Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor<T>>& inputs, BackwardFn<T> backward,
+                      bool may_be_infinite) {
   if (t_detect_anomaly) {
     // An infinity is an anomaly only when the op made it from finite inputs.
     const bool inputs_finite =
@@ -334,8 +304,8 @@ Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor
   auto node = std::make_shared<Node<T>>();
   node->data_ = std::move(value);
   node->op_ = op;
-  const bool record = grad_enabled() &&
-      std::any_of(inputs.begin(), inputs.end(), [](const Tensor<T>& t) { return t.requires_grad(); });
+  const bool record =
+      grad_enabled() && std::any_of(inputs.begin(), inputs.end(), [](const Tensor<T>& t) { return t.requires_grad(); });
   if (record) {
     node->requires_grad_ = true;
     node->is_leaf_ = false;
@@ -347,18 +317,18 @@ Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor
 }
 
 // ---- writing gradients: the first write overwrites, later writes add ------------------
-template <class T>
-void add_grad(Node<T>& input, Array<T>&& grad) {
+template <class T> void add_grad(Node<T>& input, Array<T>&& grad) {
   if (!input.requires_grad_) return;
   if (!std::equal(grad.shape().begin(), grad.shape().end(), input.data_.shape().begin(), input.data_.shape().end()))
     throw std::logic_error(std::string(t_running_op) + ": backward produced a gradient of shape " +
                            shape_str(grad.shape()) + " for a tensor of shape " + shape_str(input.data_.shape()));
-  if (!input.grad_) input.grad_ = std::move(grad);
-  else xt::noalias(*input.grad_) += grad;
+  if (!input.grad_)
+    input.grad_ = std::move(grad);
+  else
+    xt::noalias(*input.grad_) += grad;
 }
 
-template <class T>
-GradTarget<T> grad_target(Node<T>& input) {
+template <class T> GradTarget<T> grad_target(Node<T>& input) {
   if (!input.requires_grad_) return {};
   if (input.grad_) return {input.grad_->data(), T(1)};
   input.grad_.emplace(input.data_.shape());  // uninitialised: the caller overwrites it
@@ -366,33 +336,28 @@ GradTarget<T> grad_target(Node<T>& input) {
 }
 
 // ---- creation -------------------------------------------------------------------------
-template <class T>
-Tensor<T> zeros(const Shape& shape, bool requires_grad) {
+template <class T> Tensor<T> zeros(const Shape& shape, bool requires_grad) {
   return Tensor<T>(xt::zeros<T>(shape), requires_grad);
 }
-template <class T>
-Tensor<T> ones(const Shape& shape, bool requires_grad) {
+template <class T> Tensor<T> ones(const Shape& shape, bool requires_grad) {
   return Tensor<T>(xt::ones<T>(shape), requires_grad);
 }
-template <class T>
-Tensor<T> full(const Shape& shape, T value, bool requires_grad) {
+template <class T> Tensor<T> full(const Shape& shape, T value, bool requires_grad) {
   Array<T> data(shape);
   data.fill(value);
   return Tensor<T>(std::move(data), requires_grad);
 }
-template <class T>
-Tensor<T> from_array(Array<T> data, bool requires_grad) {
+template <class T> Tensor<T> from_array(Array<T> data, bool requires_grad) {
   return Tensor<T>(std::move(data), requires_grad);
 }
 
-#define INSTANTIATE(T)                                                                     \
-  template Tensor<T> make_result(const char*, Array<T>&&, const std::vector<Tensor<T>>&,  \
-                                 BackwardFn<T>, bool);                                     \
-  template void add_grad(Node<T>&, Array<T>&&);                                            \
-  template GradTarget<T> grad_target(Node<T>&);                                            \
-  template Tensor<T> zeros(const Shape&, bool);                                            \
-  template Tensor<T> ones(const Shape&, bool);                                             \
-  template Tensor<T> full(const Shape&, T, bool);                                          \
+#define INSTANTIATE(T)                                                                                         \
+  template Tensor<T> make_result(const char*, Array<T>&&, const std::vector<Tensor<T>>&, BackwardFn<T>, bool); \
+  template void add_grad(Node<T>&, Array<T>&&);                                                                \
+  template GradTarget<T> grad_target(Node<T>&);                                                                \
+  template Tensor<T> zeros(const Shape&, bool);                                                                \
+  template Tensor<T> ones(const Shape&, bool);                                                                 \
+  template Tensor<T> full(const Shape&, T, bool);                                                              \
   template Tensor<T> from_array(Array<T>, bool);
 XTGRAD_INSTANTIATE(INSTANTIATE)
 

@@ -98,8 +98,10 @@ void save_train_state(const std::string& path, const std::string& run_id, std::s
 void finish_interrupted_save(const std::string& dir, std::size_t step) {
   const std::string next = (fs::path(dir) / kNextTrainStateFile).string();
   std::error_code error;
-  if (step > 0 && train_state_path(dir, step) == next) fs::rename(next, fs::path(dir) / kTrainStateFile, error);
-  else fs::remove(next, error);
+  if (step > 0 && train_state_path(dir, step) == next)
+    fs::rename(next, fs::path(dir) / kTrainStateFile, error);
+  else
+    fs::remove(next, error);
   if (error) throw xtgrad::CheckpointError("cannot tidy '" + next + "': " + error.message());
 }
 
@@ -117,7 +119,7 @@ void save_checkpoint(const std::string& dir, const std::string& run_id, const xt
     fs::remove(next, error);  // a failed save leaves nothing behind
     throw;
   }
-  fs::rename(next, state, error);                                      // 3
+  fs::rename(next, state, error);  // 3
   if (error) throw xtgrad::CheckpointError("cannot move '" + next + "' to '" + state + "': " + error.message());
 }
 

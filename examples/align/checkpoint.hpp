@@ -37,8 +37,7 @@ struct LoadedModel {
 LoadedModel load_model(const std::string& checkpoint);
 
 // Writes model.safetensors atomically (temporary file + rename).
-void save_model(const std::string& dir, const AlignModel<float>& model, std::size_t step,
-                xtgrad::Metadata extra = {});
+void save_model(const std::string& dir, const AlignModel<float>& model, std::size_t step, xtgrad::Metadata extra = {});
 
 // A checkpoint of training at `step`: the model with the run's settings in its metadata,
 // and the train state (optimizer and sampler) tied to it by run_id and step. Crash-safe:

@@ -7,24 +7,26 @@
 
 namespace align {
 
-const std::array<const char*, kVocabSize> kVocabulary = {
-    "red", "green", "blue", "yellow", "magenta", "cyan", "circle",
-    "square", "triangle", "cross", "top", "bottom", "left", "right"};
+const std::array<const char*, kVocabSize> kVocabulary = {"red",  "green",  "blue",   "yellow",   "magenta",
+                                                         "cyan", "circle", "square", "triangle", "cross",
+                                                         "top",  "bottom", "left",   "right"};
 
 namespace {
 
-constexpr float kColourRGB[kColours][3] = {
-    {0.90f, 0.15f, 0.15f}, {0.15f, 0.80f, 0.20f}, {0.20f, 0.35f, 0.95f},
-    {0.95f, 0.90f, 0.15f}, {0.90f, 0.20f, 0.85f}, {0.15f, 0.85f, 0.90f}};
+constexpr float kColourRGB[kColours][3] = {{0.90f, 0.15f, 0.15f}, {0.15f, 0.80f, 0.20f}, {0.20f, 0.35f, 0.95f},
+                                           {0.95f, 0.90f, 0.15f}, {0.90f, 0.20f, 0.85f}, {0.15f, 0.85f, 0.90f}};
 
 }  // namespace
 
 bool painted(std::size_t shape, double dy, double dx, double r) {
   switch (shape) {
-    case 0: return dy * dy + dx * dx <= r * r;                                            // circle
-    case 1: return std::abs(dy) <= 0.85 * r && std::abs(dx) <= 0.85 * r;                  // square
-    case 2: return dy >= -r && dy <= 0.8 * r && std::abs(dx) <= 0.6 * (dy + r);           // triangle
-    default:                                                                               // cross
+    case 0:
+      return dy * dy + dx * dx <= r * r;  // circle
+    case 1:
+      return std::abs(dy) <= 0.85 * r && std::abs(dx) <= 0.85 * r;  // square
+    case 2:
+      return dy >= -r && dy <= 0.8 * r && std::abs(dx) <= 0.6 * (dy + r);  // triangle
+    default:                                                               // cross
       return (std::abs(dy) <= 0.35 * r && std::abs(dx) <= r) || (std::abs(dx) <= 0.35 * r && std::abs(dy) <= r);
   }
 }
@@ -134,13 +136,13 @@ class Ziggurat {
 
   static constexpr double kR = 3.6541528853610088;  // the 256-layer ziggurat's r
   static constexpr double kHalfPi = 1.5707963267948966;
-  static constexpr double kScale = 4503599627370496.0;  // 2^52, the positions' range either side of 0
+  static constexpr double kScale = 4503599627370496.0;                // 2^52, the positions' range either side of 0
   static double density(double x) { return std::exp(-0.5 * x * x); }  // unnormalised
   static double open_uniform(std::uint64_t& state) { return (double(next_bits(state) >> 12) + 0.5) / kScale; }
 
-  std::array<std::int64_t, 256> inner_;   // layer i is under the curve left of inner_[i] / 2^52
-  std::array<double, 256> width_;         // x_i / 2^52 (the base strip: its width as a rectangle)
-  std::array<double, 256> height_;        // f(x_i)
+  std::array<std::int64_t, 256> inner_;  // layer i is under the curve left of inner_[i] / 2^52
+  std::array<double, 256> width_;        // x_i / 2^52 (the base strip: its width as a rectangle)
+  std::array<double, 256> height_;       // f(x_i)
 };
 
 const Ziggurat& ziggurat() {
@@ -246,15 +248,16 @@ Caption parse_caption(const std::string& text) {
   for (std::string w; in >> w;) words.push_back(w);
   if (words.size() != kCaptionLength)
     throw std::invalid_argument("a caption has 4 words (colour shape top|bottom left|right), got " +
-                                std::to_string(words.size()) + " in \"" + text + "\"; vocabulary: " + vocabulary_list());
+                                std::to_string(words.size()) + " in \"" + text +
+                                "\"; vocabulary: " + vocabulary_list());
   // Position i takes words of one kind: colours, shapes, vertical, horizontal.
   const std::size_t first[] = {0, 6, 10, 12}, last[] = {6, 10, 12, 14};
   Caption caption{};
   for (std::size_t i = 0; i < kCaptionLength; ++i) {
     const auto* found = std::find(kVocabulary.begin() + first[i], kVocabulary.begin() + last[i], words[i]);
     if (found == kVocabulary.begin() + last[i])
-      throw std::invalid_argument("unknown or misplaced word \"" + words[i] + "\" at position " + std::to_string(i + 1) +
-                                  " of \"" + text + "\"; vocabulary: " + vocabulary_list());
+      throw std::invalid_argument("unknown or misplaced word \"" + words[i] + "\" at position " +
+                                  std::to_string(i + 1) + " of \"" + text + "\"; vocabulary: " + vocabulary_list());
     caption[i] = std::size_t(found - kVocabulary.begin());
   }
   return caption;

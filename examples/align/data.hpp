@@ -19,8 +19,8 @@
 namespace align {
 
 constexpr std::size_t kImageSize = 32, kChannels = 3, kGrid = 4, kCellSize = 8;
-constexpr std::size_t kPatches = kGrid * kGrid;                          // 16
-constexpr std::size_t kPatchValues = kCellSize * kCellSize * kChannels;  // 192
+constexpr std::size_t kPatches = kGrid * kGrid;                            // 16
+constexpr std::size_t kPatchValues = kCellSize * kCellSize * kChannels;    // 192
 constexpr std::size_t kImageValues = kImageSize * kImageSize * kChannels;  // 3072
 constexpr std::size_t kCaptionLength = 4, kVocabSize = 14;
 constexpr std::size_t kColours = 6, kShapes = 4;
@@ -41,8 +41,8 @@ struct Object {
 };
 
 struct Example {
-  std::vector<Object> objects;   // 1 to 3, in distinct cells, painted in this order
-  std::size_t described = 0;     // the object the caption describes
+  std::vector<Object> objects;  // 1 to 3, in distinct cells, painted in this order
+  std::size_t described = 0;    // the object the caption describes
   Caption caption{};
   std::uint64_t noise_seed = 0;  // the background noise's random stream (render_image)
 };

@@ -47,8 +47,7 @@ namespace fs = std::filesystem;
 
 constexpr std::size_t kTrainSize = 20000, kTestSize = 1000, kBatch = 32, kAllSteps = 2000;
 
-template <class V>
-void write_raw(const fs::path& path, const std::vector<V>& values) {
+template <class V> void write_raw(const fs::path& path, const std::vector<V>& values) {
   std::ofstream out(path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size() * sizeof(V)));
   if (!out) throw std::runtime_error("cannot write " + path.string());
@@ -65,8 +64,7 @@ void write_split(const fs::path& dir, const std::string& name, const std::vector
   write_raw(dir / (name + "_captions.i32"), captions);
 }
 
-template <class T>
-xtgrad::StateDict<T> gradients_of(const AlignModel<T>& model) {
+template <class T> xtgrad::StateDict<T> gradients_of(const AlignModel<T>& model) {
   xtgrad::StateDict<T> out;
   for (const auto& [name, p] : model.named_parameters())
     if (p.has_grad()) out.emplace(name, p.grad());

@@ -13,14 +13,14 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <optional>
 #include <iostream>
 #include <numeric>
+#include <optional>
 
 #include "checkpoint.hpp"
 #include "flags.hpp"
-#include "run_dir.hpp"
 #include "render.hpp"
+#include "run_dir.hpp"
 #include "train.hpp"
 
 namespace {
@@ -68,8 +68,7 @@ int run_train(const CLI::App& cmd, TrainOptions options) {
     throw UsageError(e.what());
   }
   const common::RunLock lock(options.out_dir);  // one writer per run directory
-  const bool continues_in_place = !options.resume_dir.empty() &&
-                                  fs::equivalent(options.resume_dir, options.out_dir);
+  const bool continues_in_place = !options.resume_dir.empty() && fs::equivalent(options.resume_dir, options.out_dir);
   if (!continues_in_place) common::check_may_write_run(options.out_dir, options.overwrite, "xtgrad-align");
   const TrainResult r = train(options, std::cout);
   std::printf("\ndone: step %zu, loss %.4f, test P@1 %.3f, grounding %.3f, %.2f ms/step, %.1f s\ncheckpoint: %s/%s\n",
@@ -140,18 +139,20 @@ int show_image(const LoadedModel& loaded, const std::vector<Example>& test, cons
   render_show(test[image], caption, attention, top).save_png(png);
 
   const std::size_t peak = std::size_t(std::max_element(attention.begin(), attention.end()) - attention.begin());
-  std::printf("\"%s\" on test image %zu (%s): attention peaks at cell %zu (row %zu, column %zu, weight %.2f); top image "
-              "#%zu (score %.2f, %s); picture: %s\n",
-              caption_text(caption).c_str(), image, matches(caption, test[image]) ? "matches" : "no match",
-              peak, peak / kGrid, peak % kGrid, attention[peak], start + ranked[0], scores[ranked[0]],
-              top[0].matches ? "matches" : "no match", png.c_str());
+  std::printf(
+      "\"%s\" on test image %zu (%s): attention peaks at cell %zu (row %zu, column %zu, weight %.2f); top image "
+      "#%zu (score %.2f, %s); picture: %s\n",
+      caption_text(caption).c_str(), image, matches(caption, test[image]) ? "matches" : "no match", peak, peak / kGrid,
+      peak % kGrid, attention[peak], start + ranked[0], scores[ranked[0]], top[0].matches ? "matches" : "no match",
+      png.c_str());
   return 0;
 }
 
 int run_sample(std::size_t count, std::uint64_t seed, const std::string& png) {
   const std::vector<Example> examples = generate(count, seed);
   render_sample(examples).save_png(png);
-  for (std::size_t i = 0; i < examples.size(); ++i) std::printf("%2zu  %s\n", i, caption_text(examples[i].caption).c_str());
+  for (std::size_t i = 0; i < examples.size(); ++i)
+    std::printf("%2zu  %s\n", i, caption_text(examples[i].caption).c_str());
   std::printf("picture: %s\n", png.c_str());
   return 0;
 }
@@ -230,8 +231,8 @@ int main(int argc, char** argv) {
     }
     if (eval_cmd->parsed()) return run_eval(checkpoint);
     if (show_cmd->parsed())
-      return run_show(checkpoint, caption, show_cmd->count("--image") ? std::optional<std::size_t>(image) : std::nullopt,
-                      png);
+      return run_show(checkpoint, caption,
+                      show_cmd->count("--image") ? std::optional<std::size_t>(image) : std::nullopt, png);
     return run_sample(count, sample_seed, png);
   });
 }

@@ -54,8 +54,8 @@ AlignModel<T>::AlignModel(const ModelConfig& c, xtgrad::Generator& gen) : xtgrad
   token_embed = this->register_module("token_embed", std::make_shared<Embedding<T>>(kVocabSize, d, gen));
   token_position = this->register_parameter("token_position", randn<T>({kCaptionLength, d}, gen, T(0), T(0.02)));
   if (c.attention)
-    attention = this->register_module("attention",
-                                      std::make_shared<MultiHeadCrossAttention<T>>(d, c.heads, d, d, d, true, 0.0, gen));
+    attention = this->register_module(
+        "attention", std::make_shared<MultiHeadCrossAttention<T>>(d, c.heads, d, d, d, true, 0.0, gen));
   norm = this->register_module("norm", std::make_shared<LayerNorm<T>>(Shape{d}));
   hidden = this->register_module("hidden", std::make_shared<Linear<T>>(d, d, true, gen));
   score = this->register_module("score", std::make_shared<Linear<T>>(d, 1, true, gen));
@@ -66,8 +66,9 @@ ModelOutput<T> AlignModel<T>::forward(const Tensor<T>& patches, const std::vecto
                                       bool need_attention) {
   using namespace xtgrad;
   const long bq = long(caption_ids.size() / kCaptionLength), bk = long(patches.shape()[0]), d = long(config.dim);
-  const Tensor<T> image = patch_embed->forward(patches) + patch_position;                          // (Bk,16,d)
-  const Tensor<T> tokens = token_embed->forward(caption_ids, {std::size_t(bq), kCaptionLength}) + token_position;  // (Bq,4,d)
+  const Tensor<T> image = patch_embed->forward(patches) + patch_position;  // (Bk,16,d)
+  const Tensor<T> tokens =
+      token_embed->forward(caption_ids, {std::size_t(bq), kCaptionLength}) + token_position;  // (Bq,4,d)
   ModelOutput<T> out;
   Tensor<T> attended;  // (Bq,Bk,4,d), or broadcastable to it
   if (attention) {
@@ -78,13 +79,12 @@ ModelOutput<T> AlignModel<T>::forward(const Tensor<T>& patches, const std::vecto
     attended = reshape(mean(image, {1}), {1, bk, 1, d});  // (1,Bk,1,d): the same for every token
   }
   const Tensor<T> h = norm->forward(reshape(tokens, {bq, 1, long(kCaptionLength), d}) + attended);  // (Bq,Bk,4,d)
-  const Tensor<T> pooled = mean(h, {2});                                                             // (Bq,Bk,d)
+  const Tensor<T> pooled = mean(h, {2});                                                            // (Bq,Bk,d)
   out.scores = reshape(score->forward(gelu(hidden->forward(pooled))), {bq, bk});                    // (Bq,Bk)
   return out;
 }
 
-template <class T>
-Tensor<T> patch_batch(const std::vector<Example>& data, const std::vector<std::size_t>& indices) {
+template <class T> Tensor<T> patch_batch(const std::vector<Example>& data, const std::vector<std::size_t>& indices) {
   constexpr std::size_t kValues = kPatches * kPatchValues;
   xtgrad::Array<T> out(xtgrad::Shape{indices.size(), kPatches, kPatchValues});
   std::vector<float> buffer(std::is_same_v<T, float> ? 0 : kValues);
@@ -132,7 +132,9 @@ template Tensor<float> patch_batch(const std::vector<Example>&, const std::vecto
 template Tensor<double> patch_batch(const std::vector<Example>&, const std::vector<std::size_t>&);
 template Tensor<float> alignment_targets(const std::vector<Example>&, const std::vector<std::size_t>&);
 template Tensor<double> alignment_targets(const std::vector<Example>&, const std::vector<std::size_t>&);
-template Tensor<float> alignment_loss(const Tensor<float>&, const std::vector<Example>&, const std::vector<std::size_t>&);
-template Tensor<double> alignment_loss(const Tensor<double>&, const std::vector<Example>&, const std::vector<std::size_t>&);
+template Tensor<float> alignment_loss(const Tensor<float>&, const std::vector<Example>&,
+                                      const std::vector<std::size_t>&);
+template Tensor<double> alignment_loss(const Tensor<double>&, const std::vector<Example>&,
+                                       const std::vector<std::size_t>&);
 
 }  // namespace align

@@ -35,14 +35,12 @@ struct ModelConfig {
   static ModelConfig from_metadata(const std::map<std::string, std::string>& metadata);
 };
 
-template <class T>
-struct ModelOutput {
+template <class T> struct ModelOutput {
   xtgrad::Tensor<T> scores;     // (Bq,Bk): caption i against image j
   xtgrad::Tensor<T> attention;  // (Bq,Bk,4,16), averaged over heads; undefined without attention
 };
 
-template <class T>
-class AlignModel : public xtgrad::Module<T> {
+template <class T> class AlignModel : public xtgrad::Module<T> {
  public:
   AlignModel(const ModelConfig& config, xtgrad::Generator& gen);
 

@@ -16,14 +16,12 @@
 
 namespace align {
 
-// ---------------------------------------------------------------------------------------
-// Colours and text metrics
-
+// ---- Colours and text metrics ----------------------------------------------------------
 Rgb heat_colour(float t) {
   // matplotlib's inferno sampled at t = 0, 0.1, ..., 1, interpolated linearly.
-  static constexpr unsigned char kStops[11][3] = {
-      {0, 0, 4},      {22, 11, 57},   {66, 10, 104},  {106, 23, 110}, {147, 38, 103}, {188, 55, 84},
-      {221, 81, 58},  {243, 120, 25}, {252, 165, 10}, {246, 215, 70}, {252, 255, 164}};
+  static constexpr unsigned char kStops[11][3] = {{0, 0, 4},      {22, 11, 57},   {66, 10, 104},  {106, 23, 110},
+                                                  {147, 38, 103}, {188, 55, 84},  {221, 81, 58},  {243, 120, 25},
+                                                  {252, 165, 10}, {246, 215, 70}, {252, 255, 164}};
   if (!(t > 0.0f)) t = 0.0f;  // also maps NaN to 0
   t = std::min(t, 1.0f) * 10.0f;
   const std::size_t i = std::min<std::size_t>(std::size_t(t), 9);
@@ -54,8 +52,7 @@ std::size_t text_height(const std::string& text, std::size_t scale) {
   return std::size_t(stb_easy_font_height(s.data())) * scale;
 }
 
-// ---------------------------------------------------------------------------------------
-// Canvas
+// ---- Canvas --------------------------------------------------------------------------
 
 Canvas::Canvas(std::size_t width, std::size_t height, Rgb background)
     : width_(width), height_(height), background_(background), pixels_(width * height * 3) {
@@ -93,10 +90,10 @@ void Canvas::fill_rect(long x, long y, long w, long h, Rgb colour) { blend_rect(
 
 void Canvas::stroke_rect(long x, long y, long w, long h, long thickness, Rgb colour) {
   thickness = std::min({thickness, w, h});
-  fill_rect(x, y, w, thickness, colour);                      // top
-  fill_rect(x, y + h - thickness, w, thickness, colour);      // bottom
-  fill_rect(x, y, thickness, h, colour);                      // left
-  fill_rect(x + w - thickness, y, thickness, h, colour);      // right
+  fill_rect(x, y, w, thickness, colour);                  // top
+  fill_rect(x, y + h - thickness, w, thickness, colour);  // bottom
+  fill_rect(x, y, thickness, h, colour);                  // left
+  fill_rect(x + w - thickness, y, thickness, h, colour);  // right
 }
 
 void Canvas::draw_image(const std::vector<float>& image, long x, long y, std::size_t scale) {
@@ -153,8 +150,8 @@ void Canvas::draw_text(const std::string& text, long x, long y, Rgb colour, std:
   std::string s = printable(text);
   // stb_easy_font uses ~270 bytes per character on average; 1 KiB each is ample.
   std::vector<Vertex> vertices(64 * (s.size() + 1));
-  const int quads = stb_easy_font_print(0.0f, 0.0f, s.data(), nullptr, vertices.data(),
-                                        int(vertices.size() * sizeof(Vertex)));
+  const int quads =
+      stb_easy_font_print(0.0f, 0.0f, s.data(), nullptr, vertices.data(), int(vertices.size() * sizeof(Vertex)));
   const long k = long(scale);
   // Each quad is an axis-aligned rectangle on integer font pixels: vertex 0 is its top
   // left corner, vertex 2 its bottom right.
@@ -174,8 +171,7 @@ void Canvas::save_png(const std::string& path) const {
     throw std::runtime_error("could not write the PNG file " + path);
 }
 
-// ---------------------------------------------------------------------------------------
-// The pictures
+// ---- The pictures --------------------------------------------------------------------
 
 namespace {
 
@@ -185,7 +181,7 @@ constexpr Rgb kMuted{0.40f, 0.40f, 0.44f};
 constexpr Rgb kWhite{1.0f, 1.0f, 1.0f};
 constexpr Rgb kMatch{0.10f, 0.62f, 0.22f};
 constexpr Rgb kNoMatch{0.86f, 0.16f, 0.12f};
-constexpr Rgb kTarget{0.40f, 1.0f, 0.40f};     // the caption's object: bright, dashed
+constexpr Rgb kTarget{0.40f, 1.0f, 0.40f};  // the caption's object: bright, dashed
 constexpr Rgb kBar{0.26f, 0.45f, 0.78f};
 constexpr Rgb kTrack{0.86f, 0.86f, 0.88f};
 
@@ -276,13 +272,13 @@ ShowPage plan_show(const Caption& caption, const std::array<float, 16>& attentio
   const char* verdict = on_target ? " - the attention found it" : " - the attention looks elsewhere";
   page.title = "\"" + caption_text(caption) + "\"";
   page.subtitle = "where the caption looks: its attention over the 16 patches of the image";
-  page.attended_line = "white outline: the most attended patch, " + cell_name(attended) + ", weight " +
-                       fixed(attention[attended], 2);
+  page.attended_line =
+      "white outline: the most attended patch, " + cell_name(attended) + ", weight " + fixed(attention[attended], 2);
   page.target_line = targets.empty() ? "the caption describes no object in this image"
                                      : "dashed green: the caption's object, " + cell_name(targets.front()) + verdict;
   page.target_colour = targets.empty() ? kMuted : on_target ? kMatch : kNoMatch;
-  page.ranked_header = "the top " + std::to_string(n_top) +
-                       " images by score for the caption (green border: matches it, red: does not)";
+  page.ranked_header =
+      "the top " + std::to_string(n_top) + " images by score for the caption (green border: matches it, red: does not)";
 
   page.y_subtitle = kMargin + 34;
   page.y_labels = page.y_subtitle + kLine + 14;
@@ -293,9 +289,11 @@ ShowPage plan_show(const Caption& caption, const std::array<float, 16>& attentio
   page.y_thumbs = page.y_ranked + kLine + 4;
   page.height = n_top == 0 ? page.y_ranked + kMargin : page.y_thumbs + kThumb + 6 + 8 + 8 + 14 + kMargin;
   long width = 3 * kPanel + 2 * kPanelGap;
-  const std::vector<std::pair<std::string, std::size_t>> texts = {
-      {page.title, 3}, {page.subtitle, 2}, {page.attended_line, 2}, {page.target_line, 2},
-      {n_top == 0 ? "" : page.ranked_header, 2}};
+  const std::vector<std::pair<std::string, std::size_t>> texts = {{page.title, 3},
+                                                                  {page.subtitle, 2},
+                                                                  {page.attended_line, 2},
+                                                                  {page.target_line, 2},
+                                                                  {n_top == 0 ? "" : page.ranked_header, 2}};
   for (const auto& [text, scale] : texts) width = std::max(width, long(text_width(text, scale)));
   width = std::max(width, long(n_top) * kThumbPitch - 24);
   page.width = width + 2 * kMargin;
@@ -369,8 +367,8 @@ Canvas render_sample(const std::vector<Example>& examples) {
   for (const Example& e : examples)
     for (const std::string& line : lines_of(e.caption)) column = std::max(column, long(text_width(line, 2)));
 
-  const std::string title = std::to_string(examples.size()) +
-                            " generated examples (outlined: the object the caption describes)";
+  const std::string title =
+      std::to_string(examples.size()) + " generated examples (outlined: the object the caption describes)";
   const std::size_t cols = std::max<std::size_t>(1, std::min(kPerRow, examples.size()));
   const std::size_t rows = (examples.size() + cols - 1) / cols;
   const long tile_h = kImage + 10 + 2 * kLine + 14;

@@ -38,8 +38,9 @@ xtgrad::Array<float> BatchSampler::order() const {
 }
 
 void BatchSampler::restore(const xtgrad::Metadata& state, const xtgrad::Array<float>& order) {
-  if (order.size() != n_) throw std::invalid_argument("sampler order has " + std::to_string(order.size()) +
-                                                      " entries for " + std::to_string(n_) + " examples");
+  if (order.size() != n_)
+    throw std::invalid_argument("sampler order has " + std::to_string(order.size()) + " entries for " +
+                                std::to_string(n_) + " examples");
   std::vector<std::size_t> restored(n_), seen(n_, 0);
   for (std::size_t i = 0; i < n_; ++i) {
     const float v = order.data()[i];

@@ -19,8 +19,8 @@ class BatchSampler {
  public:
   BatchSampler(std::size_t n, std::size_t batch, std::uint64_t seed);
   std::vector<std::size_t> next();
-  xtgrad::Metadata state() const;             // generator state and position
-  xtgrad::Array<float> order() const;          // the current epoch's order
+  xtgrad::Metadata state() const;      // generator state and position
+  xtgrad::Array<float> order() const;  // the current epoch's order
   void restore(const xtgrad::Metadata& state, const xtgrad::Array<float>& order);
 
  private:

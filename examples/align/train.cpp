@@ -24,8 +24,8 @@ using Clock = std::chrono::steady_clock;
 
 // ---- settings -------------------------------------------------------------------------
 template <class T>
-std::unique_ptr<xtgrad::Optimizer<T>> make_optimizer(const std::string& name, const std::vector<xtgrad::Tensor<T>>& params,
-                                                     double lr) {
+std::unique_ptr<xtgrad::Optimizer<T>> make_optimizer(const std::string& name,
+                                                     const std::vector<xtgrad::Tensor<T>>& params, double lr) {
   if (name == "adam")
     return std::make_unique<xtgrad::Adam<T>>(params, xtgrad::AdamOptions().set_lr(lr).set_betas(0.9, 0.999));
   if (name == "adamw") return std::make_unique<xtgrad::AdamW<T>>(params, xtgrad::AdamWOptions().set_lr(lr));
@@ -46,18 +46,24 @@ std::string exact(double v) {
 }
 
 xtgrad::Metadata settings_metadata(const TrainOptions& o) {
-  return {{"batch", std::to_string(o.batch)},           {"lr", exact(o.lr)},
-          {"optimizer", o.optimizer},                    {"seed", std::to_string(o.seed)},
-          {"train_size", std::to_string(o.train_size)}, {"test_size", std::to_string(o.test_size)},
-          {"eval_every", std::to_string(o.eval_every)}, {"threads", std::to_string(o.threads)},
+  return {{"batch", std::to_string(o.batch)},
+          {"lr", exact(o.lr)},
+          {"optimizer", o.optimizer},
+          {"seed", std::to_string(o.seed)},
+          {"train_size", std::to_string(o.train_size)},
+          {"test_size", std::to_string(o.test_size)},
+          {"eval_every", std::to_string(o.eval_every)},
+          {"threads", std::to_string(o.threads)},
           {"run_id", o.run_id}};
 }
 
 std::string duration_text(double seconds) {
   char text[32];
   const long s = long(std::lround(seconds));
-  if (s >= 60) std::snprintf(text, sizeof text, "%ldm%02lds", s / 60, s % 60);
-  else std::snprintf(text, sizeof text, "%.1fs", seconds);
+  if (s >= 60)
+    std::snprintf(text, sizeof text, "%ldm%02lds", s / 60, s % 60);
+  else
+    std::snprintf(text, sizeof text, "%.1fs", seconds);
   return text;
 }
 
@@ -77,8 +83,9 @@ class Progress {
       drawn_ = Clock::now();
       const int width = 30, filled = int(width * double(step) / double(last_));
       std::snprintf(line, sizeof line, "\r[%s%s] step %zu/%zu  loss %.4f  %.1f steps/s  %s left ",
-                    std::string(std::size_t(filled), '#').c_str(), std::string(std::size_t(width - filled), '.').c_str(),
-                    step, last_, loss, rate, duration_text(left).c_str());
+                    std::string(std::size_t(filled), '#').c_str(),
+                    std::string(std::size_t(width - filled), '.').c_str(), step, last_, loss, rate,
+                    duration_text(left).c_str());
       log_ << line << std::flush;
     } else if (step % every_ == 0 || step == last_) {
       std::snprintf(line, sizeof line, "step %zu/%zu  loss %.4f  %.1f steps/s  %s left\n", step, last_, loss, rate,
@@ -128,9 +135,10 @@ void validate(const TrainOptions& o) {
   const double needed = step_memory_bytes(o), available = double(common::available_memory());
   if (needed > 0.8 * available)
     fail("--batch " + std::to_string(o.batch) + " with --dim " + std::to_string(o.model.dim) + " needs about " +
-         common::bytes_text(needed) + " of memory for one step (every caption is scored against every image of the "
-         "batch: it grows with batch^2 x dim), and " + common::bytes_text(available) +
-         " is available: lower --batch (or --dim)");
+         common::bytes_text(needed) +
+         " of memory for one step (every caption is scored against every image of the "
+         "batch: it grows with batch^2 x dim), and " +
+         common::bytes_text(available) + " is available: lower --batch (or --dim)");
   // The output directory must take files before any work is done.
   std::error_code error;
   fs::create_directories(o.out_dir, error);
@@ -177,8 +185,10 @@ class MetricsLog {
  public:
   MetricsLog(const TrainOptions& options, std::size_t checkpoint_step)
       : path_((fs::path(options.out_dir) / "metrics.jsonl").string()) {
-    if (options.resume_dir.empty() || options.out_dir != options.resume_dir) fs::remove(path_);  // a fresh record
-    else common::keep_metrics_through(path_, checkpoint_step);
+    if (options.resume_dir.empty() || options.out_dir != options.resume_dir)
+      fs::remove(path_);  // a fresh record
+    else
+      common::keep_metrics_through(path_, checkpoint_step);
   }
   void append(const std::string& line, std::size_t step) {
     if (!(std::ofstream(path_, std::ios::app) << line << "\n"))
@@ -252,8 +262,12 @@ Run set_up(const TrainOptions& options, std::ostream& log) {
   const common::Doing generating("generating the data (--train-size " + std::to_string(options.train_size) + ")");
   log << "generating " << options.train_size << " training and " << options.test_size << " test pairs (seed "
       << options.seed << ")\n";
-  Run run{generate(options.train_size, options.seed), generate(options.test_size, options.seed + 1), nullptr, nullptr,
-          BatchSampler(options.train_size, options.batch, sampler_seed(options.seed)), 0};
+  Run run{generate(options.train_size, options.seed),
+          generate(options.test_size, options.seed + 1),
+          nullptr,
+          nullptr,
+          BatchSampler(options.train_size, options.batch, sampler_seed(options.seed)),
+          0};
   xtgrad::Generator init(options.seed);
   run.model = std::make_unique<AlignModel<float>>(options.model, init);
   if (!options.resume_dir.empty()) {
@@ -296,8 +310,8 @@ TrainResult evaluate_and_save(const TrainOptions& options, const Run& run, const
   metrics.append(metrics_line(result), run.step);
   progress.note(metrics_line(result));
   try {
-    save_checkpoint(options.out_dir, options.run_id, settings_metadata(options), run.step, *run.model,
-                    *run.optimizer, run.sampler);
+    save_checkpoint(options.out_dir, options.run_id, settings_metadata(options), run.step, *run.model, *run.optimizer,
+                    run.sampler);
   } catch (...) {
     metrics.take_back_after(saved_step);
     throw;

@@ -34,24 +34,24 @@ struct TrainOptions {
   std::size_t train_size = 20000;
   std::size_t test_size = 1000;
   ModelConfig model;
-  std::string run_id;             // the run's identity; empty: train() draws a new one
+  std::string run_id;  // the run's identity; empty: train() draws a new one
   // Stored too, and taken on --resume unless the flag is given again.
   std::size_t eval_every = 250;
   int threads = 1;
   // Per invocation.
-  std::size_t steps = 2000;       // train until this step
+  std::size_t steps = 2000;  // train until this step
   std::string out_dir = "runs/align";
-  std::string resume_dir;         // empty: a fresh run
-  bool overwrite = false;         // --out may replace a run that is there
-  bool progress_bar = false;      // a live bar (a terminal) or plain lines
-  bool detect_anomaly = false;    // name the first op that makes a NaN or Inf (slow)
+  std::string resume_dir;       // empty: a fresh run
+  bool overwrite = false;       // --out may replace a run that is there
+  bool progress_bar = false;    // a live bar (a terminal) or plain lines
+  bool detect_anomaly = false;  // name the first op that makes a NaN or Inf (slow)
 };
 
 struct TrainResult {
   std::size_t step = 0;
   double last_loss = 0;  // mean training loss since the previous evaluation
   Metrics metrics;
-  double seconds = 0;    // this invocation's training, evaluations included
+  double seconds = 0;  // this invocation's training, evaluations included
   double ms_per_step = 0;
 };
 
@@ -81,15 +81,14 @@ StoredRun stored_run(const std::string& dir, TrainOptions base);
 // The optimizer `name` (adam | adamw | sgd) over params, as training uses it; dump.cpp's
 // replay takes the same one in float and double.
 template <class T>
-std::unique_ptr<xtgrad::Optimizer<T>> make_optimizer(const std::string& name, const std::vector<xtgrad::Tensor<T>>& params,
-                                                     double lr);
+std::unique_ptr<xtgrad::Optimizer<T>> make_optimizer(const std::string& name,
+                                                     const std::vector<xtgrad::Tensor<T>>& params, double lr);
 
 // One optimisation step on one batch, as training takes it: zero_grad, forward (without
 // attention weights), the loss, backward, the optimizer's update. A non-finite loss
 // changes nothing (no backward, no update). The gradients stay until the next step's
 // zero_grad (dump.cpp records them).
-template <class T>
-struct StepResult {
+template <class T> struct StepResult {
   double loss;
   xtgrad::Tensor<T> scores;  // (B,B): caption i against image j
 };

@@ -28,7 +28,8 @@ double metadata_number(const std::string& file, const xtgrad::Metadata& metadata
   const std::string& text = metadata_text(file, metadata, key);
   char* end = nullptr;
   const double value = text.empty() ? NAN : std::strtod(text.c_str(), &end);
-  if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value) || std::isspace((unsigned char)text[0]))
+  if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value) ||
+      std::isspace((unsigned char)text[0]))
     throw xtgrad::CheckpointError(file + ": metadata '" + key + "' = \"" + text + "\" is not a finite number");
   return value;
 }

@@ -44,7 +44,8 @@ RunLock::~RunLock() {
 
 std::string run_files_in(const std::string& dir) {
   std::string found;
-  for (const char* name : {"model.safetensors", "train_state.safetensors", "train_state.next.safetensors", "metrics.jsonl"}) {
+  for (const char* name :
+       {"model.safetensors", "train_state.safetensors", "train_state.next.safetensors", "metrics.jsonl"}) {
     std::error_code error;
     if (fs::exists(fs::path(dir) / name, error)) found += (found.empty() ? "" : ", ") + std::string(name);
   }
@@ -54,8 +55,8 @@ std::string run_files_in(const std::string& dir) {
 void check_may_write_run(const std::string& dir, bool overwrite, const std::string& program) {
   const std::string files = run_files_in(dir);
   if (files.empty() || overwrite) return;
-  throw UsageError("'" + dir + "' already holds a run (" + files + "); continue it with `" + program + " train --resume " +
-                   dir + "`, choose another --out, or pass --overwrite to replace it");
+  throw UsageError("'" + dir + "' already holds a run (" + files + "); continue it with `" + program +
+                   " train --resume " + dir + "`, choose another --out, or pass --overwrite to replace it");
 }
 
 std::string new_run_id() {
@@ -80,8 +81,10 @@ void keep_metrics_through(const std::string& path, std::uint64_t last_step) {
   std::vector<std::string> kept;
   bool dropped = false;
   for (std::string line; std::getline(in, line);) {
-    if (step_of(line) <= (long long)(last_step)) kept.push_back(line);
-    else dropped = true;
+    if (step_of(line) <= (long long)(last_step))
+      kept.push_back(line);
+    else
+      dropped = true;
   }
   if (!dropped) return;
   const std::string temporary = path + ".tmp-" + std::to_string(::getpid());

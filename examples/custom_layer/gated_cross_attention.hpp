@@ -5,8 +5,7 @@
 
 #include "xtgrad/attention.hpp"
 
-template <class T>
-class GatedCrossAttention : public xtgrad::Module<T> {
+template <class T> class GatedCrossAttention : public xtgrad::Module<T> {
  public:
   GatedCrossAttention(std::size_t dim, std::size_t context_dim, std::size_t heads,
                       xtgrad::Generator& gen = xtgrad::global_generator())

@@ -236,9 +236,8 @@ Metadata parse_metadata(const Failer& fail, const json& value) {
 void check_tiling(const Failer& fail, const std::vector<Entry>& entries, std::uint64_t buffer_size) {
   std::vector<const Entry*> order;
   for (const Entry& e : entries) order.push_back(&e);
-  std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) {
-    return std::tie(a->begin, a->end) < std::tie(b->begin, b->end);
-  });
+  std::sort(order.begin(), order.end(),
+            [](const Entry* a, const Entry* b) { return std::tie(a->begin, a->end) < std::tie(b->begin, b->end); });
   std::uint64_t covered = 0;  // bytes [0, covered) belong to the tensors seen so far
   const Entry* previous = nullptr;
   for (const Entry* e : order) {
@@ -298,8 +297,8 @@ class MemorySource {
   void read(std::uint64_t offset, void* out, std::uint64_t count) {
     // The reader asks only for ranges it has checked against size(); refuse others anyway.
     if (offset > bytes_.size() || count > bytes_.size() - offset)
-      fail_("cannot read " + std::to_string(count) + " bytes at offset " + std::to_string(offset) +
-            " of " + std::to_string(bytes_.size()));
+      fail_("cannot read " + std::to_string(count) + " bytes at offset " + std::to_string(offset) + " of " +
+            std::to_string(bytes_.size()));
     if (count > 0) std::memcpy(out, bytes_.data() + offset, count);
   }
 
@@ -309,8 +308,7 @@ class MemorySource {
 };
 
 // Reads one checked tensor, converting F32 <-> F64 where the file and T differ.
-template <class T, class Source>
-Array<T> read_tensor(Source& source, const Entry& e, std::uint64_t buffer_start) {
+template <class T, class Source> Array<T> read_tensor(Source& source, const Entry& e, std::uint64_t buffer_start) {
   Array<T> array = Array<T>::from_shape(e.shape);
   const std::uint64_t nbytes = e.end - e.begin;  // == array.size() * element size: checked
   if (nbytes == 0) return array;
@@ -335,8 +333,7 @@ Array<T> read_tensor(Source& source, const Entry& e, std::uint64_t buffer_start)
 }
 
 // The whole reader, for a file or a buffer in memory: every check happens here.
-template <class T, class Source>
-Safetensors<T> read_checkpoint(const Failer& fail, Source& source) {
+template <class T, class Source> Safetensors<T> read_checkpoint(const Failer& fail, Source& source) {
   const std::uint64_t size = source.size();
 
   // 8 bytes: the header size, checked against the file before allocating anything.
@@ -374,15 +371,13 @@ Safetensors<T> read_checkpoint(const Failer& fail, Source& source) {
 
 }  // namespace
 
-template <class T>
-Safetensors<T> load_safetensors(const std::string& path) {
+template <class T> Safetensors<T> load_safetensors(const std::string& path) {
   const Failer fail{"load_safetensors", path};
   FileSource source(fail, path);
   return read_checkpoint<T>(fail, source);
 }
 
-template <class T>
-Safetensors<T> load_safetensors_from_memory(std::string_view bytes, const std::string& name) {
+template <class T> Safetensors<T> load_safetensors_from_memory(std::string_view bytes, const std::string& name) {
   const Failer fail{"load_safetensors_from_memory", name};
   MemorySource source(fail, bytes);
   return read_checkpoint<T>(fail, source);

@@ -34,16 +34,14 @@ using safetensors_detail::json;
 using safetensors_detail::kMetadataKey;
 namespace fs = std::filesystem;
 
-template <class T>
-constexpr const char* dtype_name() {
+template <class T> constexpr const char* dtype_name() {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
   return std::is_same_v<T, float> ? "F32" : "F64";
 }
 
 // The header JSON, padded with spaces so that 8 + its size is a multiple of 8: the data
 // buffer then starts 8-byte aligned, as the reference writer does it.
-template <class T>
-std::string make_header(const Failer& fail, const StateDict<T>& tensors, const Metadata& metadata) {
+template <class T> std::string make_header(const Failer& fail, const StateDict<T>& tensors, const Metadata& metadata) {
   json header = json::object();
   std::uint64_t offset = 0;
   for (const auto& [name, array] : tensors) {  // std::map: sorted by name, so are the offsets

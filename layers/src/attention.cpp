@@ -47,8 +47,7 @@ std::optional<Mask> rows_allowing_nothing(const Mask& allowed) {
 
 // The one place a dead query's output is zeroed: the attention gives it zero weights, so
 // a zero mix, but the output projection's bias would still show.
-template <class T>
-Tensor<T> zero_dead_rows(const Tensor<T>& output, const std::optional<Mask>& dead) {
+template <class T> Tensor<T> zero_dead_rows(const Tensor<T>& output, const std::optional<Mask>& dead) {
   return dead ? masked_fill(output, *dead, T(0)) : output;
 }
 
@@ -60,9 +59,9 @@ Mask combine_masks(const char* layer, std::size_t B, std::size_t Lq, std::size_t
                                 ", got " + shape_str(key_padding_mask->shape()));
   const bool batched_attn = attn_mask && attn_mask->dimension() == 3;
   if (attn_mask && shape_of(*attn_mask) != Shape{Lq, Lk} && shape_of(*attn_mask) != Shape{B, Lq, Lk})
-    throw std::invalid_argument(std::string(layer) + ": attn_mask must be (Lq,Lk) or (B,Lq,Lk) for Lq = " +
-                                std::to_string(Lq) + ", Lk = " + std::to_string(Lk) + ", got " +
-                                shape_str(attn_mask->shape()));
+    throw std::invalid_argument(std::string(layer) +
+                                ": attn_mask must be (Lq,Lk) or (B,Lq,Lk) for Lq = " + std::to_string(Lq) +
+                                ", Lk = " + std::to_string(Lk) + ", got " + shape_str(attn_mask->shape()));
   Mask allowed(Shape{B, Lq, Lk});
   for (std::size_t b = 0; b < B; ++b)
     for (std::size_t i = 0; i < Lq; ++i)
@@ -78,8 +77,7 @@ Mask combine_masks(const char* layer, std::size_t B, std::size_t Lq, std::size_t
 // (Bq,Bk,H,Lq,Lk), or averaged over the heads (Bq,Bk,Lq,Lk). Both layouts hold rows of Lk
 // weights (one query token against one key element) in another order: row (h,qb,t,kb)
 // moves whole, to row (qb,kb,h,t) (or is added, divided by H, to row (qb,kb,t)).
-template <class T>
-Array<T> pair_weights(const Array<T>& weights, bool average) {
+template <class T> Array<T> pair_weights(const Array<T>& weights, bool average) {
   const std::size_t H = weights.shape()[0], Bq = weights.shape()[1], Lq = weights.shape()[2];
   const std::size_t Bk = weights.shape()[3], Lk = weights.shape()[4];
   Array<T> out = average ? Array<T>(xt::zeros<T>({Bq, Bk, Lq, Lk})) : Array<T>(Shape{Bq, Bk, H, Lq, Lk});
@@ -130,13 +128,11 @@ OutputProjection<T>::OutputProjection(std::size_t dim, std::size_t out_dim, std:
                                       Generator& gen)
     : Linear<T>("OutputProjection", dim, out_dim, bias, gen), heads(heads) {}
 
-template <class T>
-Tensor<T> OutputProjection<T>::project_values(const Tensor<T>& v) const {
+template <class T> Tensor<T> OutputProjection<T>::project_values(const Tensor<T>& v) const {
   return head_values_projected(v, this->weight, heads);
 }
 
-template <class T>
-std::string OutputProjection<T>::extra_repr() const {
+template <class T> std::string OutputProjection<T>::extra_repr() const {
   return Linear<T>::extra_repr() + ", heads=" + std::to_string(heads);
 }
 
@@ -145,8 +141,14 @@ template <class T>
 MultiHeadCrossAttention<T>::MultiHeadCrossAttention(std::size_t qd, std::size_t heads, std::size_t kd, std::size_t vd,
                                                     std::size_t od, bool bias, double dropout, Generator& gen)
     : Module<T>("MultiHeadCrossAttention"),
-      query_dim(qd), num_heads(heads), key_dim(kd), value_dim(vd), out_dim(od),
-      head_dim(heads ? od / heads : 0), dropout_p(dropout), dropout_gen_(gen.next_u64()) {
+      query_dim(qd),
+      num_heads(heads),
+      key_dim(kd),
+      value_dim(vd),
+      out_dim(od),
+      head_dim(heads ? od / heads : 0),
+      dropout_p(dropout),
+      dropout_gen_(gen.next_u64()) {
   if (heads == 0 || od % heads != 0)
     throw std::invalid_argument("MultiHeadCrossAttention: num_heads = " + std::to_string(heads) +
                                 " must divide out_dim = " + std::to_string(od));
@@ -186,9 +188,9 @@ AttentionResult<T> MultiHeadCrossAttention<T>::forward(const Tensor<T>& query, c
     dead_rows = rows_allowing_nothing(*allowed);
   }
   const bool dropping = dropout_p > 0 && this->is_training();
-  const FusedAttention<T> attended = attention_heads(q_proj->forward(query), k_proj->forward(key),
-                                                     v_proj->forward(value), num_heads, allowed,
-                                                     dropping ? dropout_p : 0.0, &dropout_gen_);  // (B,Lq,D)
+  const FusedAttention<T> attended =
+      attention_heads(q_proj->forward(query), k_proj->forward(key), v_proj->forward(value), num_heads, allowed,
+                      dropping ? dropout_p : 0.0, &dropout_gen_);                                // (B,Lq,D)
   AttentionResult<T> result{zero_dead_rows(out_proj->forward(attended.output), dead_rows), {}};  // (B,Lq,out_dim)
   if (need_weights) {  // weights (B,H,Lq,Lk), averaged over H on request
     const Array<T>& w = *attended.weights;
@@ -227,8 +229,7 @@ AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs(const Tensor<T>
   return result;
 }
 
-template <class T>
-std::string MultiHeadCrossAttention<T>::extra_repr() const {
+template <class T> std::string MultiHeadCrossAttention<T>::extra_repr() const {
   return "query_dim=" + std::to_string(query_dim) + ", num_heads=" + std::to_string(num_heads) +
          ", key_dim=" + std::to_string(key_dim) + ", value_dim=" + std::to_string(value_dim) +
          ", out_dim=" + std::to_string(out_dim) + ", dropout=" + std::to_string(dropout_p);

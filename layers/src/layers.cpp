@@ -22,16 +22,14 @@ Linear<T>::Linear(std::string type_name, std::size_t in, std::size_t out, bool w
   if (with_bias) bias = this->register_parameter("bias", rand<T>({out}, gen, -bound, bound));
 }
 
-template <class T>
-Tensor<T> Linear<T>::forward(const Tensor<T>& x) {
+template <class T> Tensor<T> Linear<T>::forward(const Tensor<T>& x) {
   if (x.dim() == 0 || x.shape().back() != in_features)
-    throw std::invalid_argument("Linear: input " + shape_str(x.shape()) + " does not end in in_features = " +
-                                std::to_string(in_features));
+    throw std::invalid_argument("Linear: input " + shape_str(x.shape()) +
+                                " does not end in in_features = " + std::to_string(in_features));
   return linear(x, weight, bias);
 }
 
-template <class T>
-std::string Linear<T>::extra_repr() const {
+template <class T> std::string Linear<T>::extra_repr() const {
   return "in_features=" + std::to_string(in_features) + ", out_features=" + std::to_string(out_features) +
          ", bias=" + (bias ? "true" : "false");
 }
@@ -43,8 +41,7 @@ Embedding<T>::Embedding(std::size_t num, std::size_t dim, Generator& gen)
   weight = this->register_parameter("weight", randn<T>({num, dim}, gen));
 }
 
-template <class T>
-Tensor<T> Embedding<T>::forward(const std::vector<std::size_t>& ids) {
+template <class T> Tensor<T> Embedding<T>::forward(const std::vector<std::size_t>& ids) {
   for (std::size_t id : ids)
     if (id >= num_embeddings)
       throw std::invalid_argument("Embedding: index " + std::to_string(id) + " out of range for " +
@@ -52,8 +49,7 @@ Tensor<T> Embedding<T>::forward(const std::vector<std::size_t>& ids) {
   return index_select(weight, 0, ids);
 }
 
-template <class T>
-Tensor<T> Embedding<T>::forward(const std::vector<std::size_t>& ids, const Shape& ids_shape) {
+template <class T> Tensor<T> Embedding<T>::forward(const std::vector<std::size_t>& ids, const Shape& ids_shape) {
   std::size_t count = 1;
   for (std::size_t d : ids_shape) count *= d;
   if (count != ids.size())
@@ -64,8 +60,7 @@ Tensor<T> Embedding<T>::forward(const std::vector<std::size_t>& ids, const Shape
   return reshape(forward(ids), shape);
 }
 
-template <class T>
-std::string Embedding<T>::extra_repr() const {
+template <class T> std::string Embedding<T>::extra_repr() const {
   return std::to_string(num_embeddings) + ", " + std::to_string(embedding_dim);
 }
 
@@ -79,13 +74,11 @@ LayerNorm<T>::LayerNorm(Shape shape, double eps_, bool affine)
   }
 }
 
-template <class T>
-Tensor<T> LayerNorm<T>::forward(const Tensor<T>& x) {
+template <class T> Tensor<T> LayerNorm<T>::forward(const Tensor<T>& x) {
   return layer_norm(x, normalized_shape, weight, bias, eps);
 }
 
-template <class T>
-std::string LayerNorm<T>::extra_repr() const {
+template <class T> std::string LayerNorm<T>::extra_repr() const {
   return shape_str(normalized_shape) + ", eps=" + std::to_string(eps) +
          ", elementwise_affine=" + (weight ? "true" : "false");
 }
@@ -96,15 +89,11 @@ Dropout<T>::Dropout(double p_, Generator& gen) : UnaryModule<T>("Dropout"), p(p_
   check_probability("Dropout", "probability", p);
 }
 
-template <class T>
-Tensor<T> Dropout<T>::forward(const Tensor<T>& x) {
+template <class T> Tensor<T> Dropout<T>::forward(const Tensor<T>& x) {
   return dropout(x, p, this->is_training(), gen_);
 }
 
-template <class T>
-std::string Dropout<T>::extra_repr() const {
-  return "p=" + std::to_string(p);
-}
+template <class T> std::string Dropout<T>::extra_repr() const { return "p=" + std::to_string(p); }
 
 // ---- FeedForward ----------------------------------------------------------------------
 template <class T>
@@ -118,16 +107,13 @@ FeedForward<T>::FeedForward(std::size_t dim, std::size_t hidden, double dropout,
   net = this->register_module("net", layers);
 }
 
-template <class T>
-Tensor<T> FeedForward<T>::forward(const Tensor<T>& x) {
-  return net->forward(x);
-}
+template <class T> Tensor<T> FeedForward<T>::forward(const Tensor<T>& x) { return net->forward(x); }
 
-#define INSTANTIATE(T)            \
-  template class Linear<T>;       \
-  template class Embedding<T>;    \
-  template class LayerNorm<T>;    \
-  template class Dropout<T>;      \
+#define INSTANTIATE(T)         \
+  template class Linear<T>;    \
+  template class Embedding<T>; \
+  template class LayerNorm<T>; \
+  template class Dropout<T>;   \
   template class FeedForward<T>;
 INSTANTIATE(float)
 INSTANTIATE(double)

@@ -16,12 +16,9 @@ double checked_lr(double lr, double beta1, double beta2, double eps, double weig
   using optim_detail::fmt;
   optim_detail::check_lr(lr);
   if (!(eps >= 0.0)) throw std::invalid_argument("Invalid epsilon value: " + fmt(eps));
-  if (!(beta1 >= 0.0 && beta1 < 1.0))
-    throw std::invalid_argument("Invalid beta parameter at index 0: " + fmt(beta1));
-  if (!(beta2 >= 0.0 && beta2 < 1.0))
-    throw std::invalid_argument("Invalid beta parameter at index 1: " + fmt(beta2));
-  if (!(weight_decay >= 0.0))
-    throw std::invalid_argument("Invalid weight_decay value: " + fmt(weight_decay));
+  if (!(beta1 >= 0.0 && beta1 < 1.0)) throw std::invalid_argument("Invalid beta parameter at index 0: " + fmt(beta1));
+  if (!(beta2 >= 0.0 && beta2 < 1.0)) throw std::invalid_argument("Invalid beta parameter at index 1: " + fmt(beta2));
+  if (!(weight_decay >= 0.0)) throw std::invalid_argument("Invalid weight_decay value: " + fmt(weight_decay));
   return lr;
 }
 
@@ -33,10 +30,9 @@ std::vector<std::string> adam_buffers(bool amsgrad) {
 }  // namespace
 
 template <class T>
-AdamBase<T>::AdamBase(std::vector<Tensor<T>> params, const char* name, double lr, double beta1,
-                      double beta2, double eps, double weight_decay, bool amsgrad, bool decoupled)
-    : Optimizer<T>(std::move(params), checked_lr(lr, beta1, beta2, eps, weight_decay), name,
-                   adam_buffers(amsgrad)),
+AdamBase<T>::AdamBase(std::vector<Tensor<T>> params, const char* name, double lr, double beta1, double beta2,
+                      double eps, double weight_decay, bool amsgrad, bool decoupled)
+    : Optimizer<T>(std::move(params), checked_lr(lr, beta1, beta2, eps, weight_decay), name, adam_buffers(amsgrad)),
       beta1_(beta1),
       beta2_(beta2),
       eps_(eps),
@@ -44,8 +40,7 @@ AdamBase<T>::AdamBase(std::vector<Tensor<T>> params, const char* name, double lr
       amsgrad_(amsgrad),
       decoupled_(decoupled) {}
 
-template <class T>
-void AdamBase<T>::step() {
+template <class T> void AdamBase<T>::step() {
   NoGradGuard no_grad;
   const double lr = this->lr_;
   // Scalars rounded to T once, as PyTorch's kernels take them.
@@ -71,9 +66,9 @@ void AdamBase<T>::step() {
     const T neg_step_size = static_cast<T>(-(lr / bias_correction1));
     const T bc2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
 
-    T* w = this->params_[i].mutable_data().data();  // p, flat
-    T* m = state.buffers[0].data();                 // exp_avg (shape of p)
-    T* v = state.buffers[1].data();                 // exp_avg_sq (shape of p)
+    T* w = this->params_[i].mutable_data().data();          // p, flat
+    T* m = state.buffers[0].data();                         // exp_avg (shape of p)
+    T* v = state.buffers[1].data();                         // exp_avg_sq (shape of p)
     T* vmax = amsgrad ? state.buffers[2].data() : nullptr;  // max_exp_avg_sq
     const std::size_t n = this->params_[i].numel();
     for (std::size_t j = 0; j < n; ++j) {
@@ -98,14 +93,14 @@ void AdamBase<T>::step() {
 
 template <class T>
 Adam<T>::Adam(std::vector<Tensor<T>> params, const AdamOptions& o)
-    : AdamBase<T>(std::move(params), "Adam", o.lr, o.beta1, o.beta2, o.eps, o.weight_decay,
-                  o.amsgrad, /*decoupled=*/false),
+    : AdamBase<T>(std::move(params), "Adam", o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, o.amsgrad,
+                  /*decoupled=*/false),
       options_(o) {}
 
 template <class T>
 AdamW<T>::AdamW(std::vector<Tensor<T>> params, const AdamWOptions& o)
-    : AdamBase<T>(std::move(params), "AdamW", o.lr, o.beta1, o.beta2, o.eps, o.weight_decay,
-                  o.amsgrad, /*decoupled=*/true),
+    : AdamBase<T>(std::move(params), "AdamW", o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, o.amsgrad,
+                  /*decoupled=*/true),
       options_(o) {}
 
 template class AdamBase<float>;

@@ -22,37 +22,32 @@ double StepLR::lr(std::size_t step, double base_lr) const {
   return base_lr * std::pow(gamma_, static_cast<double>(step / step_size_));
 }
 
-CosineAnnealingLR::CosineAnnealingLR(std::size_t t_max, double eta_min)
-    : t_max_(t_max), eta_min_(eta_min) {
+CosineAnnealingLR::CosineAnnealingLR(std::size_t t_max, double eta_min) : t_max_(t_max), eta_min_(eta_min) {
   if (t_max == 0) throw std::invalid_argument("CosineAnnealingLR: t_max must be >= 1, got 0");
   if (!(eta_min >= 0.0) || !std::isfinite(eta_min))
-    throw std::invalid_argument("CosineAnnealingLR: eta_min must be finite and >= 0, got " +
-                                fmt(eta_min));
+    throw std::invalid_argument("CosineAnnealingLR: eta_min must be finite and >= 0, got " + fmt(eta_min));
 }
 
 double CosineAnnealingLR::lr(std::size_t step, double base_lr) const {
   const double pi = 3.14159265358979323846;  // math.pi
-  return eta_min_ + (base_lr - eta_min_) *
-                        (1.0 + std::cos(pi * static_cast<double>(step) / static_cast<double>(t_max_))) /
-                        2.0;
+  return eta_min_ +
+         (base_lr - eta_min_) * (1.0 + std::cos(pi * static_cast<double>(step) / static_cast<double>(t_max_))) / 2.0;
 }
 
-LinearWarmup::LinearWarmup(std::size_t warmup_steps, double start_factor,
-                           std::shared_ptr<const LRSchedule> after)
+LinearWarmup::LinearWarmup(std::size_t warmup_steps, double start_factor, std::shared_ptr<const LRSchedule> after)
     : warmup_steps_(warmup_steps), start_factor_(start_factor), after_(std::move(after)) {
-  if (warmup_steps == 0)
-    throw std::invalid_argument("LinearWarmup: warmup_steps must be >= 1, got 0");
+  if (warmup_steps == 0) throw std::invalid_argument("LinearWarmup: warmup_steps must be >= 1, got 0");
   if (!(start_factor > 0.0 && start_factor <= 1.0))
     throw std::invalid_argument(
         "LinearWarmup: start_factor must be in (0, 1] (Starting multiplicative factor expected "
-        "to be between 0 and 1), got " + fmt(start_factor));
+        "to be between 0 and 1), got " +
+        fmt(start_factor));
 }
 
 double LinearWarmup::lr(std::size_t step, double base_lr) const {
   // torch LinearLR's closed form with end_factor = 1.
   const double done = static_cast<double>(step < warmup_steps_ ? step : warmup_steps_);
-  const double factor =
-      start_factor_ + (1.0 - start_factor_) * done / static_cast<double>(warmup_steps_);
+  const double factor = start_factor_ + (1.0 - start_factor_) * done / static_cast<double>(warmup_steps_);
   const double after = after_ ? after_->lr(step, base_lr) : base_lr;
   return factor * after;
 }
@@ -63,47 +58,36 @@ LRScheduler<T>::LRScheduler(Optimizer<T>& optimizer, std::shared_ptr<const LRSch
     : LRScheduler(optimizer, std::move(schedule), optimizer.lr()) {}
 
 template <class T>
-LRScheduler<T>::LRScheduler(Optimizer<T>& optimizer, std::shared_ptr<const LRSchedule> schedule,
-                            double base_lr)
+LRScheduler<T>::LRScheduler(Optimizer<T>& optimizer, std::shared_ptr<const LRSchedule> schedule, double base_lr)
     : optimizer_(optimizer), schedule_(std::move(schedule)), base_lr_(base_lr) {
   if (!schedule_) throw std::invalid_argument("LRScheduler: the schedule is null");
   optim_detail::check_lr(base_lr);
   apply();
 }
 
-template <class T>
-double LRScheduler<T>::lr() const {
-  return schedule_->lr(steps_, base_lr_);
-}
+template <class T> double LRScheduler<T>::lr() const { return schedule_->lr(steps_, base_lr_); }
 
-template <class T>
-void LRScheduler<T>::apply() {
-  optimizer_.set_lr(lr());
-}
+template <class T> void LRScheduler<T>::apply() { optimizer_.set_lr(lr()); }
 
-template <class T>
-void LRScheduler<T>::step() {
+template <class T> void LRScheduler<T>::step() {
   const double next = schedule_->lr(steps_ + 1, base_lr_);
   optimizer_.set_lr(next);  // throws (and keeps the count) if the schedule went negative
   ++steps_;
 }
 
-template <class T>
-void LRScheduler<T>::set_steps(std::size_t steps) {
+template <class T> void LRScheduler<T>::set_steps(std::size_t steps) {
   optimizer_.set_lr(schedule_->lr(steps, base_lr_));
   steps_ = steps;
 }
 
-template <class T>
-StateDict<T> LRScheduler<T>::state_dict() const {
+template <class T> StateDict<T> LRScheduler<T>::state_dict() const {
   StateDict<T> out;
   out.emplace("step", encode_state_scalar<T>(static_cast<double>(steps_)));
   out.emplace("base_lr", encode_state_scalar<T>(base_lr_));
   return out;
 }
 
-template <class T>
-void LRScheduler<T>::load_state_dict(const StateDict<T>& state) {
+template <class T> void LRScheduler<T>::load_state_dict(const StateDict<T>& state) {
   const std::string who = "LRScheduler.load_state_dict: ";
   for (const auto& entry : state)
     if (entry.first != "step" && entry.first != "base_lr")

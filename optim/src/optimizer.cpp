@@ -18,8 +18,7 @@
 namespace xtgrad {
 
 // ---- state scalars --------------------------------------------------------------------
-template <class T>
-Array<T> encode_state_scalar(double value) {
+template <class T> Array<T> encode_state_scalar(double value) {
   // hi + mid + lo == value exactly: each remainder is exact in double, and a double's
   // 53 bits fit in three floats' 24 (for double T, mid and lo are 0).
   const T hi = static_cast<T>(value);
@@ -33,13 +32,10 @@ Array<T> encode_state_scalar(double value) {
   return out;
 }
 
-template <class T>
-double decode_state_scalar(const Array<T>& encoded) {
+template <class T> double decode_state_scalar(const Array<T>& encoded) {
   if (encoded.dimension() != 1 || encoded.size() != 3)
-    throw std::invalid_argument("decode_state_scalar: expected shape (3), got " +
-                                shape_str(encoded.shape()));
-  return (static_cast<double>(encoded(0)) + static_cast<double>(encoded(1))) +
-         static_cast<double>(encoded(2));
+    throw std::invalid_argument("decode_state_scalar: expected shape (3), got " + shape_str(encoded.shape()));
+  return (static_cast<double>(encoded(0)) + static_cast<double>(encoded(1))) + static_cast<double>(encoded(2));
 }
 
 namespace optim_detail {
@@ -59,19 +55,15 @@ void check_lr(double lr) {
 namespace {
 
 // A step count stored with encode_state_scalar: a non-negative integer.
-template <class T>
-std::size_t decode_count(const Array<T>& a, const std::string& key) {
+template <class T> std::size_t decode_count(const Array<T>& a, const std::string& key) {
   const double v = decode_state_scalar(a);
   if (!(v >= 0.0) || v != std::floor(v) || v > 9007199254740992.0)
-    throw std::invalid_argument("load_state_dict: '" + key +
-                                "' must be a non-negative integer step count, got " +
+    throw std::invalid_argument("load_state_dict: '" + key + "' must be a non-negative integer step count, got " +
                                 optim_detail::fmt(v));
   return static_cast<std::size_t>(v);
 }
 
-bool is_scalar_shape(const std::vector<std::size_t>& shape) {
-  return shape.size() == 1 && shape[0] == 3;
-}
+bool is_scalar_shape(const std::vector<std::size_t>& shape) { return shape.size() == 1 && shape[0] == 3; }
 
 // A parameter's key "<index>.<field>" -> (index, field); nullopt for any other key. At most
 // 18 digits, so the index cannot overflow.
@@ -95,20 +87,17 @@ std::size_t params_in_state(const StateDict<T>& state, const std::vector<std::st
   for (const auto& [key, value] : state) {
     if (key == "lr" || key == "step") continue;
     const auto parsed = parse_param_key(key);
-    const bool known = parsed && (parsed->second == "step" ||
-                                  std::find(buffer_names.begin(), buffer_names.end(), parsed->second) !=
-                                      buffer_names.end());
+    const bool known = parsed && (parsed->second == "step" || std::find(buffer_names.begin(), buffer_names.end(),
+                                                                        parsed->second) != buffer_names.end());
     if (!known)
-      throw std::invalid_argument(who + "unexpected key '" + key + "' (not state of this " +
-                                  optimizer_name + ")");
+      throw std::invalid_argument(who + "unexpected key '" + key + "' (not state of this " + optimizer_name + ")");
     indices_in_state.insert(parsed->first);
   }
   return indices_in_state.empty() ? 0 : *indices_in_state.rbegin() + 1;
 }
 
 // The entries load_state_dict needs, each checked as it is looked up; the errors name the key.
-template <class T>
-struct StateLookup {
+template <class T> struct StateLookup {
   const StateDict<T>& state;
   const std::string& who;  // "<optimizer>.load_state_dict: "
   std::size_t n_state, n;  // parameters in the state, in the optimizer
@@ -117,9 +106,8 @@ struct StateLookup {
   const Array<T>& find(const std::string& key) const {
     auto it = state.find(key);
     if (it == state.end())
-      throw std::invalid_argument(who + "missing key '" + key + "' (the state has " +
-                                  std::to_string(n_state) + " parameters, this optimizer " +
-                                  std::to_string(n) + ")");
+      throw std::invalid_argument(who + "missing key '" + key + "' (the state has " + std::to_string(n_state) +
+                                  " parameters, this optimizer " + std::to_string(n) + ")");
     return it->second;
   }
 
@@ -156,8 +144,7 @@ struct StateLookup {
 
 // Adds x[0, n)'s share of the norm of order norm_type to acc: the sum of |x|^p, or for
 // infinity the largest |x| (nan notes a NaN entry, which the maximum would drop).
-template <class T>
-void accumulate_norm(const T* x, std::size_t n, double norm_type, double& acc, bool& nan) {
+template <class T> void accumulate_norm(const T* x, std::size_t n, double norm_type, double& acc, bool& nan) {
   if (std::isinf(norm_type)) {
     for (std::size_t j = 0; j < n; ++j) {
       const double a = std::abs(static_cast<double>(x[j]));
@@ -169,8 +156,7 @@ void accumulate_norm(const T* x, std::size_t n, double norm_type, double& acc, b
     double s[4] = {0, 0, 0, 0};
     std::size_t j = 0;
     for (; j + 4 <= n; j += 4)
-      for (std::size_t u = 0; u < 4; ++u)
-        s[u] += static_cast<double>(x[j + u]) * static_cast<double>(x[j + u]);
+      for (std::size_t u = 0; u < 4; ++u) s[u] += static_cast<double>(x[j + u]) * static_cast<double>(x[j + u]);
     for (; j < n; ++j) s[0] += static_cast<double>(x[j]) * static_cast<double>(x[j]);
     acc += (s[0] + s[1]) + (s[2] + s[3]);
   } else if (norm_type == 1.0) {
@@ -189,8 +175,7 @@ double finish_norm(double acc, bool nan, double norm_type) {
 }
 
 // Multiplies every parameter's gradient by c.
-template <class T>
-void scale_grads(const std::vector<Tensor<T>>& params, T c) {
+template <class T> void scale_grads(const std::vector<Tensor<T>>& params, T c) {
   for (Tensor<T> p : params) {  // a handle: its gradient is the parameter's own
     if (!p.defined() || !p.has_grad()) continue;
     Array<T>& g = p.mutable_grad();
@@ -208,17 +193,14 @@ Optimizer<T>::Optimizer(std::vector<Tensor<T>> params, double lr, const char* na
                         std::vector<std::string> buffer_names)
     : params_(std::move(params)), buffer_names_(std::move(buffer_names)), lr_(lr), name_(name) {
   const std::string who = name;
-  if (params_.empty())
-    throw std::invalid_argument(who + ": got an empty parameter list");
+  if (params_.empty()) throw std::invalid_argument(who + ": got an empty parameter list");
   std::unordered_set<const Node<T>*> seen;
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const Tensor<T>& p = params_[i];
-    if (!p.defined())
-      throw std::invalid_argument(who + ": parameter " + std::to_string(i) + " is undefined");
+    if (!p.defined()) throw std::invalid_argument(who + ": parameter " + std::to_string(i) + " is undefined");
     if (!p.is_leaf())
       throw std::invalid_argument(who + ": parameter " + std::to_string(i) +
-                                  " is not a leaf tensor (can't optimize the result of an op '" +
-                                  p.op_name() + "')");
+                                  " is not a leaf tensor (can't optimize the result of an op '" + p.op_name() + "')");
     if (!seen.insert(p.node_ptr().get()).second)
       throw std::invalid_argument(who + ": parameter " + std::to_string(i) +
                                   " appears more than once in the parameter list");
@@ -227,50 +209,42 @@ Optimizer<T>::Optimizer(std::vector<Tensor<T>> params, double lr, const char* na
   state_.resize(params_.size());
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const Shape shape = params_[i].shape();
-    for (std::size_t b = 0; b < buffer_names_.size(); ++b)
-      state_[i].buffers.push_back(Array<T>(xt::zeros<T>(shape)));
+    for (std::size_t b = 0; b < buffer_names_.size(); ++b) state_[i].buffers.push_back(Array<T>(xt::zeros<T>(shape)));
   }
 }
 
-template <class T>
-void Optimizer<T>::zero_grad() {
+template <class T> void Optimizer<T>::zero_grad() {
   for (auto& p : params_) p.zero_grad();
 }
 
-template <class T>
-void Optimizer<T>::set_lr(double lr) {
+template <class T> void Optimizer<T>::set_lr(double lr) {
   optim_detail::check_lr(lr);
   lr_ = lr;
 }
 
-template <class T>
-const T* Optimizer<T>::grad_or_null(std::size_t i) const {
+template <class T> const T* Optimizer<T>::grad_or_null(std::size_t i) const {
   const Tensor<T>& p = params_[i];
   if (!p.has_grad()) return nullptr;
   const Array<T>& g = p.grad();
   if (g.size() != p.numel())
-    throw std::logic_error(std::string(name_) + ": gradient of parameter " + std::to_string(i) +
-                           " has shape " + shape_str(g.shape()) + " but the parameter has " +
-                           shape_str(p.data().shape()));
+    throw std::logic_error(std::string(name_) + ": gradient of parameter " + std::to_string(i) + " has shape " +
+                           shape_str(g.shape()) + " but the parameter has " + shape_str(p.data().shape()));
   return g.data();
 }
 
-template <class T>
-StateDict<T> Optimizer<T>::state_dict() const {
+template <class T> StateDict<T> Optimizer<T>::state_dict() const {
   StateDict<T> out;
   out.emplace("lr", encode_state_scalar<T>(lr_));
   out.emplace("step", encode_state_scalar<T>(static_cast<double>(steps_)));
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const std::string prefix = std::to_string(i) + ".";
     out.emplace(prefix + "step", encode_state_scalar<T>(static_cast<double>(state_[i].step)));
-    for (std::size_t b = 0; b < buffer_names_.size(); ++b)
-      out.emplace(prefix + buffer_names_[b], state_[i].buffers[b]);
+    for (std::size_t b = 0; b < buffer_names_.size(); ++b) out.emplace(prefix + buffer_names_[b], state_[i].buffers[b]);
   }
   return out;
 }
 
-template <class T>
-void Optimizer<T>::load_state_dict(const StateDict<T>& state) {
+template <class T> void Optimizer<T>::load_state_dict(const StateDict<T>& state) {
   const std::string who = std::string(name_) + ".load_state_dict: ";
   const std::size_t n = params_.size();
 
@@ -310,8 +284,7 @@ double clip_grad_norm(const std::vector<Tensor<T>>& params, double max_norm, dou
     throw std::invalid_argument("clip_grad_norm: norm_type must be > 0 or infinity, got " +
                                 optim_detail::fmt(norm_type));
   if (!(max_norm >= 0.0))
-    throw std::invalid_argument("clip_grad_norm: max_norm must be >= 0, got " +
-                                optim_detail::fmt(max_norm));
+    throw std::invalid_argument("clip_grad_norm: max_norm must be >= 0, got " + optim_detail::fmt(max_norm));
   // Accumulate in double over all gradients (the norm of the per-parameter norms, as
   // PyTorch computes it, is the same number).
   double acc = 0.0;
@@ -326,9 +299,8 @@ double clip_grad_norm(const std::vector<Tensor<T>>& params, double max_norm, dou
   const double total = finish_norm(acc, nan, norm_type);
 
   if (error_if_nonfinite && !std::isfinite(total))
-    throw std::runtime_error("clip_grad_norm: the total norm of order " +
-                             optim_detail::fmt(norm_type) + " of the gradients is non-finite (" +
-                             optim_detail::fmt(total) +
+    throw std::runtime_error("clip_grad_norm: the total norm of order " + optim_detail::fmt(norm_type) +
+                             " of the gradients is non-finite (" + optim_detail::fmt(total) +
                              "), so it cannot be clipped; pass error_if_nonfinite = false to "
                              "scale the gradients by it anyway");
   const double coef = max_norm / (total + 1e-6);
@@ -337,10 +309,10 @@ double clip_grad_norm(const std::vector<Tensor<T>>& params, double max_norm, dou
   return total;
 }
 
-#define XTGRAD_OPTIM_INSTANTIATE(T)                                                          \
-  template Array<T> encode_state_scalar<T>(double);                                          \
-  template double decode_state_scalar<T>(const Array<T>&);                                   \
-  template class Optimizer<T>;                                                               \
+#define XTGRAD_OPTIM_INSTANTIATE(T)                        \
+  template Array<T> encode_state_scalar<T>(double);        \
+  template double decode_state_scalar<T>(const Array<T>&); \
+  template class Optimizer<T>;                             \
   template double clip_grad_norm<T>(const std::vector<Tensor<T>>&, double, double, bool);
 XTGRAD_OPTIM_INSTANTIATE(float)
 XTGRAD_OPTIM_INSTANTIATE(double)

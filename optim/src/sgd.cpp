@@ -14,8 +14,7 @@ const SGDOptions& checked(const SGDOptions& o) {
   using optim_detail::fmt;
   optim_detail::check_lr(o.lr);
   if (!(o.momentum >= 0.0)) throw std::invalid_argument("Invalid momentum value: " + fmt(o.momentum));
-  if (!(o.weight_decay >= 0.0))
-    throw std::invalid_argument("Invalid weight_decay value: " + fmt(o.weight_decay));
+  if (!(o.weight_decay >= 0.0)) throw std::invalid_argument("Invalid weight_decay value: " + fmt(o.weight_decay));
   if (o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0))
     throw std::invalid_argument("Nesterov momentum requires a momentum and zero dampening");
   return o;
@@ -30,11 +29,9 @@ std::vector<std::string> sgd_buffers(const SGDOptions& o) {
 
 template <class T>
 SGD<T>::SGD(std::vector<Tensor<T>> params, const SGDOptions& options)
-    : Optimizer<T>(std::move(params), checked(options).lr, "SGD", sgd_buffers(options)),
-      options_(options) {}
+    : Optimizer<T>(std::move(params), checked(options).lr, "SGD", sgd_buffers(options)), options_(options) {}
 
-template <class T>
-void SGD<T>::step() {
+template <class T> void SGD<T>::step() {
   NoGradGuard no_grad;
   // Scalars rounded to T once, as PyTorch's kernels take them.
   const T lr = static_cast<T>(this->lr_);

@@ -29,11 +29,26 @@ struct GradcheckOptions {
   bool fast_mode = false;
   std::uint64_t seed = 0;  // for fast mode's random u and v
 
-  GradcheckOptions& set_eps(double v) { eps = v; return *this; }
-  GradcheckOptions& set_atol(double v) { atol = v; return *this; }
-  GradcheckOptions& set_rtol(double v) { rtol = v; return *this; }
-  GradcheckOptions& set_fast_mode(bool v) { fast_mode = v; return *this; }
-  GradcheckOptions& set_seed(std::uint64_t v) { seed = v; return *this; }
+  GradcheckOptions& set_eps(double v) {
+    eps = v;
+    return *this;
+  }
+  GradcheckOptions& set_atol(double v) {
+    atol = v;
+    return *this;
+  }
+  GradcheckOptions& set_rtol(double v) {
+    rtol = v;
+    return *this;
+  }
+  GradcheckOptions& set_fast_mode(bool v) {
+    fast_mode = v;
+    return *this;
+  }
+  GradcheckOptions& set_seed(std::uint64_t v) {
+    seed = v;
+    return *this;
+  }
 };
 
 struct GradcheckResult {
@@ -56,8 +71,7 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor<double
 //   auto result = xtgrad::gradcheck_params([&] { return layer.forward(x); }, wrt);
 //
 // They are perturbed in place and restored, with their gradients, before it returns.
-GradcheckResult gradcheck_params(const std::function<Tensor<double>()>& fn,
-                                 const std::vector<Tensor<double>>& tensors,
+GradcheckResult gradcheck_params(const std::function<Tensor<double>()>& fn, const std::vector<Tensor<double>>& tensors,
                                  const GradcheckOptions& options = {});
 
 }  // namespace xtgrad

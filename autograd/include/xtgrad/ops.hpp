@@ -14,10 +14,8 @@ namespace xtgrad {
 
 // A scalar argument that does not take part in template deduction, so that
 // `x * 1.01` works for a Tensor<float>.
-template <class T>
-struct non_deduced { using type = T; };
-template <class T>
-using scalar_t = typename non_deduced<T>::type;
+template <class T> struct non_deduced { using type = T; };
+template <class T> using scalar_t = typename non_deduced<T>::type;
 
 using Axes = std::vector<int>;
 
@@ -59,8 +57,8 @@ template <class T> Tensor<T> mean(const Tensor<T>& x, const Axes& axes = {}, boo
 // The gradient goes to the first arg-max of each reduced slice.
 template <class T> Tensor<T> max(const Tensor<T>& x, const Axes& axes = {}, bool keepdims = false);
 // Unbiased (divides by n - 1) unless unbiased = false, as torch.var.
-template <class T> Tensor<T> var(const Tensor<T>& x, const Axes& axes = {}, bool keepdims = false,
-                                 bool unbiased = true);
+template <class T>
+Tensor<T> var(const Tensor<T>& x, const Axes& axes = {}, bool keepdims = false, bool unbiased = true);
 
 // ---- shape ----------------------------------------------------------------------------
 // One entry of the new shape may be -1: inferred from the others.
@@ -90,8 +88,7 @@ template <class T> Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b);
 // x (..., in), weight (out, in), bias (out) -> (..., out) = x weight^T + bias, as PyTorch's
 // F.linear: one gemm with a transpose flag, weight stored as PyTorch stores it.
 template <class T>
-Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight,
-                 const std::optional<Tensor<T>>& bias = std::nullopt);
+Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optional<Tensor<T>>& bias = std::nullopt);
 
 // ---- fused multi-head attention -------------------------------------------------------
 // softmax(scale Q K^T) V for every head at once, without copying heads apart: the width D
@@ -99,8 +96,7 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight,
 // boolean, TRUE = MAY ATTEND; a query row with nothing allowed gets zero weights, a zero
 // output and a zero gradient. With gen and dropout_p > 0 the weights are dropped out.
 // `weights` are the softmax weights for inspection: no gradient flows through them.
-template <class T>
-struct FusedAttention {
+template <class T> struct FusedAttention {
   Tensor<T> output;
   std::shared_ptr<const Array<T>> weights;
 };
@@ -116,8 +112,7 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
 // without forming the unprojected pairs, and V_h W_h^T once per key element, not per pair.
 // Two ops, usable apart (MultiHeadCrossAttention::forward_all_pairs calls them in turn):
 // v (B,L,D), out_weight (E,D) -> (H,B,L,E): head h's values times W_h^T
-template <class T>
-Tensor<T> head_values_projected(const Tensor<T>& v, const Tensor<T>& out_weight, std::size_t heads);
+template <class T> Tensor<T> head_values_projected(const Tensor<T>& v, const Tensor<T>& out_weight, std::size_t heads);
 // q (Bq,Lq,D), k (Bk,Lk,D), projected_values (H,Bk,Lk,E), key_allowed (Bk,Lk)
 //   -> output (Bq,Bk,Lq,E), weights (H,Bq,Lq,Bk,Lk)
 template <class T>
@@ -148,11 +143,9 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
                      const std::optional<Tensor<T>>& weight = std::nullopt,
                      const std::optional<Tensor<T>>& bias = std::nullopt, double eps = 1e-5);
 // logits (N,C) with class indices (N) -> mean over N of -log softmax(logits)[n, target[n]].
-template <class T>
-Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>& targets);
+template <class T> Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>& targets);
 // logits (N,C) with target distributions (N,C) -> mean over N of -sum_c target * log_softmax.
-template <class T>
-Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs);
+template <class T> Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs);
 template <class T> Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target);  // mean
 // Zeroes each element with probability p and scales the rest by 1/(1-p) when training;
 // the identity otherwise.

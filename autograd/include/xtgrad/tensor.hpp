@@ -21,38 +21,33 @@
 namespace xtgrad {
 
 using Shape = std::vector<std::size_t>;
-template <class T>
-using Array = xt::xarray<T>;
+template <class T> using Array = xt::xarray<T>;
 // Boolean mask. masked_fill and where follow PyTorch: true selects the fill / first value.
 // (Attention layers take masks where true means "may attend"; they say so in their header.)
 using Mask = xt::xarray<bool>;
 
 // Named arrays: a module's parameters by dotted name, an optimizer's state; what
 // checkpoints hold.
-template <class T>
-using StateDict = std::map<std::string, Array<T>>;
+template <class T> using StateDict = std::map<std::string, Array<T>>;
 
-template <class T>
-class Node;
-template <class T>
-using NodePtr = std::shared_ptr<Node<T>>;
-template <class T>
-class Tensor;
+template <class T> class Node;
+template <class T> using NodePtr = std::shared_ptr<Node<T>>;
+template <class T> class Tensor;
 
 // The backward of one op. It receives the op's inputs, its output value and the gradient
 // flowing into that output, and writes each input's gradient with add_grad() or
 // grad_target() (below). It never holds the output node itself, so the graph has no
 // reference cycles.
 template <class T>
-using BackwardFn = std::function<void(const std::vector<NodePtr<T>>& inputs,
-                                      const Array<T>& output, const Array<T>& grad_output)>;
+using BackwardFn =
+    std::function<void(const std::vector<NodePtr<T>>& inputs, const Array<T>& output, const Array<T>& grad_output)>;
 
 // The result of an op: records inputs and backward only when grad mode is on and some
 // input requires a gradient; otherwise a plain leaf holding the value. may_be_infinite
 // tells anomaly detection that infinities are intended (masked_fill with -inf).
 template <class T>
-Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor<T>>& inputs,
-                      BackwardFn<T> backward, bool may_be_infinite = false);
+Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor<T>>& inputs, BackwardFn<T> backward,
+                      bool may_be_infinite = false);
 
 // ---- writing an input's gradient ------------------------------------------------------
 // One rule for every op, built-in or your own: the first write to a gradient overwrites
@@ -68,22 +63,18 @@ Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor
 //                              this input's gradient.
 // Both skip (add_grad) or return an empty target (grad_target) for an input that needs no
 // gradient.
-template <class T>
-struct GradTarget {
+template <class T> struct GradTarget {
   T* data = nullptr;  // null when the input needs no gradient
   T beta = T(0);      // 0: overwrite (the first write), 1: add
   explicit operator bool() const { return data != nullptr; }
 };
-template <class T>
-void add_grad(Node<T>& input, Array<T>&& grad);
-template <class T>
-GradTarget<T> grad_target(Node<T>& input);
+template <class T> void add_grad(Node<T>& input, Array<T>&& grad);
+template <class T> GradTarget<T> grad_target(Node<T>& input);
 
 // One value in the graph. Its fields are the engine's (Tensor, make_result and the two
 // gradient writers above); an op's backward reads its inputs through the const accessors
 // and writes their gradients through add_grad() or grad_target().
-template <class T>
-class Node {
+template <class T> class Node {
  public:
   Node() = default;
   Node(const Node&) = delete;
@@ -95,15 +86,13 @@ class Node {
   bool is_leaf() const { return is_leaf_; }
   const char* op() const { return op_; }
   const std::vector<NodePtr<T>>& inputs() const { return inputs_; }  // empty for a leaf
-  bool released() const { return released_; }  // backward() already dropped its graph
+  bool released() const { return released_; }                        // backward() already dropped its graph
 
  private:
   friend class Tensor<T>;
   friend Tensor<T> make_result<T>(const char*, Array<T>&&, const std::vector<Tensor<T>>&, BackwardFn<T>, bool);
-  template <class U>
-  friend void add_grad(Node<U>& input, Array<U>&& grad);
-  template <class U>
-  friend GradTarget<U> grad_target(Node<U>& input);
+  template <class U> friend void add_grad(Node<U>& input, Array<U>&& grad);
+  template <class U> friend GradTarget<U> grad_target(Node<U>& input);
 
   Array<T> data_;
   std::optional<Array<T>> grad_;  // none until the first write of a backward pass
@@ -117,16 +106,13 @@ class Node {
 
 // Shape as "(2,3,4)" for error messages; any sequence of integers (a requested shape
 // may hold -1).
-template <class S>
-std::string shape_str(const S& shape) {
+template <class S> std::string shape_str(const S& shape) {
   std::string out = "(";
-  for (auto it = shape.begin(); it != shape.end(); ++it)
-    out += (it == shape.begin() ? "" : ",") + std::to_string(*it);
+  for (auto it = shape.begin(); it != shape.end(); ++it) out += (it == shape.begin() ? "" : ",") + std::to_string(*it);
   return out + ")";
 }
 
-template <class T>
-class Tensor {
+template <class T> class Tensor {
  public:
   using value_type = T;
 
@@ -216,13 +202,9 @@ class AnomalyGuard {
 };
 
 // ---- creation -------------------------------------------------------------------------
-template <class T>
-Tensor<T> zeros(const Shape& shape, bool requires_grad = false);
-template <class T>
-Tensor<T> ones(const Shape& shape, bool requires_grad = false);
-template <class T>
-Tensor<T> full(const Shape& shape, T value, bool requires_grad = false);
-template <class T>
-Tensor<T> from_array(Array<T> data, bool requires_grad = false);
+template <class T> Tensor<T> zeros(const Shape& shape, bool requires_grad = false);
+template <class T> Tensor<T> ones(const Shape& shape, bool requires_grad = false);
+template <class T> Tensor<T> full(const Shape& shape, T value, bool requires_grad = false);
+template <class T> Tensor<T> from_array(Array<T> data, bool requires_grad = false);
 
 }  // namespace xtgrad

@@ -33,8 +33,7 @@ class CheckpointError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-template <class T>
-struct Safetensors {
+template <class T> struct Safetensors {
   StateDict<T> tensors;
   Metadata metadata;
 };
@@ -45,8 +44,7 @@ struct Safetensors {
 // missing directory, a path that is a directory, a full disk, a tensor named
 // "__metadata__" or a name that is not valid UTF-8.
 template <class T>
-void save_safetensors(const std::string& path, const StateDict<T>& tensors,
-                      const Metadata& metadata = {});
+void save_safetensors(const std::string& path, const StateDict<T>& tensors, const Metadata& metadata = {});
 
 // Removes the temporary files that saves (above) of processes no longer alive left in dir
 // when they were killed mid-write; returns how many. A live writer's file is kept.
@@ -55,18 +53,15 @@ std::size_t remove_stale_safetensors_temporaries(const std::string& dir);
 // Reads the whole file and checks everything (header, dtypes, shapes, offsets, that the
 // tensors tile the buffer, duplicate names, metadata) before returning; throws
 // CheckpointError naming the problem.
-template <class T>
-Safetensors<T> load_safetensors(const std::string& path);
+template <class T> Safetensors<T> load_safetensors(const std::string& path);
 
 // The same reader and checks over a checkpoint's bytes already in memory (the whole file's
 // contents); name stands for the file in the CheckpointError messages.
 template <class T>
 Safetensors<T> load_safetensors_from_memory(std::string_view bytes, const std::string& name = "<memory>");
 
-extern template void save_safetensors<float>(const std::string&, const StateDict<float>&,
-                                             const Metadata&);
-extern template void save_safetensors<double>(const std::string&, const StateDict<double>&,
-                                              const Metadata&);
+extern template void save_safetensors<float>(const std::string&, const StateDict<float>&, const Metadata&);
+extern template void save_safetensors<double>(const std::string&, const StateDict<double>&, const Metadata&);
 extern template Safetensors<float> load_safetensors<float>(const std::string&);
 extern template Safetensors<double> load_safetensors<double>(const std::string&);
 extern template Safetensors<float> load_safetensors_from_memory<float>(std::string_view, const std::string&);

@@ -16,9 +16,8 @@
 
 namespace xtgrad {
 
-template <class T>
-struct AttentionResult {
-  Tensor<T> output;   // (B, Lq, D); all-pairs: (Bq, Bk, Lq, D)
+template <class T> struct AttentionResult {
+  Tensor<T> output;  // (B, Lq, D); all-pairs: (Bq, Bk, Lq, D)
   // (B, Lq, Lk), or (B, H, Lq, Lk) per head; all-pairs: (Bq, Bk, Lq, Lk) or (Bq, Bk, H, Lq, Lk).
   // CrossAttention's weights are differentiable; MultiHeadCrossAttention's are for
   // inspection (its fused op keeps no graph for them) and undefined without need_weights.
@@ -29,8 +28,7 @@ struct AttentionResult {
 // output_linear, one head, scores scaled by 1/sqrt(dim_output).
 //   query (B,Lq,dim_query), key (B,Lk,dim_key), value (B,Lk,dim_value)
 //   -> output (B,Lq,dim_output), attention weights (B,Lq,Lk)
-template <class T>
-class CrossAttention : public Module<T> {
+template <class T> class CrossAttention : public Module<T> {
  public:
   CrossAttention(std::size_t dim_query, std::size_t dim_key, std::size_t dim_value, std::size_t dim_output,
                  Generator& gen = global_generator());
@@ -46,8 +44,7 @@ class CrossAttention : public Module<T> {
 // folded into each head's values before the attention weights mix them
 // (project_values: V_h W_h^T, the op head_values_projected); the op that mixes them adds
 // the bias. forward_all_pairs does that: once per key element instead of once per pair.
-template <class T>
-class OutputProjection : public Linear<T> {
+template <class T> class OutputProjection : public Linear<T> {
  public:
   OutputProjection(std::size_t dim, std::size_t out_dim, std::size_t heads, bool bias, Generator& gen);
   // v (B,L,dim) -> (H,B,L,out_dim)
@@ -62,11 +59,10 @@ class OutputProjection : public Linear<T> {
 //   out_proj: out_dim -> out_dim; num_heads must divide out_dim; scores scaled by 1/sqrt(dh).
 // Initialised as PyTorch's nn.MultiheadAttention: Xavier-uniform q/k/v projections, zero
 // biases. Dropout (on the attention weights) applies in training mode only.
-template <class T>
-class MultiHeadCrossAttention : public Module<T> {
+template <class T> class MultiHeadCrossAttention : public Module<T> {
  public:
-  MultiHeadCrossAttention(std::size_t query_dim, std::size_t num_heads, std::size_t key_dim,
-                          std::size_t value_dim, std::size_t out_dim, bool bias = true, double dropout = 0.0,
+  MultiHeadCrossAttention(std::size_t query_dim, std::size_t num_heads, std::size_t key_dim, std::size_t value_dim,
+                          std::size_t out_dim, bool bias = true, double dropout = 0.0,
                           Generator& gen = global_generator());
 
   // query (B,Lq,query_dim), key (B,Lk,key_dim), value (B,Lk,value_dim);
@@ -76,8 +72,8 @@ class MultiHeadCrossAttention : public Module<T> {
   // skips building them, as a training loop that does not read them should.
   AttentionResult<T> forward(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
                              const std::optional<Mask>& key_padding_mask = std::nullopt,
-                             const std::optional<Mask>& attn_mask = std::nullopt,
-                             bool average_weights = true, bool need_weights = true);
+                             const std::optional<Mask>& attn_mask = std::nullopt, bool average_weights = true,
+                             bool need_weights = true);
 
   // Every query batch element against every key/value batch element, with these weights:
   // queries (Bq,Lq,query_dim), keys (Bk,Lk,key_dim), values (Bk,Lk,value_dim),

@@ -12,11 +12,9 @@ namespace xtgrad {
 
 // x (..., in) -> (..., out). weight (out, in) and bias (out) ~ U(-1/sqrt(in), 1/sqrt(in)),
 // PyTorch's default initialisation.
-template <class T>
-class Linear : public UnaryModule<T> {
+template <class T> class Linear : public UnaryModule<T> {
  public:
-  Linear(std::size_t in_features, std::size_t out_features, bool bias = true,
-         Generator& gen = global_generator());
+  Linear(std::size_t in_features, std::size_t out_features, bool bias = true, Generator& gen = global_generator());
   Tensor<T> forward(const Tensor<T>& x) override;
   std::string extra_repr() const override;
 
@@ -30,8 +28,7 @@ class Linear : public UnaryModule<T> {
 };
 
 // ids (n) -> (n, dim); with a shape for the ids, (shape..., dim). weight (num, dim) ~ N(0, 1).
-template <class T>
-class Embedding : public Module<T> {
+template <class T> class Embedding : public Module<T> {
  public:
   Embedding(std::size_t num_embeddings, std::size_t embedding_dim, Generator& gen = global_generator());
   Tensor<T> forward(const std::vector<std::size_t>& ids);
@@ -43,8 +40,7 @@ class Embedding : public Module<T> {
 };
 
 // x (..., normalized_shape) -> same shape; weight ones, bias zeros when elementwise_affine.
-template <class T>
-class LayerNorm : public UnaryModule<T> {
+template <class T> class LayerNorm : public UnaryModule<T> {
  public:
   explicit LayerNorm(Shape normalized_shape, double eps = 1e-5, bool elementwise_affine = true);
   Tensor<T> forward(const Tensor<T>& x) override;
@@ -57,8 +53,7 @@ class LayerNorm : public UnaryModule<T> {
 
 // Zeroes elements with probability p while training (scaling the rest by 1/(1-p));
 // the identity in eval mode. Draws from its own generator, seeded from gen.
-template <class T>
-class Dropout : public UnaryModule<T> {
+template <class T> class Dropout : public UnaryModule<T> {
  public:
   explicit Dropout(double p = 0.5, Generator& gen = global_generator());
   Tensor<T> forward(const Tensor<T>& x) override;
@@ -70,15 +65,13 @@ class Dropout : public UnaryModule<T> {
   Generator gen_;
 };
 
-template <class T>
-class ReLU : public UnaryModule<T> {
+template <class T> class ReLU : public UnaryModule<T> {
  public:
   ReLU() : UnaryModule<T>("ReLU") {}
   Tensor<T> forward(const Tensor<T>& x) override { return relu(x); }
 };
 
-template <class T>
-class GELU : public UnaryModule<T> {
+template <class T> class GELU : public UnaryModule<T> {
  public:
   explicit GELU(GeluApproximation approx = GeluApproximation::none) : UnaryModule<T>("GELU"), approx(approx) {}
   Tensor<T> forward(const Tensor<T>& x) override { return gelu(x, approx); }
@@ -86,15 +79,13 @@ class GELU : public UnaryModule<T> {
   const GeluApproximation approx;
 };
 
-template <class T>
-class Tanh : public UnaryModule<T> {
+template <class T> class Tanh : public UnaryModule<T> {
  public:
   Tanh() : UnaryModule<T>("Tanh") {}
   Tensor<T> forward(const Tensor<T>& x) override { return tanh(x); }
 };
 
-template <class T>
-class Sigmoid : public UnaryModule<T> {
+template <class T> class Sigmoid : public UnaryModule<T> {
  public:
   Sigmoid() : UnaryModule<T>("Sigmoid") {}
   Tensor<T> forward(const Tensor<T>& x) override { return sigmoid(x); }
@@ -102,8 +93,7 @@ class Sigmoid : public UnaryModule<T> {
 
 // x (..., dim) -> (..., dim): Linear(dim, hidden), GELU, Dropout, Linear(hidden, dim), the
 // transformer's position-wise block.
-template <class T>
-class FeedForward : public UnaryModule<T> {
+template <class T> class FeedForward : public UnaryModule<T> {
  public:
   FeedForward(std::size_t dim, std::size_t hidden, double dropout = 0.0, Generator& gen = global_generator());
   Tensor<T> forward(const Tensor<T>& x) override;

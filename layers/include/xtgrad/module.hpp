@@ -20,8 +20,7 @@ namespace xtgrad {
 Generator& global_generator();
 void manual_seed(std::uint64_t seed);  // reseeds global_generator()
 
-template <class T>
-class Module {
+template <class T> class Module {
  public:
   explicit Module(std::string type_name) : type_name_(std::move(type_name)) {}
   virtual ~Module() = default;
@@ -31,8 +30,7 @@ class Module {
   // Registers a parameter (it is made to require a gradient) and returns its handle.
   // Names must be non-empty, free of '.', and unique within this module.
   Tensor<T> register_parameter(const std::string& name, Tensor<T> tensor);
-  template <class M>
-  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+  template <class M> std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
     add_child(name, module);
     return module;
   }
@@ -40,9 +38,7 @@ class Module {
   std::vector<Tensor<T>> parameters() const;  // this module's, then each child's, in order
   std::vector<std::pair<std::string, Tensor<T>>> named_parameters() const;
   std::vector<std::shared_ptr<Module<T>>> children() const;
-  const std::vector<std::pair<std::string, std::shared_ptr<Module<T>>>>& named_children() const {
-    return children_;
-  }
+  const std::vector<std::pair<std::string, std::shared_ptr<Module<T>>>>& named_children() const { return children_; }
   std::size_t parameter_count() const;  // number of scalar values
 
   void train(bool on = true);  // this module and every submodule
@@ -77,8 +73,7 @@ class Module {
 };
 
 // A module with one tensor in and one tensor out.
-template <class T>
-class UnaryModule : public Module<T> {
+template <class T> class UnaryModule : public Module<T> {
  public:
   using Module<T>::Module;
   virtual Tensor<T> forward(const Tensor<T>& x) = 0;
@@ -86,8 +81,7 @@ class UnaryModule : public Module<T> {
 };
 
 // Chains unary modules; they are registered as "0", "1", ...
-template <class T>
-class Sequential : public UnaryModule<T> {
+template <class T> class Sequential : public UnaryModule<T> {
  public:
   Sequential() : UnaryModule<T>("Sequential") {}
   explicit Sequential(std::vector<std::shared_ptr<UnaryModule<T>>> layers);

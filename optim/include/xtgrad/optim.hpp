@@ -41,16 +41,13 @@ namespace xtgrad {
 // A scalar (an lr, a step count) is stored as a shape (3) array {hi, mid, lo} whose sum
 // in double is the exact double value: in a float state dict one element would round the
 // lr to float and step counts above 2^24, and resuming would not be bit-exact.
-template <class T>
-Array<T> encode_state_scalar(double value);
-template <class T>
-double decode_state_scalar(const Array<T>& encoded);  // throws unless shape (3)
+template <class T> Array<T> encode_state_scalar(double value);
+template <class T> double decode_state_scalar(const Array<T>& encoded);  // throws unless shape (3)
 
 // ---- Optimizer ------------------------------------------------------------------------
 // The base of every optimizer: the parameters, the lr, and per-parameter state (a step
 // count and the named buffers of the concrete optimizer, each the parameter's shape).
-template <class T>
-class Optimizer {
+template <class T> class Optimizer {
  public:
   virtual ~Optimizer() = default;
   // An optimizer is referenced by schedulers and owns per-parameter state: no copies.
@@ -92,12 +89,11 @@ class Optimizer {
  protected:
   // Throws std::invalid_argument for an empty list, an undefined tensor, a non-leaf tensor
   // or a tensor listed twice. name prefixes error messages ("Adam").
-  Optimizer(std::vector<Tensor<T>> params, double lr, const char* name,
-            std::vector<std::string> buffer_names);
+  Optimizer(std::vector<Tensor<T>> params, double lr, const char* name, std::vector<std::string> buffer_names);
 
   struct ParamState {
-    std::size_t step = 0;          // updates of this parameter so far
-    std::vector<Array<T>> buffers; // buffer_names_[b] -> buffers[b], zeros at first
+    std::size_t step = 0;           // updates of this parameter so far
+    std::vector<Array<T>> buffers;  // buffer_names_[b] -> buffers[b], zeros at first
   };
 
   // The gradient of parameter i, checked to have as many elements as the parameter;
@@ -120,11 +116,26 @@ struct SGDOptions {
   bool nesterov = false;
   double weight_decay = 0;  // L2: weight_decay * p added to the gradient
 
-  SGDOptions& set_lr(double v) { lr = v; return *this; }
-  SGDOptions& set_momentum(double v) { momentum = v; return *this; }
-  SGDOptions& set_dampening(double v) { dampening = v; return *this; }
-  SGDOptions& set_nesterov(bool v) { nesterov = v; return *this; }
-  SGDOptions& set_weight_decay(double v) { weight_decay = v; return *this; }
+  SGDOptions& set_lr(double v) {
+    lr = v;
+    return *this;
+  }
+  SGDOptions& set_momentum(double v) {
+    momentum = v;
+    return *this;
+  }
+  SGDOptions& set_dampening(double v) {
+    dampening = v;
+    return *this;
+  }
+  SGDOptions& set_nesterov(bool v) {
+    nesterov = v;
+    return *this;
+  }
+  SGDOptions& set_weight_decay(double v) {
+    weight_decay = v;
+    return *this;
+  }
 };
 
 // Per element, as torch.optim.SGD:
@@ -133,8 +144,7 @@ struct SGDOptions {
 //   d = nesterov ? d + momentum * b : b          (when momentum != 0)
 //   p -= lr * d
 // State: "<i>.momentum_buffer" when momentum != 0.
-template <class T>
-class SGD : public Optimizer<T> {
+template <class T> class SGD : public Optimizer<T> {
  public:
   // Throws std::invalid_argument: "Invalid learning rate: -1", "Invalid momentum value:
   // ...", "Invalid weight_decay value: ...", "Nesterov momentum requires a momentum and
@@ -149,8 +159,7 @@ class SGD : public Optimizer<T> {
 
 // ---- Adam and AdamW -------------------------------------------------------------------
 // The options of both; Derived makes the chainable setters return the derived type.
-template <class Derived>
-struct AdamOptionsBase {
+template <class Derived> struct AdamOptionsBase {
   double lr = 1e-3;
   double beta1 = 0.9;
   double beta2 = 0.999;
@@ -158,13 +167,35 @@ struct AdamOptionsBase {
   double weight_decay = 0;
   bool amsgrad = false;
 
-  Derived& set_lr(double v) { lr = v; return self(); }
-  Derived& set_beta1(double v) { beta1 = v; return self(); }
-  Derived& set_beta2(double v) { beta2 = v; return self(); }
-  Derived& set_betas(double b1, double b2) { beta1 = b1; beta2 = b2; return self(); }
-  Derived& set_eps(double v) { eps = v; return self(); }
-  Derived& set_weight_decay(double v) { weight_decay = v; return self(); }
-  Derived& set_amsgrad(bool v) { amsgrad = v; return self(); }
+  Derived& set_lr(double v) {
+    lr = v;
+    return self();
+  }
+  Derived& set_beta1(double v) {
+    beta1 = v;
+    return self();
+  }
+  Derived& set_beta2(double v) {
+    beta2 = v;
+    return self();
+  }
+  Derived& set_betas(double b1, double b2) {
+    beta1 = b1;
+    beta2 = b2;
+    return self();
+  }
+  Derived& set_eps(double v) {
+    eps = v;
+    return self();
+  }
+  Derived& set_weight_decay(double v) {
+    weight_decay = v;
+    return self();
+  }
+  Derived& set_amsgrad(bool v) {
+    amsgrad = v;
+    return self();
+  }
 
  private:
   Derived& self() { return static_cast<Derived&>(*this); }
@@ -185,8 +216,7 @@ struct AdamWOptions : AdamOptionsBase<AdamWOptions> {
 //   denom = sqrt(v) / sqrt(1 - beta2^t) + eps
 //   p -= lr / (1 - beta1^t) * m / denom
 // State: "<i>.exp_avg", "<i>.exp_avg_sq", and "<i>.max_exp_avg_sq" with amsgrad.
-template <class T>
-class AdamBase : public Optimizer<T> {
+template <class T> class AdamBase : public Optimizer<T> {
  public:
   void step() override;
 
@@ -199,16 +229,15 @@ class AdamBase : public Optimizer<T> {
  protected:
   // Throws std::invalid_argument: "Invalid learning rate: ...", "Invalid epsilon value:
   // ...", "Invalid beta parameter at index 0: ..." (or 1), "Invalid weight_decay value: ...".
-  AdamBase(std::vector<Tensor<T>> params, const char* name, double lr, double beta1,
-           double beta2, double eps, double weight_decay, bool amsgrad, bool decoupled);
+  AdamBase(std::vector<Tensor<T>> params, const char* name, double lr, double beta1, double beta2, double eps,
+           double weight_decay, bool amsgrad, bool decoupled);
 
  private:
   double beta1_, beta2_, eps_, weight_decay_;
   bool amsgrad_, decoupled_;
 };
 
-template <class T>
-class Adam : public AdamBase<T> {
+template <class T> class Adam : public AdamBase<T> {
  public:
   Adam(std::vector<Tensor<T>> params, const AdamOptions& options = {});
   const AdamOptions& options() const { return options_; }
@@ -217,8 +246,7 @@ class Adam : public AdamBase<T> {
   AdamOptions options_;
 };
 
-template <class T>
-class AdamW : public AdamBase<T> {
+template <class T> class AdamW : public AdamBase<T> {
  public:
   AdamW(std::vector<Tensor<T>> params, const AdamWOptions& options = {});
   const AdamWOptions& options() const { return options_; }
@@ -237,8 +265,8 @@ class AdamW : public AdamBase<T> {
 // as PyTorch, the gradients are multiplied by the (NaN or zero) factor.
 // Throws std::invalid_argument for norm_type <= 0 or NaN, or max_norm < 0 or NaN.
 template <class T>
-double clip_grad_norm(const std::vector<Tensor<T>>& params, double max_norm,
-                      double norm_type = 2.0, bool error_if_nonfinite = false);
+double clip_grad_norm(const std::vector<Tensor<T>>& params, double max_norm, double norm_type = 2.0,
+                      bool error_if_nonfinite = false);
 
 inline constexpr double inf_norm = std::numeric_limits<double>::infinity();
 
@@ -292,8 +320,7 @@ class CosineAnnealingLR : public LRSchedule {
 class LinearWarmup : public LRSchedule {
  public:
   // warmup_steps >= 1, 0 < start_factor <= 1.
-  LinearWarmup(std::size_t warmup_steps, double start_factor,
-               std::shared_ptr<const LRSchedule> after = nullptr);
+  LinearWarmup(std::size_t warmup_steps, double start_factor, std::shared_ptr<const LRSchedule> after = nullptr);
   double lr(std::size_t step, double base_lr) const override;
 
  private:
@@ -307,13 +334,11 @@ class LinearWarmup : public LRSchedule {
 // once, as in PyTorch); step() advances the count and sets schedule.lr(steps, base_lr).
 // Convention (PyTorch's): call scheduler.step() after optimizer.step(), once per
 // optimizer step (or once per epoch, for schedules counted in epochs).
-template <class T>
-class LRScheduler {
+template <class T> class LRScheduler {
  public:
   // base_lr = the optimizer's current lr.
   LRScheduler(Optimizer<T>& optimizer, std::shared_ptr<const LRSchedule> schedule);
-  LRScheduler(Optimizer<T>& optimizer, std::shared_ptr<const LRSchedule> schedule,
-              double base_lr);
+  LRScheduler(Optimizer<T>& optimizer, std::shared_ptr<const LRSchedule> schedule, double base_lr);
 
   void step();
   std::size_t steps() const { return steps_; }

@@ -47,8 +47,7 @@ int main() {
   Tensor<double> p = xtgrad::randn<double>({3, 4}, gen, 0.0, 1.0, true);
   Tensor<double> q = xtgrad::randn<double>({4, 2}, gen, 0.0, 1.0, true);
   const auto check = xtgrad::gradcheck(
-      [](const std::vector<Tensor<double>>& in) { return xtgrad::tanh(xtgrad::matmul(in[0], in[1])); },
-      {p, q});
+      [](const std::vector<Tensor<double>>& in) { return xtgrad::tanh(xtgrad::matmul(in[0], in[1])); }, {p, q});
   if (!check.ok || check.checked != 6 * 12 + 6 * 8) {
     std::printf("FAIL gradcheck: %s (checked %zu)\n", check.message.c_str(), check.checked);
     ++failures;
