@@ -1,5 +1,7 @@
-// xtgrad-bench: one JSON object per line, {"case": ..., "ms": <median>, "gflops": ...}.
-//   xtgrad-bench [--case NAME] [--threads N] [--repeats N]
+// xtgrad-bench: one JSON object per line. The first says what runs the products (CPU, BLAS
+// library and kernels, and the one-core FMA peak, peak.cpp); then one per case,
+// {"case": ..., "ms": <median>, "gflops": ..., "of_peak": gflops / (threads x peak)}.
+//   xtgrad-bench [--case NAME] [--threads N] [--repeats N] | --machine (that line only)
 // Each case runs a warm-up, then its repeats; ms is their median. A training step is
 // forward, backward and an Adam step (lr 1e-3) with loss = mean of the squared output,
 // unless the case says otherwise. Reference cases ("ref_") time the raw library call the
@@ -19,6 +21,8 @@
 #include <vector>
 
 #include "model.hpp"
+#include "peak.hpp"
+#include "xtgrad/backend.hpp"
 #include "xtgrad/nn.hpp"
 
 namespace {
@@ -178,7 +182,8 @@ std::vector<Case> all_cases() {
 
 [[noreturn]] void usage(const std::string& error) {
   std::cerr << "xtgrad-bench: " << error << "\n"
-            << "usage: xtgrad-bench [--case NAME] [--threads N] [--repeats N]\ncases:\n";
+            << "usage: xtgrad-bench [--case NAME] [--threads N] [--repeats N]\n"
+            << "       xtgrad-bench --machine   (the CPU, BLAS and peak line only)\ncases:\n";
   for (const auto& c : all_cases()) std::cerr << "  " << c.name << "  " << c.description << "\n";
   std::exit(2);
 }
@@ -192,6 +197,19 @@ int parse_positive(const std::string& flag, const std::string& value) {
   usage(flag + " needs a positive integer, got '" + value + "'");
 }
 
+// {"machine": ...}: the CPU, the BLAS kernels in use and who chose them, the peak.
+PeakResult print_machine() {
+  const BackendInfo info = backend_info();
+  const PeakResult peak = fma_peak();
+  std::printf(
+      "{\"machine\": {\"cpu\": \"%s\", \"blas\": \"%s\", \"blas_core\": \"%s\", \"core_chosen_by\": \"%s\", "
+      "\"narrow_gemm\": %s, \"fma_peak_gflops_1core\": %.1f, \"peak_isa\": \"%s\"}}\n",
+      info.cpu.c_str(), info.blas.c_str(), info.blas_core.c_str(), info.core_chosen_by.c_str(),
+      info.narrow_gemm ? "true" : "false", peak.gflops, peak.isa);
+  std::fflush(stdout);
+  return peak;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -200,6 +218,10 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") usage("help");
+    if (arg == "--machine" && argc == 2) {
+      print_machine();
+      return 0;
+    }
     if (i + 1 >= argc) usage("unknown flag or missing value: " + arg);
     const std::string value = argv[++i];
     if (arg == "--case")
@@ -217,12 +239,14 @@ int main(int argc, char** argv) {
   const auto cases = all_cases();
   if (!only.empty() && std::none_of(cases.begin(), cases.end(), [&](const Case& c) { return c.name == only; }))
     usage("unknown case: " + only);
+  const PeakResult peak = print_machine();
   for (const auto& c : cases) {
     if (!only.empty() && c.name != only) continue;
     const int n = repeats ? repeats : c.repeats;
     const Measurement m = c.run(n);
     std::printf("{\"case\": \"%s\", \"ms\": %.4f", c.name.c_str(), m.ms);
     if (m.gflops) std::printf(", \"gflops\": %.2f", *m.gflops);
+    if (m.gflops && peak.gflops > 0) std::printf(", \"of_peak\": %.3f", *m.gflops / (threads * peak.gflops));
     for (const auto& [key, value] : m.extra) std::printf(", \"%s\": %.4f", key.c_str(), value);
     std::printf(", \"threads\": %d, \"repeats\": %d}\n", threads, n);
     std::fflush(stdout);

@@ -7,11 +7,15 @@ Runs xtgrad-bench for each case, then the same computation in PyTorch (Debian's
 python3-torch, CPU) with the same thread count, shapes and repeats, and prints a table of
 medians: xtgrad ms, PyTorch ms and their ratio. A training step is forward, backward and
 an Adam step (lr 1e-3) with loss = mean of the squared output, as in the bench.
+
+Both run on the same BLAS kernels: xtgrad-bench says which OpenBLAS core it ended up with
+(picked by OpenBLAS, by the user's OPENBLAS_CORETYPE, or by xtgrad when OpenBLAS fell back
+to a generic one), and this script sets OPENBLAS_CORETYPE to that core before torch loads
+OpenBLAS. The first lines say what each one ran.
 """
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,6 +34,9 @@ ARGS = parse_args()
 # torch.set_num_threads does not reach the OpenBLAS that Debian's torch calls for matmul:
 # without these, "one thread" would be two for every product.
 os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
+MACHINE = json.loads(subprocess.run([ARGS.bench, "--machine"], check=True, capture_output=True,
+                                    text=True).stdout.splitlines()[0])["machine"]
+os.environ.setdefault("OPENBLAS_CORETYPE", MACHINE["blas_core"])  # the same kernels for torch
 
 import torch  # noqa: E402  (after the thread settings)
 import torch.nn as nn  # noqa: E402
@@ -139,6 +146,20 @@ CASES = {
 }
 
 
+def torch_blas_core():
+    """The core of the OpenBLAS this process loaded (for torch), or a reason why not known."""
+    import ctypes
+    libs = sorted({line.split()[-1] for line in open("/proc/self/maps") if "blas" in line.split()[-1]})
+    for path in libs:
+        try:
+            corename = ctypes.CDLL(path).openblas_get_corename
+        except (OSError, AttributeError):
+            continue
+        corename.restype = ctypes.c_char_p
+        return f"{corename().decode()} ({os.path.basename(path)})"
+    return "unknown (no OpenBLAS loaded: " + (", ".join(libs) or "no BLAS library") + ")"
+
+
 def main():
     args = ARGS
     if args.case and args.case not in CASES:
@@ -147,8 +168,12 @@ def main():
     torch.manual_seed(0)
     names = [args.case] if args.case else list(CASES)
 
-    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} thread(s), "
-          f"torch {torch.__version__}")
+    print(f"machine: {MACHINE['cpu']}, {args.threads} thread(s), one-core FMA peak "
+          f"{MACHINE['fma_peak_gflops_1core']:.0f} GFLOP/s ({MACHINE['peak_isa']})")
+    print(f"xtgrad: OpenBLAS core {MACHINE['blas_core']} (chosen by {MACHINE['core_chosen_by']}), "
+          f"own AVX-512 narrow gemm: {'yes' if MACHINE['narrow_gemm'] else 'no'}")
+    torch.zeros(2, 2) @ torch.zeros(2, 2)  # loads torch's BLAS
+    print(f"torch {torch.__version__}: OpenBLAS core {torch_blas_core()}")
     print(f"{'case':<20}{'xtgrad ms':>12}{'PyTorch ms':>12}{'ratio':>9}")
     for name in names:
         fn, repeats = CASES[name]

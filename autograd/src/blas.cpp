@@ -81,6 +81,10 @@ void gemm(Matrix<T> c, typename read_only<T>::type a, typename read_only<T>::typ
 template void gemm(Matrix<float>, Matrix<const float>, Matrix<const float>, float, float);
 template void gemm(Matrix<double>, Matrix<const double>, Matrix<const double>, double, double);
 
+// Before main (glibc passes a constructor the program's arguments): when OpenBLAS fell
+// back to a generic core, restart once on a better one (blas_core.cpp). Here, in the file
+// every product links, so that the check comes with them.
+__attribute__((constructor)) void check_core_before_main(int, char** argv, char**) { restart_on_generic_core(argv); }
 }  // namespace blas
 
 namespace {

@@ -48,4 +48,9 @@ template <class T> struct read_only { using type = Matrix<const T>; };
 template <class T>
 void gemm(Matrix<T> c, typename read_only<T>::type a, typename read_only<T>::type b, T alpha = T(1), T beta = T(0));
 
+// When OpenBLAS picked a generic core on a CPU with better kernels and the user did not
+// set OPENBLAS_CORETYPE: sets it and execv's the program again with argv
+// (xtgrad/backend.hpp); on failure, warns once and goes on.
+void restart_on_generic_core(char** argv);
+
 }  // namespace xtgrad::blas

@@ -83,8 +83,7 @@ void run(AlignModel<T>& model, const std::vector<Example>& train_data, const std
   std::ofstream losses(dir / ("losses." + suffix + ".txt"));
   losses.precision(17);
   for (std::size_t step = 1; step <= steps; ++step) {
-    const std::vector<std::size_t> batch = sampler.next();
-    const StepResult<T> result = train_step(model, *optimizer, train_data, batch);
+    const StepResult<T> result = train_step(model, *optimizer, train_data, make_batch<T>(train_data, sampler.next()));
     losses << result.loss << "\n";
     if (step == 1) {  // the gradients of this step are still there
       write_raw(dir / ("scores0." + suffix), std::vector<T>(result.scores.data().begin(), result.scores.data().end()));

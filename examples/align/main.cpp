@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -24,6 +25,12 @@
 #include "train.hpp"
 
 namespace {
+
+// Wall time since the program started (static initialisation, before main).
+const auto kProgramStart = std::chrono::steady_clock::now();
+double seconds_since_start() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - kProgramStart).count();
+}
 
 using namespace align;
 using common::UsageError;
@@ -71,9 +78,15 @@ int run_train(const CLI::App& cmd, TrainOptions options) {
   const bool continues_in_place = !options.resume_dir.empty() && fs::equivalent(options.resume_dir, options.out_dir);
   if (!continues_in_place) common::check_may_write_run(options.out_dir, options.overwrite, "xtgrad-align");
   const TrainResult r = train(options, std::cout);
-  std::printf("\ndone: step %zu, loss %.4f, test P@1 %.3f, grounding %.3f, %.2f ms/step, %.1f s\ncheckpoint: %s/%s\n",
-              r.step, r.last_loss, r.metrics.p_at_1, r.metrics.grounding, r.ms_per_step, r.seconds,
-              options.out_dir.c_str(), kModelFile);
+  std::printf("\ndone: step %zu, loss %.4f, test P@1 %.3f, grounding %.3f, %.2f ms/step, %.1f s\n", r.step, r.last_loss,
+              r.metrics.p_at_1, r.metrics.grounding, r.ms_per_step, r.seconds);
+  // What the loop costs beside its steps: evaluations, saves, waiting for batches.
+  const double steps_s = double(r.steps_taken) * r.median_step_ms / 1e3;
+  std::printf(
+      "time: %.1f s = %zu steps x %.2f ms (median) = %.1f s, + %.1f s evaluating and saving, + %.1f s other; "
+      "%.1f s since start (%.2fx the steps)\ncheckpoint: %s/%s\n",
+      r.seconds, r.steps_taken, r.median_step_ms, steps_s, r.eval_seconds, r.seconds - steps_s - r.eval_seconds,
+      seconds_since_start(), seconds_since_start() / steps_s, options.out_dir.c_str(), kModelFile);
   return 0;
 }
 

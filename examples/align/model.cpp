@@ -107,6 +107,12 @@ std::vector<std::size_t> caption_batch(const std::vector<Example>& data, const s
   return ids;
 }
 
+template <class T> Batch<T> make_batch(const std::vector<Example>& data, std::vector<std::size_t> indices) {
+  Tensor<T> patches = patch_batch<T>(data, indices);
+  std::vector<std::size_t> caption_ids = caption_batch(data, indices);
+  return {std::move(indices), std::move(patches), std::move(caption_ids)};
+}
+
 template <class T>
 Tensor<T> alignment_targets(const std::vector<Example>& data, const std::vector<std::size_t>& indices) {
   const std::size_t b = indices.size();
@@ -130,6 +136,8 @@ template class AlignModel<float>;
 template class AlignModel<double>;
 template Tensor<float> patch_batch(const std::vector<Example>&, const std::vector<std::size_t>&);
 template Tensor<double> patch_batch(const std::vector<Example>&, const std::vector<std::size_t>&);
+template Batch<float> make_batch(const std::vector<Example>&, std::vector<std::size_t>);
+template Batch<double> make_batch(const std::vector<Example>&, std::vector<std::size_t>);
 template Tensor<float> alignment_targets(const std::vector<Example>&, const std::vector<std::size_t>&);
 template Tensor<double> alignment_targets(const std::vector<Example>&, const std::vector<std::size_t>&);
 template Tensor<float> alignment_loss(const Tensor<float>&, const std::vector<Example>&,

@@ -65,6 +65,15 @@ xtgrad::Tensor<T> patch_batch(const std::vector<Example>& data, const std::vecto
 // Their captions as Bq*4 word ids.
 std::vector<std::size_t> caption_batch(const std::vector<Example>& data, const std::vector<std::size_t>& indices);
 
+// One training batch, ready for a step: the examples' indices, their rendered patches and
+// their captions' word ids.
+template <class T> struct Batch {
+  std::vector<std::size_t> indices;
+  xtgrad::Tensor<T> patches;             // (B,16,192)
+  std::vector<std::size_t> caption_ids;  // B*4
+};
+template <class T> Batch<T> make_batch(const std::vector<Example>& data, std::vector<std::size_t> indices);
+
 // The targets of one batch of pairs, (B,B): row i is uniform over the batch's images that
 // caption i matches (its own always does).
 template <class T>

@@ -2,7 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <future>
 #include <vector>
+
+#include "model.hpp"
 
 #include "xtgrad/random.hpp"
 #include "xtgrad/safetensors.hpp"
@@ -29,6 +32,22 @@ class BatchSampler {
   xtgrad::Generator gen_;
   std::vector<std::size_t> order_;
   std::size_t position_ = 0;
+};
+
+// The next batch, drawn and rendered on a thread of its own while the current step runs
+// (as PyTorch's DataLoader workers do). It draws from its own copy of the run's sampler,
+// one batch ahead; the run's sampler still draws each batch as its step is taken (a
+// checkpoint saves it as of that step), and next() checks the two agree.
+class BatchPrefetcher {
+ public:
+  BatchPrefetcher(const std::vector<Example>& data, const BatchSampler& sampler);
+  Batch<float> next(BatchSampler& run_sampler);  // waits for the batch, starts the one after
+
+ private:
+  void start();
+  const std::vector<Example>& data_;
+  BatchSampler ahead_;
+  std::future<Batch<float>> pending_;
 };
 
 }  // namespace align

@@ -16,6 +16,7 @@
 #include "checkpoint_rules.hpp"
 #include "flags.hpp"
 #include "run_dir.hpp"
+#include "sampler.hpp"
 
 namespace align {
 
@@ -230,10 +231,10 @@ void check_finite_parameters(const AlignModel<float>& model, std::size_t step, c
 
 template <class T>
 StepResult<T> train_step(AlignModel<T>& model, xtgrad::Optimizer<T>& optimizer, const std::vector<Example>& data,
-                         const std::vector<std::size_t>& batch) {
+                         const Batch<T>& batch) {
   optimizer.zero_grad();
-  ModelOutput<T> out = model.forward(patch_batch<T>(data, batch), caption_batch(data, batch), /*need_attention=*/false);
-  xtgrad::Tensor<T> loss = alignment_loss(out.scores, data, batch);
+  ModelOutput<T> out = model.forward(batch.patches, batch.caption_ids, /*need_attention=*/false);
+  xtgrad::Tensor<T> loss = alignment_loss(out.scores, data, batch.indices);
   const double value = loss.item();
   if (std::isfinite(value)) {
     loss.backward();
@@ -242,9 +243,9 @@ StepResult<T> train_step(AlignModel<T>& model, xtgrad::Optimizer<T>& optimizer, 
   return {value, std::move(out.scores)};
 }
 template StepResult<float> train_step(AlignModel<float>&, xtgrad::Optimizer<float>&, const std::vector<Example>&,
-                                      const std::vector<std::size_t>&);
+                                      const Batch<float>&);
 template StepResult<double> train_step(AlignModel<double>&, xtgrad::Optimizer<double>&, const std::vector<Example>&,
-                                       const std::vector<std::size_t>&);
+                                       const Batch<double>&);
 
 namespace {
 
@@ -338,21 +339,32 @@ TrainResult train(TrainOptions options, std::ostream& log) {
   const auto start = Clock::now();
   TrainResult result;
   Window window;
+  std::vector<double> step_ms;  // every step of this invocation, for the median
+  double eval_seconds = 0;
+  BatchPrefetcher batches(run.train_data, run.sampler);
   while (run.step < options.steps) {
+    const Batch<float> batch = batches.next(run.sampler);
     const auto step_start = Clock::now();
-    const double loss = train_step(*run.model, *run.optimizer, run.train_data, run.sampler.next()).loss;
+    const double loss = train_step(*run.model, *run.optimizer, run.train_data, batch).loss;
     if (!std::isfinite(loss))
       throw std::runtime_error("the loss became " + std::to_string(loss) + " at step " + std::to_string(run.step + 1) +
                                " (try a smaller --lr, or --detect-anomaly to find the op); " +
                                kept_checkpoint(options, saved_step));
     ++run.step;
-    window.add(loss, std::chrono::duration<double, std::milli>(Clock::now() - step_start).count());
+    step_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - step_start).count());
+    window.add(loss, step_ms.back());
     progress.update(run.step, loss);
     if (run.step % options.eval_every != 0 && run.step != options.steps) continue;
+    const auto eval_start = Clock::now();
     result = evaluate_and_save(options, run, window, start, metrics, progress, saved_step);
+    eval_seconds += std::chrono::duration<double>(Clock::now() - eval_start).count();
     saved_step = run.step;
     window = Window();
   }
+  result.steps_taken = step_ms.size();
+  std::nth_element(step_ms.begin(), step_ms.begin() + long(step_ms.size() / 2), step_ms.end());
+  result.median_step_ms = step_ms[step_ms.size() / 2];
+  result.eval_seconds = eval_seconds;
   return result;
 }
 

@@ -51,8 +51,13 @@ struct TrainResult {
   std::size_t step = 0;
   double last_loss = 0;  // mean training loss since the previous evaluation
   Metrics metrics;
-  double seconds = 0;  // this invocation's training, evaluations included
-  double ms_per_step = 0;
+  double seconds = 0;      // this invocation's training, evaluations included
+  double ms_per_step = 0;  // mean over the steps since the previous evaluation
+  // This invocation's steps: their median time and count, and the seconds spent
+  // evaluating and saving (so that seconds - steps x median shows what the loop costs).
+  double median_step_ms = 0;
+  std::size_t steps_taken = 0;
+  double eval_seconds = 0;
 };
 
 // Checks what can be checked before any work (values, the memory a step needs, an output
@@ -94,7 +99,7 @@ template <class T> struct StepResult {
 };
 template <class T>
 StepResult<T> train_step(AlignModel<T>& model, xtgrad::Optimizer<T>& optimizer, const std::vector<Example>& data,
-                         const std::vector<std::size_t>& batch);
+                         const Batch<T>& batch);
 
 // Trains (or resumes) and returns the final metrics; progress and a summary go to `log`.
 // Throws xtgrad::CheckpointError for a bad checkpoint and std::runtime_error when the loss
