@@ -82,9 +82,13 @@ template void gemm(Matrix<float>, Matrix<const float>, Matrix<const float>, floa
 template void gemm(Matrix<double>, Matrix<const double>, Matrix<const double>, double, double);
 
 // Before main (glibc passes a constructor the program's arguments): when OpenBLAS fell
-// back to a generic core, restart once on a better one (blas_core.cpp). Here, in the file
-// every product links, so that the check comes with them.
-__attribute__((constructor)) void check_core_before_main(int, char** argv, char**) { restart_on_generic_core(argv); }
+// back to a generic core, restart once on a better one (blas_core.cpp); then OpenBLAS runs
+// each call on one thread from the start, as set_num_threads has it (its own threads
+// would spin beside ours). Here, in the file every product links, so both come with them.
+__attribute__((constructor)) void set_up_blas_before_main(int, char** argv, char**) {
+  restart_on_generic_core(argv);
+  openblas_set_num_threads(1);
+}
 }  // namespace blas
 
 namespace {

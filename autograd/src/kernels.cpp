@@ -146,19 +146,25 @@ void exp_in_place(double* x, std::size_t n) { exp_block(x, n); }
 
 namespace {
 template <class T> [[gnu::always_inline]] inline void softmax_rows_impl(T* x, std::size_t rows, std::size_t len) {
-  for (std::size_t r = 0; r < rows; ++r) {
-    T* row = x + r * len;
-    const T peak = row_max(row, len);
-    if (peak == -std::numeric_limits<T>::infinity()) continue;  // all masked: stays -inf, exp gives 0
-    for (std::size_t j = 0; j < len; ++j) row[j] -= peak;
-  }
-  exp_block(x, rows * len);  // one long loop: rows are often short (16 keys)
-  for (std::size_t r = 0; r < rows; ++r) {
-    T* row = x + r * len;
-    const T total = row_sum(row, len);
-    // A live row holds exp(0) = 1 at its peak, so only an all-masked row sums to 0.
-    const T inv = total == T(0) ? T(0) : T(1) / total;
-    for (std::size_t j = 0; j < len; ++j) row[j] *= inv;
+  // In blocks of about 4096 values (16 KB of floats), so that the three passes over a
+  // block find it in L1; exp runs over the whole block: rows are often short (16 keys).
+  const std::size_t block = std::max<std::size_t>(1, 4096 / std::max<std::size_t>(len, 1));
+  for (std::size_t r0 = 0; r0 < rows; r0 += block) {
+    const std::size_t r1 = std::min(rows, r0 + block);
+    for (std::size_t r = r0; r < r1; ++r) {
+      T* row = x + r * len;
+      const T peak = row_max(row, len);
+      if (peak == -std::numeric_limits<T>::infinity()) continue;  // all masked: stays -inf, exp gives 0
+      for (std::size_t j = 0; j < len; ++j) row[j] -= peak;
+    }
+    exp_block(x + r0 * len, (r1 - r0) * len);
+    for (std::size_t r = r0; r < r1; ++r) {
+      T* row = x + r * len;
+      const T total = row_sum(row, len);
+      // A live row holds exp(0) = 1 at its peak, so only an all-masked row sums to 0.
+      const T inv = total == T(0) ? T(0) : T(1) / total;
+      for (std::size_t j = 0; j < len; ++j) row[j] *= inv;
+    }
   }
 }
 
