@@ -123,6 +123,30 @@ Measurement seed_case(int repeats) {
       attention_step_flops(2, 4, 6, 128, 256, 256, 512), repeats);
 }
 
+// A small CNN step: batch 32, 3 -> 32 channels on 32x32 (3x3, padding 1), ReLU, then
+// 32 -> 64 with stride 2 (3x3, padding 1).
+Measurement conv_case(int repeats) {
+  Generator gen(0);
+  Conv2d<float> conv1(3, 32, 3, 1, 1, 1, 1, true, gen), conv2(32, 64, 3, 2, 1, 1, 1, true, gen);
+  const auto x = randn<float>({32, 3, 32, 32}, gen);
+  std::vector<Tensor<float>> params = conv1.parameters();
+  for (const auto& p : conv2.parameters()) params.push_back(p);
+  // forward 2 (N P Cout K) per conv; backward twice that, less conv1's input gradient
+  const double f1 = 2.0 * 32 * 1024 * 32 * 27, f2 = 2.0 * 32 * 256 * 64 * 288;
+  return training_step(
+      params, [&] { return mean_square(conv2.forward(relu(conv1.forward(x)))); }, 2 * f1 + 3 * f2, repeats);
+}
+
+// An LSTM step: batch 32, sequence 16, input 64, hidden 128, one layer, seq-first.
+Measurement lstm_case(int repeats) {
+  Generator gen(0);
+  LSTM<float> lstm(64, 128, 1, true, false, gen);
+  const auto x = randn<float>({16, 32, 64}, gen);
+  const double forward = 2.0 * 16 * 32 * 4 * 128 * (64 + 128);
+  return training_step(
+      lstm.parameters(), [&] { return mean_square(lstm.forward(x).output); }, 3 * forward, repeats);
+}
+
 // 200 times y = tanh(y * 1.01 + 0.1) - 0.01 * y on 8 elements: 1,000 ops, then backward.
 Measurement overhead_case(int repeats) {
   const Tensor<float> x = ones<float>({8}, true);
@@ -177,6 +201,10 @@ std::vector<Case> all_cases() {
        [](int r) { return overhead_case(r); }},
       {"align_step", "one training step of the toy task's default model, batch 32, Adam", 50,
        [](int r) { return align_case(r); }},
+      {"conv_small", "Conv2d 3->32 on 32x32, ReLU, Conv2d 32->64 stride 2, batch 32, training step", 20,
+       [](int r) { return conv_case(r); }},
+      {"lstm_small", "LSTM training step: batch 32, sequence 16, input 64, hidden 128", 20,
+       [](int r) { return lstm_case(r); }},
   };
 }
 

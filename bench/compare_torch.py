@@ -117,6 +117,19 @@ def overhead(repeats):
     return median_ms(run, repeats)
 
 
+def conv_small(repeats):
+    conv1, conv2 = nn.Conv2d(3, 32, 3, padding=1), nn.Conv2d(32, 64, 3, stride=2, padding=1)
+    x = torch.randn(32, 3, 32, 32)
+    params = list(conv1.parameters()) + list(conv2.parameters())
+    return training_step(params, lambda: conv2(F.relu(conv1(x))).pow(2).mean(), repeats)
+
+
+def lstm_small(repeats):
+    lstm = nn.LSTM(64, 128)
+    x = torch.randn(16, 32, 64)
+    return training_step(list(lstm.parameters()), lambda: lstm(x)[0].pow(2).mean(), repeats)
+
+
 # The toy task's model in torch, shared with the training replay (examples/align/reference.py).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "align"))
 from reference import AlignModel  # noqa: E402
@@ -143,6 +156,8 @@ CASES = {
     "attn_large": (lambda r: mha(16, 128, 256, 512, 8, r), 10),
     "overhead_1000_ops": (overhead, 200),
     "align_step": (align_step, 50),
+    "conv_small": (conv_small, 20),
+    "lstm_small": (lstm_small, 20),
 }
 
 

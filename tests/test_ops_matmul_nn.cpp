@@ -601,7 +601,8 @@ TEST_CASE("errors: nn functions name the op and the shapes") {
       },
       {"cross_entropy: target class 3 out of range for 3 classes"});
   check_throws_with([&] { cross_entropy(x, Targets{0, 1, 2}); }, {"cross_entropy", "(2,3)", "3 targets"});
-  check_throws_with([&] { cross_entropy(iota({6}), Targets{0}); }, {"cross_entropy: logits must be (N,C), got (6)"});
+  check_throws_with([&] { cross_entropy(iota({6}), Targets{0}); },
+                    {"cross_entropy: logits must be (N,C) or (N,C,d...), got (6)"});
   check_throws_with([&] { cross_entropy(iota({2, 3, 1}), iota({2, 3, 1})); }, {"cross_entropy", "(2,3,1)"});
   check_throws_with(
       [&] {

@@ -33,7 +33,8 @@ void linear_backward(std::size_t rows, std::size_t in, std::size_t out, const st
 }  // namespace
 
 // x (..., in), weight (out, in), bias (out) -> (..., out)
-template <class T> Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optional<Tensor<T>>& bias) {
+template <class T>
+Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optional<Tensor<scalar_t<T>>>& bias) {
   detail::check_defined("linear", x, weight, bias);
   const Shape xs = x.shape(), ws = weight.shape();
   if (ws.size() != 2 || xs.empty() || xs.back() != ws[1])

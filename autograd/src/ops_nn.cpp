@@ -1,4 +1,5 @@
-// Neural-network functions: softmax, log_softmax, layer_norm, cross_entropy, mse_loss,
+// Neural-network functions: softmax, log_softmax, layer_norm, cross_entropy with target
+// probabilities (class indices: ops_loss.cpp), mse_loss,
 // dropout, masked_fill, where. The row-wise ones loop over rows of the data directly:
 // in xtensor 0.24 last-axis reductions and column broadcasts are many times slower.
 #include <algorithm>
@@ -183,34 +184,6 @@ Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape, const st
       });
 }
 
-// logits (N,C), targets (N) class indices -> scalar; fused backward (softmax - onehot) / N
-template <class T> Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>& targets) {
-  detail::check_defined("cross_entropy", logits);
-  check_logits(logits, "cross_entropy");
-  const std::size_t n = logits.shape()[0], c = logits.shape()[1];
-  if (targets.size() != n)
-    detail::fail("cross_entropy",
-                 "logits " + shape_str(logits.shape()) + " with " + std::to_string(targets.size()) + " targets");
-  for (std::size_t t : targets)
-    if (t >= c)
-      detail::fail("cross_entropy",
-                   "target class " + std::to_string(t) + " out of range for " + std::to_string(c) + " classes");
-  const Array<T> logp = row_softmax(logits.data(), true);
-  T loss = 0;
-  for (std::size_t i = 0; i < n; ++i) loss -= logp.data()[i * c + targets[i]];
-  Array<T> out = xt::zeros<T>(Shape{});
-  out() = n ? loss / T(n) : T(0);
-  return make_result<T>("cross_entropy", std::move(out), {logits},
-                        [targets, n, c](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-                          if (!in[0]->requires_grad()) return;
-                          // in the forward pass this was -mean_i log_softmax(x)[i, target i]
-                          Array<T> gx = row_softmax(in[0]->data(), false);
-                          for (std::size_t i = 0; i < n; ++i) gx.data()[i * c + targets[i]] -= T(1);
-                          gx *= g() / T(n);
-                          add_grad(*in[0], std::move(gx));
-                        });
-}
-
 // logits (N,C), target distributions (N,C) -> scalar, -mean_n sum_c t log_softmax(x)
 template <class T> Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs) {
   detail::check_defined("cross_entropy", logits, target_probs);
@@ -323,7 +296,6 @@ template <class T> Tensor<T> where(const Mask& mask, const Tensor<T>& a, const T
   template Tensor<T> log_softmax(const Tensor<T>&, int);                                         \
   template Tensor<T> layer_norm(const Tensor<T>&, const Shape&, const std::optional<Tensor<T>>&, \
                                 const std::optional<Tensor<T>>&, double);                        \
-  template Tensor<T> cross_entropy(const Tensor<T>&, const std::vector<std::size_t>&);           \
   template Tensor<T> cross_entropy(const Tensor<T>&, const Tensor<T>&);                          \
   template Tensor<T> mse_loss(const Tensor<T>&, const Tensor<T>&);                               \
   template Tensor<T> dropout(const Tensor<T>&, double, bool, Generator&);                        \

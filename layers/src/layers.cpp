@@ -1,5 +1,6 @@
 #include "xtgrad/layers.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <utility>
@@ -36,9 +37,17 @@ template <class T> std::string Linear<T>::extra_repr() const {
 
 // ---- Embedding ------------------------------------------------------------------------
 template <class T>
-Embedding<T>::Embedding(std::size_t num, std::size_t dim, Generator& gen)
-    : Module<T>("Embedding"), num_embeddings(num), embedding_dim(dim) {
-  weight = this->register_parameter("weight", randn<T>({num, dim}, gen));
+Embedding<T>::Embedding(std::size_t num, std::size_t dim, Generator& gen) : Embedding(num, dim, std::nullopt, gen) {}
+
+template <class T>
+Embedding<T>::Embedding(std::size_t num, std::size_t dim, std::optional<std::size_t> padding, Generator& gen)
+    : Module<T>("Embedding"), num_embeddings(num), embedding_dim(dim), padding_idx(padding) {
+  if (padding && *padding >= num)
+    throw std::invalid_argument("Embedding: padding_idx " + std::to_string(*padding) + " out of range for " +
+                                std::to_string(num) + " embeddings");
+  Tensor<T> initial = randn<T>({num, dim}, gen);
+  if (padding) std::fill_n(initial.mutable_data().data() + *padding * dim, dim, T(0));
+  weight = this->register_parameter("weight", initial);
 }
 
 template <class T> Tensor<T> Embedding<T>::forward(const std::vector<std::size_t>& ids) {
@@ -46,7 +55,12 @@ template <class T> Tensor<T> Embedding<T>::forward(const std::vector<std::size_t
     if (id >= num_embeddings)
       throw std::invalid_argument("Embedding: index " + std::to_string(id) + " out of range for " +
                                   std::to_string(num_embeddings) + " embeddings");
-  return index_select(weight, 0, ids);
+  const Tensor<T> rows = index_select(weight, 0, ids);  // (n, dim)
+  if (!padding_idx || std::find(ids.begin(), ids.end(), *padding_idx) == ids.end()) return rows;
+  // The padding rows read the weight's values but pass no gradient back to them.
+  Mask padding(Shape{ids.size(), 1});
+  for (std::size_t i = 0; i < ids.size(); ++i) padding(i, 0) = ids[i] == *padding_idx;
+  return xtgrad::where(padding, rows.detach(), rows);
 }
 
 template <class T> Tensor<T> Embedding<T>::forward(const std::vector<std::size_t>& ids, const Shape& ids_shape) {
@@ -61,7 +75,8 @@ template <class T> Tensor<T> Embedding<T>::forward(const std::vector<std::size_t
 }
 
 template <class T> std::string Embedding<T>::extra_repr() const {
-  return std::to_string(num_embeddings) + ", " + std::to_string(embedding_dim);
+  return std::to_string(num_embeddings) + ", " + std::to_string(embedding_dim) +
+         (padding_idx ? ", padding_idx=" + std::to_string(*padding_idx) : "");
 }
 
 // ---- LayerNorm ------------------------------------------------------------------------

@@ -17,7 +17,8 @@ template <class T> void Module<T>::check_new_name(const std::string& name) const
   if (name.find('.') != std::string::npos)
     throw std::invalid_argument(type_name_ + ": name '" + name + "' must not contain '.'");
   const auto same = [&](const auto& entry) { return entry.first == name; };
-  if (std::any_of(params_.begin(), params_.end(), same) || std::any_of(children_.begin(), children_.end(), same))
+  if (std::any_of(params_.begin(), params_.end(), same) || std::any_of(buffers_.begin(), buffers_.end(), same) ||
+      std::any_of(children_.begin(), children_.end(), same))
     throw std::invalid_argument(type_name_ + ": name '" + name + "' is already registered");
 }
 
@@ -29,6 +30,15 @@ template <class T> Tensor<T> Module<T>::register_parameter(const std::string& na
   return tensor;
 }
 
+template <class T> Tensor<T> Module<T>::register_buffer(const std::string& name, Tensor<T> tensor) {
+  check_new_name(name);
+  if (!tensor.defined()) throw std::invalid_argument(type_name_ + ": buffer '" + name + "' is undefined");
+  if (tensor.requires_grad())
+    throw std::invalid_argument(type_name_ + ": buffer '" + name + "' requires a gradient (register a parameter)");
+  buffers_.emplace_back(name, tensor);
+  return tensor;
+}
+
 template <class T> void Module<T>::add_child(const std::string& name, std::shared_ptr<Module<T>> module) {
   check_new_name(name);
   if (!module) throw std::invalid_argument(type_name_ + ": submodule '" + name + "' is null");
@@ -36,14 +46,29 @@ template <class T> void Module<T>::add_child(const std::string& name, std::share
 }
 
 template <class T>
-void Module<T>::collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor<T>>>& out) const {
-  for (const auto& [name, tensor] : params_) out.emplace_back(prefix + name, tensor);
-  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out);
+void Module<T>::collect(const std::string& prefix, Kind kind,
+                        std::vector<std::pair<std::string, Tensor<T>>>& out) const {
+  for (const auto& [name, tensor] : kind == Kind::parameters ? params_ : buffers_)
+    out.emplace_back(prefix + name, tensor);
+  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", kind, out);
 }
 
 template <class T> std::vector<std::pair<std::string, Tensor<T>>> Module<T>::named_parameters() const {
   std::vector<std::pair<std::string, Tensor<T>>> out;
-  collect("", out);
+  collect("", Kind::parameters, out);
+  return out;
+}
+
+template <class T> std::vector<std::pair<std::string, Tensor<T>>> Module<T>::named_buffers() const {
+  std::vector<std::pair<std::string, Tensor<T>>> out;
+  collect("", Kind::buffers, out);
+  return out;
+}
+
+// Parameters, then buffers: what a state dict holds.
+template <class T> std::vector<std::pair<std::string, Tensor<T>>> Module<T>::named_state() const {
+  auto out = named_parameters();
+  for (auto& entry : named_buffers()) out.push_back(std::move(entry));
   return out;
 }
 
@@ -76,12 +101,12 @@ template <class T> void Module<T>::zero_grad() {
 
 template <class T> StateDict<T> Module<T>::state_dict() const {
   StateDict<T> state;
-  for (const auto& [name, tensor] : named_parameters()) state.emplace(name, tensor.data());
+  for (const auto& [name, tensor] : named_state()) state.emplace(name, tensor.data());
   return state;
 }
 
 template <class T> void Module<T>::load_state_dict(const StateDict<T>& state, bool strict) {
-  const auto named = named_parameters();
+  const auto named = named_state();
   std::vector<std::string> problems;
   for (const auto& [name, tensor] : named) {
     const auto found = state.find(name);

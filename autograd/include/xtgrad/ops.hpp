@@ -88,7 +88,8 @@ template <class T> Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b);
 // x (..., in), weight (out, in), bias (out) -> (..., out) = x weight^T + bias, as PyTorch's
 // F.linear: one gemm with a transpose flag, weight stored as PyTorch stores it.
 template <class T>
-Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const std::optional<Tensor<T>>& bias = std::nullopt);
+Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight,
+                 const std::optional<Tensor<scalar_t<T>>>& bias = std::nullopt);
 
 // ---- fused multi-head attention -------------------------------------------------------
 // softmax(scale Q K^T) V for every head at once, without copying heads apart: the width D
@@ -142,8 +143,14 @@ template <class T>
 Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
                      const std::optional<Tensor<T>>& weight = std::nullopt,
                      const std::optional<Tensor<T>>& bias = std::nullopt, double eps = 1e-5);
-// logits (N,C) with class indices (N) -> mean over N of -log softmax(logits)[n, target[n]].
-template <class T> Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>& targets);
+// F.cross_entropy with class indices: logits (N,C) with targets (N), or (N,C,d1,...) with
+// targets (N,d1,...) in row-major order -> the mean over the counted targets of
+//   -(1 - label_smoothing) log p[target] - label_smoothing / C sum_c log p[c].
+// A target equal to ignore_index counts for nothing (no loss, no gradient); with every
+// target ignored the mean is NaN, as in PyTorch.
+template <class T>
+Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>& targets,
+                        std::optional<std::size_t> ignore_index = std::nullopt, double label_smoothing = 0.0);
 // logits (N,C) with target distributions (N,C) -> mean over N of -sum_c target * log_softmax.
 template <class T> Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs);
 template <class T> Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target);  // mean
@@ -158,6 +165,54 @@ void check_probability(const std::string& op, const std::string& name, double p)
 template <class T> Tensor<T> masked_fill(const Tensor<T>& x, const Mask& mask, scalar_t<T> value);
 // a where mask is true, b elsewhere; all three broadcast together.
 template <class T> Tensor<T> where(const Mask& mask, const Tensor<T>& a, const Tensor<T>& b);
+
+// ---- images: convolution, pooling, batch norm (NCHW) ----------------------------------
+// A (height, width) pair; one number n means (n, n), as PyTorch's int-or-tuple arguments.
+struct Size2 {
+  std::size_t h, w;
+  Size2(std::size_t n) : h(n), w(n) {}  // NOLINT: implicit, as PyTorch's `stride=2`
+  Size2(std::size_t h, std::size_t w) : h(h), w(w) {}
+};
+// F.conv2d: x (N,Cin,H,W), weight (Cout,Cin/groups,kh,kw), bias (Cout) -> (N,Cout,Ho,Wo),
+// Ho = (H + 2 padding.h - dilation.h (kh - 1) - 1) / stride.h + 1 (Wo alike). Zero padding.
+template <class T>
+Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight,
+                 const std::optional<Tensor<scalar_t<T>>>& bias = std::nullopt, Size2 stride = 1, Size2 padding = 0,
+                 Size2 dilation = 1, std::size_t groups = 1);
+// F.max_pool2d: (N,C,H,W) -> (N,C,Ho,Wo). stride defaults to the kernel; padding (at most
+// half the kernel) never wins a max. The gradient goes to the first maximum of a window.
+template <class T>
+Tensor<T> max_pool2d(const Tensor<T>& x, Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0);
+// F.avg_pool2d with PyTorch's defaults (count_include_pad: padded zeros count in the mean).
+template <class T>
+Tensor<T> avg_pool2d(const Tensor<T>& x, Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0);
+// F.adaptive_avg_pool2d: (N,C,H,W) -> (N,C,Ho,Wo); output row i averages input rows
+// floor(i H / Ho) to ceil((i + 1) H / Ho) - 1 (columns alike).
+template <class T> Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, Size2 output_size);
+// F.batch_norm: x (N,C) or (N,C,...) normalised per channel. training: by the batch's mean
+// and biased variance, and running_mean / running_var (C), when given, move toward the
+// batch mean and unbiased variance: r = (1 - momentum) r + momentum batch (in place, no
+// gradient). Not training: by the running statistics. weight, bias (C) optional.
+template <class T>
+Tensor<T> batch_norm(const Tensor<T>& x, const std::optional<Tensor<scalar_t<T>>>& running_mean,
+                     const std::optional<Tensor<scalar_t<T>>>& running_var,
+                     const std::optional<Tensor<scalar_t<T>>>& weight = std::nullopt,
+                     const std::optional<Tensor<scalar_t<T>>>& bias = std::nullopt, bool training = false,
+                     double momentum = 0.1, double eps = 1e-5);
+
+// ---- reading results, building masks (no gradient) ------------------------------------
+using Indices = xt::xarray<std::size_t>;
+// x's shape without axis: the first index of the largest value, as torch.argmax.
+template <class T> Indices argmax(const Tensor<T>& x, int axis = -1);
+// The k largest values of each last-axis row, largest first, and their indices: (..., k).
+template <class T> struct TopK {
+  Array<T> values;
+  Indices indices;
+};
+template <class T> TopK<T> topk(const Tensor<T>& x, std::size_t k);
+// (rows, cols), true where column j <= row i + diagonal, as torch.tril of ones: the causal
+// attention mask of a length-L sequence is tril_mask(L, L) ("may attend" = true).
+Mask tril_mask(std::size_t rows, std::size_t cols, long diagonal = 0);
 
 // ---- operators ------------------------------------------------------------------------
 template <class T> Tensor<T> operator+(const Tensor<T>& a, const Tensor<T>& b) { return add(a, b); }
@@ -176,8 +231,8 @@ template <class T> Tensor<T> operator/(scalar_t<T> s, const Tensor<T>& a) { retu
 
 // ---- threads --------------------------------------------------------------------------
 // The threads xtgrad's ops use: large products are split into bands, attention over heads
-// and key blocks, row-wise ops over rows. OpenBLAS is then kept to one thread per call.
-// Until this is called, ops run on the calling thread and OpenBLAS uses its own default.
+// and key blocks, row-wise ops over rows. OpenBLAS runs each call on one thread (set
+// before main). Until this is called, ops run on the calling thread.
 // n must be from 1 to max_num_threads(), else std::invalid_argument. When the threads
 // cannot be started (a memory or process limit), std::system_error: the ones already
 // started are stopped and the thread count stays as it was.

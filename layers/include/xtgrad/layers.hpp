@@ -28,14 +28,18 @@ template <class T> class Linear : public UnaryModule<T> {
 };
 
 // ids (n) -> (n, dim); with a shape for the ids, (shape..., dim). weight (num, dim) ~ N(0, 1).
+// With padding_idx, as PyTorch: that row starts as zeros and gets no gradient.
 template <class T> class Embedding : public Module<T> {
  public:
   Embedding(std::size_t num_embeddings, std::size_t embedding_dim, Generator& gen = global_generator());
+  Embedding(std::size_t num_embeddings, std::size_t embedding_dim, std::optional<std::size_t> padding_idx,
+            Generator& gen = global_generator());
   Tensor<T> forward(const std::vector<std::size_t>& ids);
   Tensor<T> forward(const std::vector<std::size_t>& ids, const Shape& ids_shape);
   std::string extra_repr() const override;
 
   const std::size_t num_embeddings, embedding_dim;
+  const std::optional<std::size_t> padding_idx;
   Tensor<T> weight;
 };
 

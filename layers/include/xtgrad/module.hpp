@@ -30,6 +30,10 @@ template <class T> class Module {
   // Registers a parameter (it is made to require a gradient) and returns its handle.
   // Names must be non-empty, free of '.', and unique within this module.
   Tensor<T> register_parameter(const std::string& name, Tensor<T> tensor);
+  // Registers non-trainable state (BatchNorm's running statistics) and returns its handle:
+  // state_dict() and load_state_dict() carry it, parameters() does not, and it never
+  // requires a gradient. Names as for parameters, unique among both.
+  Tensor<T> register_buffer(const std::string& name, Tensor<T> tensor);
   template <class M> std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
     add_child(name, module);
     return module;
@@ -37,6 +41,7 @@ template <class T> class Module {
 
   std::vector<Tensor<T>> parameters() const;  // this module's, then each child's, in order
   std::vector<std::pair<std::string, Tensor<T>>> named_parameters() const;
+  std::vector<std::pair<std::string, Tensor<T>>> named_buffers() const;  // dotted names, as parameters
   std::vector<std::shared_ptr<Module<T>>> children() const;
   const std::vector<std::pair<std::string, std::shared_ptr<Module<T>>>>& named_children() const { return children_; }
   std::size_t parameter_count() const;  // number of scalar values
@@ -46,7 +51,7 @@ template <class T> class Module {
   bool is_training() const { return training_; }
   void zero_grad();
 
-  // A copy of every parameter's value by dotted name.
+  // A copy of every parameter's and buffer's value by dotted name.
   StateDict<T> state_dict() const;
   // Checks everything first: a missing (when strict), unexpected (when strict) or
   // mis-shaped tensor is reported by name in one std::invalid_argument, and nothing is
@@ -63,12 +68,14 @@ template <class T> class Module {
  private:
   void add_child(const std::string& name, std::shared_ptr<Module<T>> module);
   void check_new_name(const std::string& name) const;
-  void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor<T>>>& out) const;
+  enum class Kind { parameters, buffers };
+  void collect(const std::string& prefix, Kind kind, std::vector<std::pair<std::string, Tensor<T>>>& out) const;
+  std::vector<std::pair<std::string, Tensor<T>>> named_state() const;  // parameters, then buffers
   void describe(std::string& out, int indent) const;
 
   std::string type_name_;
   bool training_ = true;
-  std::vector<std::pair<std::string, Tensor<T>>> params_;
+  std::vector<std::pair<std::string, Tensor<T>>> params_, buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module<T>>>> children_;
 };
 

@@ -1,9 +1,11 @@
 // Everything for building and training models: the engine, the Module API and layers,
-// cross-attention and the optimizers.
+// cross-attention, the convolutional layers and the optimizers.
 #pragma once
 
 #include "xtgrad/attention.hpp"
 #include "xtgrad/layers.hpp"
 #include "xtgrad/module.hpp"
 #include "xtgrad/optim.hpp"
+#include "xtgrad/recurrent.hpp"
+#include "xtgrad/vision.hpp"
 #include "xtgrad/xtgrad.hpp"

@@ -1,0 +1,95 @@
+// Recurrent layers as torch.nn names them: LSTM and GRU (stacked, optionally batch_first)
+// and their one-step cells. Gate order, parameter names (weight_ih_l0, weight_hh_l0,
+// bias_ih_l0, bias_hh_l0, ...) and initialisation U(-1/sqrt(hidden), 1/sqrt(hidden)) are
+// PyTorch's, so a PyTorch state_dict loads by its keys.
+//   LSTM: i, f, g, o = chunks of x W_ih^T + b_ih + h W_hh^T + b_hh (sigmoid, sigmoid, tanh,
+//         sigmoid); c' = f c + i g; h' = o tanh(c')
+//   GRU:  r, z = sigmoid of the first two chunks of x W_ih^T + b_ih + h W_hh^T + b_hh;
+//         n = tanh(x_n + r (h W_hn^T + b_hn)); h' = (1 - z) n + z h
+// A layer projects the inputs of all time steps in one product; only h W_hh^T is per step.
+// Variable-length batches: pass `lengths` (one per sequence, in batch order, 1 to the
+// sequence length). Sequence b stops at its length, as a PyTorch packed sequence does: its
+// outputs after that are zeros and its h_n (and c_n) are its state at its last step.
+#pragma once
+
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "xtgrad/module.hpp"
+#include "xtgrad/ops.hpp"
+
+namespace xtgrad {
+
+template <class T> struct LSTMState {
+  Tensor<T> h, c;  // (num_layers, B, hidden) for LSTM, (B, hidden) for LSTMCell
+};
+
+template <class T> struct LSTMOutput {
+  Tensor<T> output;    // (L, B, hidden), or (B, L, hidden) when batch_first
+  LSTMState<T> state;  // h_n, c_n: (num_layers, B, hidden)
+};
+
+template <class T> struct GRUOutput {
+  Tensor<T> output;  // (L, B, hidden), or (B, L, hidden) when batch_first
+  Tensor<T> h_n;     // (num_layers, B, hidden)
+};
+
+// One LSTM step: x (B, input), state (B, hidden) each -> the next (h, c).
+template <class T> class LSTMCell : public Module<T> {
+ public:
+  LSTMCell(std::size_t input_size, std::size_t hidden_size, bool bias = true, Generator& gen = global_generator());
+  // No state: zeros.
+  LSTMState<T> forward(const Tensor<T>& x, const std::optional<LSTMState<T>>& state = std::nullopt);
+  std::string extra_repr() const override;
+
+  const std::size_t input_size, hidden_size;
+  Tensor<T> weight_ih, weight_hh;             // (4 hidden, input), (4 hidden, hidden)
+  std::optional<Tensor<T>> bias_ih, bias_hh;  // (4 hidden)
+};
+
+// One GRU step: x (B, input), h (B, hidden) -> the next h.
+template <class T> class GRUCell : public Module<T> {
+ public:
+  GRUCell(std::size_t input_size, std::size_t hidden_size, bool bias = true, Generator& gen = global_generator());
+  Tensor<T> forward(const Tensor<T>& x, const std::optional<Tensor<T>>& h = std::nullopt);
+  std::string extra_repr() const override;
+
+  const std::size_t input_size, hidden_size;
+  Tensor<T> weight_ih, weight_hh;             // (3 hidden, input), (3 hidden, hidden)
+  std::optional<Tensor<T>> bias_ih, bias_hh;  // (3 hidden)
+};
+
+template <class T> class LSTM : public Module<T> {
+ public:
+  LSTM(std::size_t input_size, std::size_t hidden_size, std::size_t num_layers = 1, bool bias = true,
+       bool batch_first = false, Generator& gen = global_generator());
+  // x (L, B, input) or (B, L, input) when batch_first; state h_0, c_0 (num_layers, B,
+  // hidden), zeros when not given.
+  LSTMOutput<T> forward(const Tensor<T>& x, const std::optional<LSTMState<T>>& state = std::nullopt,
+                        const std::optional<std::vector<std::size_t>>& lengths = std::nullopt);
+  std::string extra_repr() const override;
+
+  const std::size_t input_size, hidden_size, num_layers;
+  const bool batch_first;
+  // Layer k's weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k}, as registered.
+  std::vector<Tensor<T>> weight_ih, weight_hh;
+  std::vector<std::optional<Tensor<T>>> bias_ih, bias_hh;
+};
+
+template <class T> class GRU : public Module<T> {
+ public:
+  GRU(std::size_t input_size, std::size_t hidden_size, std::size_t num_layers = 1, bool bias = true,
+      bool batch_first = false, Generator& gen = global_generator());
+  // x as LSTM's; h_0 (num_layers, B, hidden), zeros when not given.
+  GRUOutput<T> forward(const Tensor<T>& x, const std::optional<Tensor<T>>& h_0 = std::nullopt,
+                       const std::optional<std::vector<std::size_t>>& lengths = std::nullopt);
+  std::string extra_repr() const override;
+
+  const std::size_t input_size, hidden_size, num_layers;
+  const bool batch_first;
+  std::vector<Tensor<T>> weight_ih, weight_hh;
+  std::vector<std::optional<Tensor<T>>> bias_ih, bias_hh;
+};
+
+}  // namespace xtgrad
