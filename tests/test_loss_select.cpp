@@ -6,88 +6,26 @@
 // largest deviation (MESSAGE).
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <iomanip>
 #include <limits>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "helpers.hpp"
+#include "fixtures.hpp"
 #include "xtgrad/layers.hpp"
-
-#ifndef XTGRAD_FIXTURE_DIR
-#error \
-    "XTGRAD_FIXTURE_DIR must name tests/fixtures: in tests/CMakeLists.txt, target_compile_definitions(xtgrad-tests PRIVATE XTGRAD_FIXTURE_DIR=\"${CMAKE_CURRENT_SOURCE_DIR}/fixtures\")"
-#endif
 
 using namespace xtgrad;
 using namespace xtgrad::testing;
-using json = nlohmann::json;
 
 namespace {
 
 using Targets = std::vector<std::size_t>;
 
-// |ours - PyTorch's| / max(1, |PyTorch's|): relative for large values, absolute near 0
-// (a gradient that cancels to ~1e-17 in one library and to 0 in the other is not wrong).
-constexpr double kTol = 1e-10;
-
-// ---- fixtures -------------------------------------------------------------------------
-json load_fixture(const std::string& name) {
-  const std::string path = std::string(XTGRAD_FIXTURE_DIR) + "/loss/" + name;
-  std::ifstream in(path);
-  REQUIRE_MESSAGE(in.good(), "cannot open " << path << " (regenerate with tests/fixtures/make_loss_fixtures.py)");
-  return json::parse(in);
-}
-
-const json& find_config(const json& fixture, const std::string& name) {
-  for (const auto& c : fixture.at("configs"))
-    if (c.at("name") == name) return c;
-  throw std::runtime_error("no fixture configuration named " + name);
-}
-
-// {"shape": [...], "data": [row-major values]} as a tensor.
-D tensor_of(const json& t, bool requires_grad = false) {
-  return make<double>(t.at("shape").get<Shape>(), t.at("data").get<std::vector<double>>(), requires_grad);
-}
-
-// The largest deviation from PyTorch; checks each value against kTol.
-struct Deviation {
-  double worst = 0;
-  std::string worst_at = "none";
-  std::size_t count = 0;
-  void add(double actual, double expected, const std::string& where) {
-    const double err = std::abs(actual - expected) / std::max(1.0, std::abs(expected));
-    ++count;
-    if (std::isnan(err) || err > worst) {
-      worst = err;
-      worst_at = where;
-    }
-    CHECK_MESSAGE(err <= kTol, where << ": " << std::setprecision(17) << actual << " vs PyTorch " << expected);
-  }
-  // Every element of a tensor against the fixture's {"shape", "data"}.
-  void add_all(const Array<double>& actual, const json& expected, const std::string& what) {
-    const D e = tensor_of(expected);
-    REQUIRE(Shape(actual.shape().begin(), actual.shape().end()) == e.shape());
-    for (std::size_t j = 0; j < e.numel(); ++j)
-      add(actual.data()[j], e.data().data()[j], what + " element " + std::to_string(j));
-  }
-  void report(const std::string& name) const {
-    MESSAGE(name << ": largest deviation |ours - PyTorch| / max(1, |PyTorch|) over " << count << " values: " << worst
-                 << " (" << worst_at << ")");
-    CHECK(count > 0);
-  }
-};
-
 // One configuration of cross_entropy.json: the loss and the gradient of the logits.
 void check_cross_entropy_fixture(const std::string& name) {
-  const json fixture = load_fixture("cross_entropy.json");
-  const json& spec = find_config(fixture, name);
-  D logits = tensor_of(spec.at("logits"), true);
+  const json fixture = load_fixture("loss", "cross_entropy.json");
+  const json& spec = find_case(fixture, name, "configs");
+  D logits = fixture_tensor(spec.at("logits"), true);
   const Targets targets = spec.at("targets").at("data").get<Targets>();
   std::optional<std::size_t> ignore_index;
   if (!spec.at("ignore_index").is_null()) ignore_index = spec.at("ignore_index").get<std::size_t>();
@@ -95,26 +33,25 @@ void check_cross_entropy_fixture(const std::string& name) {
 
   D loss = cross_entropy(logits, targets, ignore_index, label_smoothing);
   REQUIRE(loss.shape() == Shape{});
-  Deviation dev;
-  dev.add(loss.item(), spec.at("loss").get<double>(), "loss");
+  Deviation dev("cross_entropy " + name);
+  dev.compare(loss.item(), spec.at("loss").get<double>(), "loss");
   loss.backward();
-  REQUIRE(logits.has_grad());
-  dev.add_all(logits.grad(), spec.at("grad"), "grad");
-  dev.report("cross_entropy " + name);
+  dev.compare_grad(logits, spec.at("grad"), "grad");
+  dev.report();
 }
 
 // One configuration of embedding.json: the weight is set from the fixture, the output and
 // the weight's gradient of sum(out * G) compared; the padding row's gradient is exactly 0.
 void check_embedding_fixture(const std::string& name) {
-  const json fixture = load_fixture("embedding.json");
-  const json& spec = find_config(fixture, name);
+  const json fixture = load_fixture("loss", "embedding.json");
+  const json& spec = find_case(fixture, name, "configs");
   const std::size_t num = fixture.at("num_embeddings").get<std::size_t>();
   const std::size_t dim = fixture.at("embedding_dim").get<std::size_t>();
   const std::size_t padding = fixture.at("padding_idx").get<std::size_t>();
   Generator gen(41);
   Embedding<double> emb(num, dim, padding, gen);
   REQUIRE(emb.padding_idx == std::optional<std::size_t>(padding));
-  const D weight = tensor_of(spec.at("weight"));
+  const D weight = fixture_tensor(spec.at("weight"));
   REQUIRE(weight.shape() == Shape{num, dim});
   emb.weight.mutable_data() = weight.data();
 
@@ -122,13 +59,12 @@ void check_embedding_fixture(const std::string& name) {
   const Shape ids_shape = spec.at("ids").at("shape").get<Shape>();
   REQUIRE(std::count(ids.begin(), ids.end(), padding) >= 2);
   const D out = emb.forward(ids, ids_shape);
-  Deviation dev;
-  dev.add_all(out.data(), spec.at("out"), "out");
-  sum(out * tensor_of(spec.at("G"))).backward();
-  REQUIRE(emb.weight.has_grad());
-  dev.add_all(emb.weight.grad(), spec.at("grad_weight"), "grad_weight");
+  Deviation dev("Embedding padding_idx " + name);
+  dev.compare(out.data(), spec.at("out"), "out");
+  sum(out * fixture_tensor(spec.at("G"))).backward();
+  dev.compare_grad(emb.weight, spec.at("grad_weight"), "grad_weight");
   for (std::size_t j = 0; j < dim; ++j) CHECK_MESSAGE(emb.weight.grad()(padding, j) == 0.0, "padding row column " << j);
-  dev.report("Embedding padding_idx " + name);
+  dev.report();
 }
 
 // cross_entropy of the first input with these targets, as a gradcheck function.
@@ -136,7 +72,7 @@ Fn ce_fn(const Targets& targets, std::optional<std::size_t> ignore_index, double
   return [=](const In& in) { return cross_entropy(in[0], targets, ignore_index, label_smoothing); };
 }
 
-// An array's elements in row-major order (a mask's as 0 and 1), and its shape.
+// An array's elements in row-major order (a mask's as 0 and 1).
 template <class E> std::vector<typename E::value_type> values_of(const E& a) {
   return std::vector<typename E::value_type>(a.begin(), a.end());
 }
@@ -145,7 +81,6 @@ std::vector<int> values_of(const Mask& m) {
   for (bool b : m) out.push_back(b ? 1 : 0);
   return out;
 }
-template <class E> Shape shape_of(const E& a) { return Shape(a.shape().begin(), a.shape().end()); }
 
 }  // namespace
 

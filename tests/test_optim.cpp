@@ -3,7 +3,6 @@
 // dicts, schedulers driving an optimizer, and a tiny model trained to convergence.
 // Every fixture test prints its largest deviation from PyTorch (MESSAGE).
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <memory>
 #include <set>
@@ -12,19 +11,14 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "helpers.hpp"
+#include "fixtures.hpp"
 #include "xtgrad/optim.hpp"
 
-#ifndef XTGRAD_FIXTURE_DIR
-#error \
-    "XTGRAD_FIXTURE_DIR must name tests/fixtures: in tests/CMakeLists.txt, target_compile_definitions(xtgrad-tests PRIVATE XTGRAD_FIXTURE_DIR=\"${CMAKE_CURRENT_SOURCE_DIR}/fixtures\")"
-#endif
-
 using namespace xtgrad;
-using json = nlohmann::json;
 using xtgrad::testing::check_throws_with;
+using xtgrad::testing::find_case;
+using xtgrad::testing::json;
+using xtgrad::testing::load_fixture;
 
 namespace {
 
@@ -35,19 +29,7 @@ constexpr double kAbsTol = 1e-12;  // for reference values that are (nearly) zer
 constexpr double kPi = 3.14159265358979323846;
 
 // ---- fixtures -------------------------------------------------------------------------
-json load_fixture(const std::string& name) {
-  const std::string path = std::string(XTGRAD_FIXTURE_DIR) + "/optim/" + name;
-  std::ifstream in(path);
-  REQUIRE_MESSAGE(in.good(), "cannot open " << path << " (regenerate with tests/fixtures/make_optim_fixtures.py)");
-  return json::parse(in);
-}
-
-const json& find_config(const json& fixture, const std::string& name) {
-  for (const auto& c : fixture.at("configs"))
-    if (c.at("name") == name) return c;
-  throw std::runtime_error("no fixture configuration named " + name);
-}
-
+// Parameters are nested lists here, not {"shape", "data"}: flattened in row-major order.
 void flatten(const json& v, std::vector<double>& flat, Shape& shape, std::size_t depth) {
   if (!v.is_array()) {
     flat.push_back(v.get<double>());
@@ -87,7 +69,9 @@ template <class T> void drop_grad(Tensor<T>& p) {  // PyTorch's p.grad = None
 }
 
 // Largest deviation between our values and PyTorch's; checks each against the tolerance.
-struct Deviation {
+// Not fixtures.hpp's Deviation: optimizers are held per value to a relative tolerance plus
+// an absolute one (float runs too), and both largest deviations are reported.
+struct OptimDeviation {
   double rel = 0, abs = 0;
   std::size_t count = 0;
   double rel_tol = kRelTol;
@@ -151,8 +135,8 @@ std::unique_ptr<Optimizer<T>> make_optimizer(const json& spec, const std::vector
 // step (and the lr, when a schedule drives it) with PyTorch's float64 values.
 template <class T = double>
 void check_optimizer_fixture(const std::string& name, double rel_tol = kRelTol, double abs_tol = kAbsTol) {
-  const json fixture = load_fixture("optimizers.json");
-  const json& spec = find_config(fixture, name);
+  const json fixture = load_fixture("optim", "optimizers.json");
+  const json& spec = find_case(fixture, name, "configs");
   std::vector<Tensor<T>> params = initial_params<T>(fixture);
   std::unique_ptr<Optimizer<T>> opt = make_optimizer<T>(spec, params);
   std::unique_ptr<LRScheduler<T>> sched;
@@ -164,7 +148,7 @@ void check_optimizer_fixture(const std::string& name, double rel_tol = kRelTol, 
   const std::size_t steps = fixture.at("steps");
   const json& after = spec.at("params_after");
   REQUIRE(after.size() == steps);
-  Deviation dev;
+  OptimDeviation dev;
   dev.rel_tol = rel_tol;
   dev.abs_tol = abs_tol;
   for (std::size_t k = 0; k < steps; ++k) {
@@ -190,8 +174,8 @@ void check_optimizer_fixture(const std::string& name, double rel_tol = kRelTol, 
 }
 
 void check_clip_fixture(const std::string& name) {
-  const json fixture = load_fixture("clip_grad_norm.json");
-  const json& spec = find_config(fixture, name);
+  const json fixture = load_fixture("optim", "clip_grad_norm.json");
+  const json& spec = find_case(fixture, name, "configs");
   std::vector<D> params = initial_params<double>(fixture);
   std::set<std::size_t> no_grad;
   for (const auto& e : spec.value("no_grad", json::array())) no_grad.insert(e.get<std::size_t>());
@@ -203,7 +187,7 @@ void check_clip_fixture(const std::string& name) {
   const double norm_type = spec.at("norm_type").is_string() ? inf_norm : spec.at("norm_type").get<double>();
   const double max_norm = spec.at("max_norm");
 
-  Deviation dev;
+  OptimDeviation dev;
   const double total = clip_grad_norm(params, max_norm, norm_type);
   dev.add(total, spec.at("total_norm").get<double>(), "total norm");
   for (std::size_t i = 0; i < params.size(); ++i) {
@@ -227,14 +211,14 @@ void check_clip_fixture(const std::string& name) {
 }
 
 void check_schedule_fixture(const std::string& name) {
-  const json fixture = load_fixture("lr_schedules.json");
-  const json& spec = find_config(fixture, name);
+  const json fixture = load_fixture("optim", "lr_schedules.json");
+  const json& spec = find_case(fixture, name, "configs");
   const auto schedule = make_schedule(spec.at("schedule"));
   const double base_lr = spec.at("base_lr");
   const json& expected = spec.at("lr");
   REQUIRE(expected.size() == spec.at("steps").get<std::size_t>() + 1);
 
-  Deviation dev;
+  OptimDeviation dev;
   for (std::size_t s = 0; s < expected.size(); ++s)
     dev.add(schedule->lr(s, base_lr), expected.at(s).get<double>(), "lr at step " + std::to_string(s));
   dev.report("schedule " + name);
@@ -284,7 +268,7 @@ void run_rule_steps(Optimizer<T>& opt, std::vector<Tensor<T>>& params, std::size
 // 3 steps, save, a new optimizer (other lr) on copies of the parameters loads the state,
 // 2 more steps on both: identical bits. Without the load the copy diverges.
 template <class Opt, class T, class Options> void check_resume(Options options) {
-  const json fixture = load_fixture("optimizers.json");
+  const json fixture = load_fixture("optim", "optimizers.json");
   std::vector<Tensor<T>> a = initial_params<T>(fixture);
   Opt first(a, options);
   run_rule_steps<T>(first, a, 0, 2);

@@ -6,41 +6,27 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <fstream>
 #include <functional>
-#include <iomanip>
-#include <limits>
 #include <map>
 #include <optional>
-#include <sstream>
-#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "helpers.hpp"
+#include "fixtures.hpp"
 #include "xtgrad/recurrent.hpp"
 
-#ifndef XTGRAD_FIXTURE_DIR
-#error \
-    "XTGRAD_FIXTURE_DIR must name tests/fixtures: in tests/CMakeLists.txt, target_compile_definitions(xtgrad-tests PRIVATE XTGRAD_FIXTURE_DIR=\"${CMAKE_CURRENT_SOURCE_DIR}/fixtures\")"
-#endif
-
 using namespace xtgrad;
-using json = nlohmann::json;
-using xtgrad::testing::check_throws_with;
-using xtgrad::testing::input;
+using namespace xtgrad::testing;
 
 namespace {
 
-using D = Tensor<double>;
 using Named = std::vector<std::pair<std::string, D>>;
 using Lengths = std::optional<std::vector<std::size_t>>;
 
-constexpr double kTol = 1e-10;      // |ours - PyTorch| / max(1, |PyTorch|): the contract
-constexpr double kSelfTol = 1e-12;  // ours against ours by another route (other product sizes)
+// Ours against ours by another route (other product sizes), in rel_deviation; PyTorch's
+// results are held to kPyTorchTol.
+constexpr double kSelfTol = 1e-12;
 
 // A layer as a function: x and the initial states (h_0, and c_0 for LSTM kinds; none for
 // zeros) -> its results (output, h_n[, c_n] for a stacked layer; h[, c] for a cell). One
@@ -83,92 +69,16 @@ RunFn run_gru_cell(GRUCell<double>& cell) {
   };
 }
 
-Shape shape_of(const Array<double>& a) { return Shape(a.shape().begin(), a.shape().end()); }
-
-// max |a - b| / max(1, |b|); infinite for a NaN, so that it never passes.
-double max_rel_diff(const Array<double>& a, const Array<double>& b) {
-  REQUIRE_MESSAGE(shape_of(a) == shape_of(b), shape_str(shape_of(a)) << " vs " << shape_str(shape_of(b)));
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const double err = std::abs(a.data()[i] - b.data()[i]) / std::max(1.0, std::abs(b.data()[i]));
-    worst = std::max(worst, std::isnan(err) ? std::numeric_limits<double>::infinity() : err);
-  }
-  return worst;
-}
-
-// Every digit of a double: doctest's own formatting (and stream manipulators, which it
-// applies to each piece separately) would hide a last-bits difference.
-std::string digits17(double v) {
-  std::ostringstream out;
-  out << std::setprecision(17) << v;
-  return out.str();
-}
-
 bool all_zero(const Array<double>& a) {
   return std::all_of(a.begin(), a.end(), [](double v) { return v == 0.0; });
 }
 
 // ---- fixtures -------------------------------------------------------------------------
-json load_fixture(const std::string& name) {
-  const std::string path = std::string(XTGRAD_FIXTURE_DIR) + "/recurrent/" + name + ".json";
-  std::ifstream in(path);
-  REQUIRE_MESSAGE(in.good(), "cannot open " << path << " (regenerate with tests/fixtures/make_recurrent_fixtures.py)");
-  return json::parse(in);
-}
-
-// {"shape": [...], "data": [row-major values]} -> Array
-Array<double> to_array(const json& t) {
-  const Shape shape = t.at("shape").get<Shape>();
-  const json& data = t.at("data");
-  Array<double> a = Array<double>::from_shape(shape);
-  REQUIRE(a.size() == data.size());
-  for (std::size_t i = 0; i < a.size(); ++i) a.data()[i] = data.at(i).get<double>();
-  return a;
-}
-
-// The largest relative deviation from PyTorch over a case; each tensor is checked as a
-// whole (one CHECK naming its worst element) so that a wrong layer does not flood the log.
-struct Deviation {
-  double worst = 0;
-  std::string where = "nothing compared";
-  std::size_t count = 0;
-
-  void compare(const Array<double>& actual, const json& expected_json, const std::string& what) {
-    const Array<double> expected = to_array(expected_json);
-    REQUIRE_MESSAGE(shape_of(actual) == shape_of(expected), what << " has shape " << shape_str(shape_of(actual))
-                                                                 << ", PyTorch's " << shape_str(shape_of(expected)));
-    const bool first = count == 0;
-    double tensor_worst = 0;
-    std::size_t at = 0;
-    for (std::size_t i = 0; i < expected.size(); ++i) {
-      const double b = expected.data()[i];
-      const double err = std::abs(actual.data()[i] - b) / std::max(1.0, std::abs(b));
-      if (std::isnan(err) || err > tensor_worst) {
-        tensor_worst = std::isnan(err) ? std::numeric_limits<double>::infinity() : err;
-        at = i;
-      }
-    }
-    count += expected.size();
-    CHECK_MESSAGE(tensor_worst <= kTol, what << " flat element " << at << ": " << digits17(actual.data()[at])
-                                             << " vs PyTorch " << digits17(expected.data()[at]));
-    if (first || tensor_worst > worst) {
-      worst = tensor_worst;
-      where = what + " flat element " + std::to_string(at);
-    }
-  }
-
-  void report(const std::string& name) const {
-    MESSAGE(name << ": largest relative deviation from PyTorch over " << count << " values: " << worst << " (" << where
-                 << ")");
-    CHECK(count > 0);
-  }
-};
-
 // Loads PyTorch's state_dict by its keys (strict) and checks that our parameters come in
 // PyTorch's order and now hold PyTorch's values.
 void load_pytorch_weights(Module<double>& module, const json& fx) {
   StateDict<double> state;
-  for (const auto& item : fx.at("state_dict").items()) state[item.key()] = to_array(item.value());
+  for (const auto& item : fx.at("state_dict").items()) state[item.key()] = fixture_array(item.value());
   module.load_state_dict(state);
   std::vector<std::string> names;
   for (const auto& p : module.named_parameters()) {
@@ -182,7 +92,7 @@ void load_pytorch_weights(Module<double>& module, const json& fx) {
 
 std::map<std::string, D> load_inputs(const json& fx) {  // leaves that require a gradient
   std::map<std::string, D> in;
-  for (const auto& item : fx.at("inputs").items()) in.emplace(item.key(), D(to_array(item.value()), true));
+  for (const auto& item : fx.at("inputs").items()) in.emplace(item.key(), fixture_tensor(item.value(), true));
   return in;
 }
 
@@ -205,51 +115,45 @@ void check_against_pytorch(const json& fx, Module<double>& module, const RunFn& 
   REQUIRE(results.size() == result_names.size());
   REQUIRE(fx.at("outputs").size() == result_names.size());
 
-  Deviation dev;
+  Deviation dev(fx.at("name").get<std::string>());
   D loss;
   for (std::size_t i = 0; i < results.size(); ++i) {
     const std::string& name = result_names[i];
     dev.compare(results[i].data(), fx.at("outputs").at(name), name);
-    const D term = sum(results[i] * D(to_array(fx.at("loss_weights").at(name))));
+    const D term = sum(results[i] * fixture_tensor(fx.at("loss_weights").at(name)));
     loss = loss.defined() ? loss + term : term;
   }
   loss.backward();
 
   const json& input_grads = fx.at("input_grads");
   REQUIRE(input_grads.size() == in.size());
-  for (const auto& leaf : in) {
-    REQUIRE_MESSAGE(leaf.second.has_grad(), "no gradient reached " << leaf.first);
-    dev.compare(leaf.second.grad(), input_grads.at(leaf.first), "d loss / d " + leaf.first);
-  }
+  for (const auto& leaf : in) dev.compare_grad(leaf.second, input_grads.at(leaf.first), "d loss / d " + leaf.first);
   const json& param_grads = fx.at("param_grads");
   const Named params = module.named_parameters();
   REQUIRE(params.size() == param_grads.size());
-  for (const auto& p : params) {
-    REQUIRE_MESSAGE(p.second.has_grad(), "no gradient reached " << p.first);
-    dev.compare(p.second.grad(), param_grads.at(p.first), "d loss / d " + p.first);
-  }
-  dev.report(fx.at("name").get<std::string>());
+  for (const auto& p : params) dev.compare_grad(p.second, param_grads.at(p.first), "d loss / d " + p.first);
+  dev.report();
 }
 
 std::size_t config_size(const json& fx, const char* key) { return fx.at("config").at(key).get<std::size_t>(); }
 bool config_flag(const json& fx, const char* key) { return fx.at("config").at(key).get<bool>(); }
 
 void check_lstm_cell_fixture(const std::string& name) {
-  const json fx = load_fixture(name);
+  const json fx = load_fixture("recurrent", name + ".json");
   REQUIRE(fx.at("module").get<std::string>() == "LSTMCell");
   LSTMCell<double> cell(config_size(fx, "input_size"), config_size(fx, "hidden_size"), config_flag(fx, "bias"));
   check_against_pytorch(fx, cell, run_lstm_cell(cell), {"h", "c"});
 }
 
 void check_gru_cell_fixture(const std::string& name) {
-  const json fx = load_fixture(name);
+  const json fx = load_fixture("recurrent", name + ".json");
   REQUIRE(fx.at("module").get<std::string>() == "GRUCell");
   GRUCell<double> cell(config_size(fx, "input_size"), config_size(fx, "hidden_size"), config_flag(fx, "bias"));
   check_against_pytorch(fx, cell, run_gru_cell(cell), {"h"});
 }
 
 void check_lstm_fixture(const std::string& name) {
-  const json fx = load_fixture(name);
+  const json fx = load_fixture("recurrent", name + ".json");
   REQUIRE(fx.at("module").get<std::string>() == "LSTM");
   LSTM<double> lstm(config_size(fx, "input_size"), config_size(fx, "hidden_size"), config_size(fx, "num_layers"),
                     config_flag(fx, "bias"), config_flag(fx, "batch_first"));
@@ -257,7 +161,7 @@ void check_lstm_fixture(const std::string& name) {
 }
 
 void check_gru_fixture(const std::string& name) {
-  const json fx = load_fixture(name);
+  const json fx = load_fixture("recurrent", name + ".json");
   REQUIRE(fx.at("module").get<std::string>() == "GRU");
   GRU<double> gru(config_size(fx, "input_size"), config_size(fx, "hidden_size"), config_size(fx, "num_layers"),
                   config_flag(fx, "bias"), config_flag(fx, "batch_first"));
@@ -298,8 +202,9 @@ void check_lengths_semantics(const std::string& layer, const RunFn& run, std::si
   const std::vector<D> full = run(x, s0, std::vector<std::size_t>(batch, steps));
   REQUIRE(full.size() == plain.size());
   for (std::size_t i = 0; i < plain.size(); ++i) {
-    const double diff = max_rel_diff(full[i].data(), plain[i].data());
-    CHECK_MESSAGE(diff <= kSelfTol, layer << " result " << i << " with every length L differs by " << diff);
+    const std::string what = layer + " result " + std::to_string(i) + " with every length L";
+    const double diff = array_deviation(full[i].data(), plain[i].data(), kSelfTol, what).worst;
+    CHECK_MESSAGE(diff <= kSelfTol, what << " differs by " << diff);
   }
 
   const std::vector<std::size_t> lengths{5, 2, 3};
@@ -312,16 +217,18 @@ void check_lengths_semantics(const std::string& layer, const RunFn& run, std::si
     REQUIRE(alone.size() == padded.size());
     const D out_b = narrow(padded[0], 1, b, 1);  // (L, 1, hidden)
     const D head = narrow(out_b, 0, 0, n);
-    const double diff = max_rel_diff(head.data(), alone[0].data());
-    CHECK_MESSAGE(diff <= kSelfTol, layer << " output of sequence " << b << " differs from it alone by " << diff);
+    const std::string what = layer + " output of sequence " + std::to_string(b);
+    const double diff = array_deviation(head.data(), alone[0].data(), kSelfTol, what).worst;
+    CHECK_MESSAGE(diff <= kSelfTol, what << " differs from it alone by " << diff);
     if (n < steps) {
       const D tail = narrow(out_b, 0, n, steps - n);
-      CHECK_MESSAGE(all_zero(tail.data()), layer << " output of sequence " << b << " is not zero after its end");
+      CHECK_MESSAGE(all_zero(tail.data()), what << " is not zero after its end");
     }
     for (std::size_t i = 1; i < padded.size(); ++i) {  // h_n, c_n: (layers, 1, hidden)
       const D final_b = narrow(padded[i], 1, b, 1);
-      const double d = max_rel_diff(final_b.data(), alone[i].data());
-      CHECK_MESSAGE(d <= kSelfTol, layer << " final state " << i << " of sequence " << b << " differs by " << d);
+      const std::string state = layer + " final state " + std::to_string(i) + " of sequence " + std::to_string(b);
+      const double d = array_deviation(final_b.data(), alone[i].data(), kSelfTol, state).worst;
+      CHECK_MESSAGE(d <= kSelfTol, state << " differs by " << d);
     }
   }
 }

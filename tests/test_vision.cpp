@@ -2,9 +2,6 @@
 // tests/fixtures/make_vision_fixtures.py, float64: forward values and the gradients of
 // sum(out * G)), gradchecks over the stride / padding / dilation / groups edge cases, shape
 // errors, and Module buffers. Every fixture test prints its largest deviation (MESSAGE).
-#include <algorithm>
-#include <cmath>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -12,54 +9,17 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "helpers.hpp"
+#include "fixtures.hpp"
 #include "xtgrad/nn.hpp"
-
-#ifndef XTGRAD_FIXTURE_DIR
-#error \
-    "XTGRAD_FIXTURE_DIR must name tests/fixtures: in tests/CMakeLists.txt, target_compile_definitions(xtgrad-tests PRIVATE XTGRAD_FIXTURE_DIR=\"${CMAKE_CURRENT_SOURCE_DIR}/fixtures\")"
-#endif
 
 using namespace xtgrad;
 using namespace xtgrad::testing;
-using json = nlohmann::json;
 
 namespace {
 
 using OptD = std::optional<D>;
 
-// |ours - PyTorch's| / max(1, |PyTorch's|): relative for large values, absolute near 0
-// (a gradient that cancels to ~1e-17 in one library and to 0 in the other is not wrong).
-constexpr double kTol = 1e-10;
-
 // ---- fixtures -------------------------------------------------------------------------
-json load_fixture(const std::string& name) {
-  const std::string path = std::string(XTGRAD_FIXTURE_DIR) + "/vision/" + name;
-  std::ifstream in(path);
-  REQUIRE_MESSAGE(in.good(), "cannot open " << path << " (regenerate with tests/fixtures/make_vision_fixtures.py)");
-  return json::parse(in);
-}
-
-const json& find_case(const json& fixture, const std::string& name) {
-  for (const auto& c : fixture.at("cases"))
-    if (c.at("name") == name) return c;
-  throw std::runtime_error("no fixture case named " + name);
-}
-
-// {"shape": [...], "data": [row-major values]}; shape [] is a 0-d array of one value.
-Array<double> to_array(const json& t) {
-  const Shape shape = t.at("shape").get<Shape>();
-  const std::vector<double> data = t.at("data").get<std::vector<double>>();
-  Array<double> a = Array<double>::from_shape(shape);
-  REQUIRE_MESSAGE(a.size() == data.size(), "fixture tensor " << shape_str(shape) << " holds " << data.size());
-  std::copy(data.begin(), data.end(), a.begin());
-  return a;
-}
-
-D fixture_tensor(const json& t, bool requires_grad = false) { return D(to_array(t), requires_grad); }
-
 // null (PyTorch's None) is no tensor.
 OptD fixture_optional(const json& t, bool requires_grad = false) {
   if (t.is_null()) return std::nullopt;
@@ -74,73 +34,18 @@ std::optional<Size2> fixture_stride(const json& v) {
   return fixture_size2(v);
 }
 
-Array<double> scalar_array(double value) {
-  Array<double> a = Array<double>::from_shape(Shape{});
-  a.fill(value);
-  return a;
-}
-
-// The largest deviation over every value compared in one test; each array must be within
-// kTol everywhere (one CHECK per array, naming its worst element).
-struct Deviation {
-  double worst = 0;
-  std::string worst_where = "none";
-  std::size_t count = 0;
-
-  void compare(const Array<double>& actual, const json& expected_json, const std::string& what) {
-    const Array<double> expected = to_array(expected_json);
-    const Shape actual_shape(actual.shape().begin(), actual.shape().end());
-    const Shape expected_shape(expected.shape().begin(), expected.shape().end());
-    REQUIRE_MESSAGE(actual_shape == expected_shape,
-                    what << ": shape " << shape_str(actual_shape) << " vs PyTorch " << shape_str(expected_shape));
-    // Both are row-major xarrays: storage order is element order.
-    const double* a = actual.data();
-    const double* e = expected.data();
-    std::size_t bad = 0, first_bad = 0;
-    for (std::size_t i = 0; i < expected.size(); ++i) {
-      const double err = std::abs(a[i] - e[i]) / std::max(1.0, std::abs(e[i]));
-      if (err > worst) {
-        worst = err;
-        worst_where = what + ", element " + std::to_string(i);
-      }
-      if (!(err <= kTol) && bad++ == 0) first_bad = i;  // !(<=): NaN is bad too
-    }
-    count += expected.size();
-    CHECK_MESSAGE(bad == 0, what << ": " << bad << " of " << expected.size() << " values off by more than " << kTol
-                                 << ", first at element " << first_bad << ": " << a[first_bad] << " vs PyTorch "
-                                 << e[first_bad]);
-  }
-
-  // The gradient of an input PyTorch has (or has not: null).
-  void compare_grad(const OptD& t, const json& expected, const std::string& what) {
-    if (expected.is_null()) {
-      CHECK_MESSAGE(!t, what << ": PyTorch has no such input");
-      return;
-    }
-    REQUIRE_MESSAGE(t.has_value(), what << ": we have no such input");
-    REQUIRE_MESSAGE(t->has_grad(), what << ": no gradient arrived");
-    compare(t->grad(), expected, what);
-  }
-
-  void report(const std::string& name) const {
-    MESSAGE(name << ": largest relative deviation from PyTorch over " << count << " values: " << worst << " ("
-                 << worst_where << ")");
-    CHECK(count > 0);
-  }
-};
-
 // loss = sum(out * G), G from the fixture, as the fixtures' gradients are taken.
 void backward_with(const D& out, const json& g) { sum(out * fixture_tensor(g)).backward(); }
 
 // ---- conv2d ---------------------------------------------------------------------------
 // The op, then a Conv2d layer loaded with PyTorch's weight and bias, both against PyTorch.
 void check_conv(const std::string& name) {
-  const json fixture = load_fixture("conv2d.json");
+  const json fixture = load_fixture("vision", "conv2d.json");
   const json& c = find_case(fixture, name);
   const Size2 stride = fixture_size2(c.at("stride")), padding = fixture_size2(c.at("padding")),
               dilation = fixture_size2(c.at("dilation"));
   const std::size_t groups = c.at("groups").get<std::size_t>();
-  Deviation dev;
+  Deviation dev("conv2d " + name);
 
   D x = fixture_tensor(c.at("x"), true), w = fixture_tensor(c.at("weight"), true);
   OptD b = fixture_optional(c.at("bias"), true);
@@ -164,7 +69,7 @@ void check_conv(const std::string& name) {
   dev.compare_grad(x2, c.at("grad_x"), "Conv2d grad x");
   dev.compare_grad(layer.weight, c.at("grad_weight"), "Conv2d grad weight");
   dev.compare_grad(layer.bias, c.at("grad_bias"), "Conv2d grad bias");
-  dev.report("conv2d " + name);
+  dev.report();
 }
 
 // ---- pools ----------------------------------------------------------------------------
@@ -190,9 +95,9 @@ std::shared_ptr<UnaryModule<double>> pool_layer(const json& c) {
 }
 
 void check_pool(const std::string& name) {
-  const json fixture = load_fixture("pool.json");
+  const json fixture = load_fixture("vision", "pool.json");
   const json& c = find_case(fixture, name);
-  Deviation dev;
+  Deviation dev(name);
   D x = fixture_tensor(c.at("x"), true);
   const D out = run_pool_op(c, x);
   dev.compare(out.data(), c.at("out"), c.at("op").get<std::string>() + " output");
@@ -205,7 +110,7 @@ void check_pool(const std::string& name) {
   dev.compare(out2.data(), c.at("out"), layer->type_name() + " output");
   backward_with(out2, c.at("G"));
   dev.compare_grad(x2, c.at("grad_x"), layer->type_name() + " grad x");
-  dev.report(name);
+  dev.report();
 }
 
 // ---- batch_norm -----------------------------------------------------------------------
@@ -246,12 +151,12 @@ template <class Layer> void check_batch_norm_layer(const json& c, Deviation& dev
     Layer layer(channels, c.at("eps").get<double>(), c.at("momentum").get<double>(), affine, tracked);
     StateDict<double> state;
     if (affine) {
-      state.emplace("weight", to_array(c.at("weight")));
-      state.emplace("bias", to_array(c.at("bias")));
+      state.emplace("weight", fixture_array(c.at("weight")));
+      state.emplace("bias", fixture_array(c.at("bias")));
     }
     if (tracked) {
-      state.emplace("running_mean", to_array(c.at("running_mean")));
-      state.emplace("running_var", to_array(c.at("running_var")));
+      state.emplace("running_mean", fixture_array(c.at("running_mean")));
+      state.emplace("running_var", fixture_array(c.at("running_var")));
       state.emplace("num_batches_tracked", scalar_array(0));
     }
     layer.load_state_dict(state);
@@ -278,12 +183,12 @@ template <class Layer> void check_batch_norm_layer(const json& c, Deviation& dev
 }
 
 template <class Layer> void check_batch_norm(const std::string& name, bool eval_too = false) {
-  const json fixture = load_fixture("batch_norm.json");
+  const json fixture = load_fixture("vision", "batch_norm.json");
   const json& c = find_case(fixture, name);
-  Deviation dev;
+  Deviation dev("batch_norm " + name);
   check_batch_norm_op(c, dev);
   check_batch_norm_layer<Layer>(c, dev, eval_too);
-  dev.report("batch_norm " + name);
+  dev.report();
 }
 
 std::vector<std::string> names_of(const std::vector<std::pair<std::string, D>>& named) {
@@ -345,7 +250,7 @@ TEST_CASE("vision: batch_norm eval without weight and bias matches PyTorch") {
 
 // ---- against PyTorch: a small CNN -----------------------------------------------------
 TEST_CASE("vision: a small CNN loads PyTorch's state_dict and matches it in train and eval mode") {
-  const json f = load_fixture("module.json");
+  const json f = load_fixture("vision", "module.json");
   Generator gen(0);
   Sequential<double> model(
       {std::make_shared<Conv2d<double>>(3, 4, 3, 1, 1, 1, 1, true, gen), std::make_shared<BatchNorm2d<double>>(4),
@@ -358,7 +263,7 @@ TEST_CASE("vision: a small CNN loads PyTorch's state_dict and matches it in trai
   CHECK(names_of(model.named_buffers()) == f.at("buffer_names").get<std::vector<std::string>>());
   const json& torch_state = f.at("state_dict");
   StateDict<double> state;
-  for (auto it = torch_state.begin(); it != torch_state.end(); ++it) state.emplace(it.key(), to_array(it.value()));
+  for (auto it = torch_state.begin(); it != torch_state.end(); ++it) state.emplace(it.key(), fixture_array(it.value()));
   std::vector<std::string> ours, theirs;
   for (const auto& entry : model.state_dict()) ours.push_back(entry.first);
   for (const auto& entry : state) theirs.push_back(entry.first);
@@ -369,7 +274,7 @@ TEST_CASE("vision: a small CNN loads PyTorch's state_dict and matches it in trai
   for (const auto& entry : model.state_dict())
     CHECK_MESSAGE(entry.second == state.at(entry.first), entry.first << " did not load");
 
-  Deviation dev;
+  Deviation dev("small CNN");
   model.train();
   D x = fixture_tensor(f.at("x"), true);
   const D out = model.forward(x);
@@ -386,7 +291,7 @@ TEST_CASE("vision: a small CNN loads PyTorch's state_dict and matches it in trai
   dev.compare(out_eval.data(), f.at("out_eval"), "eval output");
   for (const auto& [name, b] : model.named_buffers())
     dev.compare(b.data(), f.at("buffers_after").at(name), name + " after the eval forward");
-  dev.report("small CNN");
+  dev.report();
 }
 
 // ---- gradchecks (double, full Jacobian) -----------------------------------------------

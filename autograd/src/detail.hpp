@@ -19,6 +19,12 @@ namespace xtgrad::detail {
   throw std::invalid_argument(op + ": " + what);
 }
 
+// Writes one element of a gradient by grad_target's rule: overwrite when beta is 0 (the
+// buffer is uninitialised then: never read it, not even to multiply by 0), add otherwise.
+template <class T> void write_grad(const GradTarget<T>& target, std::size_t i, T value) {
+  target.data[i] = target.beta == T(0) ? value : target.data[i] + value;
+}
+
 // ---- undefined arguments --------------------------------------------------------------
 // Every public op starts with check_defined(op, its arguments in order, up to the last
 // tensor; ops_elementwise.cpp's binary() and unary() do it for the ops built on them): a

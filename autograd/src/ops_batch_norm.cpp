@@ -101,15 +101,15 @@ void batch_norm_backward(const ChannelShape& s, const ChannelStats<T>& st, bool 
     const T sum_dy = channel_sum<T>(s, c, [dy](std::size_t i) { return dy[i]; });
     const T sum_dy_xhat = channel_sum<T>(s, c, [&](std::size_t i) { return dy[i] * xhat(i); });
     // in the forward pass this was y = xhat w + b
-    if (dw) dw.data[c] = dw.beta * dw.data[c] + sum_dy_xhat;
-    if (db) db.data[c] = db.beta * db.data[c] + sum_dy;
+    if (dw) detail::write_grad(dw, c, sum_dy_xhat);
+    if (db) detail::write_grad(db, c, sum_dy);
     if (!dx) continue;
     // dxhat = dy w, so sum dxhat = w sum_dy and sum dxhat xhat = w sum_dy_xhat
     for (std::size_t n = 0; n < s.batch; ++n)
       for (std::size_t i = s.at(n, c); i < s.at(n, c) + s.spatial; ++i) {
         const T d =
             st.from_batch ? rstd / M * (M * dy[i] * w - w * sum_dy - xhat(i) * w * sum_dy_xhat) : rstd * dy[i] * w;
-        dx.data[i] = dx.beta * dx.data[i] + d;
+        detail::write_grad(dx, i, d);
       }
   }
 }

@@ -174,7 +174,7 @@ template <class T> void conv2d_backward(const ConvShape& s, const std::vector<No
           const T* plane = dy + n * image_out + c * P;
           total += kernels::sum_of<T>(P, [plane](std::size_t i) { return plane[i]; });
         }
-        db.data[c] = db.beta * db.data[c] + total;
+        detail::write_grad(db, c, total);
       }
 }
 

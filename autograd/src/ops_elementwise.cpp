@@ -212,10 +212,22 @@ template <class T> Tensor<T> sigmoid(const Tensor<T>& x) {
       "sigmoid", x, [](const auto& v) { return T(1) / (T(1) + xt::exp(-v)); },
       [](const auto&, const auto& out, const auto& g) { return g * out * (T(1) - out); });
 }
+// x (...) -> same shape, max(x, 0). Plain loops: xtensor's where() over the gradient
+// took 14% of a small CNN's training step.
 template <class T> Tensor<T> relu(const Tensor<T>& x) {
-  return unary(
-      "relu", x, [](const auto& v) { return xt::maximum(v, T(0)); },
-      [](const auto& v, const auto&, const auto& g) { return xt::where(v > T(0), g, T(0)); });
+  detail::check_defined("relu", x);
+  const T* v = x.data().data();
+  Array<T> y(x.shape());
+  for (std::size_t i = 0; i < y.size(); ++i) y.data()[i] = v[i] < T(0) ? T(0) : v[i];  // NaN stays NaN, as in PyTorch
+  return make_result<T>("relu", std::move(y), {x},
+                        [](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+                          // in the forward pass this was y = max(x, 0): dx = dy where x > 0
+                          const GradTarget<T> dx = grad_target(*in[0]);
+                          if (!dx) return;
+                          const T* xs = in[0]->data().data();
+                          for (std::size_t i = 0; i < g.size(); ++i)
+                            detail::write_grad(dx, i, xs[i] > T(0) ? g.data()[i] : T(0));
+                        });
 }
 
 template <class T> Tensor<T> gelu(const Tensor<T>& x, GeluApproximation approx) {

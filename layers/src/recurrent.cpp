@@ -158,107 +158,93 @@ std::string sizes_repr(std::size_t input, std::size_t hidden) {
 
 // ---- cells ----------------------------------------------------------------------------
 template <class T>
-LSTMCell<T>::LSTMCell(std::size_t input, std::size_t hidden, bool bias, Generator& gen)
-    : Module<T>("LSTMCell"), input_size(input), hidden_size(hidden) {
-  check_sizes("LSTMCell", input, hidden);
-  const Weights<T> w = register_weights<T>(*this, "", 4, input, hidden, bias, gen);
+RecurrentCell<T>::RecurrentCell(std::string type_name, std::size_t gates, std::size_t input, std::size_t hidden,
+                                bool bias, Generator& gen)
+    : Module<T>(std::move(type_name)), input_size(input), hidden_size(hidden) {
+  check_sizes(this->type_name(), input, hidden);
+  const Weights<T> w = register_weights<T>(*this, "", gates, input, hidden, bias, gen);
   weight_ih = w.ih, weight_hh = w.hh, bias_ih = w.b_ih, bias_hh = w.b_hh;
+}
+
+template <class T> std::string RecurrentCell<T>::extra_repr() const {
+  return sizes_repr(input_size, hidden_size) + (bias_ih ? "" : ", bias=false");
 }
 
 // x (B, input), state (B, hidden) each -> (h, c)
 template <class T> LSTMState<T> LSTMCell<T>::forward(const Tensor<T>& x, const std::optional<LSTMState<T>>& state) {
-  check_cell_input("LSTMCell", x, input_size);
-  const Shape expected{x.shape()[0], hidden_size};
+  check_cell_input("LSTMCell", x, this->input_size);
+  const Shape expected{x.shape()[0], this->hidden_size};
   State<T> s{zeros<T>(expected), zeros<T>(expected)};
   if (state) {
     check_state("LSTMCell", "h", state->h.shape(), expected);
     check_state("LSTMCell", "c", state->c.shape(), expected);
     s = {state->h, state->c};
   }
-  State<T> next = lstm_step(linear(x, weight_ih, bias_ih), linear(s[0], weight_hh, bias_hh), s);
+  State<T> next = lstm_step(linear(x, this->weight_ih, this->bias_ih), linear(s[0], this->weight_hh, this->bias_hh), s);
   return {next[0], next[1]};
-}
-
-template <class T> std::string LSTMCell<T>::extra_repr() const {
-  return sizes_repr(input_size, hidden_size) + (bias_ih ? "" : ", bias=false");
-}
-
-template <class T>
-GRUCell<T>::GRUCell(std::size_t input, std::size_t hidden, bool bias, Generator& gen)
-    : Module<T>("GRUCell"), input_size(input), hidden_size(hidden) {
-  check_sizes("GRUCell", input, hidden);
-  const Weights<T> w = register_weights<T>(*this, "", 3, input, hidden, bias, gen);
-  weight_ih = w.ih, weight_hh = w.hh, bias_ih = w.b_ih, bias_hh = w.b_hh;
 }
 
 // x (B, input), h (B, hidden) -> h
 template <class T> Tensor<T> GRUCell<T>::forward(const Tensor<T>& x, const std::optional<Tensor<T>>& h) {
-  check_cell_input("GRUCell", x, input_size);
-  const Shape expected{x.shape()[0], hidden_size};
+  check_cell_input("GRUCell", x, this->input_size);
+  const Shape expected{x.shape()[0], this->hidden_size};
   if (h) check_state("GRUCell", "h", h->shape(), expected);
   const State<T> s{h ? *h : zeros<T>(expected)};
-  return gru_step(linear(x, weight_ih, bias_ih), linear(s[0], weight_hh, bias_hh), s)[0];
-}
-
-template <class T> std::string GRUCell<T>::extra_repr() const {
-  return sizes_repr(input_size, hidden_size) + (bias_ih ? "" : ", bias=false");
+  return gru_step(linear(x, this->weight_ih, this->bias_ih), linear(s[0], this->weight_hh, this->bias_hh), s)[0];
 }
 
 // ---- stacked layers -------------------------------------------------------------------
 template <class T>
-LSTM<T>::LSTM(std::size_t input, std::size_t hidden, std::size_t layers, bool bias, bool batch_first, Generator& gen)
-    : Module<T>("LSTM"), input_size(input), hidden_size(hidden), num_layers(layers), batch_first(batch_first) {
-  check_sizes("LSTM", input, hidden, layers);
+RecurrentLayers<T>::RecurrentLayers(std::string type_name, std::size_t gates, std::size_t input, std::size_t hidden,
+                                    std::size_t layers, bool bias, bool batch_first, Generator& gen)
+    : Module<T>(std::move(type_name)),
+      input_size(input),
+      hidden_size(hidden),
+      num_layers(layers),
+      batch_first(batch_first) {
+  check_sizes(this->type_name(), input, hidden, layers);
   for (std::size_t k = 0; k < layers; ++k) {
     const Weights<T> w =
-        register_weights<T>(*this, "_l" + std::to_string(k), 4, k == 0 ? input : hidden, hidden, bias, gen);
+        register_weights<T>(*this, "_l" + std::to_string(k), gates, k == 0 ? input : hidden, hidden, bias, gen);
     weight_ih.push_back(w.ih), weight_hh.push_back(w.hh), bias_ih.push_back(w.b_ih), bias_hh.push_back(w.b_hh);
   }
+}
+
+template <class T> std::string RecurrentLayers<T>::extra_repr() const {
+  return sizes_repr(input_size, hidden_size) + ", num_layers=" + std::to_string(num_layers) +
+         (bias_ih[0] ? "" : ", bias=false") + (batch_first ? ", batch_first=true" : "");
+}
+
+// Each layer's weights, in the order run_stack takes them.
+template <class T> std::vector<Weights<T>> layer_weights(const RecurrentLayers<T>& m) {
+  std::vector<Weights<T>> weights;
+  for (std::size_t k = 0; k < m.num_layers; ++k)
+    weights.push_back({m.weight_ih[k], m.weight_hh[k], m.bias_ih[k], m.bias_hh[k]});
+  return weights;
 }
 
 template <class T>
 LSTMOutput<T> LSTM<T>::forward(const Tensor<T>& x, const std::optional<LSTMState<T>>& state,
                                const std::optional<std::vector<std::size_t>>& lengths) {
-  std::vector<Weights<T>> weights;
-  for (std::size_t k = 0; k < num_layers; ++k) weights.push_back({weight_ih[k], weight_hh[k], bias_ih[k], bias_hh[k]});
   const State<T> initial = state ? State<T>{state->h, state->c} : State<T>{};
-  Stacked<T> r = run_stack<T>("LSTM", x, batch_first, input_size, hidden_size, weights, lstm_step<T>, initial,
-                              {"h_0", "c_0"}, lengths);
+  Stacked<T> r = run_stack<T>("LSTM", x, this->batch_first, this->input_size, this->hidden_size, layer_weights(*this),
+                              lstm_step<T>, initial, {"h_0", "c_0"}, lengths);
   return {r.output, {r.final_state[0], r.final_state[1]}};
-}
-
-template <class T> std::string LSTM<T>::extra_repr() const {
-  return sizes_repr(input_size, hidden_size) + ", num_layers=" + std::to_string(num_layers) +
-         (bias_ih[0] ? "" : ", bias=false") + (batch_first ? ", batch_first=true" : "");
-}
-
-template <class T>
-GRU<T>::GRU(std::size_t input, std::size_t hidden, std::size_t layers, bool bias, bool batch_first, Generator& gen)
-    : Module<T>("GRU"), input_size(input), hidden_size(hidden), num_layers(layers), batch_first(batch_first) {
-  check_sizes("GRU", input, hidden, layers);
-  for (std::size_t k = 0; k < layers; ++k) {
-    const Weights<T> w =
-        register_weights<T>(*this, "_l" + std::to_string(k), 3, k == 0 ? input : hidden, hidden, bias, gen);
-    weight_ih.push_back(w.ih), weight_hh.push_back(w.hh), bias_ih.push_back(w.b_ih), bias_hh.push_back(w.b_hh);
-  }
 }
 
 template <class T>
 GRUOutput<T> GRU<T>::forward(const Tensor<T>& x, const std::optional<Tensor<T>>& h_0,
                              const std::optional<std::vector<std::size_t>>& lengths) {
-  std::vector<Weights<T>> weights;
-  for (std::size_t k = 0; k < num_layers; ++k) weights.push_back({weight_ih[k], weight_hh[k], bias_ih[k], bias_hh[k]});
   const State<T> initial = h_0 ? State<T>{*h_0} : State<T>{};
-  Stacked<T> r =
-      run_stack<T>("GRU", x, batch_first, input_size, hidden_size, weights, gru_step<T>, initial, {"h_0"}, lengths);
+  Stacked<T> r = run_stack<T>("GRU", x, this->batch_first, this->input_size, this->hidden_size, layer_weights(*this),
+                              gru_step<T>, initial, {"h_0"}, lengths);
   return {r.output, r.final_state[0]};
 }
 
-template <class T> std::string GRU<T>::extra_repr() const {
-  return sizes_repr(input_size, hidden_size) + ", num_layers=" + std::to_string(num_layers) +
-         (bias_ih[0] ? "" : ", bias=false") + (batch_first ? ", batch_first=true" : "");
-}
-
+template class RecurrentCell<float>;
+template class RecurrentCell<double>;
+template class RecurrentLayers<float>;
+template class RecurrentLayers<double>;
 template class LSTMCell<float>;
 template class LSTMCell<double>;
 template class GRUCell<float>;

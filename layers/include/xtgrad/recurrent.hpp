@@ -35,61 +35,73 @@ template <class T> struct GRUOutput {
   Tensor<T> h_n;     // (num_layers, B, hidden)
 };
 
-// One LSTM step: x (B, input), state (B, hidden) each -> the next (h, c).
-template <class T> class LSTMCell : public Module<T> {
+// What LSTMCell and GRUCell share: sizes and the weights, named as PyTorch names them
+// (weight_ih (gates hidden, input), weight_hh (gates hidden, hidden), bias_ih, bias_hh).
+template <class T> class RecurrentCell : public Module<T> {
  public:
-  LSTMCell(std::size_t input_size, std::size_t hidden_size, bool bias = true, Generator& gen = global_generator());
+  std::string extra_repr() const override;
+
+  const std::size_t input_size, hidden_size;
+  Tensor<T> weight_ih, weight_hh;
+  std::optional<Tensor<T>> bias_ih, bias_hh;  // (gates hidden)
+
+ protected:
+  RecurrentCell(std::string type_name, std::size_t gates, std::size_t input_size, std::size_t hidden_size, bool bias,
+                Generator& gen);
+};
+
+// One LSTM step: x (B, input), state (B, hidden) each -> the next (h, c). 4 gates.
+template <class T> class LSTMCell : public RecurrentCell<T> {
+ public:
+  LSTMCell(std::size_t input_size, std::size_t hidden_size, bool bias = true, Generator& gen = global_generator())
+      : RecurrentCell<T>("LSTMCell", 4, input_size, hidden_size, bias, gen) {}
   // No state: zeros.
   LSTMState<T> forward(const Tensor<T>& x, const std::optional<LSTMState<T>>& state = std::nullopt);
-  std::string extra_repr() const override;
-
-  const std::size_t input_size, hidden_size;
-  Tensor<T> weight_ih, weight_hh;             // (4 hidden, input), (4 hidden, hidden)
-  std::optional<Tensor<T>> bias_ih, bias_hh;  // (4 hidden)
 };
 
-// One GRU step: x (B, input), h (B, hidden) -> the next h.
-template <class T> class GRUCell : public Module<T> {
+// One GRU step: x (B, input), h (B, hidden) -> the next h. 3 gates.
+template <class T> class GRUCell : public RecurrentCell<T> {
  public:
-  GRUCell(std::size_t input_size, std::size_t hidden_size, bool bias = true, Generator& gen = global_generator());
+  GRUCell(std::size_t input_size, std::size_t hidden_size, bool bias = true, Generator& gen = global_generator())
+      : RecurrentCell<T>("GRUCell", 3, input_size, hidden_size, bias, gen) {}
   Tensor<T> forward(const Tensor<T>& x, const std::optional<Tensor<T>>& h = std::nullopt);
-  std::string extra_repr() const override;
-
-  const std::size_t input_size, hidden_size;
-  Tensor<T> weight_ih, weight_hh;             // (3 hidden, input), (3 hidden, hidden)
-  std::optional<Tensor<T>> bias_ih, bias_hh;  // (3 hidden)
 };
 
-template <class T> class LSTM : public Module<T> {
+// What LSTM and GRU share: sizes, layout and each layer's weights, registered as
+// weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k}.
+template <class T> class RecurrentLayers : public Module<T> {
+ public:
+  std::string extra_repr() const override;
+
+  const std::size_t input_size, hidden_size, num_layers;
+  const bool batch_first;
+  std::vector<Tensor<T>> weight_ih, weight_hh;
+  std::vector<std::optional<Tensor<T>>> bias_ih, bias_hh;
+
+ protected:
+  RecurrentLayers(std::string type_name, std::size_t gates, std::size_t input_size, std::size_t hidden_size,
+                  std::size_t num_layers, bool bias, bool batch_first, Generator& gen);
+};
+
+template <class T> class LSTM : public RecurrentLayers<T> {
  public:
   LSTM(std::size_t input_size, std::size_t hidden_size, std::size_t num_layers = 1, bool bias = true,
-       bool batch_first = false, Generator& gen = global_generator());
+       bool batch_first = false, Generator& gen = global_generator())
+      : RecurrentLayers<T>("LSTM", 4, input_size, hidden_size, num_layers, bias, batch_first, gen) {}
   // x (L, B, input) or (B, L, input) when batch_first; state h_0, c_0 (num_layers, B,
   // hidden), zeros when not given.
   LSTMOutput<T> forward(const Tensor<T>& x, const std::optional<LSTMState<T>>& state = std::nullopt,
                         const std::optional<std::vector<std::size_t>>& lengths = std::nullopt);
-  std::string extra_repr() const override;
-
-  const std::size_t input_size, hidden_size, num_layers;
-  const bool batch_first;
-  // Layer k's weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k}, as registered.
-  std::vector<Tensor<T>> weight_ih, weight_hh;
-  std::vector<std::optional<Tensor<T>>> bias_ih, bias_hh;
 };
 
-template <class T> class GRU : public Module<T> {
+template <class T> class GRU : public RecurrentLayers<T> {
  public:
   GRU(std::size_t input_size, std::size_t hidden_size, std::size_t num_layers = 1, bool bias = true,
-      bool batch_first = false, Generator& gen = global_generator());
+      bool batch_first = false, Generator& gen = global_generator())
+      : RecurrentLayers<T>("GRU", 3, input_size, hidden_size, num_layers, bias, batch_first, gen) {}
   // x as LSTM's; h_0 (num_layers, B, hidden), zeros when not given.
   GRUOutput<T> forward(const Tensor<T>& x, const std::optional<Tensor<T>>& h_0 = std::nullopt,
                        const std::optional<std::vector<std::size_t>>& lengths = std::nullopt);
-  std::string extra_repr() const override;
-
-  const std::size_t input_size, hidden_size, num_layers;
-  const bool batch_first;
-  std::vector<Tensor<T>> weight_ih, weight_hh;
-  std::vector<std::optional<Tensor<T>>> bias_ih, bias_hh;
 };
 
 }  // namespace xtgrad
