@@ -105,7 +105,10 @@ template <class T> void im2col(const ConvShape& s, const T* x, T* cols) {
   for_each_stretch(s, [&](std::size_t at, long base, ColumnRange r) {
     T* out = cols + at;
     std::fill(out, out + r.first, T(0));
-    for (std::size_t ow = r.first; ow < r.last; ++ow) out[ow] = x[base + long(ow * stride)];
+    if (stride == 1)  // a contiguous stretch of the input row
+      std::copy_n(x + base + long(r.first), r.last - r.first, out + r.first);
+    else
+      for (std::size_t ow = r.first; ow < r.last; ++ow) out[ow] = x[base + long(ow * stride)];
     std::fill(out + r.last, out + out_width, T(0));
   });
 }
@@ -114,7 +117,13 @@ template <class T> void im2col(const ConvShape& s, const T* x, T* cols) {
 template <class T> void col2im_add(const ConvShape& s, const T* cols, T* dx) {
   const std::size_t stride = s.stride.w;
   for_each_stretch(s, [&](std::size_t at, long base, ColumnRange r) {
-    for (std::size_t ow = r.first; ow < r.last; ++ow) dx[base + long(ow * stride)] += cols[at + ow];
+    if (stride == 1) {  // contiguous on both sides: a loop the compiler vectorises
+      T* to = dx + base;
+      const T* from = cols + at;
+      for (std::size_t ow = r.first; ow < r.last; ++ow) to[ow] += from[ow];
+    } else {
+      for (std::size_t ow = r.first; ow < r.last; ++ow) dx[base + long(ow * stride)] += cols[at + ow];
+    }
   });
 }
 
