@@ -56,7 +56,10 @@ double median_ms(const std::function<void()>& fn, int repeats) {
   return times[times.size() / 2];
 }
 
-Measurement with_flops(double ms, double flops) { return {ms, flops / (ms * 1e6), {}}; }
+// GFLOP/s when the case counts its FLOPs (flops > 0)
+Measurement with_flops(double ms, double flops) {
+  return {ms, flops > 0 ? std::optional<double>(flops / (ms * 1e6)) : std::nullopt, {}};
+}
 
 // ---- matmul -----------------------------------------------------------------------------
 // (n,n) x (n,n) through the engine's matmul op, forward only.
@@ -147,6 +150,49 @@ Measurement lstm_case(int repeats) {
       lstm.parameters(), [&] { return mean_square(lstm.forward(x).output); }, 3 * forward, repeats);
 }
 
+// A decoder layer step: batch 32, 16 causal target tokens, 16 memory tokens, width 128,
+// 4 heads, feed-forward 512, no dropout, batch first.
+Measurement decoder_case(int repeats) {
+  Generator gen(0);
+  TransformerDecoderLayer<float> layer(128, 4, 512, 0.0, Activation::relu, 1e-5, true, false, gen);
+  const auto tgt = randn<float>({32, 16, 128}, gen), memory = randn<float>({32, 16, 128}, gen);
+  return training_step(
+      layer.parameters(),
+      [&] {
+        return mean_square(layer.forward(tgt, memory, std::nullopt, std::nullopt, std::nullopt, std::nullopt, true));
+      },
+      0.0, repeats);
+}
+
+// Greedy decoding of 16 tokens (vocabulary 100, width 128, 4 heads, one decoder layer,
+// batch 8, memory of 16), no gradient: with the key/value cache, or (cached = false)
+// running the causal forward over the whole prefix at every step.
+Measurement decode_case(bool cached, int repeats) {
+  Generator gen(0);
+  Embedding<float> embed(100, 128, gen);
+  TransformerDecoderLayer<float> layer(128, 4, 512, 0.0, Activation::relu, 1e-5, true, false, gen);
+  Linear<float> head(128, 100, true, gen);
+  layer.eval();
+  const auto memory = randn<float>({8, 16, 128}, gen);
+  const auto decode = [&] {
+    NoGradGuard no_grad;
+    std::vector<std::size_t> tokens(8, 0);  // the start token, then each step's argmax
+    std::vector<Tensor<float>> inputs;
+    DecoderLayerCache<float> cache = layer.start_decoding(memory);
+    for (int t = 0; t < 16; ++t) {
+      const Tensor<float> x = embed.forward(tokens, {8, 1});  // (8, 1, 128)
+      inputs.push_back(x);
+      const Tensor<float> h = cached ? layer.forward_step(x, cache)
+                                     : narrow(layer.forward(concat(inputs, 1), memory, std::nullopt, std::nullopt,
+                                                            std::nullopt, std::nullopt, true),
+                                              1, std::size_t(t), 1);
+      const Indices next = argmax(head.forward(h), -1);  // (8, 1)
+      tokens.assign(next.begin(), next.end());
+    }
+  };
+  return {median_ms(decode, repeats), std::nullopt, {}};
+}
+
 // 200 times y = tanh(y * 1.01 + 0.1) - 0.01 * y on 8 elements: 1,000 ops, then backward.
 Measurement overhead_case(int repeats) {
   const Tensor<float> x = ones<float>({8}, true);
@@ -205,6 +251,12 @@ std::vector<Case> all_cases() {
        [](int r) { return conv_case(r); }},
       {"lstm_small", "LSTM training step: batch 32, sequence 16, input 64, hidden 128", 20,
        [](int r) { return lstm_case(r); }},
+      {"decoder_layer", "TransformerDecoderLayer step: batch 32, 16 causal tokens, memory 16, width 128, 4 heads", 20,
+       [](int r) { return decoder_case(r); }},
+      {"decode_16", "greedy decoding of 16 tokens with the key/value cache (batch 8, width 128)", 20,
+       [](int r) { return decode_case(true, r); }},
+      {"decode_16_recompute", "the same decoding, recomputing the whole prefix at every step", 20,
+       [](int r) { return decode_case(false, r); }},
   };
 }
 

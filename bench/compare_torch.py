@@ -130,6 +130,31 @@ def lstm_small(repeats):
     return training_step(list(lstm.parameters()), lambda: lstm(x)[0].pow(2).mean(), repeats)
 
 
+def decoder_layer(repeats):
+    layer = nn.TransformerDecoderLayer(128, 4, dim_feedforward=512, dropout=0.0, batch_first=True)
+    tgt, memory = torch.randn(32, 16, 128), torch.randn(32, 16, 128)
+    causal = torch.triu(torch.ones(16, 16, dtype=torch.bool), 1)  # True = blocked, PyTorch's convention
+    return training_step(list(layer.parameters()), lambda: layer(tgt, memory, tgt_mask=causal).pow(2).mean(), repeats)
+
+
+def decode_16(repeats):
+    """Greedy decoding as xtgrad-bench's decode_16; PyTorch's layer has no key/value cache,
+    so it recomputes the prefix at every step."""
+    embed, head = nn.Embedding(100, 128), nn.Linear(128, 100)
+    layer = nn.TransformerDecoderLayer(128, 4, dim_feedforward=512, dropout=0.0, batch_first=True).eval()
+    memory = torch.randn(8, 16, 128)
+
+    def decode():
+        with torch.no_grad():
+            tokens = torch.zeros(8, 1, dtype=torch.long)
+            for t in range(16):
+                causal = torch.triu(torch.ones(t + 1, t + 1, dtype=torch.bool), 1)
+                h = layer(embed(tokens), memory, tgt_mask=causal)[:, -1:]
+                tokens = torch.cat([tokens, head(h).argmax(-1)], 1)
+
+    return median_ms(decode, repeats)
+
+
 # The toy task's model in torch, shared with the training replay (examples/align/reference.py).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "align"))
 from reference import AlignModel  # noqa: E402
@@ -158,6 +183,8 @@ CASES = {
     "align_step": (align_step, 50),
     "conv_small": (conv_small, 20),
     "lstm_small": (lstm_small, 20),
+    "decoder_layer": (decoder_layer, 20),
+    "decode_16": (decode_16, 20),
 }
 
 

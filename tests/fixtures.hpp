@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iomanip>
 #include <limits>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -163,5 +164,20 @@ class Deviation {
   std::string where_ = "nothing compared";
   std::size_t count_ = 0;
 };
+
+// After loss.backward(): the gradients of the inputs (by the fixture's names) and of every
+// parameter of module (by state_dict key) against the fixture's "input_grads" and
+// "param_grads", then the case's largest deviation reported.
+template <class M>
+void compare_all_gradients(Deviation& dev, const json& fx, const std::map<std::string, D>& inputs, const M& module) {
+  const json& input_grads = fx.at("input_grads");
+  REQUIRE(input_grads.size() == inputs.size());
+  for (const auto& leaf : inputs) dev.compare_grad(leaf.second, input_grads.at(leaf.first), "d loss / d " + leaf.first);
+  const json& param_grads = fx.at("param_grads");
+  const auto params = module.named_parameters();
+  REQUIRE(params.size() == param_grads.size());
+  for (const auto& p : params) dev.compare_grad(p.second, param_grads.at(p.first), "d loss / d " + p.first);
+  dev.report();
+}
 
 }  // namespace xtgrad::testing

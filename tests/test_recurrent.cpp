@@ -125,14 +125,7 @@ void check_against_pytorch(const json& fx, Module<double>& module, const RunFn& 
   }
   loss.backward();
 
-  const json& input_grads = fx.at("input_grads");
-  REQUIRE(input_grads.size() == in.size());
-  for (const auto& leaf : in) dev.compare_grad(leaf.second, input_grads.at(leaf.first), "d loss / d " + leaf.first);
-  const json& param_grads = fx.at("param_grads");
-  const Named params = module.named_parameters();
-  REQUIRE(params.size() == param_grads.size());
-  for (const auto& p : params) dev.compare_grad(p.second, param_grads.at(p.first), "d loss / d " + p.first);
-  dev.report();
+  compare_all_gradients(dev, fx, in, module);
 }
 
 std::size_t config_size(const json& fx, const char* key) { return fx.at("config").at(key).get<std::size_t>(); }

@@ -76,6 +76,16 @@ template <class T> void block_disallowed(T* scores, const bool* allowed, std::si
     if (!allowed[i]) scores[i] = -std::numeric_limits<T>::infinity();
 }
 
+// Causal blocking of one head's scores (Lq,Lk): query i may attend keys 0..i + Lk - Lq
+// (the last Lq of Lk positions when the keys include a cached prefix), never a later one.
+template <class T> void block_future(T* scores, std::size_t lq, std::size_t lk) {
+  for (std::size_t i = 0; i < lq; ++i) {
+    const long last_allowed = long(i) + long(lk) - long(lq);
+    for (long j = std::max(last_allowed + 1, 0L); j < long(lk); ++j)
+      scores[i * lk + std::size_t(j)] = -std::numeric_limits<T>::infinity();
+  }
+}
+
 // m^T, contiguous. The products that contract over a head's dh read K or V transposed:
 // BLAS runs A B^T with so short an inner dimension at a third of the speed of A B
 // (bench/: attn_small, align_step), more than the copy costs.

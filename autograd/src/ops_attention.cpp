@@ -31,15 +31,17 @@ using namespace attention_detail;
 // ---- paired ---------------------------------------------------------------------------
 
 // q (B,Lq,D), k (B,Lk,D), allowed (B,Lq,Lk) -> weights (B,H,Lq,Lk):
-// P_bh = softmax(scale Q_bh K_bh^T, -inf where not allowed)
+// P_bh = softmax(scale Q_bh K_bh^T, -inf where not allowed or, when causal, in the future)
 template <class T>
-void paired_weights_forward(const AttentionShape& a, const T* q, const T* k, const Mask* allowed, T* weights) {
+void paired_weights_forward(const AttentionShape& a, const T* q, const T* k, const Mask* allowed, bool causal,
+                            T* weights) {
   const std::size_t Lq = a.lq, Lk = a.lk;
   for_each_head(a.bq, a.heads, [&](std::size_t b, std::size_t h) {
     T* s = weights + (b * a.heads + h) * Lq * Lk;
     const std::vector<T> kt = transposed(head_block(k, Lk, a, b, h));  // K_bh^T (dh,Lk), while K_bh is in cache
     blas::gemm(matrix(s, Lq, Lk), head_block(q, Lq, a, b, h), matrix(kt.data(), a.dh, Lk), T(a.scale));
     if (allowed) block_disallowed(s, allowed->data() + b * Lq * Lk, Lq * Lk);
+    if (causal) block_future(s, Lq, Lk);
     kernels::softmax_rows(s, Lq, Lk);
   });
 }
@@ -227,7 +229,7 @@ void head_values_backward(std::size_t heads, std::size_t values, std::size_t D, 
 // q (B,Lq,D), k, v (B,Lk,D), allowed (B,Lq,Lk) -> out (B,Lq,D), weights (B,H,Lq,Lk)
 template <class T>
 FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, std::size_t heads,
-                                  const std::optional<Mask>& allowed, double dropout_p, Generator* gen) {
+                                  const std::optional<Mask>& allowed, double dropout_p, Generator* gen, bool causal) {
   const char* op = "attention_heads";
   detail::check_defined(op, q, k, v);
   const AttentionShape a = check_shapes(op, q.shape(), k.shape(), v.shape(), heads, false);
@@ -237,7 +239,7 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
   check_probability(op, "dropout", dropout_p);
 
   auto weights = std::make_shared<Array<T>>(Shape{a.bq, a.heads, a.lq, a.lk});
-  paired_weights_forward(a, q.data().data(), k.data().data(), allowed ? &*allowed : nullptr, weights->data());
+  paired_weights_forward(a, q.data().data(), k.data().data(), allowed ? &*allowed : nullptr, causal, weights->data());
   Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
   Array<T> out(Shape{a.bq, a.lq, a.d});
   paired_mix_forward(a, saved.mixed(), v.data().data(), out.data());
@@ -331,7 +333,7 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
 
 #define INSTANTIATE(T)                                                                                                 \
   template FusedAttention<T> attention_heads(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t,        \
-                                             const std::optional<Mask>&, double, Generator*);                          \
+                                             const std::optional<Mask>&, double, Generator*, bool);                    \
   template Tensor<T> head_values_projected(const Tensor<T>&, const Tensor<T>&, std::size_t);                           \
   template FusedAttention<T> attention_all_pairs_projected(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,       \
                                                            const std::optional<Tensor<T>>&,                            \

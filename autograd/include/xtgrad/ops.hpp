@@ -101,11 +101,13 @@ template <class T> struct FusedAttention {
   Tensor<T> output;
   std::shared_ptr<const Array<T>> weights;
 };
-// q (B,Lq,D), k, v (B,Lk,D), allowed (B,Lq,Lk) -> output (B,Lq,D), weights (B,H,Lq,Lk)
+// q (B,Lq,D), k, v (B,Lk,D), allowed (B,Lq,Lk) -> output (B,Lq,D), weights (B,H,Lq,Lk).
+// causal: query i may attend keys 0..i + Lk - Lq only (a decoder's self-attention, with or
+// without a cached prefix of keys), without an (Lq,Lk) mask.
 template <class T>
 FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, std::size_t heads,
                                   const std::optional<Mask>& allowed = std::nullopt, double dropout_p = 0.0,
-                                  Generator* gen = nullptr);
+                                  Generator* gen = nullptr, bool causal = false);
 // Every query batch element against every key batch element, with the output projection
 // (out_weight (E,D), out_bias (E)) folded into the values: a pair's output is
 // sum_h P_h (V_h W_h^T) + out_bias, where W_h are the columns of out_weight that head h's

@@ -7,5 +7,6 @@
 #include "xtgrad/module.hpp"
 #include "xtgrad/optim.hpp"
 #include "xtgrad/recurrent.hpp"
+#include "xtgrad/transformer.hpp"
 #include "xtgrad/vision.hpp"
 #include "xtgrad/xtgrad.hpp"

@@ -1,0 +1,130 @@
+// Self-attention and Transformer layers as torch.nn names them: MultiheadAttention,
+// TransformerEncoderLayer, TransformerDecoderLayer, with PyTorch's parameter names
+// (self_attn.in_proj_weight, self_attn.out_proj.weight, linear1.weight, norm1.weight, ...),
+// defaults and initialisation, so a PyTorch state_dict loads by its keys. One difference,
+// kept from the rest of xtgrad: boolean masks say where attention is ALLOWED (true = may
+// attend); PyTorch's boolean masks say where it is not. Invert a ported mask.
+//
+// Decoding token by token: a KVCache holds, per decoder layer, the self-attention keys and
+// values of the steps so far and the memory's keys and values (projected once);
+// TransformerDecoderLayer::forward_step attends over them without recomputing the prefix.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "xtgrad/layers.hpp"
+#include "xtgrad/module.hpp"
+#include "xtgrad/ops.hpp"
+
+namespace xtgrad {
+
+template <class T> struct MultiheadAttentionOutput {
+  Tensor<T> output;   // (L, B, E), or (B, L, E) when batch_first
+  Tensor<T> weights;  // (B, L, S) averaged over heads, or (B, H, L, S); undefined unless asked
+};
+
+// The keys and values one attention has seen so far: (B, steps, E) each, in the
+// attention's projected form (after in_proj, before the split into heads).
+template <class T> struct AttentionCache {
+  Tensor<T> keys, values;
+  std::size_t steps() const { return keys.defined() ? keys.shape()[1] : 0; }
+};
+
+template <class T> class MultiheadAttention : public Module<T> {
+ public:
+  // in_proj_weight (3E, E) ~ xavier_uniform, in_proj_bias (3E) and out_proj.bias zeros,
+  // out_proj.weight as Linear's, as PyTorch initialises them.
+  MultiheadAttention(std::size_t embed_dim, std::size_t num_heads, double dropout = 0.0, bool bias = true,
+                     bool batch_first = false, Generator& gen = global_generator());
+  // query (L, B, E), key and value (S, B, E) (batch first: (B, L, E), (B, S, E)).
+  // key_padding_mask (B, S) and attn_mask (L, S) or (B, L, S): true = may attend.
+  // is_causal: query i attends to keys 0..i + S - L, inside the fused op (no (L, S) mask).
+  MultiheadAttentionOutput<T> forward(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
+                                      const std::optional<Mask>& key_padding_mask = std::nullopt,
+                                      bool need_weights = true, const std::optional<Mask>& attn_mask = std::nullopt,
+                                      bool average_attn_weights = true, bool is_causal = false);
+  // One more query step of self-attention: x (B, 1, E) batch first whatever batch_first
+  // says; its key and value are appended to cache, and it attends to every cached step.
+  Tensor<T> forward_step(const Tensor<T>& x, AttentionCache<T>& cache);
+  // Cross-attention of x (B, 1, E) over keys and values already in cache (a memory
+  // projected once by project_memory).
+  Tensor<T> forward_step_memory(const Tensor<T>& x, const AttentionCache<T>& memory);
+  // memory (B, S, E) -> its projected keys and values
+  AttentionCache<T> project_memory(const Tensor<T>& memory);
+  std::string extra_repr() const override;
+
+  const std::size_t embed_dim, num_heads;
+  const double dropout_p;
+  const bool batch_first;
+  Tensor<T> in_proj_weight;
+  std::optional<Tensor<T>> in_proj_bias;
+  std::shared_ptr<Linear<T>> out_proj;
+
+ private:
+  Tensor<T> project(const Tensor<T>& x, std::size_t which) const;  // which: 0 q, 1 k, 2 v
+  Generator dropout_gen_;
+};
+
+enum class Activation { relu, gelu };
+
+// Post-norm (norm_first = false, PyTorch's default): x = norm1(x + sa(x)); x = norm2(x + ff(x)).
+// Pre-norm: x = x + sa(norm1(x)); x = x + ff(norm2(x)). ff = linear2(dropout(act(linear1))).
+template <class T> class TransformerEncoderLayer : public UnaryModule<T> {
+ public:
+  TransformerEncoderLayer(std::size_t d_model, std::size_t nhead, std::size_t dim_feedforward = 2048,
+                          double dropout = 0.1, Activation activation = Activation::relu, double layer_norm_eps = 1e-5,
+                          bool batch_first = false, bool norm_first = false, Generator& gen = global_generator());
+  Tensor<T> forward(const Tensor<T>& src) override { return forward(src, std::nullopt, std::nullopt, false); }
+  // src (S, B, E) or (B, S, E); src_mask (S, S), src_key_padding_mask (B, S): true = may attend.
+  Tensor<T> forward(const Tensor<T>& src, const std::optional<Mask>& src_mask,
+                    const std::optional<Mask>& src_key_padding_mask, bool is_causal = false);
+
+  const bool norm_first;
+  const Activation activation;
+  std::shared_ptr<MultiheadAttention<T>> self_attn;
+  std::shared_ptr<Linear<T>> linear1, linear2;
+  std::shared_ptr<LayerNorm<T>> norm1, norm2;
+  std::shared_ptr<Dropout<T>> dropout, dropout1, dropout2;
+
+ private:
+  Tensor<T> feed_forward(const Tensor<T>& x);
+};
+
+// The per-layer cache of step-by-step decoding.
+template <class T> struct DecoderLayerCache {
+  AttentionCache<T> self_attn;  // grows by one step per forward_step
+  AttentionCache<T> memory;     // the memory's keys and values, projected once
+};
+
+// Self-attention (causal when asked), cross-attention to a memory, feed-forward; post- or
+// pre-norm as the encoder layer. Names: self_attn, multihead_attn, linear1, linear2,
+// norm1, norm2, norm3, dropout, dropout1, dropout2, dropout3.
+template <class T> class TransformerDecoderLayer : public Module<T> {
+ public:
+  TransformerDecoderLayer(std::size_t d_model, std::size_t nhead, std::size_t dim_feedforward = 2048,
+                          double dropout = 0.1, Activation activation = Activation::relu, double layer_norm_eps = 1e-5,
+                          bool batch_first = false, bool norm_first = false, Generator& gen = global_generator());
+  // tgt (T, B, E), memory (S, B, E) (or batch first); masks true = may attend.
+  Tensor<T> forward(const Tensor<T>& tgt, const Tensor<T>& memory, const std::optional<Mask>& tgt_mask = std::nullopt,
+                    const std::optional<Mask>& memory_mask = std::nullopt,
+                    const std::optional<Mask>& tgt_key_padding_mask = std::nullopt,
+                    const std::optional<Mask>& memory_key_padding_mask = std::nullopt, bool tgt_is_causal = false);
+  // Step-by-step decoding (eval mode): memory (B, S, E) batch first -> a fresh cache.
+  DecoderLayerCache<T> start_decoding(const Tensor<T>& memory);
+  // The next target position: x (B, 1, E) batch first -> (B, 1, E), as the causal forward
+  // gives at that position.
+  Tensor<T> forward_step(const Tensor<T>& x, DecoderLayerCache<T>& cache);
+
+  const bool norm_first, batch_first;
+  const Activation activation;
+  std::shared_ptr<MultiheadAttention<T>> self_attn, multihead_attn;
+  std::shared_ptr<Linear<T>> linear1, linear2;
+  std::shared_ptr<LayerNorm<T>> norm1, norm2, norm3;
+  std::shared_ptr<Dropout<T>> dropout, dropout1, dropout2, dropout3;
+
+ private:
+  Tensor<T> feed_forward(const Tensor<T>& x);
+};
+
+}  // namespace xtgrad
