@@ -109,6 +109,33 @@ TEST_CASE("loss: cross_entropy (N,C,d1,d2) with ignore_index and label_smoothing
   check_cross_entropy_fixture("ncdd_ignore_index_label_smoothing");
 }
 
+// ---- binary_cross_entropy_with_logits -------------------------------------------------
+
+TEST_CASE("loss: binary_cross_entropy_with_logits matches PyTorch, also for logits of +-80") {
+  const json fixture = load_fixture("loss", "bce.json");
+  for (const char* name : {"moderate", "large_logits"}) {
+    const json& spec = find_case(fixture, name, "configs");
+    D logits = fixture_tensor(spec.at("logits"), true), targets = fixture_tensor(spec.at("targets"), true);
+    D loss = binary_cross_entropy_with_logits(logits, targets);
+    Deviation dev(std::string("binary_cross_entropy_with_logits ") + name);
+    dev.compare(loss.item(), spec.at("loss").get<double>(), "loss");
+    loss.backward();
+    dev.compare_grad(logits, spec.at("grad_logits"), "grad logits");
+    dev.compare_grad(targets, spec.at("grad_targets"), "grad targets");
+    dev.report();
+  }
+}
+
+TEST_CASE("loss: gradcheck of binary_cross_entropy_with_logits; shapes must match") {
+  const Fn bce = [](const In& in) { return binary_cross_entropy_with_logits(in[0], sigmoid(in[1])); };
+  grad("binary_cross_entropy_with_logits", bce, {input({3, 4}, 621), input({3, 4}, 622)});
+  check_throws_with(
+      [] {
+        binary_cross_entropy_with_logits(zeros<double>({2, 3}), zeros<double>({3, 2}));
+      },
+      {"binary_cross_entropy_with_logits", "(2,3)", "(3,2)"});
+}
+
 // ---- cross_entropy: gradchecks, NaN, errors, the plain call ---------------------------
 
 TEST_CASE("loss: gradcheck of cross_entropy with ignore_index and label_smoothing, (N,C) and (N,C,d)") {

@@ -668,3 +668,37 @@ TEST_CASE("transformer: TransformerDecoderLayer refuses bad shapes, naming the l
     CHECK_NOTHROW(layer.forward_step(zeros<double>({2, 1, 8}), cache));
   }
 }
+
+// ---- stacks ---------------------------------------------------------------------------
+
+TEST_CASE("transformer: TransformerEncoder and TransformerDecoder stack their layers under PyTorch's names") {
+  Generator gen(91);
+  TransformerEncoder<double> encoder(2, 8, 2, 16, 0.0, Activation::relu, 1e-5, true, false, true, gen);
+  TransformerDecoder<double> decoder(2, 8, 2, 16, 0.0, Activation::gelu, 1e-5, true, true, true, gen);
+  const StateDict<double> enc_state = encoder.state_dict(), dec_state = decoder.state_dict();
+  for (const char* key : {"layers.0.self_attn.in_proj_weight", "layers.1.linear2.bias", "norm.weight", "norm.bias"})
+    CHECK_MESSAGE(enc_state.count(key) == 1, key);
+  for (const char* key : {"layers.1.multihead_attn.out_proj.weight", "layers.0.norm3.bias", "norm.weight"})
+    CHECK_MESSAGE(dec_state.count(key) == 1, key);
+  CHECK(enc_state.size() == 2 * 12 + 2);  // per layer: in_proj w,b, out_proj w,b, linear1/2 w,b, norm1/2 w,b
+  CHECK(dec_state.size() == 2 * 18 + 2);
+
+  // the stack is its layers in turn, then the final norm: the same values exactly
+  const D src = input({2, 5, 8}, 92), memory = input({2, 4, 8}, 93);
+  const D by_hand = encoder.norm->forward(encoder.layers[1]->forward(encoder.layers[0]->forward(src)));
+  CHECK(max_abs_diff(encoder.forward(src).data(), by_hand.data()) == 0.0);
+  gradcheck_layer(
+      encoder, [&] { return encoder.forward(src, std::nullopt, std::nullopt, true); }, {src},
+      "TransformerEncoder, 2 layers, causal");
+
+  // decoding the stack step by step equals its causal forward
+  decoder.eval();
+  const D full = decoder.forward(src, memory, std::nullopt, std::nullopt, std::nullopt, std::nullopt, true);
+  std::vector<DecoderLayerCache<double>> caches = decoder.start_decoding(memory);
+  std::vector<D> steps;
+  for (std::size_t t = 0; t < 5; ++t) steps.push_back(decoder.forward_step(narrow(src, 1, t, 1), caches));
+  const double diff = max_abs_diff(concat(steps, 1).data(), full.data());
+  CHECK_MESSAGE(diff <= 1e-12, "stack steps differ from the causal forward by " << diff);
+  std::vector<DecoderLayerCache<double>> too_few(1);
+  check_throws_with([&] { decoder.forward_step(narrow(src, 1, 0, 1), too_few); }, {"TransformerDecoder", "1", "2"});
+}

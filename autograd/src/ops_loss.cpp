@@ -1,4 +1,5 @@
-// cross_entropy with class indices, as F.cross_entropy: ignore_index and label smoothing,
+// binary_cross_entropy_with_logits, and cross_entropy with class indices, as
+// F.cross_entropy: ignore_index and label smoothing,
 // logits (N,C) or (N,C,d...). Fused with its softmax; for each counted row i (target t_i),
 // with eps = label_smoothing and n the number of counted rows:
 //   loss = sum_i -(1 - eps) log p[i, t_i] - eps / C sum_c log p[i, c], divided by n
@@ -91,9 +92,42 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>&
   return cross_entropy_rows(flat, targets, ignore_index, T(label_smoothing));
 }
 
+// logits, targets (same shape) -> scalar, mean of max(x, 0) - x y + log(1 + exp(-|x|)):
+// -y log sigmoid(x) - (1 - y) log(1 - sigmoid(x)) without overflow, as PyTorch computes it.
+template <class T> Tensor<T> binary_cross_entropy_with_logits(const Tensor<T>& logits, const Tensor<T>& targets) {
+  const char* op = "binary_cross_entropy_with_logits";
+  detail::check_defined(op, logits, targets);
+  if (logits.shape() != targets.shape())
+    detail::fail(
+        op, "logits " + shape_str(logits.shape()) + " and targets " + shape_str(targets.shape()) + " differ in shape");
+  const std::size_t n = logits.numel();
+  const T* x = logits.data().data();
+  const T* y = targets.data().data();
+  const T total = kernels::sum_of<T>(
+      n, [x, y](std::size_t i) { return std::max(x[i], T(0)) - x[i] * y[i] + std::log1p(std::exp(-std::abs(x[i]))); });
+  Array<T> out = xt::zeros<T>(Shape{});
+  out() = n ? total / T(n) : std::numeric_limits<T>::quiet_NaN();
+  return make_result<T>(op, std::move(out), {logits, targets},
+                        [n](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+                          const T* x = in[0]->data().data();
+                          const T* y = in[1]->data().data();
+                          const T scale = g() / T(n);
+                          // in the forward pass this was mean(max(x,0) - x y + log(1 + exp(-|x|))):
+                          // d/dx = sigmoid(x) - y, d/dy = -x
+                          if (const GradTarget<T> dx = grad_target(*in[0]))
+                            for (std::size_t i = 0; i < n; ++i)
+                              detail::write_grad(dx, i, (T(1) / (T(1) + std::exp(-x[i])) - y[i]) * scale);
+                          if (const GradTarget<T> dy = grad_target(*in[1]))
+                            for (std::size_t i = 0; i < n; ++i) detail::write_grad(dy, i, -x[i] * scale);
+                        });
+}
+
 template Tensor<float> cross_entropy(const Tensor<float>&, const std::vector<std::size_t>&, std::optional<std::size_t>,
                                      double);
 template Tensor<double> cross_entropy(const Tensor<double>&, const std::vector<std::size_t>&,
                                       std::optional<std::size_t>, double);
+
+template Tensor<float> binary_cross_entropy_with_logits(const Tensor<float>&, const Tensor<float>&);
+template Tensor<double> binary_cross_entropy_with_logits(const Tensor<double>&, const Tensor<double>&);
 
 }  // namespace xtgrad

@@ -269,11 +269,85 @@ template <class T> Tensor<T> TransformerDecoderLayer<T>::forward_step(const Tens
   return norm3->forward(h + feed_forward(h));
 }
 
+// ---- stacks ---------------------------------------------------------------------------
+namespace {
+// num_layers layers made by make_layer, registered in a ModuleList "layers" of owner, and
+// the final LayerNorm "norm" when asked: what both stacks are made of.
+template <class T, class Layer, class Make>
+void build_stack(Module<T>& owner, std::size_t num_layers, const Make& make_layer, bool final_norm, std::size_t d_model,
+                 double eps, std::vector<std::shared_ptr<Layer>>& layers, std::shared_ptr<LayerNorm<T>>& norm) {
+  auto list = owner.register_module("layers", std::make_shared<ModuleList<T>>());
+  for (std::size_t i = 0; i < num_layers; ++i) layers.push_back(list->push_back(make_layer()));
+  if (final_norm) norm = owner.register_module("norm", std::make_shared<LayerNorm<T>>(Shape{d_model}, eps));
+}
+}  // namespace
+
+template <class T>
+TransformerEncoder<T>::TransformerEncoder(std::size_t num_layers, std::size_t d_model, std::size_t nhead,
+                                          std::size_t ff, double p, Activation act, double eps, bool batch_first,
+                                          bool norm_first, bool final_norm, Generator& gen)
+    : UnaryModule<T>("TransformerEncoder") {
+  const auto make_layer = [&] {
+    return std::make_shared<TransformerEncoderLayer<T>>(d_model, nhead, ff, p, act, eps, batch_first, norm_first, gen);
+  };
+  build_stack<T>(*this, num_layers, make_layer, final_norm, d_model, eps, layers, norm);
+}
+
+template <class T>
+Tensor<T> TransformerEncoder<T>::forward(const Tensor<T>& src, const std::optional<Mask>& mask,
+                                         const std::optional<Mask>& src_key_padding_mask, bool is_causal) {
+  Tensor<T> x = src;
+  for (auto& layer : layers) x = layer->forward(x, mask, src_key_padding_mask, is_causal);
+  return norm ? norm->forward(x) : x;
+}
+
+template <class T>
+TransformerDecoder<T>::TransformerDecoder(std::size_t num_layers, std::size_t d_model, std::size_t nhead,
+                                          std::size_t ff, double p, Activation act, double eps, bool batch_first,
+                                          bool norm_first, bool final_norm, Generator& gen)
+    : Module<T>("TransformerDecoder") {
+  const auto make_layer = [&] {
+    return std::make_shared<TransformerDecoderLayer<T>>(d_model, nhead, ff, p, act, eps, batch_first, norm_first, gen);
+  };
+  build_stack<T>(*this, num_layers, make_layer, final_norm, d_model, eps, layers, norm);
+}
+
+template <class T>
+Tensor<T> TransformerDecoder<T>::forward(const Tensor<T>& tgt, const Tensor<T>& memory,
+                                         const std::optional<Mask>& tgt_mask, const std::optional<Mask>& memory_mask,
+                                         const std::optional<Mask>& tgt_key_padding_mask,
+                                         const std::optional<Mask>& memory_key_padding_mask, bool tgt_is_causal) {
+  Tensor<T> x = tgt;
+  for (auto& layer : layers)
+    x = layer->forward(x, memory, tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal);
+  return norm ? norm->forward(x) : x;
+}
+
+template <class T> std::vector<DecoderLayerCache<T>> TransformerDecoder<T>::start_decoding(const Tensor<T>& memory) {
+  std::vector<DecoderLayerCache<T>> caches;
+  for (auto& layer : layers) caches.push_back(layer->start_decoding(memory));
+  return caches;
+}
+
+template <class T>
+Tensor<T> TransformerDecoder<T>::forward_step(const Tensor<T>& x, std::vector<DecoderLayerCache<T>>& caches) {
+  if (caches.size() != layers.size())
+    throw std::invalid_argument("TransformerDecoder.forward_step: " + std::to_string(caches.size()) + " caches for " +
+                                std::to_string(layers.size()) + " layers (start_decoding first)");
+  Tensor<T> h = x;
+  for (std::size_t i = 0; i < layers.size(); ++i) h = layers[i]->forward_step(h, caches[i]);
+  return norm ? norm->forward(h) : h;
+}
+
 template class MultiheadAttention<float>;
 template class MultiheadAttention<double>;
 template class TransformerEncoderLayer<float>;
 template class TransformerEncoderLayer<double>;
 template class TransformerDecoderLayer<float>;
 template class TransformerDecoderLayer<double>;
+template class TransformerEncoder<float>;
+template class TransformerEncoder<double>;
+template class TransformerDecoder<float>;
+template class TransformerDecoder<double>;
 
 }  // namespace xtgrad

@@ -156,6 +156,9 @@ Tensor<T> cross_entropy(const Tensor<T>& logits, const std::vector<std::size_t>&
 // logits (N,C) with target distributions (N,C) -> mean over N of -sum_c target * log_softmax.
 template <class T> Tensor<T> cross_entropy(const Tensor<T>& logits, const Tensor<T>& target_probs);
 template <class T> Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target);  // mean
+// logits and targets of one shape -> the mean binary cross-entropy of sigmoid(logits), as
+// F.binary_cross_entropy_with_logits (stable for large |logits|); targets may be soft.
+template <class T> Tensor<T> binary_cross_entropy_with_logits(const Tensor<T>& logits, const Tensor<T>& targets);
 // Zeroes each element with probability p and scales the rest by 1/(1-p) when training;
 // the identity otherwise.
 template <class T> Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator& gen);

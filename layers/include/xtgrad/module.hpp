@@ -87,6 +87,21 @@ template <class T> class UnaryModule : public Module<T> {
   Tensor<T> operator()(const Tensor<T>& x) { return forward(x); }
 };
 
+// Holds modules registered as "0", "1", ..., as PyTorch's nn.ModuleList: a stack whose
+// layers take more than one tensor (a decoder's) keeps them in one, so that the names
+// read "layers.0.self_attn.in_proj_weight" as in PyTorch.
+template <class T> class ModuleList : public Module<T> {
+ public:
+  ModuleList() : Module<T>("ModuleList") {}
+  template <class M> std::shared_ptr<M> push_back(std::shared_ptr<M> module) {
+    return this->register_module(std::to_string(size_++), std::move(module));
+  }
+  std::size_t size() const { return size_; }
+
+ private:
+  std::size_t size_ = 0;
+};
+
 // Chains unary modules; they are registered as "0", "1", ...
 template <class T> class Sequential : public UnaryModule<T> {
  public:

@@ -127,4 +127,42 @@ template <class T> class TransformerDecoderLayer : public Module<T> {
   Tensor<T> feed_forward(const Tensor<T>& x);
 };
 
+// num_layers encoder layers of the same settings, then (final_norm) a LayerNorm, as
+// PyTorch's TransformerEncoder(layer, num_layers, norm): names "layers.0.self_attn...",
+// "norm.weight".
+template <class T> class TransformerEncoder : public UnaryModule<T> {
+ public:
+  TransformerEncoder(std::size_t num_layers, std::size_t d_model, std::size_t nhead, std::size_t dim_feedforward = 2048,
+                     double dropout = 0.1, Activation activation = Activation::relu, double layer_norm_eps = 1e-5,
+                     bool batch_first = false, bool norm_first = false, bool final_norm = false,
+                     Generator& gen = global_generator());
+  Tensor<T> forward(const Tensor<T>& src) override { return forward(src, std::nullopt, std::nullopt, false); }
+  Tensor<T> forward(const Tensor<T>& src, const std::optional<Mask>& mask,
+                    const std::optional<Mask>& src_key_padding_mask, bool is_causal = false);
+
+  std::vector<std::shared_ptr<TransformerEncoderLayer<T>>> layers;
+  std::shared_ptr<LayerNorm<T>> norm;  // null without final_norm
+};
+
+// num_layers decoder layers, then (final_norm) a LayerNorm, as PyTorch's
+// TransformerDecoder; decoding step by step keeps one cache per layer.
+template <class T> class TransformerDecoder : public Module<T> {
+ public:
+  TransformerDecoder(std::size_t num_layers, std::size_t d_model, std::size_t nhead, std::size_t dim_feedforward = 2048,
+                     double dropout = 0.1, Activation activation = Activation::relu, double layer_norm_eps = 1e-5,
+                     bool batch_first = false, bool norm_first = false, bool final_norm = false,
+                     Generator& gen = global_generator());
+  Tensor<T> forward(const Tensor<T>& tgt, const Tensor<T>& memory, const std::optional<Mask>& tgt_mask = std::nullopt,
+                    const std::optional<Mask>& memory_mask = std::nullopt,
+                    const std::optional<Mask>& tgt_key_padding_mask = std::nullopt,
+                    const std::optional<Mask>& memory_key_padding_mask = std::nullopt, bool tgt_is_causal = false);
+  // memory (B, S, E) batch first -> one cache per layer
+  std::vector<DecoderLayerCache<T>> start_decoding(const Tensor<T>& memory);
+  // x (B, 1, E) batch first -> (B, 1, E), as the causal forward at that position
+  Tensor<T> forward_step(const Tensor<T>& x, std::vector<DecoderLayerCache<T>>& caches);
+
+  std::vector<std::shared_ptr<TransformerDecoderLayer<T>>> layers;
+  std::shared_ptr<LayerNorm<T>> norm;  // null without final_norm
+};
+
 }  // namespace xtgrad
