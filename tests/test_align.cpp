@@ -169,7 +169,7 @@ TEST_CASE("align data: 1 to 3 objects in distinct cells, each count and value in
   for (std::size_t n = 1; n <= 3; ++n) CHECK(by_count[n] == doctest::Approx(200).epsilon(0.2));  // uniform
 }
 
-TEST_CASE("align data: each shape paints the pixels TASK.md specifies") {
+TEST_CASE("align data: each shape paints the pixels docs/align-task.md specifies") {
   const double r = 3.0;
   // circle: dy^2 + dx^2 <= r^2
   CHECK(painted(0, 0, 3.0, r));
@@ -189,7 +189,7 @@ TEST_CASE("align data: each shape paints the pixels TASK.md specifies") {
   CHECK_FALSE(painted(3, 2.0, 2.0, r));
 }
 
-TEST_CASE("align data: every pixel is painted as TASK.md specifies") {
+TEST_CASE("align data: every pixel is painted as docs/align-task.md specifies") {
   // Each object's drawn colour, radius and centre are in their ranges; each pixel is the
   // clipped colour of the last object whose shape covers its centre, or else background.
   std::vector<double> background;

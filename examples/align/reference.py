@@ -60,7 +60,7 @@ class Data:
 
 
 class AlignModel(nn.Module):
-    """TASK.md's default model, all pairs by batched products (also timed by bench/compare_torch.py)."""
+    """docs/align-task.md's default model, all pairs by batched products (also timed by bench/compare_torch.py)."""
 
     def __init__(self, d=64, heads=4):
         super().__init__()
