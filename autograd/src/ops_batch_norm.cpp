@@ -45,19 +45,16 @@ ChannelStats<T> batch_stats(const ChannelShape& s, const T* x, const std::option
                             const std::optional<Tensor<T>>& running_var, double momentum, double eps) {
   ChannelStats<T> st{std::vector<T>(s.channels), std::vector<T>(s.channels), true};
   const T M = T(s.count()), m = T(momentum);
+  // The running statistics are updated in place (Tensor is a handle to their storage).
+  T* r_mean = running_mean ? Tensor<T>(*running_mean).mutable_data().data() : nullptr;
+  T* r_var = running_var ? Tensor<T>(*running_var).mutable_data().data() : nullptr;
   for (std::size_t c = 0; c < s.channels; ++c) {
     const T mean = channel_sum<T>(s, c, [x](std::size_t i) { return x[i]; }) / M;
     const T var = channel_sum<T>(s, c, [x, mean](std::size_t i) { return (x[i] - mean) * (x[i] - mean); }) / M;
     st.mean[c] = mean;
     st.rstd[c] = T(1) / std::sqrt(var + T(eps));
-    if (running_mean) {
-      T& r = Tensor<T>(*running_mean).mutable_data().data()[c];
-      r = (T(1) - m) * r + m * mean;
-    }
-    if (running_var) {
-      T& r = Tensor<T>(*running_var).mutable_data().data()[c];
-      r = (T(1) - m) * r + m * var * M / (M - T(1));  // unbiased, as PyTorch keeps it
-    }
+    if (r_mean) r_mean[c] = (T(1) - m) * r_mean[c] + m * mean;
+    if (r_var) r_var[c] = (T(1) - m) * r_var[c] + m * var * M / (M - T(1));  // unbiased, as PyTorch keeps it
   }
   return st;
 }

@@ -208,10 +208,21 @@ template <class T> Tensor<T> narrow(const Tensor<T>& x, int axis, std::size_t st
   return make_result<T>(
       "narrow", std::move(out), {x},
       [outer, in_row, block, skip](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        if (!in[0]->requires_grad()) return;
-        Array<T> gx = xt::zeros<T>(in[0]->data().shape());
-        copy_blocks(g.data(), block, gx.data() + skip, in_row, outer, block);
-        add_grad(*in[0], std::move(gx));
+        // in the forward pass this was out = x[start, start + length) along axis: dx there
+        // += dy, in place. Zeros elsewhere only on the first write, so that the narrows of
+        // one input (an LSTM's steps, a gate's chunks) cost their own size each, not x's.
+        const GradTarget<T> gx = grad_target(*in[0]);
+        if (!gx) return;
+        if (gx.beta == T(0)) {
+          std::fill_n(gx.data, in[0]->data().size(), T(0));
+          copy_blocks(g.data(), block, gx.data + skip, in_row, outer, block);
+          return;
+        }
+        for (std::size_t i = 0; i < outer; ++i) {
+          const T* from = g.data() + i * block;
+          T* to = gx.data + skip + i * in_row;
+          for (std::size_t j = 0; j < block; ++j) to[j] += from[j];
+        }
       });
 }
 
