@@ -39,8 +39,6 @@ std::size_t conv_out_size(std::size_t in, std::size_t kernel, std::size_t stride
   return (in + 2 * padding - span) / stride + 1;
 }
 
-std::string size2_str(Size2 s) { return "(" + std::to_string(s.h) + ", " + std::to_string(s.w) + ")"; }
-
 ConvShape conv_shape(const Shape& xs, const Shape& ws, Size2 stride, Size2 padding, Size2 dilation,
                      std::size_t groups) {
   const char* op = "conv2d";
@@ -54,14 +52,13 @@ ConvShape conv_shape(const Shape& xs, const Shape& ws, Size2 stride, Size2 paddi
                          " with groups = " + std::to_string(groups) + " expects " + std::to_string(ws[1] * groups));
   if (stride.h == 0 || stride.w == 0 || dilation.h == 0 || dilation.w == 0 || ws[2] == 0 || ws[3] == 0)
     detail::fail(op, "kernel, stride and dilation must be positive, got kernel " + shape_str(ws) + ", stride " +
-                         size2_str(stride) + ", dilation " + size2_str(dilation));
+                         stride.str() + ", dilation " + dilation.str());
   ConvShape s{xs[0], xs[1], ws[0], groups, xs[2], xs[3], 0, 0, {ws[2], ws[3]}, stride, padding, dilation};
   s.out_height = conv_out_size(s.height, ws[2], stride.h, padding.h, dilation.h);
   s.out_width = conv_out_size(s.width, ws[3], stride.w, padding.w, dilation.w);
   if (s.out_height == 0 || s.out_width == 0)
-    detail::fail(op, "kernel " + size2_str(s.kernel) + " with dilation " + size2_str(dilation) +
-                         " is larger than the padded input: input " + shape_str(xs) + ", padding " +
-                         size2_str(padding));
+    detail::fail(op, "kernel " + s.kernel.str() + " with dilation " + dilation.str() +
+                         " is larger than the padded input: input " + shape_str(xs) + ", padding " + padding.str());
   return s;
 }
 

@@ -54,21 +54,18 @@ struct PoolShape {
   Shape output() const { return {input[0], input[1], rows.size(), cols.size()}; }
 };
 
-std::string size2_str(Size2 s) { return "(" + std::to_string(s.h) + ", " + std::to_string(s.w) + ")"; }
-
 // The windows of a max or average pool; checks the sizes, naming op.
 PoolShape sliding_pool(const char* op, const Shape& xs, Size2 kernel, std::optional<Size2> stride_or_kernel,
                        Size2 padding) {
   const Size2 stride = stride_or_kernel.value_or(kernel);
   if (xs.size() != 4) detail::fail(op, "input must be (N,C,H,W), got " + shape_str(xs));
   if (kernel.h == 0 || kernel.w == 0 || stride.h == 0 || stride.w == 0)
-    detail::fail(
-        op, "kernel and stride must be positive, got kernel " + size2_str(kernel) + ", stride " + size2_str(stride));
+    detail::fail(op, "kernel and stride must be positive, got kernel " + kernel.str() + ", stride " + stride.str());
   if (2 * padding.h > kernel.h || 2 * padding.w > kernel.w)
-    detail::fail(op, "padding " + size2_str(padding) + " must be at most half the kernel " + size2_str(kernel));
+    detail::fail(op, "padding " + padding.str() + " must be at most half the kernel " + kernel.str());
   if (xs[2] + 2 * padding.h < kernel.h || xs[3] + 2 * padding.w < kernel.w)
-    detail::fail(op, "kernel " + size2_str(kernel) + " is larger than the padded input: input " + shape_str(xs) +
-                         ", padding " + size2_str(padding));
+    detail::fail(op, "kernel " + kernel.str() + " is larger than the padded input: input " + shape_str(xs) +
+                         ", padding " + padding.str());
   return {xs, sliding_windows(xs[2], kernel.h, stride.h, padding.h),
           sliding_windows(xs[3], kernel.w, stride.w, padding.w)};
 }
@@ -168,8 +165,8 @@ template <class T> Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, Size2 outpu
   const Shape xs = x.shape();
   if (xs.size() != 4) detail::fail(op, "input must be (N,C,H,W), got " + shape_str(xs));
   if (output_size.h == 0 || output_size.w == 0 || xs[2] == 0 || xs[3] == 0)
-    detail::fail(op, "output size " + size2_str(output_size) + " and the input's H and W must be positive, input " +
-                         shape_str(xs));
+    detail::fail(
+        op, "output size " + output_size.str() + " and the input's H and W must be positive, input " + shape_str(xs));
   return mean_pool(op, x,
                    PoolShape{xs, adaptive_windows(xs[2], output_size.h), adaptive_windows(xs[3], output_size.w)});
 }

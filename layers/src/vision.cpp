@@ -5,10 +5,6 @@
 #include <utility>
 
 namespace xtgrad {
-namespace {
-std::string pair_repr(Size2 s) { return "(" + std::to_string(s.h) + ", " + std::to_string(s.w) + ")"; }
-}  // namespace
-
 // ---- Conv2d ---------------------------------------------------------------------------
 template <class T>
 Conv2d<T>::Conv2d(std::size_t in, std::size_t out, Size2 kernel, Size2 stride, Size2 padding, Size2 dilation,
@@ -23,7 +19,7 @@ Conv2d<T>::Conv2d(std::size_t in, std::size_t out, Size2 kernel, Size2 stride, S
       groups(groups) {
   if (in == 0 || out == 0 || kernel.h == 0 || kernel.w == 0)
     throw std::invalid_argument("Conv2d: in_channels, out_channels and kernel_size must be positive, got " +
-                                std::to_string(in) + ", " + std::to_string(out) + ", " + pair_repr(kernel));
+                                std::to_string(in) + ", " + std::to_string(out) + ", " + kernel.str());
   if (groups == 0 || in % groups != 0 || out % groups != 0)
     throw std::invalid_argument("Conv2d: groups = " + std::to_string(groups) + " must divide in_channels = " +
                                 std::to_string(in) + " and out_channels = " + std::to_string(out));
@@ -44,9 +40,9 @@ template <class T> Tensor<T> Conv2d<T>::forward(const Tensor<T>& x) {
 
 template <class T> std::string Conv2d<T>::extra_repr() const {
   std::string out = std::to_string(in_channels) + ", " + std::to_string(out_channels) +
-                    ", kernel_size=" + pair_repr(kernel_size) + ", stride=" + pair_repr(stride);
-  if (padding.h || padding.w) out += ", padding=" + pair_repr(padding);
-  if (dilation.h != 1 || dilation.w != 1) out += ", dilation=" + pair_repr(dilation);
+                    ", kernel_size=" + kernel_size.str() + ", stride=" + stride.str();
+  if (padding.h || padding.w) out += ", padding=" + padding.str();
+  if (dilation.h != 1 || dilation.w != 1) out += ", dilation=" + dilation.str();
   if (groups != 1) out += ", groups=" + std::to_string(groups);
   if (!bias) out += ", bias=false";
   return out;
@@ -58,7 +54,7 @@ MaxPool2d<T>::MaxPool2d(Size2 kernel, std::optional<Size2> stride, Size2 padding
     : UnaryModule<T>("MaxPool2d"), kernel_size(kernel), stride(stride.value_or(kernel)), padding(padding) {}
 
 template <class T> std::string MaxPool2d<T>::extra_repr() const {
-  return "kernel_size=" + pair_repr(kernel_size) + ", stride=" + pair_repr(stride) + ", padding=" + pair_repr(padding);
+  return "kernel_size=" + kernel_size.str() + ", stride=" + stride.str() + ", padding=" + padding.str();
 }
 
 template <class T>
@@ -66,16 +62,14 @@ AvgPool2d<T>::AvgPool2d(Size2 kernel, std::optional<Size2> stride, Size2 padding
     : UnaryModule<T>("AvgPool2d"), kernel_size(kernel), stride(stride.value_or(kernel)), padding(padding) {}
 
 template <class T> std::string AvgPool2d<T>::extra_repr() const {
-  return "kernel_size=" + pair_repr(kernel_size) + ", stride=" + pair_repr(stride) + ", padding=" + pair_repr(padding);
+  return "kernel_size=" + kernel_size.str() + ", stride=" + stride.str() + ", padding=" + padding.str();
 }
 
 template <class T>
 AdaptiveAvgPool2d<T>::AdaptiveAvgPool2d(Size2 output_size)
     : UnaryModule<T>("AdaptiveAvgPool2d"), output_size(output_size) {}
 
-template <class T> std::string AdaptiveAvgPool2d<T>::extra_repr() const {
-  return "output_size=" + pair_repr(output_size);
-}
+template <class T> std::string AdaptiveAvgPool2d<T>::extra_repr() const { return "output_size=" + output_size.str(); }
 
 // ---- BatchNorm ------------------------------------------------------------------------
 template <class T>

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "xtgrad/random.hpp"
@@ -177,6 +178,7 @@ struct Size2 {
   std::size_t h, w;
   Size2(std::size_t n) : h(n), w(n) {}  // NOLINT: implicit, as PyTorch's `stride=2`
   Size2(std::size_t h, std::size_t w) : h(h), w(w) {}
+  std::string str() const { return "(" + std::to_string(h) + ", " + std::to_string(w) + ")"; }  // "(3, 3)"
 };
 // F.conv2d: x (N,Cin,H,W), weight (Cout,Cin/groups,kh,kw), bias (Cout) -> (N,Cout,Ho,Wo),
 // Ho = (H + 2 padding.h - dilation.h (kh - 1) - 1) / stride.h + 1 (Wo alike). Zero padding.
