@@ -112,7 +112,7 @@ TEST_CASE("module: summary of multi-head attention shows the output projection i
   Generator gen(4);
   MultiHeadCrossAttention<float> attn(8, 2, 6, 4, 8, true, 0.0, gen);
   const std::string expected =
-      "MultiHeadCrossAttention(query_dim=8, num_heads=2, key_dim=6, value_dim=4, out_dim=8, dropout=0.000000\n"
+      "MultiHeadCrossAttention(query_dim=8, num_heads=2, key_dim=6, value_dim=4, out_dim=8, dropout=0.0\n"
       "  (q_proj): Linear(in_features=8, out_features=8, bias=true)\n"
       "  (k_proj): Linear(in_features=6, out_features=8, bias=true)\n"
       "  (v_proj): Linear(in_features=4, out_features=8, bias=true)\n"
@@ -314,7 +314,7 @@ TEST_CASE("gradcheck: mha with a key padding mask") {
   Generator gen(38);
   MultiHeadCrossAttention<double> attn(4, 2, 3, 5, 4, true, 0.0, gen);
   const D q = input({2, 3, 4}, 39), k = input({2, 4, 3}, 40), v = input({2, 4, 5}, 41);
-  const Mask padding = mask2({{true, true, false, true}, {true, false, false, false}});
+  const AttendMask padding = attend_mask(mask2({{true, true, false, true}, {true, false, false, false}}));
   const auto result = attn.forward(q, k, v, padding);
   CHECK(result.weights.data()(0, 0, 2) == 0.0);  // masked keys get no weight
   CHECK(result.weights.data()(1, 2, 1) == 0.0);
@@ -327,16 +327,20 @@ TEST_CASE("gradcheck: mha with an attention mask, 2-D and batched") {
   MultiHeadCrossAttention<double> attn(4, 2, 3, 3, 4, false, 0.0, gen);
   const D q = input({2, 3, 4}, 43), k = input({2, 4, 3}, 44), v = input({2, 4, 3}, 45);
   const Mask causal_like = mask2({{true, false, false, false}, {true, true, false, false}, {true, true, true, true}});
-  const auto result = attn.forward(q, k, v, std::nullopt, causal_like);
+  const auto result = attn.forward(q, k, v, std::nullopt, attend_mask(causal_like));
   CHECK(result.weights.data()(1, 0, 1) == 0.0);
   CHECK(result.weights.data()(1, 0, 0) == doctest::Approx(1.0));
-  check_layer(attn, [&] { return attn.forward(q, k, v, std::nullopt, causal_like).output; }, {q, k, v});
+  check_layer(attn, [&] { return attn.forward(q, k, v, std::nullopt, attend_mask(causal_like)).output; }, {q, k, v});
 
   Mask batched = xt::ones<bool>({2, 3, 4});
   batched(0, 1, 3) = false;
   batched(1, 2, 0) = false;
-  check_layer(attn, [&] { return attn.forward(q, k, v, std::nullopt, batched).output; }, {q, k, v});
-  check_throws_with([&] { attn.forward(q, k, v, std::nullopt, Mask(xt::ones<bool>({3, 5}))); }, {"attn_mask", "(3,5)"});
+  check_layer(attn, [&] { return attn.forward(q, k, v, std::nullopt, attend_mask(batched)).output; }, {q, k, v});
+  check_throws_with(
+      [&] {
+        attn.forward(q, k, v, std::nullopt, attend_mask(xt::ones<bool>({3, 5})));
+      },
+      {"attn_mask", "(3,5)"});
 }
 
 TEST_CASE("mha: a query with nothing to attend to gives zeros and no NaN anywhere") {
@@ -346,7 +350,7 @@ TEST_CASE("mha: a query with nothing to attend to gives zeros and no NaN anywher
   const D q = input({2, 3, 4}, 47), k = input({2, 4, 3}, 48), v = input({2, 4, 3}, 49);
   Mask allowed = xt::ones<bool>({2, 3, 4});
   for (std::size_t j = 0; j < 4; ++j) allowed(0, 1, j) = false;  // query 1 of batch 0 sees nothing
-  const auto result = attn.forward(q, k, v, std::nullopt, allowed, false);
+  const auto result = attn.forward(q, k, v, std::nullopt, attend_mask(allowed), false);
   for (std::size_t h = 0; h < 2; ++h)
     for (std::size_t j = 0; j < 4; ++j) CHECK(result.weights.data()(0, h, 1, j) == 0.0);
   for (std::size_t c = 0; c < 4; ++c) CHECK(result.output.data()(0, 1, c) == 0.0);
@@ -354,15 +358,15 @@ TEST_CASE("mha: a query with nothing to attend to gives zeros and no NaN anywher
 
   // The dead row passes zero gradient; every other row's gradient stays exact.
   D q_leaf(Array<double>(q.data()), true);
-  sum(attn.forward(q_leaf, k, v, std::nullopt, allowed).output).backward();
+  sum(attn.forward(q_leaf, k, v, std::nullopt, attend_mask(allowed)).output).backward();
   CHECK(all_finite(q_leaf.grad()));
   for (std::size_t c = 0; c < 4; ++c) CHECK(q_leaf.grad()(0, 1, c) == 0.0);
   for (const auto& p : attn.parameters()) CHECK(all_finite(p.grad()));
   attn.zero_grad();
-  check_layer(attn, [&] { return attn.forward(q, k, v, std::nullopt, allowed).output; }, {q, k, v});
+  check_layer(attn, [&] { return attn.forward(q, k, v, std::nullopt, attend_mask(allowed)).output; }, {q, k, v});
 
   // A batch element whose keys are all padding: every query of it is dead.
-  const Mask padding = mask2({{true, true, true, true}, {false, false, false, false}});
+  const AttendMask padding = attend_mask(mask2({{true, true, true, true}, {false, false, false, false}}));
   const auto padded = attn.forward(q, k, v, padding);
   CHECK(all_finite(padded.output.data()));
   CHECK(xt::all(xt::equal(xt::view(padded.output.data(), 1), 0.0)));
@@ -402,7 +406,7 @@ TEST_CASE("gradcheck: all pairs, with a key padding mask that kills one image") 
   MultiHeadCrossAttention<double> attn(4, 2, 3, 3, 4, true, 0.0, gen);
   const D queries = input({2, 2, 4}, 59), keys = input({3, 3, 3}, 60), values = input({3, 3, 3}, 61);
   check_layer(attn, [&] { return attn.forward_all_pairs(queries, keys, values).output; }, {queries, keys, values});
-  const Mask padding = mask2({{true, false, true}, {false, false, false}, {true, true, true}});
+  const AttendMask padding = attend_mask(mask2({{true, false, true}, {false, false, false}, {true, true, true}}));
   const auto masked = attn.forward_all_pairs(queries, keys, values, padding);
   CHECK(xt::all(xt::equal(xt::view(masked.output.data(), xt::all(), 1), 0.0)));
   CHECK(all_finite(masked.output.data()));

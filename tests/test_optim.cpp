@@ -100,6 +100,11 @@ std::shared_ptr<const LRSchedule> make_schedule(const json& s) {
   if (type == "warmup")
     return std::make_shared<LinearWarmup>(s.at("warmup_steps").get<std::size_t>(), s.at("start_factor").get<double>(),
                                           s.at("after").is_null() ? nullptr : make_schedule(s.at("after")));
+  if (type == "sequential") {
+    std::vector<std::shared_ptr<const LRSchedule>> parts;
+    for (const json& part : s.at("schedules")) parts.push_back(make_schedule(part));
+    return std::make_shared<SequentialLR>(parts, s.at("milestones").get<std::vector<std::size_t>>());
+  }
   throw std::runtime_error("unknown schedule type " + type);
 }
 
@@ -376,6 +381,15 @@ TEST_CASE("optim: CosineAnnealingLR matches PyTorch, past t_max too") {
   check_schedule_fixture("cosine");
 }
 TEST_CASE("optim: LinearWarmup matches PyTorch LinearLR") { check_schedule_fixture("linear_warmup"); }
+TEST_CASE("optim: warm-up then cosine through SequentialLR matches PyTorch SequentialLR") {
+  check_schedule_fixture("warmup_then_cosine");
+  const auto warm = std::make_shared<LinearWarmup>(4, 0.1);
+  const auto cosine = std::make_shared<CosineAnnealingLR>(10);
+  const SequentialLR seq({warm, cosine}, {4});
+  CHECK(seq.lr(4, 1.0) == 1.0);  // the cosine starts at the base lr after the warm-up
+  check_throws_with([&] { SequentialLR({warm, cosine}, {}); }, {"SequentialLR", "2 schedules", "0 milestones"});
+  check_throws_with([&] { SequentialLR({warm, cosine, warm}, {4, 4}); }, {"SequentialLR", "increasing"});
+}
 TEST_CASE("optim: LinearWarmup onto a cosine matches PyTorch ChainedScheduler and the formula") {
   check_schedule_fixture("warmup_cosine_chained");
   check_schedule_fixture("warmup_cosine_formula");

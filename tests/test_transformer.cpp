@@ -32,21 +32,22 @@ using Named = std::vector<std::pair<std::string, D>>;
 constexpr double kSelfTol = 1e-12;
 
 // ---- fixtures -------------------------------------------------------------------------
-// A PyTorch boolean mask (true = may not attend) as ours (true = may attend).
-Mask allowed_from_pytorch(const json& m) {
+// A PyTorch boolean mask (true = may not attend), as PyTorch wrote it.
+Mask pytorch_mask(const json& m) {
   const Shape shape = m.at("shape").get<Shape>();
   const std::vector<bool> blocked = m.at("data").get<std::vector<bool>>();
-  Mask allowed = Mask::from_shape(shape);
-  REQUIRE_MESSAGE(allowed.size() == blocked.size(), "fixture mask " << shape_str(shape) << " holds " << blocked.size());
-  std::transform(blocked.begin(), blocked.end(), allowed.begin(), [](bool b) { return !b; });
-  return allowed;
+  Mask mask = Mask::from_shape(shape);
+  REQUIRE_MESSAGE(mask.size() == blocked.size(), "fixture mask " << shape_str(shape) << " holds " << blocked.size());
+  std::copy(blocked.begin(), blocked.end(), mask.begin());
+  return mask;
 }
 
-// The case's mask passed as forward's argument `name`, inverted; none when PyTorch had none.
-std::optional<Mask> fixture_mask(const json& fx, const std::string& name) {
+// The case's mask passed as forward's argument `name`, in PyTorch's polarity, so through
+// padding_mask(); none when PyTorch had none.
+std::optional<AttendMask> fixture_mask(const json& fx, const std::string& name) {
   const json& masks = fx.at("masks");
   if (!masks.contains(name)) return std::nullopt;
-  return allowed_from_pytorch(masks.at(name));
+  return padding_mask(pytorch_mask(masks.at(name)));
 }
 
 // How a case whose attention mask is PyTorch's causal one passes it to us: the inverted
@@ -57,13 +58,13 @@ std::string suffix(CausalAs how) { return how == CausalAs::flag ? " (is_causal)"
 
 // The causal mask of the case, or, when passed as the flag, none; checks that PyTorch's
 // inverted causal mask is tril_mask.
-std::optional<Mask> causal_mask(const json& fx, const std::string& name, CausalAs how, bool& is_causal) {
-  std::optional<Mask> mask = fixture_mask(fx, name);
+std::optional<AttendMask> causal_mask(const json& fx, const std::string& name, CausalAs how, bool& is_causal) {
+  std::optional<AttendMask> mask = fixture_mask(fx, name);
   is_causal = false;
   if (!fx.at("call").at("causal").get<bool>()) return mask;
   REQUIRE(mask.has_value());
-  const std::size_t n = mask->shape()[0];
-  CHECK_MESSAGE(*mask == tril_mask(n, n), name << " inverted is not tril_mask(" << n << ", " << n << ")");
+  const std::size_t n = mask->allowed().shape()[0];
+  CHECK_MESSAGE(mask->allowed() == tril_mask(n, n), name << " inverted is not tril_mask(" << n << ", " << n << ")");
   if (how == CausalAs::mask) return mask;
   is_causal = true;
   return std::nullopt;
@@ -131,7 +132,7 @@ void check_mha_fixture(const std::string& name, CausalAs how = CausalAs::mask) {
   const D& k = in.at(self ? "x" : "key");
   const D& v = in.at(self ? "x" : "value");
   bool is_causal = false;
-  const std::optional<Mask> attn_mask = causal_mask(fx, "attn_mask", how, is_causal);
+  const std::optional<AttendMask> attn_mask = causal_mask(fx, "attn_mask", how, is_causal);
   const MultiheadAttentionOutput<double> out =
       mha.forward(q, k, v, fixture_mask(fx, "key_padding_mask"), call.at("need_weights").get<bool>(), attn_mask,
                   call.at("average_attn_weights").get<bool>(), is_causal);
@@ -155,7 +156,7 @@ void check_encoder_fixture(const std::string& name, CausalAs how = CausalAs::mas
   load_pytorch_weights(layer, fx);
   const std::map<std::string, D> in = load_inputs(fx);
   bool is_causal = false;
-  const std::optional<Mask> src_mask = causal_mask(fx, "src_mask", how, is_causal);
+  const std::optional<AttendMask> src_mask = causal_mask(fx, "src_mask", how, is_causal);
   const D out = layer.forward(in.at("src"), src_mask, fixture_mask(fx, "src_key_padding_mask"), is_causal);
 
   Deviation dev(name + suffix(how));
@@ -175,7 +176,7 @@ void check_decoder_fixture(const std::string& name, CausalAs how = CausalAs::mas
   load_pytorch_weights(layer, fx);
   const std::map<std::string, D> in = load_inputs(fx);
   bool is_causal = false;
-  const std::optional<Mask> tgt_mask = causal_mask(fx, "tgt_mask", how, is_causal);
+  const std::optional<AttendMask> tgt_mask = causal_mask(fx, "tgt_mask", how, is_causal);
   const D out =
       layer.forward(in.at("tgt"), in.at("memory"), tgt_mask, fixture_mask(fx, "memory_mask"),
                     fixture_mask(fx, "tgt_key_padding_mask"), fixture_mask(fx, "memory_key_padding_mask"), is_causal);
@@ -370,7 +371,7 @@ TEST_CASE("transformer: gradcheck MultiheadAttention with is_causal, self and cr
   gradcheck_layer(
       self, [&] { return self.forward(x, x, x, std::nullopt, false, std::nullopt, true, true).output; }, {x},
       "MultiheadAttention seq-first is_causal");
-  const Mask padding = key_allowed({3, 2}, 3);
+  const AttendMask padding = attend_mask(key_allowed({3, 2}, 3));
   gradcheck_layer(
       self, [&] { return self.forward(x, x, x, padding, false, std::nullopt, true, true).output; }, {x},
       "MultiheadAttention seq-first is_causal with a key_padding_mask");
@@ -386,7 +387,7 @@ TEST_CASE("transformer: gradcheck TransformerEncoderLayer post-norm relu and pre
   Generator gen(31);
   TransformerEncoderLayer<double> post(4, 2, 6, 0.0, Activation::relu, 1e-5, false, false, gen);
   const D src = input({3, 2, 4}, 32);
-  const Mask padding = key_allowed({3, 2}, 3);
+  const AttendMask padding = attend_mask(key_allowed({3, 2}, 3));
   gradcheck_layer(
       post, [&] { return post.forward(src, std::nullopt, padding); }, {src},
       "TransformerEncoderLayer post-norm relu, src_key_padding_mask");
@@ -401,7 +402,7 @@ TEST_CASE("transformer: gradcheck TransformerDecoderLayer post-norm relu and pre
   Generator gen(41);
   TransformerDecoderLayer<double> post(4, 2, 6, 0.0, Activation::relu, 1e-5, false, false, gen);
   const D tgt = input({3, 2, 4}, 42), memory = input({2, 2, 4}, 43);
-  const Mask memory_padding = key_allowed({2, 1}, 2);
+  const AttendMask memory_padding = attend_mask(key_allowed({2, 1}, 2));
   gradcheck_layer(
       post, [&] { return post.forward(tgt, memory, std::nullopt, std::nullopt, std::nullopt, memory_padding, true); },
       {tgt, memory}, "TransformerDecoderLayer post-norm relu, tgt_is_causal, memory_key_padding_mask");
@@ -504,13 +505,13 @@ TEST_CASE("transformer: is_causal equals an explicit tril_mask, values, weights 
   {
     MultiheadAttention<double> attn(8, 2, 0.0, true, false, gen);
     const D x = input({4, 2, 8}, 72);
-    const Mask padding = key_allowed({4, 3}, 4);
+    const AttendMask padding = attend_mask(key_allowed({4, 3}, 4));
     const auto run = [&](bool flag) {
       return run_with_grads(
           attn, {x},
           [&] {
             const auto out = flag ? attn.forward(x, x, x, padding, true, std::nullopt, false, true)
-                                  : attn.forward(x, x, x, padding, true, tril_mask(4, 4), false, false);
+                                  : attn.forward(x, x, x, padding, true, attend_mask(tril_mask(4, 4)), false, false);
             return std::make_pair(out.output, out.weights);
           },
           73);
@@ -525,8 +526,9 @@ TEST_CASE("transformer: is_causal equals an explicit tril_mask, values, weights 
       return run_with_grads(
           attn, {q, kv},
           [&] {
-            const auto out = flag ? attn.forward(q, kv, kv, std::nullopt, true, std::nullopt, true, true)
-                                  : attn.forward(q, kv, kv, std::nullopt, true, tril_mask(3, 5, 2), true, false);
+            const auto out =
+                flag ? attn.forward(q, kv, kv, std::nullopt, true, std::nullopt, true, true)
+                     : attn.forward(q, kv, kv, std::nullopt, true, attend_mask(tril_mask(3, 5, 2)), true, false);
             return std::make_pair(out.output, out.weights);
           },
           76);
@@ -541,7 +543,7 @@ TEST_CASE("transformer: is_causal equals an explicit tril_mask, values, weights 
           layer, {src},
           [&] {
             return std::make_pair(flag ? layer.forward(src, std::nullopt, std::nullopt, true)
-                                       : layer.forward(src, tril_mask(4, 4), std::nullopt, false),
+                                       : layer.forward(src, attend_mask(tril_mask(4, 4)), std::nullopt, false),
                                   D());
           },
           78);
@@ -551,14 +553,15 @@ TEST_CASE("transformer: is_causal equals an explicit tril_mask, values, weights 
   {
     TransformerDecoderLayer<double> layer(8, 2, 16, 0.0, Activation::relu, 1e-5, false, false, gen);
     const D tgt = input({5, 2, 8}, 79), memory = input({3, 2, 8}, 80);
-    const Mask memory_padding = key_allowed({3, 2}, 3);
+    const AttendMask memory_padding = attend_mask(key_allowed({3, 2}, 3));
     const auto run = [&](bool flag) {
       return run_with_grads(
           layer, {tgt, memory},
           [&] {
             return std::make_pair(
                 flag ? layer.forward(tgt, memory, std::nullopt, std::nullopt, std::nullopt, memory_padding, true)
-                     : layer.forward(tgt, memory, tril_mask(5, 5), std::nullopt, std::nullopt, memory_padding, false),
+                     : layer.forward(tgt, memory, attend_mask(tril_mask(5, 5)), std::nullopt, std::nullopt,
+                                     memory_padding, false),
                 D());
           },
           81);
@@ -574,8 +577,9 @@ TEST_CASE("transformer: MultiheadAttention refuses bad shapes, naming the layer 
   Generator gen(91);
   MultiheadAttention<double> attn(8, 2, 0.0, true, false, gen);  // seq-first: (L, B, E)
   const D x = zeros<double>({4, 2, 8}), kv = zeros<double>({5, 2, 8});
-  CHECK_NOTHROW(attn.forward(x, kv, kv, Mask(xt::ones<bool>({2, 5})), true, Mask(xt::ones<bool>({4, 5}))));
-  CHECK_NOTHROW(attn.forward(x, kv, kv, std::nullopt, true, Mask(xt::ones<bool>({2, 4, 5}))));
+  CHECK_NOTHROW(
+      attn.forward(x, kv, kv, attend_mask(xt::ones<bool>({2, 5})), true, attend_mask(xt::ones<bool>({4, 5}))));
+  CHECK_NOTHROW(attn.forward(x, kv, kv, std::nullopt, true, attend_mask(xt::ones<bool>({2, 4, 5}))));
 
   const D narrow_q = zeros<double>({4, 2, 6});
   check_throws_with([&] { attn.forward(narrow_q, kv, kv); }, {"MultiheadAttention", "(4,2,6)"});
@@ -588,11 +592,11 @@ TEST_CASE("transformer: MultiheadAttention refuses bad shapes, naming the layer 
   check_throws_with([&] { attn.forward(zeros<double>({4, 8}), kv, kv); }, {"MultiheadAttention", "(4,8)"});
 
   for (const Shape& bad : {Shape{2, 4}, Shape{3, 5}, Shape{5, 2}, Shape{2, 5, 1}}) {
-    const Mask m = xt::ones<bool>(bad);
+    const AttendMask m = attend_mask(xt::ones<bool>(bad));
     check_throws_with([&] { attn.forward(x, kv, kv, m); }, {"MultiheadAttention", shape_str(bad)});
   }
   for (const Shape& bad : {Shape{4, 4}, Shape{5, 5}, Shape{5, 4}, Shape{3, 4, 5}, Shape{5}}) {
-    const Mask m = xt::ones<bool>(bad);
+    const AttendMask m = attend_mask(xt::ones<bool>(bad));
     check_throws_with([&] { attn.forward(x, kv, kv, std::nullopt, true, m); }, {"MultiheadAttention", shape_str(bad)});
   }
 
@@ -617,14 +621,14 @@ TEST_CASE("transformer: TransformerEncoderLayer refuses bad shapes, naming the l
     CAPTURE(norm_first);
     TransformerEncoderLayer<double> layer(8, 2, 16, 0.0, Activation::relu, 1e-5, false, norm_first, gen);
     const D src = zeros<double>({5, 2, 8});  // (S, B, E)
-    CHECK_NOTHROW(layer.forward(src, Mask(xt::ones<bool>({5, 5})), Mask(xt::ones<bool>({2, 5}))));
+    CHECK_NOTHROW(layer.forward(src, attend_mask(xt::ones<bool>({5, 5})), attend_mask(xt::ones<bool>({2, 5}))));
     check_throws_with([&] { layer.forward(zeros<double>({5, 2, 6})); }, {"TransformerEncoderLayer", "(5,2,6)"});
     for (const Shape& bad : {Shape{5, 4}, Shape{4, 4}, Shape{3, 5, 5}}) {
-      const Mask m = xt::ones<bool>(bad);
+      const AttendMask m = attend_mask(xt::ones<bool>(bad));
       check_throws_with([&] { layer.forward(src, m, std::nullopt); }, {"TransformerEncoderLayer", shape_str(bad)});
     }
     for (const Shape& bad : {Shape{2, 4}, Shape{5, 2}, Shape{3, 5}}) {
-      const Mask m = xt::ones<bool>(bad);
+      const AttendMask m = attend_mask(xt::ones<bool>(bad));
       check_throws_with([&] { layer.forward(src, std::nullopt, m); }, {"TransformerEncoderLayer", shape_str(bad)});
     }
   }
@@ -637,14 +641,14 @@ TEST_CASE("transformer: TransformerDecoderLayer refuses bad shapes, naming the l
     CAPTURE(norm_first);
     TransformerDecoderLayer<double> layer(8, 2, 16, 0.0, Activation::relu, 1e-5, false, norm_first, gen);
     const D tgt = zeros<double>({4, 2, 8}), memory = zeros<double>({5, 2, 8});  // (T, B, E), (S, B, E)
-    CHECK_NOTHROW(layer.forward(tgt, memory, Mask(xt::ones<bool>({4, 4})), Mask(xt::ones<bool>({4, 5})),
-                                Mask(xt::ones<bool>({2, 4})), Mask(xt::ones<bool>({2, 5}))));
+    CHECK_NOTHROW(layer.forward(tgt, memory, attend_mask(xt::ones<bool>({4, 4})), attend_mask(xt::ones<bool>({4, 5})),
+                                attend_mask(xt::ones<bool>({2, 4})), attend_mask(xt::ones<bool>({2, 5}))));
     check_throws_with([&] { layer.forward(zeros<double>({4, 2, 6}), memory); }, {"TransformerDecoderLayer", "(4,2,6)"});
     check_throws_with([&] { layer.forward(tgt, zeros<double>({5, 2, 6})); }, {"TransformerDecoderLayer", "(5,2,6)"});
     check_throws_with([&] { layer.forward(tgt, zeros<double>({5, 3, 8})); }, {"TransformerDecoderLayer", "(5,3,8)"});
     const auto bad_mask = [&](int which, const Shape& bad) {
-      std::vector<std::optional<Mask>> m(4);
-      m[which] = Mask(xt::ones<bool>(bad));
+      std::vector<std::optional<AttendMask>> m(4);
+      m[which] = attend_mask(xt::ones<bool>(bad));
       check_throws_with([&] { layer.forward(tgt, memory, m[0], m[1], m[2], m[3]); },
                         {"TransformerDecoderLayer", shape_str(bad)});
     };

@@ -275,7 +275,7 @@ template <class T> Tensor<T> head_values_projected(const Tensor<T>& v, const Ten
 template <class T>
 FusedAttention<T> attention_all_pairs_projected(const Tensor<T>& q, const Tensor<T>& k,
                                                 const Tensor<T>& projected_values,
-                                                const std::optional<Tensor<T>>& out_bias,
+                                                const std::optional<Tensor<scalar_t<T>>>& out_bias,
                                                 const std::optional<Mask>& key_allowed, double dropout_p,
                                                 Generator* gen) {
   const char* op = "attention_all_pairs_projected";
@@ -314,7 +314,7 @@ FusedAttention<T> attention_all_pairs_projected(const Tensor<T>& q, const Tensor
 template <class T>
 FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                                             std::size_t heads, const Tensor<T>& out_weight,
-                                            const std::optional<Tensor<T>>& out_bias,
+                                            const std::optional<Tensor<scalar_t<T>>>& out_bias,
                                             const std::optional<Mask>& key_allowed, double dropout_p, Generator* gen) {
   const char* op = "attention_heads_all_pairs";
   detail::check_defined(op, q, k, v, heads, out_weight, out_bias);
@@ -331,16 +331,16 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
                                        dropout_p, gen);
 }
 
-#define INSTANTIATE(T)                                                                                                 \
-  template FusedAttention<T> attention_heads(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t,        \
-                                             const std::optional<Mask>&, double, Generator*, bool);                    \
-  template Tensor<T> head_values_projected(const Tensor<T>&, const Tensor<T>&, std::size_t);                           \
-  template FusedAttention<T> attention_all_pairs_projected(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,       \
-                                                           const std::optional<Tensor<T>>&,                            \
-                                                           const std::optional<Mask>&, double, Generator*);            \
-  template FusedAttention<T> attention_heads_all_pairs(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,           \
-                                                       std::size_t, const Tensor<T>&, const std::optional<Tensor<T>>&, \
-                                                       const std::optional<Mask>&, double, Generator*);
+#define INSTANTIATE(T)                                                                                           \
+  template FusedAttention<T> attention_heads(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t,  \
+                                             const std::optional<Mask>&, double, Generator*, bool);              \
+  template Tensor<T> head_values_projected(const Tensor<T>&, const Tensor<T>&, std::size_t);                     \
+  template FusedAttention<T> attention_all_pairs_projected(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
+                                                           const std::optional<Tensor<scalar_t<T>>>&,            \
+                                                           const std::optional<Mask>&, double, Generator*);      \
+  template FusedAttention<T> attention_heads_all_pairs(                                                          \
+      const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t, const Tensor<T>&,                       \
+      const std::optional<Tensor<scalar_t<T>>>&, const std::optional<Mask>&, double, Generator*);
 XTGRAD_INSTANTIATE(INSTANTIATE)
 
 }  // namespace xtgrad

@@ -1,4 +1,5 @@
-// conv2d: x (N,Cin,H,W), weight (Cout,Cin/groups,kh,kw), bias (Cout) -> (N,Cout,Ho,Wo).
+// conv2d: x (N,Cin,H,W), weight (Cout,Cin/groups,kh,kw), bias (Cout) -> (N,Cout,Ho,Wo);
+// conv1d is conv2d on a height-1 view of its (N,Cin,L) input.
 // As im2col: each image's group of input channels is unfolded into a matrix whose column
 // p holds the Cin/groups x kh x kw input values output pixel p sees (zeros where the
 // window reaches into the padding); the convolution is then one product per image and
@@ -39,17 +40,22 @@ std::size_t conv_out_size(std::size_t in, std::size_t kernel, std::size_t stride
   return (in + 2 * padding - span) / stride + 1;
 }
 
-ConvShape conv_shape(const Shape& xs, const Shape& ws, Size2 stride, Size2 padding, Size2 dilation,
-                     std::size_t groups) {
-  const char* op = "conv2d";
-  if (xs.size() != 4) detail::fail(op, "input must be (N,Cin,H,W), got " + shape_str(xs));
-  if (ws.size() != 4) detail::fail(op, "weight must be (Cout,Cin/groups,kh,kw), got " + shape_str(ws));
+// x (N,Cin,...) against weight (Cout,Cin/groups,...): groups divides both channel counts.
+void check_channels(const char* op, const Shape& xs, const Shape& ws, std::size_t groups) {
   if (groups == 0 || xs[1] % groups != 0 || ws[0] % groups != 0)
     detail::fail(op, "groups = " + std::to_string(groups) + " must divide the input channels of " + shape_str(xs) +
                          " and the output channels of weight " + shape_str(ws));
   if (ws[1] * groups != xs[1])
     detail::fail(op, "input " + shape_str(xs) + " has " + std::to_string(xs[1]) + " channels; weight " + shape_str(ws) +
                          " with groups = " + std::to_string(groups) + " expects " + std::to_string(ws[1] * groups));
+}
+
+ConvShape conv_shape(const Shape& xs, const Shape& ws, Size2 stride, Size2 padding, Size2 dilation,
+                     std::size_t groups) {
+  const char* op = "conv2d";
+  if (xs.size() != 4) detail::fail(op, "input must be (N,Cin,H,W), got " + shape_str(xs));
+  if (ws.size() != 4) detail::fail(op, "weight must be (Cout,Cin/groups,kh,kw), got " + shape_str(ws));
+  check_channels(op, xs, ws, groups);
   if (stride.h == 0 || stride.w == 0 || dilation.h == 0 || dilation.w == 0 || ws[2] == 0 || ws[3] == 0)
     detail::fail(op, "kernel, stride and dilation must be positive, got kernel " + shape_str(ws) + ", stride " +
                          stride.str() + ", dilation " + dilation.str());
@@ -71,9 +77,11 @@ ColumnRange inside_columns(std::size_t width, std::size_t out_width, std::size_t
                            std::size_t offset) {
   // input column = ow stride + offset - padding; inside when padding - offset <= ow stride < width + padding - offset
   const long low = long(padding) - long(offset), high = long(width) + long(padding) - long(offset);
-  const long first = low <= 0 ? 0 : (low + long(stride) - 1) / long(stride);
+  // Both ends clipped to [0, out_width]: with padding wider than the output, a kernel
+  // column's first inside column can lie past the last output column (then none is inside).
+  const long first = std::min<long>(long(out_width), low <= 0 ? 0 : (low + long(stride) - 1) / long(stride));
   const long last = high <= 0 ? 0 : std::min<long>(long(out_width), (high + long(stride) - 1) / long(stride));
-  return {std::size_t(std::min<long>(first, long(out_width))), std::size_t(std::max(first, last))};
+  return {std::size_t(first), std::size_t(std::max(first, last))};
 }
 
 // Calls visit(row of cols (K,P) for (c,i,j) at output row oh, input row pointer offset,
@@ -184,6 +192,22 @@ template <class T> void conv2d_backward(const ConvShape& s, const std::vector<No
       }
 }
 
+// conv1d's checks in its own terms: conv2d's would name the height-1 view instead.
+void check_conv1d(const Shape& xs, const Shape& ws, std::size_t stride, std::size_t padding, std::size_t dilation,
+                  std::size_t groups) {
+  const char* op = "conv1d";
+  if (xs.size() != 3) detail::fail(op, "input must be (N,Cin,L), got " + shape_str(xs));
+  if (ws.size() != 3) detail::fail(op, "weight must be (Cout,Cin/groups,k), got " + shape_str(ws));
+  check_channels(op, xs, ws, groups);
+  if (stride == 0 || dilation == 0 || ws[2] == 0)
+    detail::fail(op, "kernel, stride and dilation must be positive, got weight " + shape_str(ws) + ", stride " +
+                         std::to_string(stride) + ", dilation " + std::to_string(dilation));
+  if (conv_out_size(xs[2], ws[2], stride, padding, dilation) == 0)
+    detail::fail(op, "kernel " + std::to_string(ws[2]) + " with dilation " + std::to_string(dilation) +
+                         " is larger than the padded input: input " + shape_str(xs) + ", padding " +
+                         std::to_string(padding));
+}
+
 }  // namespace
 
 // x (N,Cin,H,W), weight (Cout,Cin/groups,kh,kw), bias (Cout) -> (N,Cout,Ho,Wo)
@@ -203,9 +227,26 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const std::optiona
                         });
 }
 
+// x (N,Cin,L), weight (Cout,Cin/groups,k), bias (Cout) -> (N,Cout,Lo)
+template <class T>
+Tensor<T> conv1d(const Tensor<T>& x, const Tensor<T>& weight, const std::optional<Tensor<scalar_t<T>>>& bias,
+                 std::size_t stride, std::size_t padding, std::size_t dilation, std::size_t groups) {
+  detail::check_defined("conv1d", x, weight, bias);
+  check_conv1d(x.shape(), weight.shape(), stride, padding, dilation, groups);
+  if (bias && bias->shape() != Shape{weight.shape()[0]})
+    detail::fail("conv1d", "bias " + shape_str(bias->shape()) + " does not match weight " + shape_str(weight.shape()));
+  // x as (N,Cin,1,L) and weight as (Cout,Cg,1,k): a height of 1 that nothing strides, pads
+  // or dilates. The views' gradients flow back through unsqueeze and squeeze.
+  const Tensor<T> y = conv2d(unsqueeze(x, 2), unsqueeze(weight, 2), bias, Size2(1, stride), Size2(0, padding),
+                             Size2(1, dilation), groups);
+  return squeeze(y, 2);
+}
+
 #define XTGRAD_INSTANTIATE_CONV(T)                                                                                    \
   template Tensor<T> conv2d(const Tensor<T>&, const Tensor<T>&, const std::optional<Tensor<T>>&, Size2, Size2, Size2, \
-                            std::size_t);
+                            std::size_t);                                                                             \
+  template Tensor<T> conv1d(const Tensor<T>&, const Tensor<T>&, const std::optional<Tensor<T>>&, std::size_t,         \
+                            std::size_t, std::size_t, std::size_t);
 XTGRAD_INSTANTIATE_CONV(float)
 XTGRAD_INSTANTIATE_CONV(double)
 

@@ -150,8 +150,9 @@ void layer_norm_backward(const std::vector<NodePtr<T>>& in, const Array<T>& g, s
 // x (..., D1..Dk) normalised over the trailing normalized_shape (D1..Dk); weight and
 // bias (D1..Dk). Saves per-row mean and 1/std for layer_norm_backward.
 template <class T>
-Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape, const std::optional<Tensor<T>>& weight,
-                     const std::optional<Tensor<T>>& bias, double eps) {
+Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
+                     const std::optional<Tensor<scalar_t<T>>>& weight, const std::optional<Tensor<scalar_t<T>>>& bias,
+                     double eps) {
   detail::check_defined("layer_norm", x, normalized_shape, weight, bias);
   const Shape shape = x.shape();
   const std::size_t k = normalized_shape.size();
@@ -278,6 +279,7 @@ template <class T> Tensor<T> masked_fill(const Tensor<T>& x, const Mask& mask, s
 }
 
 // mask, a, b broadcast together -> a where mask is true, b elsewhere
+namespace detail {
 template <class T> Tensor<T> where(const Mask& mask, const Tensor<T>& a, const Tensor<T>& b) {
   detail::check_defined("where", mask, a, b);
   detail::broadcast_shapes(detail::broadcast_shapes(shape_of(mask), a.shape(), "where"), b.shape(), "where");
@@ -290,17 +292,18 @@ template <class T> Tensor<T> where(const Mask& mask, const Tensor<T>& a, const T
           add_grad(*in[1], detail::sum_to(Array<T>(xt::where(mask, T(0), g)), shape_of(in[1]->data())));
       });
 }
+}  // namespace detail
 
-#define INSTANTIATE(T)                                                                           \
-  template Tensor<T> softmax(const Tensor<T>&, int);                                             \
-  template Tensor<T> log_softmax(const Tensor<T>&, int);                                         \
-  template Tensor<T> layer_norm(const Tensor<T>&, const Shape&, const std::optional<Tensor<T>>&, \
-                                const std::optional<Tensor<T>>&, double);                        \
-  template Tensor<T> cross_entropy(const Tensor<T>&, const Tensor<T>&);                          \
-  template Tensor<T> mse_loss(const Tensor<T>&, const Tensor<T>&);                               \
-  template Tensor<T> dropout(const Tensor<T>&, double, bool, Generator&);                        \
-  template Tensor<T> masked_fill(const Tensor<T>&, const Mask&, scalar_t<T>);                    \
-  template Tensor<T> where(const Mask&, const Tensor<T>&, const Tensor<T>&);
+#define INSTANTIATE(T)                                                                                     \
+  template Tensor<T> softmax(const Tensor<T>&, int);                                                       \
+  template Tensor<T> log_softmax(const Tensor<T>&, int);                                                   \
+  template Tensor<T> layer_norm(const Tensor<T>&, const Shape&, const std::optional<Tensor<scalar_t<T>>>&, \
+                                const std::optional<Tensor<scalar_t<T>>>&, double);                        \
+  template Tensor<T> cross_entropy(const Tensor<T>&, const Tensor<T>&);                                    \
+  template Tensor<T> mse_loss(const Tensor<T>&, const Tensor<T>&);                                         \
+  template Tensor<T> dropout(const Tensor<T>&, double, bool, Generator&);                                  \
+  template Tensor<T> masked_fill(const Tensor<T>&, const Mask&, scalar_t<T>);                              \
+  template Tensor<T> detail::where(const Mask&, const Tensor<T>&, const Tensor<T>&);
 XTGRAD_INSTANTIATE(INSTANTIATE)
 
 }  // namespace xtgrad

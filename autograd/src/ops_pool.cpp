@@ -3,10 +3,14 @@
 // axis are listed once (AxisWindows) and every pool walks them the same way:
 //   max:  y = the window's largest value; dx at its first position += dy
 //   mean: y = window sum / divisor;       dx over the window += dy / divisor
-// The divisor counts the padding for avg_pool2d (PyTorch's count_include_pad default) and
-// the window's own size for adaptive_avg_pool2d.
+// The divisor is avg_pool2d's divisor_override, or the product of the two axes' counts: for
+// avg_pool2d the window clipped to the padded input (count_include_pad) or to the input,
+// for adaptive_avg_pool2d the window's own size. Max windows may be dilated: their taps
+// are step apart.
 #include <cmath>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "detail.hpp"
@@ -15,21 +19,47 @@
 namespace xtgrad {
 namespace {
 
-// Output o along one axis reads input [begin[o], end[o]); count[o] is its share of the
-// divisor of a mean.
+// Output o along one axis reads input begin[o], begin[o] + step, ... before end[o]; count[o]
+// is its share of the divisor of a mean.
 struct AxisWindows {
   std::vector<std::size_t> begin, end, count;
+  std::size_t step = 1;  // the dilation
   std::size_t size() const { return begin.size(); }
 };
 
-// Sliding windows: o reads [o stride - padding, + kernel), clipped to the input.
-AxisWindows sliding_windows(std::size_t in, std::size_t kernel, std::size_t stride, std::size_t padding) {
+// The sizes of a sliding pool along one axis.
+struct AxisPool {
+  std::size_t in, kernel, stride, padding, dilation;
+  bool ceil_mode;
+};
+
+// Output size as PyTorch 1.13's pooling_output_shape; 0 when no window fits.
+std::size_t pool_out_size(const AxisPool& p) {
+  const long span = long(p.dilation * (p.kernel - 1) + 1);
+  const long room = long(p.in + 2 * p.padding) - span + (p.ceil_mode ? long(p.stride) - 1 : 0);
+  if (room < 0) return 0;
+  std::size_t out = std::size_t(room) / p.stride + 1;
+  // ceil_mode: the last window must start inside the input or its left padding
+  if (p.ceil_mode && (out - 1) * p.stride >= p.in + p.padding) --out;
+  return out;
+}
+
+// Sliding windows: o's taps are o stride - padding + j dilation (j < kernel), those inside
+// the input read. count_padding: the window clipped to the padded input counts, padding
+// included (ceil_mode's overhang beyond it is not); otherwise the input values it reads
+// (the means have dilation 1).
+AxisWindows sliding_windows(const AxisPool& p, bool count_padding) {
   AxisWindows a;
-  for (std::size_t start = 0; start + kernel <= in + 2 * padding; start += stride) {
-    const long from = long(start) - long(padding);
-    a.begin.push_back(std::size_t(std::max(from, 0L)));
-    a.end.push_back(std::min(std::size_t(from + long(kernel)), in));
-    a.count.push_back(kernel);  // padding included
+  a.step = p.dilation;
+  const long d = long(p.dilation), in = long(p.in);
+  for (std::size_t o = 0, out = pool_out_size(p); o < out; ++o) {
+    const long from = long(o * p.stride) - long(p.padding);
+    const long first = from >= 0 ? from : from + (-from + d - 1) / d * d;  // the first tap at or after 0
+    const long stop = std::max(first, std::min(from + d * long(p.kernel - 1) + 1, in));
+    a.begin.push_back(std::size_t(first));
+    a.end.push_back(std::size_t(stop));
+    a.count.push_back(count_padding ? std::size_t(std::min(from + long(p.kernel), in + long(p.padding)) - from)
+                                    : std::size_t(stop - first));
   }
   return a;
 }
@@ -48,26 +78,42 @@ AxisWindows adaptive_windows(std::size_t in, std::size_t out) {
 struct PoolShape {
   Shape input;  // (N,C,H,W)
   AxisWindows rows, cols;
+  std::optional<long> divisor_override = std::nullopt;  // a mean's divisor for every window
+  double divisor(std::size_t oh, std::size_t ow) const {
+    return divisor_override ? double(*divisor_override) : double(rows.count[oh] * cols.count[ow]);
+  }
   std::size_t planes() const { return input[0] * input[1]; }
   std::size_t plane_in() const { return input[2] * input[3]; }
   std::size_t plane_out() const { return rows.size() * cols.size(); }
   Shape output() const { return {input[0], input[1], rows.size(), cols.size()}; }
 };
 
+// The options of a max or average pool (an average pool's dilation is 1).
+struct SlidingOptions {
+  Size2 kernel, stride, padding, dilation;
+  bool ceil_mode, count_padding;
+};
+
 // The windows of a max or average pool; checks the sizes, naming op.
-PoolShape sliding_pool(const char* op, const Shape& xs, Size2 kernel, std::optional<Size2> stride_or_kernel,
-                       Size2 padding) {
-  const Size2 stride = stride_or_kernel.value_or(kernel);
+PoolShape sliding_pool(const char* op, const Shape& xs, const SlidingOptions& o) {
+  const Size2 k = o.kernel, d = o.dilation;
   if (xs.size() != 4) detail::fail(op, "input must be (N,C,H,W), got " + shape_str(xs));
-  if (kernel.h == 0 || kernel.w == 0 || stride.h == 0 || stride.w == 0)
-    detail::fail(op, "kernel and stride must be positive, got kernel " + kernel.str() + ", stride " + stride.str());
-  if (2 * padding.h > kernel.h || 2 * padding.w > kernel.w)
-    detail::fail(op, "padding " + padding.str() + " must be at most half the kernel " + kernel.str());
-  if (xs[2] + 2 * padding.h < kernel.h || xs[3] + 2 * padding.w < kernel.w)
-    detail::fail(op, "kernel " + kernel.str() + " is larger than the padded input: input " + shape_str(xs) +
-                         ", padding " + padding.str());
-  return {xs, sliding_windows(xs[2], kernel.h, stride.h, padding.h),
-          sliding_windows(xs[3], kernel.w, stride.w, padding.w)};
+  if (k.h == 0 || k.w == 0 || o.stride.h == 0 || o.stride.w == 0 || d.h == 0 || d.w == 0)
+    detail::fail(op, "kernel, stride and dilation must be positive, got kernel " + k.str() + ", stride " +
+                         o.stride.str() + ", dilation " + d.str() + " for input " + shape_str(xs));
+  if (2 * o.padding.h > k.h || 2 * o.padding.w > k.w)
+    detail::fail(op, "padding " + o.padding.str() + " must be at most half the kernel " + k.str());
+  const AxisPool rows{xs[2], k.h, o.stride.h, o.padding.h, d.h, o.ceil_mode};
+  const AxisPool cols{xs[3], k.w, o.stride.w, o.padding.w, d.w, o.ceil_mode};
+  const std::string sizes =
+      "kernel " + k.str() + " with dilation " + d.str() + ", input " + shape_str(xs) + ", padding " + o.padding.str();
+  if (pool_out_size(rows) == 0 || pool_out_size(cols) == 0)
+    detail::fail(op, "no window fits, the kernel is larger than the padded input: " + sizes);
+  PoolShape s{xs, sliding_windows(rows, o.count_padding), sliding_windows(cols, o.count_padding)};
+  for (const AxisWindows* a : {&s.rows, &s.cols})
+    for (std::size_t i = 0; i < a->size(); ++i)
+      if (a->begin[i] == a->end[i]) detail::fail(op, "a window's taps all fall in the padding: " + sizes);
+  return s;
 }
 
 // x (planes, H, W) -> y (planes, Ho, Wo): the mean of each window, the padding counted
@@ -79,9 +125,9 @@ template <class T> Array<T> mean_pool_forward(const PoolShape& s, const T* x) {
     for (std::size_t oh = 0; oh < s.rows.size(); ++oh)
       for (std::size_t ow = 0; ow < s.cols.size(); ++ow) {
         T total = T(0);
-        for (std::size_t h = s.rows.begin[oh]; h < s.rows.end[oh]; ++h)
-          for (std::size_t w = s.cols.begin[ow]; w < s.cols.end[ow]; ++w) total += x[h * s.input[3] + w];
-        *out++ = total / T(s.rows.count[oh] * s.cols.count[ow]);
+        for (std::size_t h = s.rows.begin[oh]; h < s.rows.end[oh]; h += s.rows.step)
+          for (std::size_t w = s.cols.begin[ow]; w < s.cols.end[ow]; w += s.cols.step) total += x[h * s.input[3] + w];
+        *out++ = total / T(s.divisor(oh, ow));
       }
   return y;
 }
@@ -95,9 +141,10 @@ template <class T> void mean_pool_backward(const PoolShape& s, const T* dy, Node
   for (std::size_t p = 0; p < s.planes(); ++p, plane += s.plane_in())
     for (std::size_t oh = 0; oh < s.rows.size(); ++oh)
       for (std::size_t ow = 0; ow < s.cols.size(); ++ow) {
-        const T share = *dy++ / T(s.rows.count[oh] * s.cols.count[ow]);
-        for (std::size_t h = s.rows.begin[oh]; h < s.rows.end[oh]; ++h)
-          for (std::size_t w = s.cols.begin[ow]; w < s.cols.end[ow]; ++w) plane[h * s.input[3] + w] += share;
+        const T share = *dy++ / T(s.divisor(oh, ow));
+        for (std::size_t h = s.rows.begin[oh]; h < s.rows.end[oh]; h += s.rows.step)
+          for (std::size_t w = s.cols.begin[ow]; w < s.cols.end[ow]; w += s.cols.step)
+            plane[h * s.input[3] + w] += share;
       }
 }
 
@@ -118,8 +165,8 @@ template <class T> Array<T> max_pool_forward(const PoolShape& s, const T* x, std
     for (std::size_t oh = 0; oh < s.rows.size(); ++oh)
       for (std::size_t ow = 0; ow < s.cols.size(); ++ow, ++i) {
         std::size_t best = s.rows.begin[oh] * s.input[3] + s.cols.begin[ow];
-        for (std::size_t h = s.rows.begin[oh]; h < s.rows.end[oh]; ++h)
-          for (std::size_t w = s.cols.begin[ow]; w < s.cols.end[ow]; ++w) {
+        for (std::size_t h = s.rows.begin[oh]; h < s.rows.end[oh]; h += s.rows.step)
+          for (std::size_t w = s.cols.begin[ow]; w < s.cols.end[ow]; w += s.cols.step) {
             const T v = x[h * s.input[3] + w];
             if (v > x[best] || (std::isnan(v) && !std::isnan(x[best]))) best = h * s.input[3] + w;
           }
@@ -141,9 +188,12 @@ void max_pool_backward(const PoolShape& s, const std::vector<std::size_t>& argma
 }  // namespace
 
 // (N,C,H,W) -> (N,C,Ho,Wo)
-template <class T> Tensor<T> max_pool2d(const Tensor<T>& x, Size2 kernel, std::optional<Size2> stride, Size2 padding) {
+template <class T>
+Tensor<T> max_pool2d(const Tensor<T>& x, Size2 kernel, std::optional<Size2> stride, Size2 padding, Size2 dilation,
+                     bool ceil_mode) {
   detail::check_defined("max_pool2d", x);
-  const PoolShape s = sliding_pool("max_pool2d", x.shape(), kernel, stride, padding);
+  const PoolShape s =
+      sliding_pool("max_pool2d", x.shape(), {kernel, stride.value_or(kernel), padding, dilation, ceil_mode, false});
   auto argmax = std::make_shared<std::vector<std::size_t>>();
   Array<T> y = max_pool_forward(s, x.data().data(), *argmax);
   return make_result<T>("max_pool2d", std::move(y), {x},
@@ -153,9 +203,16 @@ template <class T> Tensor<T> max_pool2d(const Tensor<T>& x, Size2 kernel, std::o
 }
 
 // (N,C,H,W) -> (N,C,Ho,Wo)
-template <class T> Tensor<T> avg_pool2d(const Tensor<T>& x, Size2 kernel, std::optional<Size2> stride, Size2 padding) {
+template <class T>
+Tensor<T> avg_pool2d(const Tensor<T>& x, Size2 kernel, std::optional<Size2> stride, Size2 padding, bool ceil_mode,
+                     bool count_include_pad, std::optional<long> divisor_override) {
   detail::check_defined("avg_pool2d", x);
-  return mean_pool("avg_pool2d", x, sliding_pool("avg_pool2d", x.shape(), kernel, stride, padding));
+  if (divisor_override && *divisor_override == 0)
+    detail::fail("avg_pool2d", "divisor_override must not be 0, input " + shape_str(x.shape()));
+  PoolShape s = sliding_pool("avg_pool2d", x.shape(),
+                             {kernel, stride.value_or(kernel), padding, 1, ceil_mode, count_include_pad});
+  s.divisor_override = divisor_override;
+  return mean_pool("avg_pool2d", x, s);
 }
 
 // (N,C,H,W) -> (N,C,output_size.h,output_size.w)
@@ -171,9 +228,10 @@ template <class T> Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, Size2 outpu
                    PoolShape{xs, adaptive_windows(xs[2], output_size.h), adaptive_windows(xs[3], output_size.w)});
 }
 
-#define XTGRAD_INSTANTIATE_POOL(T)                                                     \
-  template Tensor<T> max_pool2d(const Tensor<T>&, Size2, std::optional<Size2>, Size2); \
-  template Tensor<T> avg_pool2d(const Tensor<T>&, Size2, std::optional<Size2>, Size2); \
+#define XTGRAD_INSTANTIATE_POOL(T)                                                                  \
+  template Tensor<T> max_pool2d(const Tensor<T>&, Size2, std::optional<Size2>, Size2, Size2, bool); \
+  template Tensor<T> avg_pool2d(const Tensor<T>&, Size2, std::optional<Size2>, Size2, bool, bool,   \
+                                std::optional<long>);                                               \
   template Tensor<T> adaptive_avg_pool2d(const Tensor<T>&, Size2);
 XTGRAD_INSTANTIATE_POOL(float)
 XTGRAD_INSTANTIATE_POOL(double)

@@ -41,7 +41,7 @@ void copy_blocks(const T* src, std::size_t src_stride, T* dst, std::size_t dst_s
 
 }  // namespace
 
-template <class T> Tensor<T> reshape(const Tensor<T>& x, const std::vector<long>& shape) {
+template <class T> Tensor<T> reshape(const Tensor<T>& x, const Extents& shape) {
   detail::check_defined("reshape", x);
   Shape target(shape.size());
   long inferred = -1;
@@ -89,7 +89,7 @@ template <class T> Tensor<T> transpose(const Tensor<T>& x, int axis0, int axis1)
   detail::check_defined("transpose", x);
   const std::size_t a = detail::normalize_axis(axis0, x.dim(), "transpose");
   const std::size_t b = detail::normalize_axis(axis1, x.dim(), "transpose");
-  Axes order(x.dim());
+  std::vector<int> order(x.dim());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
   std::swap(order[a], order[b]);
   return permute(x, order);
@@ -122,7 +122,7 @@ template <class T> Tensor<T> squeeze(const Tensor<T>& x) {
   return reshaped("squeeze", x, shape);
 }
 
-template <class T> Tensor<T> expand(const Tensor<T>& x, const std::vector<long>& shape) {
+template <class T> Tensor<T> expand(const Tensor<T>& x, const Extents& shape) {
   detail::check_defined("expand", x);
   const Shape in = x.shape();
   const std::string wanted = shape_str(shape);
@@ -267,13 +267,13 @@ template <class T> Tensor<T> index_select(const Tensor<T>& x, int axis, const st
 }
 
 #define INSTANTIATE(T)                                                        \
-  template Tensor<T> reshape(const Tensor<T>&, const std::vector<long>&);     \
+  template Tensor<T> reshape(const Tensor<T>&, const Extents&);               \
   template Tensor<T> transpose(const Tensor<T>&, int, int);                   \
   template Tensor<T> permute(const Tensor<T>&, const Axes&);                  \
   template Tensor<T> unsqueeze(const Tensor<T>&, int);                        \
   template Tensor<T> squeeze(const Tensor<T>&, int);                          \
   template Tensor<T> squeeze(const Tensor<T>&);                               \
-  template Tensor<T> expand(const Tensor<T>&, const std::vector<long>&);      \
+  template Tensor<T> expand(const Tensor<T>&, const Extents&);                \
   template Tensor<T> concat(const std::vector<Tensor<T>>&, int);              \
   template Tensor<T> narrow(const Tensor<T>&, int, std::size_t, std::size_t); \
   template Tensor<T> slice(const Tensor<T>&, int, std::size_t, std::size_t);  \

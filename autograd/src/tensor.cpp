@@ -16,49 +16,6 @@
 
 namespace xtgrad {
 
-// ---- detail ---------------------------------------------------------------------------
-namespace detail {
-
-std::size_t normalize_axis(int axis, std::size_t ndim, const char* op) {
-  const long n = static_cast<long>(ndim);
-  if (axis < -n || axis >= n)
-    fail(op, "axis " + std::to_string(axis) + " out of range for " + std::to_string(ndim) + " dimensions");
-  return static_cast<std::size_t>(axis < 0 ? axis + n : axis);
-}
-
-Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
-  const std::size_t n = std::max(a.size(), b.size());
-  Shape out(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
-    const std::size_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    if (da != db && da != 1 && db != 1)
-      fail(op, "shapes cannot be broadcast together: " + shape_str(a) + " and " + shape_str(b));
-    out[i] = da == 1 ? db : da;
-  }
-  return out;
-}
-
-std::size_t product(const Shape& shape, std::size_t begin, std::size_t end) {
-  std::size_t p = 1;
-  for (std::size_t i = begin; i < std::min(end, shape.size()); ++i) p *= shape[i];
-  return p;
-}
-
-template <class T> Array<T> sum_to(Array<T>&& grad, const Shape& shape) {
-  const Shape gshape = shape_of(grad);
-  if (gshape == shape) return std::move(grad);
-  Array<T> reduced = xt::zeros<T>(shape);
-  const T* g = grad.data();
-  T* r = reduced.data();
-  for_each_broadcast(gshape, gshape, shape, [&](std::size_t i, std::size_t, std::size_t ir) { r[ir] += g[i]; });
-  return reduced;
-}
-template Array<float> sum_to(Array<float>&&, const Shape&);
-template Array<double> sum_to(Array<double>&&, const Shape&);
-
-}  // namespace detail
-
 // ---- Node -----------------------------------------------------------------------------
 template <class T> Node<T>::~Node() {
   // Unlink the chain by hand: destroying inputs recursively would use one stack frame
@@ -177,13 +134,31 @@ template <class T> Tensor<T>& Tensor<T>::set_requires_grad(bool requires) {
   return *this;
 }
 
+namespace {
+// Why a tensor has no gradient, for grad() and mutable_grad().
+template <class T> std::string no_grad_reason(const char* caller, const Node<T>& node) {
+  if (!node.is_leaf() && !node.retains_grad())
+    return std::string(caller) + ": only leaf tensors keep their gradient, and this one is the result of op '" +
+           node.op() + "'; call retain_grad() on it before backward() to keep its gradient";
+  if (!node.requires_grad())
+    return std::string(caller) + ": this tensor does not require a gradient (set_requires_grad() on a leaf)";
+  return std::string(caller) + ": this tensor has no gradient yet (call backward() first)";
+}
+}  // namespace
+
 template <class T> const Array<T>& Tensor<T>::grad() const {
-  if (!node().grad_) throw std::logic_error("grad: this tensor has no gradient yet (call backward() first)");
+  if (!node().grad_) throw std::logic_error(no_grad_reason("grad", *node_));
   return *node_->grad_;
 }
 
+template <class T> void Tensor<T>::retain_grad() {
+  if (!node().requires_grad_)
+    throw std::logic_error("retain_grad: this tensor does not require a gradient, so it will never have one");
+  node_->retains_grad_ = true;
+}
+
 template <class T> Array<T>& Tensor<T>::mutable_grad() {
-  if (!node().grad_) throw std::logic_error("mutable_grad: this tensor has no gradient yet (call backward() first)");
+  if (!node().grad_) throw std::logic_error(no_grad_reason("mutable_grad", *node_));
   return *node_->grad_;
 }
 
@@ -239,14 +214,34 @@ template <class T> std::vector<NodePtr<T>> topological_order(const NodePtr<T>& r
   }
   return order;
 }
+
+// An op's backward reads its inputs and output as they were when it ran: refuse when one
+// was written since through mutable_data() (PyTorch's "modified by an inplace operation").
+// Stricter than PyTorch: every input counts, not only those the backward reads.
+template <class T> void check_versions(const Node<T>& node) {
+  auto fail = [&](const std::string& which, const Node<T>& changed, std::uint64_t saved) {
+    throw std::logic_error("backward: op '" + std::string(node.op()) + "' needs its " + which + " of shape " +
+                           shape_str(changed.data().shape()) +
+                           ", which was modified in place (mutable_data()) after the op read it: version " +
+                           std::to_string(changed.version()) + ", expected " + std::to_string(saved) +
+                           ". Change a tensor only after backward(), or give the op a copy.");
+  };
+  if (node.version() != 0) fail("output", node, 0);
+  for (std::size_t i = 0; i < node.inputs().size(); ++i)
+    if (node.inputs()[i]->version() != node.input_versions()[i])
+      fail("input " + std::to_string(i) + " ('" + node.inputs()[i]->op() + "')", *node.inputs()[i],
+           node.input_versions()[i]);
+}
 }  // namespace
 
 template <class T> void Tensor<T>::backward(const Array<T>& grad_output, bool retain_graph) {
   Node<T>& root = node();
   if (!root.requires_grad_)
-    throw std::logic_error(
-        "backward: this tensor does not require a gradient (no input of "
-        "its graph requires one)");
+    throw std::logic_error(root.recorded_without_grad_
+                               ? "backward: this tensor was computed by op '" + std::string(root.op_) +
+                                     "' while a NoGradGuard was alive, so no graph was recorded for it"
+                               : std::string("backward: this tensor does not require a gradient (no input of its "
+                                             "graph requires one)"));
   if (detail::shape_of(grad_output) != shape())
     throw std::invalid_argument("backward: gradient of shape " + shape_str(grad_output.shape()) +
                                 " for an output of shape " + shape_str(shape()));
@@ -258,6 +253,7 @@ template <class T> void Tensor<T>::backward(const Array<T>& grad_output, bool re
     if (node->is_leaf_) continue;
     if (node->grad_) {
       try {
+        check_versions(*node);
         t_running_op = node->op_;
         node->backward_(node->inputs_, node->data_, *node->grad_);
         t_running_op = "backward";
@@ -271,16 +267,17 @@ template <class T> void Tensor<T>::backward(const Array<T>& grad_output, bool re
         t_running_op = "backward";
         // Leave no half-summed interior gradient behind for a later backward to add to.
         for (auto& n : order)
-          if (!n->is_leaf_) n->grad_.reset();
+          if (!n->is_leaf_ && !n->retains_grad_) n->grad_.reset();
         throw;
       }
     }
     // Only leaves keep their gradient, as in PyTorch; interior gradients are scratch.
-    node->grad_.reset();
+    if (!node->retains_grad_) node->grad_.reset();
     if (!retain_graph) {
       // Drop the graph: intermediate values are freed as soon as nothing else holds them.
       node->backward_ = nullptr;
       node->inputs_.clear();
+      node->input_versions_.clear();
       node->released_ = true;
     }
   }
@@ -310,8 +307,17 @@ Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor
     node->requires_grad_ = true;
     node->is_leaf_ = false;
     node->inputs_.reserve(inputs.size());
-    for (const auto& t : inputs) node->inputs_.push_back(t.node_ptr());
+    node->input_versions_.reserve(inputs.size());
+    for (const auto& t : inputs) {
+      node->inputs_.push_back(t.node_ptr());
+      node->input_versions_.push_back(t.node_ptr()->version_);
+    }
     node->backward_ = std::move(backward);
+  } else if (!grad_enabled()) {
+    // Would have been recorded: an input needs a gradient, or was itself cut off this way.
+    node->recorded_without_grad_ = std::any_of(inputs.begin(), inputs.end(), [](const Tensor<T>& t) {
+      return t.requires_grad() || t.node_ptr()->recorded_without_grad_;
+    });
   }
   return Tensor<T>(std::move(node));
 }

@@ -1,4 +1,5 @@
 #include "xtgrad/attention.hpp"
+#include "xtgrad/init.hpp"
 
 #include "attention_masks.hpp"
 
@@ -101,21 +102,27 @@ MultiHeadCrossAttention<T>::MultiHeadCrossAttention(std::size_t qd, std::size_t 
   // projections and zero biases (out_proj keeps Linear's weight initialisation). When all
   // widths are equal PyTorch initialises the three as one (3 out, in) matrix, whose Xavier
   // bound is smaller; we follow it there too.
-  const bool combined = qd == od && kd == od && vd == od;
-  for (Linear<T>* proj : {q_proj.get(), k_proj.get(), v_proj.get()}) {
-    const double fan_out = double(proj->out_features) * (combined ? 3.0 : 1.0);
-    const T bound = T(std::sqrt(6.0 / (double(proj->in_features) + fan_out)));
-    proj->weight.mutable_data() = rand<T>(proj->weight.shape(), gen, -bound, bound).data();
+  const std::initializer_list<Linear<T>*> qkv{q_proj.get(), k_proj.get(), v_proj.get()};
+  if (qd == od && kd == od && vd == od) {
+    Tensor<T> stacked = zeros<T>({3 * od, qd});  // q's rows, then k's, then v's
+    init::xavier_uniform_(stacked, 1.0, gen);
+    std::size_t offset = 0;
+    for (Linear<T>* proj : qkv) {
+      std::copy_n(stacked.data().data() + offset, od * qd, proj->weight.mutable_data().data());
+      offset += od * qd;
+    }
+  } else {
+    for (Linear<T>* proj : qkv) init::xavier_uniform_(proj->weight, 1.0, gen);
   }
-  for (Linear<T>* proj : std::initializer_list<Linear<T>*>{q_proj.get(), k_proj.get(), v_proj.get(), out_proj.get()})
-    if (proj->bias) proj->bias->mutable_data().fill(T(0));
+  for (Linear<T>* proj : {q_proj.get(), k_proj.get(), v_proj.get(), static_cast<Linear<T>*>(out_proj.get())})
+    if (proj->bias) init::zeros_(*proj->bias);
 }
 
 template <class T>
 AttentionResult<T> MultiHeadCrossAttention<T>::forward(const Tensor<T>& query, const Tensor<T>& key,
                                                        const Tensor<T>& value,
-                                                       const std::optional<Mask>& key_padding_mask,
-                                                       const std::optional<Mask>& attn_mask, bool average_weights,
+                                                       const std::optional<AttendMask>& key_padding_mask,
+                                                       const std::optional<AttendMask>& attn_mask, bool average_weights,
                                                        bool need_weights) {
   const char* layer = "MultiHeadCrossAttention";
   const Shape qs = check_3d(layer, "query", query.shape(), query_dim);
@@ -142,7 +149,7 @@ AttentionResult<T> MultiHeadCrossAttention<T>::forward(const Tensor<T>& query, c
 template <class T>
 AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs(const Tensor<T>& queries, const Tensor<T>& keys,
                                                                  const Tensor<T>& values,
-                                                                 const std::optional<Mask>& key_padding_mask,
+                                                                 const std::optional<AttendMask>& key_padding_mask,
                                                                  bool average_weights, bool need_weights) {
   const char* layer = "MultiHeadCrossAttention.forward_all_pairs";
   const Shape qs = check_3d(layer, "queries", queries.shape(), query_dim);
@@ -150,12 +157,13 @@ AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs(const Tensor<T>
   const Shape vs = check_3d(layer, "values", values.shape(), value_dim);
   check_key_value(layer, qs, ks, vs, false);
   const std::size_t Bk = ks[0], Lk = ks[1];
-  std::optional<Mask> dead_pairs;  // (1,Bk,1,1): key elements that are all padding
+  std::optional<Mask> key_allowed, dead_pairs;  // (Bk,Lk); (1,Bk,1,1): key elements that are all padding
   if (key_padding_mask) {
-    if (shape_of(*key_padding_mask) != Shape{Bk, Lk})
+    key_allowed = key_padding_mask->allowed();
+    if (shape_of(*key_allowed) != Shape{Bk, Lk})
       throw std::invalid_argument(std::string(layer) + ": key_padding_mask must be (Bk,Lk) = " +
-                                  shape_str(Shape{Bk, Lk}) + ", got " + shape_str(key_padding_mask->shape()));
-    dead_pairs = rows_allowing_nothing(*key_padding_mask);  // (Bk,1)
+                                  shape_str(Shape{Bk, Lk}) + ", got " + shape_str(key_allowed->shape()));
+    dead_pairs = rows_allowing_nothing(*key_allowed);  // (Bk,1)
     if (dead_pairs) dead_pairs->reshape({std::size_t(1), Bk, std::size_t(1), std::size_t(1)});
   }
   // Each side projected once, out_proj folded into the values; the pairs meet inside one op.
@@ -163,7 +171,7 @@ AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs(const Tensor<T>
   const Tensor<T> projected_values = out_proj->project_values(v_proj->forward(values));  // (H,Bk,Lk,out_dim)
   const FusedAttention<T> attended =
       attention_all_pairs_projected(q_proj->forward(queries), k_proj->forward(keys), projected_values, out_proj->bias,
-                                    key_padding_mask, dropping ? dropout_p : 0.0, &dropout_gen_);  // (Bq,Bk,Lq,out_dim)
+                                    key_allowed, dropping ? dropout_p : 0.0, &dropout_gen_);  // (Bq,Bk,Lq,out_dim)
   AttentionResult<T> result{zero_dead_rows(attended.output, dead_pairs), {}};
   if (need_weights) result.weights = Tensor<T>(pair_weights(*attended.weights, average_weights));
   return result;
@@ -172,7 +180,7 @@ AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs(const Tensor<T>
 template <class T> std::string MultiHeadCrossAttention<T>::extra_repr() const {
   return "query_dim=" + std::to_string(query_dim) + ", num_heads=" + std::to_string(num_heads) +
          ", key_dim=" + std::to_string(key_dim) + ", value_dim=" + std::to_string(value_dim) +
-         ", out_dim=" + std::to_string(out_dim) + ", dropout=" + std::to_string(dropout_p);
+         ", out_dim=" + std::to_string(out_dim) + ", dropout=" + float_repr(dropout_p);
 }
 
 template class CrossAttention<float>;

@@ -55,7 +55,9 @@ template <class T> Tensor<T> zero_dead_rows(const Tensor<T>& output, const std::
 
 // allowed (B,Lq,Lk) = key_padding_mask (B,Lk)[b,k] and attn_mask (Lq,Lk) or (B,Lq,Lk)[(b,)q,k]
 inline Mask combine_masks(const char* layer, std::size_t B, std::size_t Lq, std::size_t Lk,
-                          const std::optional<Mask>& key_padding_mask, const std::optional<Mask>& attn_mask) {
+                          const std::optional<AttendMask>& key_padding, const std::optional<AttendMask>& attn) {
+  const Mask* key_padding_mask = key_padding ? &key_padding->allowed() : nullptr;
+  const Mask* attn_mask = attn ? &attn->allowed() : nullptr;
   if (key_padding_mask && shape_of(*key_padding_mask) != Shape{B, Lk})
     throw std::invalid_argument(std::string(layer) + ": key_padding_mask must be (B,Lk) = " + shape_str(Shape{B, Lk}) +
                                 ", got " + shape_str(key_padding_mask->shape()));

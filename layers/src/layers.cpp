@@ -1,4 +1,5 @@
 #include "xtgrad/layers.hpp"
+#include "xtgrad/init.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -16,11 +17,17 @@ template <class T>
 Linear<T>::Linear(std::string type_name, std::size_t in, std::size_t out, bool with_bias, Generator& gen)
     : UnaryModule<T>(std::move(type_name)), in_features(in), out_features(out) {
   if (in == 0 || out == 0) throw std::invalid_argument("Linear: in_features and out_features must be positive");
-  // PyTorch: kaiming_uniform(a = sqrt(5)) for the weight and U(-1/sqrt(in), 1/sqrt(in))
-  // for the bias; both come to the bound 1/sqrt(in).
-  const T bound = T(1.0 / std::sqrt(double(in)));
-  weight = this->register_parameter("weight", rand<T>({out, in}, gen, -bound, bound));
-  if (with_bias) bias = this->register_parameter("bias", rand<T>({out}, gen, -bound, bound));
+  // PyTorch: kaiming_uniform_(weight, a = sqrt(5)) and a bias ~ U(-1/sqrt(fan_in),
+  // 1/sqrt(fan_in)). The kaiming bound comes to 1/sqrt(fan_in) too, so both are drawn with
+  // it: the floats kaiming_uniform_ gives (tests/test_module.cpp), and in double the values
+  // xtgrad always drew (PyTorch's longer formula differs there in the last bit).
+  weight = this->register_parameter("weight", zeros<T>({out, in}));
+  const double bound = 1.0 / std::sqrt(double(init::calculate_fan_in_and_fan_out(weight.shape()).first));
+  init::uniform_(weight, -bound, bound, gen);
+  if (with_bias) {
+    bias = this->register_parameter("bias", zeros<T>({out}));
+    init::uniform_(*bias, -bound, bound, gen);
+  }
 }
 
 template <class T> Tensor<T> Linear<T>::forward(const Tensor<T>& x) {
@@ -45,7 +52,8 @@ Embedding<T>::Embedding(std::size_t num, std::size_t dim, std::optional<std::siz
   if (padding && *padding >= num)
     throw std::invalid_argument("Embedding: padding_idx " + std::to_string(*padding) + " out of range for " +
                                 std::to_string(num) + " embeddings");
-  Tensor<T> initial = randn<T>({num, dim}, gen);
+  Tensor<T> initial = zeros<T>({num, dim});
+  init::normal_(initial, 0.0, 1.0, gen);
   if (padding) std::fill_n(initial.mutable_data().data() + *padding * dim, dim, T(0));
   weight = this->register_parameter("weight", initial);
 }
@@ -94,7 +102,7 @@ template <class T> Tensor<T> LayerNorm<T>::forward(const Tensor<T>& x) {
 }
 
 template <class T> std::string LayerNorm<T>::extra_repr() const {
-  return shape_str(normalized_shape) + ", eps=" + std::to_string(eps) +
+  return shape_str(normalized_shape) + ", eps=" + float_repr(eps) +
          ", elementwise_affine=" + (weight ? "true" : "false");
 }
 
@@ -108,7 +116,7 @@ template <class T> Tensor<T> Dropout<T>::forward(const Tensor<T>& x) {
   return dropout(x, p, this->is_training(), gen_);
 }
 
-template <class T> std::string Dropout<T>::extra_repr() const { return "p=" + std::to_string(p); }
+template <class T> std::string Dropout<T>::extra_repr() const { return "p=" + float_repr(p); }
 
 // ---- FeedForward ----------------------------------------------------------------------
 template <class T>

@@ -1,7 +1,11 @@
 #include "xtgrad/module.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
+#include <unordered_set>
 
 namespace xtgrad {
 
@@ -11,6 +15,37 @@ Generator& global_generator() {
 }
 
 void manual_seed(std::uint64_t seed) { global_generator() = Generator(seed); }
+
+// Python's float repr: the shortest round-trip digits (Python's "r" mode), positional when
+// the decimal exponent is from -4 to 15, as "1e-05" (two exponent digits at least) outside.
+std::string float_repr(double value) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  if (value == 0.0) return std::signbit(value) ? "-0.0" : "0.0";
+  char buf[40];
+  for (int precision = 0; precision < 17; ++precision) {  // 17 significant digits always round-trip
+    std::snprintf(buf, sizeof buf, "%.*e", precision, value);
+    if (std::strtod(buf, nullptr) == value) break;
+  }
+  // buf is "[-]d.ddde[+-]xx": take its digits and its exponent.
+  const std::string text(buf);
+  const std::size_t e = text.find('e');
+  std::string digits;
+  for (std::size_t i = 0; i < e; ++i)
+    if (text[i] >= '0' && text[i] <= '9') digits += text[i];
+  const int exponent = std::atoi(text.c_str() + e + 1);
+  const std::string sign = value < 0 ? "-" : "";
+  const int point = exponent + 1;  // digits[0:point] come before the decimal point
+  const int count = static_cast<int>(digits.size());
+  if (point <= -4 || point > 16) {
+    const std::string mantissa = digits.substr(0, 1) + (count > 1 ? "." + digits.substr(1) : "");
+    const std::string power = std::to_string(std::abs(exponent));
+    return sign + mantissa + "e" + (exponent < 0 ? "-" : "+") + (power.size() < 2 ? "0" : "") + power;
+  }
+  if (point <= 0) return sign + "0." + std::string(-point, '0') + digits;
+  if (point >= count) return sign + digits + std::string(point - count, '0') + ".0";
+  return sign + digits.substr(0, point) + "." + digits.substr(point);
+}
 
 template <class T> void Module<T>::check_new_name(const std::string& name) const {
   if (name.empty()) throw std::invalid_argument(type_name_ + ": a parameter or submodule name cannot be empty");
@@ -53,22 +88,35 @@ void Module<T>::collect(const std::string& prefix, Kind kind,
   for (const auto& [name, child] : children_) child->collect(prefix + name + ".", kind, out);
 }
 
+namespace {
+// Keeps the first entry of each tensor (by node): PyTorch's remove_duplicate.
+template <class T>
+std::vector<std::pair<std::string, Tensor<T>>> first_of_each(std::vector<std::pair<std::string, Tensor<T>>> named) {
+  std::unordered_set<const Node<T>*> seen;
+  named.erase(std::remove_if(named.begin(), named.end(),
+                             [&](const auto& entry) { return !seen.insert(entry.second.node_ptr().get()).second; }),
+              named.end());
+  return named;
+}
+}  // namespace
+
 template <class T> std::vector<std::pair<std::string, Tensor<T>>> Module<T>::named_parameters() const {
   std::vector<std::pair<std::string, Tensor<T>>> out;
   collect("", Kind::parameters, out);
-  return out;
+  return first_of_each(std::move(out));
 }
 
 template <class T> std::vector<std::pair<std::string, Tensor<T>>> Module<T>::named_buffers() const {
   std::vector<std::pair<std::string, Tensor<T>>> out;
   collect("", Kind::buffers, out);
-  return out;
+  return first_of_each(std::move(out));
 }
 
-// Parameters, then buffers: what a state dict holds.
+// Parameters, then buffers, each tied tensor under every name: what a state dict holds.
 template <class T> std::vector<std::pair<std::string, Tensor<T>>> Module<T>::named_state() const {
-  auto out = named_parameters();
-  for (auto& entry : named_buffers()) out.push_back(std::move(entry));
+  std::vector<std::pair<std::string, Tensor<T>>> out;
+  collect("", Kind::parameters, out);
+  collect("", Kind::buffers, out);
   return out;
 }
 
@@ -84,10 +132,43 @@ template <class T> std::vector<std::shared_ptr<Module<T>>> Module<T>::children()
   return out;
 }
 
+template <class T>
+void Module<T>::collect_modules(const std::string& prefix, std::vector<std::pair<std::string, Module<T>*>>& out) {
+  if (std::any_of(out.begin(), out.end(), [&](const auto& entry) { return entry.second == this; })) return;
+  out.emplace_back(prefix, this);
+  for (const auto& [name, child] : children_) child->collect_modules(prefix.empty() ? name : prefix + "." + name, out);
+}
+
+template <class T> std::vector<std::pair<std::string, Module<T>*>> Module<T>::named_modules() {
+  std::vector<std::pair<std::string, Module<T>*>> out;
+  collect_modules("", out);
+  return out;
+}
+
+template <class T> std::vector<Module<T>*> Module<T>::modules() {
+  std::vector<Module<T>*> out;
+  for (const auto& entry : named_modules()) out.push_back(entry.second);
+  return out;
+}
+
 template <class T> std::size_t Module<T>::parameter_count() const {
   std::size_t count = 0;
   for (const auto& p : parameters()) count += p.numel();
   return count;
+}
+
+template <class T> Module<T>& Module<T>::apply(const std::function<void(Module<T>&)>& fn) {
+  for (auto& entry : children_) entry.second->apply(fn);
+  fn(*this);
+  return *this;
+}
+
+template <class T> Module<T>& Module<T>::requires_grad_(bool requires_grad) {
+  for (auto& p : parameters()) {
+    p.set_requires_grad(requires_grad);
+    if (!requires_grad) p.reset_grad();
+  }
+  return *this;
 }
 
 template <class T> void Module<T>::train(bool on) {
@@ -105,31 +186,76 @@ template <class T> StateDict<T> Module<T>::state_dict() const {
   return state;
 }
 
-template <class T> void Module<T>::load_state_dict(const StateDict<T>& state, bool strict) {
+namespace {
+// The entries of named_state() grouped by tensor: a tied tensor's names share a group.
+template <class T>
+std::vector<std::vector<std::pair<std::string, Tensor<T>>>> tie_groups(
+    const std::vector<std::pair<std::string, Tensor<T>>>& named) {
+  std::vector<std::vector<std::pair<std::string, Tensor<T>>>> groups;
+  for (const auto& entry : named) {
+    const auto same = [&](const auto& group) { return group[0].second.node_ptr() == entry.second.node_ptr(); };
+    const auto found = std::find_if(groups.begin(), groups.end(), same);
+    if (found == groups.end())
+      groups.push_back({entry});
+    else
+      found->push_back(entry);
+  }
+  return groups;
+}
+
+template <class T> bool same_values(const Array<T>& a, const Array<T>& b) {
+  return a.shape() == b.shape() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](T x, T y) { return x == y || (std::isnan(x) && std::isnan(y)); });
+}
+}  // namespace
+
+template <class T> std::vector<std::string> Module<T>::state_problems(const StateDict<T>& state, bool strict) const {
   const auto named = named_state();
   std::vector<std::string> problems;
-  for (const auto& [name, tensor] : named) {
-    const auto found = state.find(name);
-    if (found == state.end()) {
-      if (strict) problems.push_back("missing '" + name + "'");
-    } else if (!std::equal(found->second.shape().begin(), found->second.shape().end(), tensor.data().shape().begin(),
-                           tensor.data().shape().end())) {
-      problems.push_back("'" + name + "' has shape " + shape_str(found->second.shape()) + ", the model expects " +
-                         shape_str(tensor.shape()));
+  for (const auto& group : tie_groups(named)) {
+    const std::string* first = nullptr;  // the first of the tensor's names the dict has, of the right shape
+    bool present = false;
+    for (const auto& [name, tensor] : group) {
+      const auto found = state.find(name);
+      if (found == state.end()) continue;
+      present = true;
+      const auto& value = found->second;
+      if (!std::equal(value.shape().begin(), value.shape().end(), tensor.data().shape().begin(),
+                      tensor.data().shape().end()))
+        problems.push_back("'" + name + "' has shape " + shape_str(value.shape()) + ", the model expects " +
+                           shape_str(tensor.shape()));
+      else if (!first)
+        first = &name;
+      else if (!same_values(state.at(*first), value))
+        problems.push_back("'" + *first + "' and '" + name + "' are one tied tensor but hold different values");
+    }
+    if (!present && strict) {
+      std::string names = "'" + group[0].first + "'";
+      for (std::size_t i = 1; i < group.size(); ++i) names += " (or its tied name '" + group[i].first + "')";
+      problems.push_back("missing " + names);
     }
   }
   if (strict)
     for (const auto& entry : state)
       if (std::none_of(named.begin(), named.end(), [&](const auto& n) { return n.first == entry.first; }))
         problems.push_back("unexpected '" + entry.first + "'");
+  return problems;
+}
+
+template <class T> void Module<T>::load_state_dict(const StateDict<T>& state, bool strict) {
+  const std::vector<std::string> problems = state_problems(state, strict);
   if (!problems.empty()) {
     std::string message = type_name_ + ".load_state_dict: nothing loaded: ";
     for (std::size_t i = 0; i < problems.size(); ++i) message += (i ? "; " : "") + problems[i];
     throw std::invalid_argument(message);
   }
-  for (auto [name, tensor] : named) {
-    const auto found = state.find(name);
-    if (found != state.end()) std::copy(found->second.begin(), found->second.end(), tensor.mutable_data().begin());
+  for (auto& group : tie_groups(named_state())) {
+    for (auto& [name, tensor] : group) {
+      const auto found = state.find(name);
+      if (found == state.end()) continue;
+      std::copy(found->second.begin(), found->second.end(), tensor.mutable_data().begin());
+      break;  // a tied tensor once: its other names hold the same values
+    }
   }
 }
 

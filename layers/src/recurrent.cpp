@@ -2,6 +2,7 @@
 // the backward through time. A state is a list of tensors, (h) for a GRU and (h, c) for an
 // LSTM, so that stacking, masking and the time loop are written once for both.
 #include "xtgrad/recurrent.hpp"
+#include "xtgrad/init.hpp"
 
 #include <cmath>
 #include <functional>
@@ -53,13 +54,17 @@ template <class T> struct Weights {
 template <class T>
 Weights<T> register_weights(Module<T>& m, const std::string& suffix, std::size_t gates, std::size_t input,
                             std::size_t hidden, bool bias, Generator& gen) {
-  const T bound = T(1.0 / std::sqrt(double(hidden)));  // every parameter ~ U(-bound, bound)
+  const double bound = 1.0 / std::sqrt(double(hidden));  // every parameter ~ U(-bound, bound)
+  const auto draw = [&](const std::string& name, const Shape& shape) {
+    Tensor<T> p = m.register_parameter(name + suffix, zeros<T>(shape));
+    return init::uniform_(p, -bound, bound, gen);
+  };
   Weights<T> w;
-  w.ih = m.register_parameter("weight_ih" + suffix, rand<T>({gates * hidden, input}, gen, -bound, bound));
-  w.hh = m.register_parameter("weight_hh" + suffix, rand<T>({gates * hidden, hidden}, gen, -bound, bound));
+  w.ih = draw("weight_ih", {gates * hidden, input});
+  w.hh = draw("weight_hh", {gates * hidden, hidden});
   if (bias) {
-    w.b_ih = m.register_parameter("bias_ih" + suffix, rand<T>({gates * hidden}, gen, -bound, bound));
-    w.b_hh = m.register_parameter("bias_hh" + suffix, rand<T>({gates * hidden}, gen, -bound, bound));
+    w.b_ih = draw("bias_ih", {gates * hidden});
+    w.b_hh = draw("bias_hh", {gates * hidden});
   }
   return w;
 }

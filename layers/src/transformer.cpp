@@ -1,6 +1,7 @@
 // MultiheadAttention and the Transformer layers (transformer.hpp). The attention itself is
 // the fused attention_heads op; this file projects, masks, and composes.
 #include "xtgrad/transformer.hpp"
+#include "xtgrad/init.hpp"
 
 #include <cmath>
 #include <stdexcept>
@@ -65,11 +66,11 @@ MultiheadAttention<T>::MultiheadAttention(std::size_t embed, std::size_t heads, 
     throw std::invalid_argument("MultiheadAttention: embed_dim " + std::to_string(embed) +
                                 " must be a positive multiple of num_heads " + std::to_string(heads));
   check_probability("MultiheadAttention", "dropout", dropout);
-  const T bound = T(std::sqrt(6.0 / double(4 * embed)));  // xavier_uniform over (3E, E)
-  in_proj_weight = this->register_parameter("in_proj_weight", rand<T>({3 * embed, embed}, gen, -bound, bound));
+  in_proj_weight = this->register_parameter("in_proj_weight", zeros<T>({3 * embed, embed}));
+  init::xavier_uniform_(in_proj_weight, 1.0, gen);
   if (bias) in_proj_bias = this->register_parameter("in_proj_bias", zeros<T>({3 * embed}));
   out_proj = this->register_module("out_proj", std::make_shared<Linear<T>>(embed, embed, bias, gen));
-  if (bias) std::fill(out_proj->bias->mutable_data().begin(), out_proj->bias->mutable_data().end(), T(0));
+  if (bias) init::zeros_(*out_proj->bias);
 }
 
 // x (B, L, E) -> its queries (which 0), keys (1) or values (2): rows which E.. of in_proj
@@ -82,8 +83,9 @@ template <class T> Tensor<T> MultiheadAttention<T>::project(const Tensor<T>& x, 
 template <class T>
 MultiheadAttentionOutput<T> MultiheadAttention<T>::forward(const Tensor<T>& query, const Tensor<T>& key,
                                                            const Tensor<T>& value,
-                                                           const std::optional<Mask>& key_padding_mask,
-                                                           bool need_weights, const std::optional<Mask>& attn_mask,
+                                                           const std::optional<AttendMask>& key_padding_mask,
+                                                           bool need_weights,
+                                                           const std::optional<AttendMask>& attn_mask,
                                                            bool average_attn_weights, bool is_causal) {
   const char* layer = "MultiheadAttention";
   check_inputs(layer, batch_first, embed_dim, query.shape(), key.shape(), value.shape());
@@ -140,7 +142,7 @@ template <class T> AttentionCache<T> MultiheadAttention<T>::project_memory(const
 
 template <class T> std::string MultiheadAttention<T>::extra_repr() const {
   return "embed_dim=" + std::to_string(embed_dim) + ", num_heads=" + std::to_string(num_heads) +
-         ", dropout=" + std::to_string(dropout_p) + (batch_first ? ", batch_first=true" : "");
+         ", dropout=" + float_repr(dropout_p) + (batch_first ? ", batch_first=true" : "");
 }
 
 // ---- TransformerEncoderLayer ----------------------------------------------------------
@@ -166,8 +168,8 @@ template <class T> Tensor<T> TransformerEncoderLayer<T>::feed_forward(const Tens
 }
 
 template <class T>
-Tensor<T> TransformerEncoderLayer<T>::forward(const Tensor<T>& src, const std::optional<Mask>& src_mask,
-                                              const std::optional<Mask>& src_key_padding_mask, bool is_causal) {
+Tensor<T> TransformerEncoderLayer<T>::forward(const Tensor<T>& src, const std::optional<AttendMask>& src_mask,
+                                              const std::optional<AttendMask>& src_key_padding_mask, bool is_causal) {
   const auto attend = [&](const Tensor<T>& x) {
     return dropout1->forward(
         self_attn->forward(x, x, x, src_key_padding_mask, false, src_mask, true, is_causal).output);
@@ -213,10 +215,11 @@ template <class T> Tensor<T> TransformerDecoderLayer<T>::feed_forward(const Tens
 
 template <class T>
 Tensor<T> TransformerDecoderLayer<T>::forward(const Tensor<T>& tgt, const Tensor<T>& memory,
-                                              const std::optional<Mask>& tgt_mask,
-                                              const std::optional<Mask>& memory_mask,
-                                              const std::optional<Mask>& tgt_key_padding_mask,
-                                              const std::optional<Mask>& memory_key_padding_mask, bool tgt_is_causal) {
+                                              const std::optional<AttendMask>& tgt_mask,
+                                              const std::optional<AttendMask>& memory_mask,
+                                              const std::optional<AttendMask>& tgt_key_padding_mask,
+                                              const std::optional<AttendMask>& memory_key_padding_mask,
+                                              bool tgt_is_causal) {
   const auto self_block = [&](const Tensor<T>& x) {
     return dropout1->forward(
         self_attn->forward(x, x, x, tgt_key_padding_mask, false, tgt_mask, true, tgt_is_causal).output);
@@ -294,8 +297,8 @@ TransformerEncoder<T>::TransformerEncoder(std::size_t num_layers, std::size_t d_
 }
 
 template <class T>
-Tensor<T> TransformerEncoder<T>::forward(const Tensor<T>& src, const std::optional<Mask>& mask,
-                                         const std::optional<Mask>& src_key_padding_mask, bool is_causal) {
+Tensor<T> TransformerEncoder<T>::forward(const Tensor<T>& src, const std::optional<AttendMask>& mask,
+                                         const std::optional<AttendMask>& src_key_padding_mask, bool is_causal) {
   Tensor<T> x = src;
   for (auto& layer : layers) x = layer->forward(x, mask, src_key_padding_mask, is_causal);
   return norm ? norm->forward(x) : x;
@@ -314,9 +317,10 @@ TransformerDecoder<T>::TransformerDecoder(std::size_t num_layers, std::size_t d_
 
 template <class T>
 Tensor<T> TransformerDecoder<T>::forward(const Tensor<T>& tgt, const Tensor<T>& memory,
-                                         const std::optional<Mask>& tgt_mask, const std::optional<Mask>& memory_mask,
-                                         const std::optional<Mask>& tgt_key_padding_mask,
-                                         const std::optional<Mask>& memory_key_padding_mask, bool tgt_is_causal) {
+                                         const std::optional<AttendMask>& tgt_mask,
+                                         const std::optional<AttendMask>& memory_mask,
+                                         const std::optional<AttendMask>& tgt_key_padding_mask,
+                                         const std::optional<AttendMask>& memory_key_padding_mask, bool tgt_is_causal) {
   Tensor<T> x = tgt;
   for (auto& layer : layers)
     x = layer->forward(x, memory, tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal);

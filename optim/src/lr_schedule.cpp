@@ -1,6 +1,7 @@
 // Learning-rate schedules (closed forms of torch.optim.lr_scheduler) and LRScheduler.
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "optim_detail.hpp"
@@ -50,6 +51,26 @@ double LinearWarmup::lr(std::size_t step, double base_lr) const {
   const double factor = start_factor_ + (1.0 - start_factor_) * done / static_cast<double>(warmup_steps_);
   const double after = after_ ? after_->lr(step, base_lr) : base_lr;
   return factor * after;
+}
+
+SequentialLR::SequentialLR(std::vector<std::shared_ptr<const LRSchedule>> schedules,
+                           std::vector<std::size_t> milestones)
+    : schedules_(std::move(schedules)), milestones_(std::move(milestones)) {
+  if (schedules_.empty() || milestones_.size() + 1 != schedules_.size())
+    throw std::invalid_argument("SequentialLR: expects one milestone fewer than schedules, got " +
+                                std::to_string(schedules_.size()) + " schedules and " +
+                                std::to_string(milestones_.size()) + " milestones");
+  for (std::size_t i = 0; i < schedules_.size(); ++i)
+    if (!schedules_[i]) throw std::invalid_argument("SequentialLR: schedule " + std::to_string(i) + " is null");
+  for (std::size_t i = 0; i < milestones_.size(); ++i)
+    if (milestones_[i] == 0 || (i > 0 && milestones_[i] <= milestones_[i - 1]))
+      throw std::invalid_argument("SequentialLR: milestones must be positive and strictly increasing");
+}
+
+double SequentialLR::lr(std::size_t step, double base_lr) const {
+  std::size_t i = 0;
+  while (i < milestones_.size() && step >= milestones_[i]) ++i;
+  return schedules_[i]->lr(i == 0 ? step : step - milestones_[i - 1], base_lr);
 }
 
 // ---- LRScheduler ----------------------------------------------------------------------

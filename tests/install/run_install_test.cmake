@@ -3,7 +3,7 @@
 #
 #   cmake -DBUILD_DIR=<xtgrad build dir> -DCONSUMER_DIR=<tests/install/consumer>
 #         -DWORK_DIR=<scratch dir> [-DCXX_COMPILER=...] [-DGENERATOR=...]
-#         [-DBUILD_TYPE=Release] -P run_install_test.cmake
+#         [-DBUILD_TYPE=Release] [-DCONSUMER_EXE=xtgrad-consumer] -P run_install_test.cmake
 #
 # Everything lands in WORK_DIR (emptied first): WORK_DIR/prefix and WORK_DIR/build.
 cmake_minimum_required(VERSION 3.25)
@@ -15,6 +15,9 @@ foreach(var BUILD_DIR CONSUMER_DIR WORK_DIR)
 endforeach()
 if(NOT BUILD_TYPE)
   set(BUILD_TYPE Release)
+endif()
+if(NOT CONSUMER_EXE)
+  set(CONSUMER_EXE xtgrad-consumer)
 endif()
 
 set(prefix ${WORK_DIR}/prefix)
@@ -63,10 +66,10 @@ endif()
 
 run_step("build consumer" ${CMAKE_COMMAND} --build ${consumer_build} --config ${BUILD_TYPE})
 
-find_program(consumer_exe xtgrad-consumer
+find_program(consumer_exe ${CONSUMER_EXE}
   PATHS ${consumer_build} ${consumer_build}/${BUILD_TYPE} NO_DEFAULT_PATH NO_CACHE)
 if(NOT consumer_exe)
-  message(FATAL_ERROR "install test: xtgrad-consumer was not built in ${consumer_build}")
+  message(FATAL_ERROR "install test: ${CONSUMER_EXE} was not built in ${consumer_build}")
 endif()
 run_step("run consumer" ${consumer_exe})
 message(STATUS "${step_output}")

@@ -3,9 +3,11 @@
 // (-1 = last). A shape error throws std::invalid_argument naming the op and the shapes.
 #pragma once
 
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "xtgrad/random.hpp"
@@ -18,7 +20,26 @@ namespace xtgrad {
 template <class T> struct non_deduced { using type = T; };
 template <class T> using scalar_t = typename non_deduced<T>::type;
 
-using Axes = std::vector<int>;
+// The axes an op works over: none ({}: all of them), one axis without braces
+// (sum(x, 1)), or a list of any integer type ({0, x.dim() - 1}). Negative counts from the
+// end.
+class Axes : public std::vector<int> {
+ public:
+  Axes() = default;
+  Axes(std::initializer_list<Extent> axes);
+  Axes(std::vector<int> axes) : vector(std::move(axes)) {}  // NOLINT(google-explicit-constructor)
+  template <class I, std::enable_if_t<std::is_integral_v<I>, int> = 0>
+  Axes(I axis) : vector{static_cast<int>(axis)} {}  // NOLINT(google-explicit-constructor)
+};
+
+// A shape as reshape and expand take it: braces of any integer type ({x.shape()[0], -1}),
+// a Shape, or a std::vector<long>. -1 means "infer" (reshape) or "keep" (expand).
+class Extents : public std::vector<long> {
+ public:
+  Extents(std::initializer_list<Extent> extents);
+  Extents(const Shape& shape) : vector(shape.begin(), shape.end()) {}  // NOLINT(google-explicit-constructor)
+  Extents(std::vector<long> extents) : vector(std::move(extents)) {}   // NOLINT(google-explicit-constructor)
+};
 
 // ---- elementwise, binary (broadcasting) -----------------------------------------------
 template <class T> Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b);
@@ -63,14 +84,14 @@ Tensor<T> var(const Tensor<T>& x, const Axes& axes = {}, bool keepdims = false, 
 
 // ---- shape ----------------------------------------------------------------------------
 // One entry of the new shape may be -1: inferred from the others.
-template <class T> Tensor<T> reshape(const Tensor<T>& x, const std::vector<long>& shape);
+template <class T> Tensor<T> reshape(const Tensor<T>& x, const Extents& shape);
 template <class T> Tensor<T> transpose(const Tensor<T>& x, int axis0, int axis1);
 template <class T> Tensor<T> permute(const Tensor<T>& x, const Axes& order);
 template <class T> Tensor<T> unsqueeze(const Tensor<T>& x, int axis);
 template <class T> Tensor<T> squeeze(const Tensor<T>& x, int axis);  // axis must have size 1
 template <class T> Tensor<T> squeeze(const Tensor<T>& x);            // every size-1 axis
 // Broadcast to shape (size-1 axes grow; new axes in front; -1 keeps a size).
-template <class T> Tensor<T> expand(const Tensor<T>& x, const std::vector<long>& shape);
+template <class T> Tensor<T> expand(const Tensor<T>& x, const Extents& shape);
 template <class T> Tensor<T> concat(const std::vector<Tensor<T>>& xs, int axis = 0);
 // length elements of axis from start; slice is the same with [start, stop).
 template <class T> Tensor<T> narrow(const Tensor<T>& x, int axis, std::size_t start, std::size_t length);
@@ -122,7 +143,7 @@ template <class T> Tensor<T> head_values_projected(const Tensor<T>& v, const Ten
 template <class T>
 FusedAttention<T> attention_all_pairs_projected(const Tensor<T>& q, const Tensor<T>& k,
                                                 const Tensor<T>& projected_values,
-                                                const std::optional<Tensor<T>>& out_bias = std::nullopt,
+                                                const std::optional<Tensor<scalar_t<T>>>& out_bias = std::nullopt,
                                                 const std::optional<Mask>& key_allowed = std::nullopt,
                                                 double dropout_p = 0.0, Generator* gen = nullptr);
 // Both in one call: q (Bq,Lq,D), k, v (Bk,Lk,D), key_allowed (Bk,Lk)
@@ -130,7 +151,7 @@ FusedAttention<T> attention_all_pairs_projected(const Tensor<T>& q, const Tensor
 template <class T>
 FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                                             std::size_t heads, const Tensor<T>& out_weight,
-                                            const std::optional<Tensor<T>>& out_bias = std::nullopt,
+                                            const std::optional<Tensor<scalar_t<T>>>& out_bias = std::nullopt,
                                             const std::optional<Mask>& key_allowed = std::nullopt,
                                             double dropout_p = 0.0, Generator* gen = nullptr);
 
@@ -144,8 +165,8 @@ template <class T> Tensor<T> log_softmax(const Tensor<T>& x, int axis = -1);
 // optional. Fused forward and backward.
 template <class T>
 Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
-                     const std::optional<Tensor<T>>& weight = std::nullopt,
-                     const std::optional<Tensor<T>>& bias = std::nullopt, double eps = 1e-5);
+                     const std::optional<Tensor<scalar_t<T>>>& weight = std::nullopt,
+                     const std::optional<Tensor<scalar_t<T>>>& bias = std::nullopt, double eps = 1e-5);
 // F.cross_entropy with class indices: logits (N,C) with targets (N), or (N,C,d1,...) with
 // targets (N,d1,...) in row-major order -> the mean over the counted targets of
 //   -(1 - label_smoothing) log p[target] - label_smoothing / C sum_c log p[c].
@@ -170,7 +191,17 @@ void check_probability(const std::string& op, const std::string& name, double p)
 // value where mask is true, x elsewhere (mask broadcasts to x). value may be -inf.
 template <class T> Tensor<T> masked_fill(const Tensor<T>& x, const Mask& mask, scalar_t<T> value);
 // a where mask is true, b elsewhere; all three broadcast together.
+// (The tensors are taken by value, a pointer copy: argument-dependent lookup also finds
+// xt::where through Mask, whose forwarding references would otherwise match non-const
+// tensors better; a by-value Tensor<T> matches as well and is more specialised, so this
+// one is chosen whatever the arguments' const-ness.)
+namespace detail {
 template <class T> Tensor<T> where(const Mask& mask, const Tensor<T>& a, const Tensor<T>& b);
+}
+template <class M, class T, std::enable_if_t<std::is_same_v<std::decay_t<M>, Mask>, int> = 0>
+Tensor<T> where(M&& mask, Tensor<T> a, Tensor<T> b) {
+  return detail::where(mask, a, b);
+}
 
 // ---- images: convolution, pooling, batch norm (NCHW) ----------------------------------
 // A (height, width) pair; one number n means (n, n), as PyTorch's int-or-tuple arguments.
@@ -186,13 +217,31 @@ template <class T>
 Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight,
                  const std::optional<Tensor<scalar_t<T>>>& bias = std::nullopt, Size2 stride = 1, Size2 padding = 0,
                  Size2 dilation = 1, std::size_t groups = 1);
-// F.max_pool2d: (N,C,H,W) -> (N,C,Ho,Wo). stride defaults to the kernel; padding (at most
-// half the kernel) never wins a max. The gradient goes to the first maximum of a window.
+// F.conv1d: x (N,Cin,L), weight (Cout,Cin/groups,k), bias (Cout) -> (N,Cout,Lo),
+// Lo = (L + 2 padding - dilation (k - 1) - 1) / stride + 1: conv2d on a height-1 view.
 template <class T>
-Tensor<T> max_pool2d(const Tensor<T>& x, Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0);
-// F.avg_pool2d with PyTorch's defaults (count_include_pad: padded zeros count in the mean).
+Tensor<T> conv1d(const Tensor<T>& x, const Tensor<T>& weight,
+                 const std::optional<Tensor<scalar_t<T>>>& bias = std::nullopt, std::size_t stride = 1,
+                 std::size_t padding = 0, std::size_t dilation = 1, std::size_t groups = 1);
+// The sliding pools' output size along an axis, as PyTorch 1.13:
+//   Ho = (H + 2 padding - dilation (kernel - 1) - 1 [+ stride - 1 with ceil_mode]) / stride + 1,
+// and with ceil_mode one less when the last window would start beyond the input and its
+// left padding. Windows are clipped to the input; stride defaults to the kernel; padding
+// is at most half the kernel. An output size below 1 throws.
+// F.max_pool2d: (N,C,H,W) -> (N,C,Ho,Wo). Padding never wins a max; dilation spaces a
+// window's taps. The gradient goes to the first maximum of a window. (A window whose taps
+// all fall in the padding throws: PyTorch gives -inf with an index outside the input.)
 template <class T>
-Tensor<T> avg_pool2d(const Tensor<T>& x, Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0);
+Tensor<T> max_pool2d(const Tensor<T>& x, Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
+                     Size2 dilation = 1, bool ceil_mode = false);
+// F.avg_pool2d: (N,C,H,W) -> (N,C,Ho,Wo), each window's sum divided by divisor_override
+// when given (not 0), else by its size: with count_include_pad the window clipped to the
+// padded input (padded zeros count; the overhang ceil_mode adds beyond it does not),
+// without it the number of input values it covers.
+template <class T>
+Tensor<T> avg_pool2d(const Tensor<T>& x, Size2 kernel, std::optional<Size2> stride = std::nullopt, Size2 padding = 0,
+                     bool ceil_mode = false, bool count_include_pad = true,
+                     std::optional<long> divisor_override = std::nullopt);
 // F.adaptive_avg_pool2d: (N,C,H,W) -> (N,C,Ho,Wo); output row i averages input rows
 // floor(i H / Ho) to ceil((i + 1) H / Ho) - 1 (columns alike).
 template <class T> Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, Size2 output_size);
@@ -200,6 +249,8 @@ template <class T> Tensor<T> adaptive_avg_pool2d(const Tensor<T>& x, Size2 outpu
 // and biased variance, and running_mean / running_var (C), when given, move toward the
 // batch mean and unbiased variance: r = (1 - momentum) r + momentum batch (in place, no
 // gradient). Not training: by the running statistics. weight, bias (C) optional.
+// (PyTorch's momentum = None, a cumulative average, belongs to the layers: BatchNorm1d/2d
+// pass momentum = 1 / num_batches_tracked, as torch.nn's _BatchNorm does.)
 template <class T>
 Tensor<T> batch_norm(const Tensor<T>& x, const std::optional<Tensor<scalar_t<T>>>& running_mean,
                      const std::optional<Tensor<scalar_t<T>>>& running_var,
@@ -220,6 +271,82 @@ template <class T> TopK<T> topk(const Tensor<T>& x, std::size_t k);
 // (rows, cols), true where column j <= row i + diagonal, as torch.tril of ones: the causal
 // attention mask of a length-L sequence is tril_mask(L, L) ("may attend" = true).
 Mask tril_mask(std::size_t rows, std::size_t cols, long diagonal = 0);
+
+// ---- attention masks, with their meaning in their type --------------------------------
+// The attention LAYERS take masks where TRUE MEANS "MAY ATTEND". PyTorch's key_padding_mask
+// and boolean attn_mask mean the opposite (true = ignore), and a fully masked row gives a
+// zero output, not an error, so a mask of the wrong polarity would pass unnoticed. Hence
+// the layers take an AttendMask, which a raw Mask does not convert to: say which
+// convention yours follows.
+//   attend_mask(m)   m true = may attend      e.g. attend_mask(tril_mask(L, L))
+//   padding_mask(m)  m true = padding, ignore (PyTorch's polarity, inverted here)
+class AttendMask {
+ public:
+  const Mask& allowed() const { return allowed_; }  // true = may attend
+
+ private:
+  explicit AttendMask(Mask allowed) : allowed_(std::move(allowed)) {}
+  friend AttendMask attend_mask(Mask allowed);
+  friend AttendMask padding_mask(const Mask& ignored);
+  Mask allowed_;
+};
+AttendMask attend_mask(Mask allowed);
+AttendMask padding_mask(const Mask& ignored);
+
+// ---- gathering, sorting, comparing ----------------------------------------------------
+// torch.stack: xs[i] all of one shape s -> s with a new axis of size xs.size() at axis.
+template <class T> Tensor<T> stack(const std::vector<Tensor<T>>& xs, int axis = 0);
+// torch.split: x (..., n, ...) -> pieces of split_size along axis, the last one smaller when
+// split_size does not divide n; or pieces of the given sizes (they must add up to n). Each
+// piece is a narrow of x, so gradients flow back into x.
+template <class T> std::vector<Tensor<T>> split(const Tensor<T>& x, std::size_t split_size, int axis = 0);
+template <class T>
+std::vector<Tensor<T>> split(const Tensor<T>& x, const std::vector<std::size_t>& split_sizes, int axis = 0);
+// torch.chunk: split by ceil(n / chunks), so possibly fewer than chunks pieces.
+template <class T> std::vector<Tensor<T>> chunk(const Tensor<T>& x, std::size_t chunks, int axis = 0);
+// torch.gather: out (index's shape), out[i][j] = x[index[i][j]][j] for axis 0 (alike for
+// any axis); index has x's number of axes and sizes at most x's outside axis.
+template <class T> Tensor<T> gather(const Tensor<T>& x, int axis, const Indices& index);
+// torch.scatter_add: a copy of x with out[index[i][j]][j] += src[i][j] for axis 0; index's
+// sizes at most src's, and at most x's outside axis. Differentiable in x and src.
+template <class T> Tensor<T> scatter_add(const Tensor<T>& x, int axis, const Indices& index, const Tensor<T>& src);
+// The smallest value over the axes (all when none), as torch.amin; the gradient goes to
+// the first arg-min of each reduced slice, as max's does (torch.amin shares it among ties).
+template <class T> Tensor<T> min(const Tensor<T>& x, const Axes& axes = {}, bool keepdims = false);
+// torch.logsumexp: log(sum(exp(x))) over the axes (all when none), shifted by the maximum
+// so that nothing overflows; a slice of all -inf gives -inf (and a NaN gradient, as PyTorch).
+template <class T> Tensor<T> logsumexp(const Tensor<T>& x, const Axes& axes = {}, bool keepdims = false);
+// torch.cumsum: out[i] = x[0] + ... + x[i] along axis (summed in double, as PyTorch on CPU).
+template <class T> Tensor<T> cumsum(const Tensor<T>& x, int axis);
+// torch.bmm: a (B,n,k), b (B,k,m) -> (B,n,m), no broadcasting (matmul does that).
+template <class T> Tensor<T> bmm(const Tensor<T>& a, const Tensor<T>& b);
+// Elementwise comparisons, broadcasting as the arithmetic does; no gradient. NaN compares
+// false except under ne, as in IEEE arithmetic and PyTorch.
+template <class T> Mask eq(const Tensor<T>& a, const Tensor<T>& b);
+template <class T> Mask ne(const Tensor<T>& a, const Tensor<T>& b);
+template <class T> Mask lt(const Tensor<T>& a, const Tensor<T>& b);
+template <class T> Mask le(const Tensor<T>& a, const Tensor<T>& b);
+template <class T> Mask gt(const Tensor<T>& a, const Tensor<T>& b);
+template <class T> Mask ge(const Tensor<T>& a, const Tensor<T>& b);
+template <class T> Mask eq(const Tensor<T>& a, scalar_t<T> s);
+template <class T> Mask ne(const Tensor<T>& a, scalar_t<T> s);
+template <class T> Mask lt(const Tensor<T>& a, scalar_t<T> s);
+template <class T> Mask le(const Tensor<T>& a, scalar_t<T> s);
+template <class T> Mask gt(const Tensor<T>& a, scalar_t<T> s);
+template <class T> Mask ge(const Tensor<T>& a, scalar_t<T> s);
+// torch.sort along axis: values (differentiable: a gather of x) and their indices into x.
+// Ties keep their order (stable, both directions); NaN counts as the largest value.
+template <class T> struct Sorted {
+  Tensor<T> values;
+  Indices indices;
+};
+template <class T> Sorted<T> sort(const Tensor<T>& x, int axis = -1, bool descending = false);
+template <class T> Indices argsort(const Tensor<T>& x, int axis = -1, bool descending = false);
+// torch.multinomial: probs (C) or (N,C), nonnegative weights (a row need not sum to 1)
+// -> num_samples category indices per row, (num_samples) or (N,num_samples), drawn from
+// gen. Without replacement a row needs at least num_samples nonzero weights.
+template <class T>
+Indices multinomial(const Tensor<T>& probs, std::size_t num_samples, bool replacement, Generator& gen);
 
 // ---- operators ------------------------------------------------------------------------
 template <class T> Tensor<T> operator+(const Tensor<T>& a, const Tensor<T>& b) { return add(a, b); }

@@ -8,19 +8,43 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <initializer_list>
+#include <iosfwd>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <xtensor/xarray.hpp>
 
 namespace xtgrad {
 
-using Shape = std::vector<std::size_t>;
+// One size, extent or axis, from any integer type, so that braces mixing int, long and
+// std::size_t ({n, 3} with an int n, or {x.shape()[0], -1}) need no cast and give no
+// narrowing warning. Implicit on purpose.
+struct Extent {
+  long value;
+  template <class I, std::enable_if_t<std::is_integral_v<I>, int> = 0>
+  Extent(I v) : value(static_cast<long>(v)) {}  // NOLINT(google-explicit-constructor)
+};
+
+// A tensor's sizes: a std::vector<std::size_t> that braces of any integer type initialise.
+// A negative size in braces throws std::invalid_argument.
+class Shape : public std::vector<std::size_t> {
+ public:
+  Shape() = default;
+  Shape(std::initializer_list<Extent> sizes);
+  explicit Shape(std::size_t count, std::size_t value = 0) : vector(count, value) {}
+  Shape(std::vector<std::size_t> sizes) : vector(std::move(sizes)) {}  // NOLINT(google-explicit-constructor)
+  template <class It, class = typename std::iterator_traits<It>::iterator_category>
+  Shape(It first, It last) : vector(first, last) {}
+};
 template <class T> using Array = xt::xarray<T>;
 // Boolean mask. masked_fill and where follow PyTorch: true selects the fill / first value.
 // (Attention layers take masks where true means "may attend"; they say so in their header.)
@@ -87,6 +111,11 @@ template <class T> class Node {
   const char* op() const { return op_; }
   const std::vector<NodePtr<T>>& inputs() const { return inputs_; }  // empty for a leaf
   bool released() const { return released_; }                        // backward() already dropped its graph
+  // Counts the writes through Tensor::mutable_data(). An op records its inputs' versions;
+  // backward refuses to run an op whose input (or output) changed since, as PyTorch does.
+  std::uint64_t version() const { return version_; }
+  const std::vector<std::uint64_t>& input_versions() const { return input_versions_; }
+  bool retains_grad() const { return retains_grad_; }  // see Tensor::retain_grad()
 
  private:
   friend class Tensor<T>;
@@ -97,8 +126,12 @@ template <class T> class Node {
   Array<T> data_;
   std::optional<Array<T>> grad_;  // none until the first write of a backward pass
   bool requires_grad_ = false;
-  bool is_leaf_ = true;    // created by the user, not by an op
-  bool released_ = false;  // backward() already dropped this node's graph
+  bool is_leaf_ = true;                 // created by the user, not by an op
+  bool released_ = false;               // backward() already dropped this node's graph
+  bool retains_grad_ = false;           // an op's result that keeps its gradient (retain_grad())
+  bool recorded_without_grad_ = false;  // made by an op under NoGradGuard from inputs needing one
+  std::uint64_t version_ = 0;
+  std::vector<std::uint64_t> input_versions_;  // inputs_[i]'s version when the op read it
   const char* op_ = "leaf";
   std::vector<NodePtr<T>> inputs_;
   BackwardFn<T> backward_;
@@ -129,8 +162,13 @@ template <class T> class Tensor {
 
   bool defined() const { return node_ != nullptr; }
   const Array<T>& data() const { return node().data_; }
-  // Mutable value, for initialisation and optimizer updates (never inside a graph).
-  Array<T>& mutable_data() { return node().data_; }
+  // Mutable value, for initialisation and optimizer updates. Each call counts as a write:
+  // a backward that needs this value as it was when an op read it then throws.
+  Array<T>& mutable_data() {
+    ++node().version_;
+    return node_->data_;
+  }
+  std::uint64_t version() const { return node().version_; }  // PyTorch's t._version
   Shape shape() const;
   std::size_t dim() const { return data().dimension(); }
   std::size_t numel() const { return data().size(); }
@@ -142,7 +180,10 @@ template <class T> class Tensor {
   const char* op_name() const { return node().op_; }
 
   bool has_grad() const { return node().grad_.has_value(); }
-  const Array<T>& grad() const;  // throws when no gradient has arrived yet
+  // Throws when no gradient has arrived yet. Only leaves keep their gradient, unless
+  // retain_grad() was called on an op's result before backward(), as in PyTorch.
+  const Array<T>& grad() const;
+  void retain_grad();
   Array<T>& mutable_grad();      // in place, for gradient clipping; throws as grad()
   void zero_grad();              // fills an existing gradient with zeros
   void set_grad(Array<T> grad);  // replaces the gradient; grad must have this tensor's shape
@@ -156,6 +197,12 @@ template <class T> class Tensor {
 
   // The same value, cut from the graph: no gradient flows through it.
   Tensor detach() const;
+  // torch.clone: a copy that stays in the graph (its gradient flows back to this tensor).
+  Tensor clone() const;
+  // A copy in scalar type U (to<double>() to gradient-check a float model): a leaf that
+  // requires a gradient when this tensor does. to<T>() is this tensor itself, as PyTorch's
+  // x.to(x.dtype) is x.
+  template <class U> Tensor<U> to() const;
 
   const NodePtr<T>& node_ptr() const { return node_; }
 
@@ -206,5 +253,36 @@ template <class T> Tensor<T> zeros(const Shape& shape, bool requires_grad = fals
 template <class T> Tensor<T> ones(const Shape& shape, bool requires_grad = false);
 template <class T> Tensor<T> full(const Shape& shape, T value, bool requires_grad = false);
 template <class T> Tensor<T> from_array(Array<T> data, bool requires_grad = false);
+// torch.tensor: values in row-major order, in the given shape (values.size() must be its
+// product): tensor<float>({1, 2, 3, 4}, {2, 2}).
+template <class T> Tensor<T> tensor(std::vector<T> values, const Shape& shape, bool requires_grad = false);
+// torch.arange: start, start + step, ... while below end (above it for a negative step):
+// ceil((end - start) / step) values, computed in double as PyTorch does.
+template <class T> Tensor<T> arange(double end);
+template <class T> Tensor<T> arange(double start, double end, double step = 1);
+// torch.linspace: steps values from start to end inclusive, evenly spaced.
+template <class T> Tensor<T> linspace(double start, double end, std::size_t steps);
+// torch.eye: (n, m) with ones on the diagonal; m defaults to n.
+template <class T> Tensor<T> eye(std::size_t n);
+template <class T> Tensor<T> eye(std::size_t n, std::size_t m);
+// New leaves of x's shape (x's value and graph are not used), as torch.*_like.
+template <class T> Tensor<T> zeros_like(const Tensor<T>& x, bool requires_grad = false);
+template <class T> Tensor<T> ones_like(const Tensor<T>& x, bool requires_grad = false);
+template <class T>
+Tensor<T> full_like(const Tensor<T>& x, typename Tensor<T>::value_type value, bool requires_grad = false);
+class Generator;
+// N(0, 1) values drawn from gen (random.hpp), in x's shape.
+template <class T> Tensor<T> randn_like(const Tensor<T>& x, Generator& gen, bool requires_grad = false);
+// Prints as PyTorch's repr with its default print options (4 decimals; "1." when every
+// value is an integer; scientific when the largest |value| is over 1e8 or 1000 times the
+// smallest nonzero one, or the smallest is below 1e-4; the middle of a tensor over 1000
+// values elided as "..."), then requires_grad=True or grad_fn=<...> and, for double,
+// dtype=torch.float64: tensor([[1.0000, 2.5000],
+//                              [3.0000, 4.0000]], requires_grad=True)
+// grad_fn names are PyTorch's class names where the op maps onto one (MulBackward0,
+// CatBackward0, AminBackward0); where PyTorch picks a name by arguments this prints one
+// of them: SumBackward0 (a whole sum; over axes PyTorch says SumBackward1), MmBackward0
+// for every matmul and bmm (PyTorch: DotBackward0, MvBackward0, BmmBackward0, ...).
+template <class T> std::ostream& operator<<(std::ostream& out, const Tensor<T>& x);
 
 }  // namespace xtgrad

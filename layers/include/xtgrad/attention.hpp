@@ -28,7 +28,7 @@ template <class T> struct AttentionResult {
 // output_linear, one head, scores scaled by 1/sqrt(dim_output).
 //   query (B,Lq,dim_query), key (B,Lk,dim_key), value (B,Lk,dim_value)
 //   -> output (B,Lq,dim_output), attention weights (B,Lq,Lk)
-template <class T> class CrossAttention : public Module<T> {
+template <class T> class CrossAttention : public Module<T>, public Callable<CrossAttention<T>> {
  public:
   CrossAttention(std::size_t dim_query, std::size_t dim_key, std::size_t dim_value, std::size_t dim_output,
                  Generator& gen = global_generator());
@@ -59,7 +59,7 @@ template <class T> class OutputProjection : public Linear<T> {
 //   out_proj: out_dim -> out_dim; num_heads must divide out_dim; scores scaled by 1/sqrt(dh).
 // Initialised as PyTorch's nn.MultiheadAttention: Xavier-uniform q/k/v projections, zero
 // biases. Dropout (on the attention weights) applies in training mode only.
-template <class T> class MultiHeadCrossAttention : public Module<T> {
+template <class T> class MultiHeadCrossAttention : public Module<T>, public Callable<MultiHeadCrossAttention<T>> {
  public:
   MultiHeadCrossAttention(std::size_t query_dim, std::size_t num_heads, std::size_t key_dim, std::size_t value_dim,
                           std::size_t out_dim, bool bias = true, double dropout = 0.0,
@@ -71,8 +71,8 @@ template <class T> class MultiHeadCrossAttention : public Module<T> {
   // The weights are for inspection (no gradient flows through them); need_weights = false
   // skips building them, as a training loop that does not read them should.
   AttentionResult<T> forward(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
-                             const std::optional<Mask>& key_padding_mask = std::nullopt,
-                             const std::optional<Mask>& attn_mask = std::nullopt, bool average_weights = true,
+                             const std::optional<AttendMask>& key_padding_mask = std::nullopt,
+                             const std::optional<AttendMask>& attn_mask = std::nullopt, bool average_weights = true,
                              bool need_weights = true);
 
   // Every query batch element against every key/value batch element, with these weights:
@@ -83,7 +83,7 @@ template <class T> class MultiHeadCrossAttention : public Module<T> {
   // out_proj is folded into the values (out_proj->project_values, once per key element),
   // not applied to every pair.
   AttentionResult<T> forward_all_pairs(const Tensor<T>& queries, const Tensor<T>& keys, const Tensor<T>& values,
-                                       const std::optional<Mask>& key_padding_mask = std::nullopt,
+                                       const std::optional<AttendMask>& key_padding_mask = std::nullopt,
                                        bool average_weights = true, bool need_weights = true);
 
   std::string extra_repr() const override;

@@ -29,7 +29,7 @@ template <class T> class Linear : public UnaryModule<T> {
 
 // ids (n) -> (n, dim); with a shape for the ids, (shape..., dim). weight (num, dim) ~ N(0, 1).
 // With padding_idx, as PyTorch: that row starts as zeros and gets no gradient.
-template <class T> class Embedding : public Module<T> {
+template <class T> class Embedding : public Module<T>, public Callable<Embedding<T>> {
  public:
   Embedding(std::size_t num_embeddings, std::size_t embedding_dim, Generator& gen = global_generator());
   Embedding(std::size_t num_embeddings, std::size_t embedding_dim, std::optional<std::size_t> padding_idx,
@@ -47,6 +47,9 @@ template <class T> class Embedding : public Module<T> {
 template <class T> class LayerNorm : public UnaryModule<T> {
  public:
   explicit LayerNorm(Shape normalized_shape, double eps = 1e-5, bool elementwise_affine = true);
+  // One trailing axis of this size, as PyTorch's LayerNorm(int).
+  explicit LayerNorm(std::size_t normalized_size, double eps = 1e-5, bool elementwise_affine = true)
+      : LayerNorm(Shape{normalized_size}, eps, elementwise_affine) {}
   Tensor<T> forward(const Tensor<T>& x) override;
   std::string extra_repr() const override;
 

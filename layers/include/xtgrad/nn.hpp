@@ -3,6 +3,7 @@
 #pragma once
 
 #include "xtgrad/attention.hpp"
+#include "xtgrad/init.hpp"
 #include "xtgrad/layers.hpp"
 #include "xtgrad/module.hpp"
 #include "xtgrad/optim.hpp"

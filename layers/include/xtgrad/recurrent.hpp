@@ -51,7 +51,7 @@ template <class T> class RecurrentCell : public Module<T> {
 };
 
 // One LSTM step: x (B, input), state (B, hidden) each -> the next (h, c). 4 gates.
-template <class T> class LSTMCell : public RecurrentCell<T> {
+template <class T> class LSTMCell : public RecurrentCell<T>, public Callable<LSTMCell<T>> {
  public:
   LSTMCell(std::size_t input_size, std::size_t hidden_size, bool bias = true, Generator& gen = global_generator())
       : RecurrentCell<T>("LSTMCell", 4, input_size, hidden_size, bias, gen) {}
@@ -60,7 +60,7 @@ template <class T> class LSTMCell : public RecurrentCell<T> {
 };
 
 // One GRU step: x (B, input), h (B, hidden) -> the next h. 3 gates.
-template <class T> class GRUCell : public RecurrentCell<T> {
+template <class T> class GRUCell : public RecurrentCell<T>, public Callable<GRUCell<T>> {
  public:
   GRUCell(std::size_t input_size, std::size_t hidden_size, bool bias = true, Generator& gen = global_generator())
       : RecurrentCell<T>("GRUCell", 3, input_size, hidden_size, bias, gen) {}
@@ -83,7 +83,7 @@ template <class T> class RecurrentLayers : public Module<T> {
                   std::size_t num_layers, bool bias, bool batch_first, Generator& gen);
 };
 
-template <class T> class LSTM : public RecurrentLayers<T> {
+template <class T> class LSTM : public RecurrentLayers<T>, public Callable<LSTM<T>> {
  public:
   LSTM(std::size_t input_size, std::size_t hidden_size, std::size_t num_layers = 1, bool bias = true,
        bool batch_first = false, Generator& gen = global_generator())
@@ -94,7 +94,7 @@ template <class T> class LSTM : public RecurrentLayers<T> {
                         const std::optional<std::vector<std::size_t>>& lengths = std::nullopt);
 };
 
-template <class T> class GRU : public RecurrentLayers<T> {
+template <class T> class GRU : public RecurrentLayers<T>, public Callable<GRU<T>> {
  public:
   GRU(std::size_t input_size, std::size_t hidden_size, std::size_t num_layers = 1, bool bias = true,
       bool batch_first = false, Generator& gen = global_generator())

@@ -31,7 +31,7 @@ template <class T> struct AttentionCache {
   std::size_t steps() const { return keys.defined() ? keys.shape()[1] : 0; }
 };
 
-template <class T> class MultiheadAttention : public Module<T> {
+template <class T> class MultiheadAttention : public Module<T>, public Callable<MultiheadAttention<T>> {
  public:
   // in_proj_weight (3E, E) ~ xavier_uniform, in_proj_bias (3E) and out_proj.bias zeros,
   // out_proj.weight as Linear's, as PyTorch initialises them.
@@ -41,8 +41,9 @@ template <class T> class MultiheadAttention : public Module<T> {
   // key_padding_mask (B, S) and attn_mask (L, S) or (B, L, S): true = may attend.
   // is_causal: query i attends to keys 0..i + S - L, inside the fused op (no (L, S) mask).
   MultiheadAttentionOutput<T> forward(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
-                                      const std::optional<Mask>& key_padding_mask = std::nullopt,
-                                      bool need_weights = true, const std::optional<Mask>& attn_mask = std::nullopt,
+                                      const std::optional<AttendMask>& key_padding_mask = std::nullopt,
+                                      bool need_weights = true,
+                                      const std::optional<AttendMask>& attn_mask = std::nullopt,
                                       bool average_attn_weights = true, bool is_causal = false);
   // One more query step of self-attention: x (B, 1, E) batch first whatever batch_first
   // says; its key and value are appended to cache, and it attends to every cached step.
@@ -70,15 +71,16 @@ enum class Activation { relu, gelu };
 
 // Post-norm (norm_first = false, PyTorch's default): x = norm1(x + sa(x)); x = norm2(x + ff(x)).
 // Pre-norm: x = x + sa(norm1(x)); x = x + ff(norm2(x)). ff = linear2(dropout(act(linear1))).
-template <class T> class TransformerEncoderLayer : public UnaryModule<T> {
+template <class T> class TransformerEncoderLayer : public UnaryModule<T>, public Callable<TransformerEncoderLayer<T>> {
  public:
+  using Callable<TransformerEncoderLayer<T>>::operator();  // (src, masks...) as well as (src)
   TransformerEncoderLayer(std::size_t d_model, std::size_t nhead, std::size_t dim_feedforward = 2048,
                           double dropout = 0.1, Activation activation = Activation::relu, double layer_norm_eps = 1e-5,
                           bool batch_first = false, bool norm_first = false, Generator& gen = global_generator());
   Tensor<T> forward(const Tensor<T>& src) override { return forward(src, std::nullopt, std::nullopt, false); }
   // src (S, B, E) or (B, S, E); src_mask (S, S), src_key_padding_mask (B, S): true = may attend.
-  Tensor<T> forward(const Tensor<T>& src, const std::optional<Mask>& src_mask,
-                    const std::optional<Mask>& src_key_padding_mask, bool is_causal = false);
+  Tensor<T> forward(const Tensor<T>& src, const std::optional<AttendMask>& src_mask,
+                    const std::optional<AttendMask>& src_key_padding_mask, bool is_causal = false);
 
   const bool norm_first;
   const Activation activation;
@@ -100,16 +102,18 @@ template <class T> struct DecoderLayerCache {
 // Self-attention (causal when asked), cross-attention to a memory, feed-forward; post- or
 // pre-norm as the encoder layer. Names: self_attn, multihead_attn, linear1, linear2,
 // norm1, norm2, norm3, dropout, dropout1, dropout2, dropout3.
-template <class T> class TransformerDecoderLayer : public Module<T> {
+template <class T> class TransformerDecoderLayer : public Module<T>, public Callable<TransformerDecoderLayer<T>> {
  public:
   TransformerDecoderLayer(std::size_t d_model, std::size_t nhead, std::size_t dim_feedforward = 2048,
                           double dropout = 0.1, Activation activation = Activation::relu, double layer_norm_eps = 1e-5,
                           bool batch_first = false, bool norm_first = false, Generator& gen = global_generator());
   // tgt (T, B, E), memory (S, B, E) (or batch first); masks true = may attend.
-  Tensor<T> forward(const Tensor<T>& tgt, const Tensor<T>& memory, const std::optional<Mask>& tgt_mask = std::nullopt,
-                    const std::optional<Mask>& memory_mask = std::nullopt,
-                    const std::optional<Mask>& tgt_key_padding_mask = std::nullopt,
-                    const std::optional<Mask>& memory_key_padding_mask = std::nullopt, bool tgt_is_causal = false);
+  Tensor<T> forward(const Tensor<T>& tgt, const Tensor<T>& memory,
+                    const std::optional<AttendMask>& tgt_mask = std::nullopt,
+                    const std::optional<AttendMask>& memory_mask = std::nullopt,
+                    const std::optional<AttendMask>& tgt_key_padding_mask = std::nullopt,
+                    const std::optional<AttendMask>& memory_key_padding_mask = std::nullopt,
+                    bool tgt_is_causal = false);
   // Step-by-step decoding (eval mode): memory (B, S, E) batch first -> a fresh cache.
   DecoderLayerCache<T> start_decoding(const Tensor<T>& memory);
   // The next target position: x (B, 1, E) batch first -> (B, 1, E), as the causal forward
@@ -130,15 +134,16 @@ template <class T> class TransformerDecoderLayer : public Module<T> {
 // num_layers encoder layers of the same settings, then (final_norm) a LayerNorm, as
 // PyTorch's TransformerEncoder(layer, num_layers, norm): names "layers.0.self_attn...",
 // "norm.weight".
-template <class T> class TransformerEncoder : public UnaryModule<T> {
+template <class T> class TransformerEncoder : public UnaryModule<T>, public Callable<TransformerEncoder<T>> {
  public:
+  using Callable<TransformerEncoder<T>>::operator();  // (src, masks...) as well as (src)
   TransformerEncoder(std::size_t num_layers, std::size_t d_model, std::size_t nhead, std::size_t dim_feedforward = 2048,
                      double dropout = 0.1, Activation activation = Activation::relu, double layer_norm_eps = 1e-5,
                      bool batch_first = false, bool norm_first = false, bool final_norm = false,
                      Generator& gen = global_generator());
   Tensor<T> forward(const Tensor<T>& src) override { return forward(src, std::nullopt, std::nullopt, false); }
-  Tensor<T> forward(const Tensor<T>& src, const std::optional<Mask>& mask,
-                    const std::optional<Mask>& src_key_padding_mask, bool is_causal = false);
+  Tensor<T> forward(const Tensor<T>& src, const std::optional<AttendMask>& mask,
+                    const std::optional<AttendMask>& src_key_padding_mask, bool is_causal = false);
 
   std::vector<std::shared_ptr<TransformerEncoderLayer<T>>> layers;
   std::shared_ptr<LayerNorm<T>> norm;  // null without final_norm
@@ -146,16 +151,18 @@ template <class T> class TransformerEncoder : public UnaryModule<T> {
 
 // num_layers decoder layers, then (final_norm) a LayerNorm, as PyTorch's
 // TransformerDecoder; decoding step by step keeps one cache per layer.
-template <class T> class TransformerDecoder : public Module<T> {
+template <class T> class TransformerDecoder : public Module<T>, public Callable<TransformerDecoder<T>> {
  public:
   TransformerDecoder(std::size_t num_layers, std::size_t d_model, std::size_t nhead, std::size_t dim_feedforward = 2048,
                      double dropout = 0.1, Activation activation = Activation::relu, double layer_norm_eps = 1e-5,
                      bool batch_first = false, bool norm_first = false, bool final_norm = false,
                      Generator& gen = global_generator());
-  Tensor<T> forward(const Tensor<T>& tgt, const Tensor<T>& memory, const std::optional<Mask>& tgt_mask = std::nullopt,
-                    const std::optional<Mask>& memory_mask = std::nullopt,
-                    const std::optional<Mask>& tgt_key_padding_mask = std::nullopt,
-                    const std::optional<Mask>& memory_key_padding_mask = std::nullopt, bool tgt_is_causal = false);
+  Tensor<T> forward(const Tensor<T>& tgt, const Tensor<T>& memory,
+                    const std::optional<AttendMask>& tgt_mask = std::nullopt,
+                    const std::optional<AttendMask>& memory_mask = std::nullopt,
+                    const std::optional<AttendMask>& tgt_key_padding_mask = std::nullopt,
+                    const std::optional<AttendMask>& memory_key_padding_mask = std::nullopt,
+                    bool tgt_is_causal = false);
   // memory (B, S, E) batch first -> one cache per layer
   std::vector<DecoderLayerCache<T>> start_decoding(const Tensor<T>& memory);
   // x (B, 1, E) batch first -> (B, 1, E), as the causal forward at that position

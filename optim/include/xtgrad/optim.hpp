@@ -329,6 +329,22 @@ class LinearWarmup : public LRSchedule {
   std::shared_ptr<const LRSchedule> after_;
 };
 
+// One schedule after another, as torch SequentialLR: schedules[0] until milestones[0], then
+// schedules[1] counted from 0 again, and so on (milestones strictly increasing, one fewer
+// than the schedules). Warm-up then cosine, the cosine starting after the warm-up:
+//   SequentialLR({LinearWarmup(w, 0.01), CosineAnnealingLR(total - w)}, {w})
+// (LinearWarmup's `after` instead multiplies the warm-up onto a schedule that runs from
+// step 0: a cosine composed that way decays during the warm-up.)
+class SequentialLR : public LRSchedule {
+ public:
+  SequentialLR(std::vector<std::shared_ptr<const LRSchedule>> schedules, std::vector<std::size_t> milestones);
+  double lr(std::size_t step, double base_lr) const override;
+
+ private:
+  std::vector<std::shared_ptr<const LRSchedule>> schedules_;
+  std::vector<std::size_t> milestones_;
+};
+
 // Drives an optimizer's lr by a schedule. The optimizer must outlive the scheduler.
 // Creating it sets the optimizer's lr to schedule.lr(0, base_lr) (a warm-up starts low at
 // once, as in PyTorch); step() advances the count and sets schedule.lr(steps, base_lr).
