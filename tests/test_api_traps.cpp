@@ -127,5 +127,42 @@ TEST_CASE("traps: backward of a result computed under NoGradGuard says so") {
   check_throws_with<std::logic_error>([&] { sum(plain).backward(); }, {"does not require a gradient"});
 }
 
+// ---- options structs ---------------------------------------------------------------------
+// Two layers built from the same seed, one positionally and one through its options, hold
+// the same parameters and print the same line.
+template <class M> void check_same_layer(const M& positional, const M& with_options) {
+  CHECK(positional.extra_repr() == with_options.extra_repr());
+  const auto a = positional.state_dict(), b = with_options.state_dict();
+  REQUIRE(a.size() == b.size());
+  for (const auto& [name, value] : a) CHECK_MESSAGE(b.at(name) == value, name);
+}
+
+TEST_CASE("traps: options structs give the layer the positional arguments give, and take a generator alone") {
+  Generator g1(3), g2(3);
+  check_same_layer(TransformerEncoderLayer<double>(8, 2, 16, 0.2, Activation::gelu, 1e-6, true, true, g1),
+                   TransformerEncoderLayer<double>(8, 2,
+                                                   TransformerLayerOptions()
+                                                       .set_dim_feedforward(16)
+                                                       .set_dropout(0.2)
+                                                       .set_activation(Activation::gelu)
+                                                       .set_layer_norm_eps(1e-6)
+                                                       .set_batch_first(true)
+                                                       .set_norm_first(true),
+                                                   g2));
+  check_same_layer(TransformerDecoderLayer<double>(8, 2, 2048, 0.1, Activation::relu, 1e-5, false, false, g1),
+                   TransformerDecoderLayer<double>(8, 2, {}, g2));
+  check_same_layer(
+      MultiheadAttention<double>(8, 2, 0.0, false, true, g1),
+      MultiheadAttention<double>(8, 2, MultiheadAttentionOptions().set_bias(false).set_batch_first(true), g2));
+  check_same_layer(
+      MultiHeadCrossAttention<double>(8, 2, 6, 4, 8, true, 0.1, g1),
+      MultiHeadCrossAttention<double>(8, 2, 6, 4, 8, MultiHeadCrossAttentionOptions().set_dropout(0.1), g2));
+  check_same_layer(LSTM<double>(4, 6, 2, true, true, g1),
+                   LSTM<double>(4, 6, RecurrentOptions().set_num_layers(2).set_batch_first(true), g2));
+  check_same_layer(GRU<double>(4, 6, 1, true, false, g1), GRU<double>(4, 6, {}, g2));
+  check_same_layer(Conv2d<double>(3, 4, 3, 2, 1, 1, 1, false, g1),
+                   Conv2d<double>(3, 4, 3, ConvOptions().set_stride(2).set_padding(1).set_bias(false), g2));
+}
+
 }  // namespace
 }  // namespace xtgrad::testing

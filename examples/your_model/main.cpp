@@ -17,7 +17,7 @@ using namespace xtgrad;
 // Conv -> ReLU -> pool -> linear, as a PyTorch nn.Module with the same attribute names.
 struct QuadrantNet : Module<float>, Callable<QuadrantNet> {
   explicit QuadrantNet(Generator& gen) : Module<float>("QuadrantNet") {
-    conv = register_module("conv", std::make_shared<Conv2d<float>>(1, 8, 3, 1, 1, 1, 1, true, gen));
+    conv = register_module("conv", std::make_shared<Conv2d<float>>(1, 8, 3, ConvOptions().set_padding(1), gen));
     pool = register_module("pool", std::make_shared<MaxPool2d<float>>(2));
     fc = register_module("fc", std::make_shared<Linear<float>>(8 * 4 * 4, 4, true, gen));
   }

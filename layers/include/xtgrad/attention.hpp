@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "xtgrad/layers.hpp"
+#include "xtgrad/options.hpp"
 
 namespace xtgrad {
 
@@ -64,6 +65,13 @@ template <class T> class MultiHeadCrossAttention : public Module<T>, public Call
   MultiHeadCrossAttention(std::size_t query_dim, std::size_t num_heads, std::size_t key_dim, std::size_t value_dim,
                           std::size_t out_dim, bool bias = true, double dropout = 0.0,
                           Generator& gen = global_generator());
+  // The same with options: (query_dim, heads, key_dim, value_dim, out_dim, {}, gen) passes
+  // a generator without spelling out bias and dropout.
+  MultiHeadCrossAttention(std::size_t query_dim, std::size_t num_heads, std::size_t key_dim, std::size_t value_dim,
+                          std::size_t out_dim, const MultiHeadCrossAttentionOptions& options,
+                          Generator& gen = global_generator())
+      : MultiHeadCrossAttention(query_dim, num_heads, key_dim, value_dim, out_dim, options.bias, options.dropout, gen) {
+  }
 
   // query (B,Lq,query_dim), key (B,Lk,key_dim), value (B,Lk,value_dim);
   // key_padding_mask (B,Lk) and attn_mask (Lq,Lk) or (B,Lq,Lk): true = may attend.

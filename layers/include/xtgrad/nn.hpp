@@ -7,6 +7,7 @@
 #include "xtgrad/layers.hpp"
 #include "xtgrad/module.hpp"
 #include "xtgrad/optim.hpp"
+#include "xtgrad/options.hpp"
 #include "xtgrad/recurrent.hpp"
 #include "xtgrad/transformer.hpp"
 #include "xtgrad/vision.hpp"

@@ -18,6 +18,7 @@
 
 #include "xtgrad/module.hpp"
 #include "xtgrad/ops.hpp"
+#include "xtgrad/options.hpp"
 
 namespace xtgrad {
 
@@ -88,6 +89,8 @@ template <class T> class LSTM : public RecurrentLayers<T>, public Callable<LSTM<
   LSTM(std::size_t input_size, std::size_t hidden_size, std::size_t num_layers = 1, bool bias = true,
        bool batch_first = false, Generator& gen = global_generator())
       : RecurrentLayers<T>("LSTM", 4, input_size, hidden_size, num_layers, bias, batch_first, gen) {}
+  LSTM(std::size_t input_size, std::size_t hidden_size, const RecurrentOptions& o, Generator& gen = global_generator())
+      : LSTM(input_size, hidden_size, o.num_layers, o.bias, o.batch_first, gen) {}
   // x (L, B, input) or (B, L, input) when batch_first; state h_0, c_0 (num_layers, B,
   // hidden), zeros when not given.
   LSTMOutput<T> forward(const Tensor<T>& x, const std::optional<LSTMState<T>>& state = std::nullopt,
@@ -99,6 +102,8 @@ template <class T> class GRU : public RecurrentLayers<T>, public Callable<GRU<T>
   GRU(std::size_t input_size, std::size_t hidden_size, std::size_t num_layers = 1, bool bias = true,
       bool batch_first = false, Generator& gen = global_generator())
       : RecurrentLayers<T>("GRU", 3, input_size, hidden_size, num_layers, bias, batch_first, gen) {}
+  GRU(std::size_t input_size, std::size_t hidden_size, const RecurrentOptions& o, Generator& gen = global_generator())
+      : GRU(input_size, hidden_size, o.num_layers, o.bias, o.batch_first, gen) {}
   // x as LSTM's; h_0 (num_layers, B, hidden), zeros when not given.
   GRUOutput<T> forward(const Tensor<T>& x, const std::optional<Tensor<T>>& h_0 = std::nullopt,
                        const std::optional<std::vector<std::size_t>>& lengths = std::nullopt);

@@ -16,6 +16,7 @@
 #include "xtgrad/layers.hpp"
 #include "xtgrad/module.hpp"
 #include "xtgrad/ops.hpp"
+#include "xtgrad/options.hpp"
 
 namespace xtgrad {
 
@@ -37,6 +38,9 @@ template <class T> class MultiheadAttention : public Module<T>, public Callable<
   // out_proj.weight as Linear's, as PyTorch initialises them.
   MultiheadAttention(std::size_t embed_dim, std::size_t num_heads, double dropout = 0.0, bool bias = true,
                      bool batch_first = false, Generator& gen = global_generator());
+  MultiheadAttention(std::size_t embed_dim, std::size_t num_heads, const MultiheadAttentionOptions& o,
+                     Generator& gen = global_generator())
+      : MultiheadAttention(embed_dim, num_heads, o.dropout, o.bias, o.batch_first, gen) {}
   // query (L, B, E), key and value (S, B, E) (batch first: (B, L, E), (B, S, E)).
   // key_padding_mask (B, S) and attn_mask (L, S) or (B, L, S): true = may attend.
   // is_causal: query i attends to keys 0..i + S - L, inside the fused op (no (L, S) mask).
@@ -67,8 +71,6 @@ template <class T> class MultiheadAttention : public Module<T>, public Callable<
   Generator dropout_gen_;
 };
 
-enum class Activation { relu, gelu };
-
 // Post-norm (norm_first = false, PyTorch's default): x = norm1(x + sa(x)); x = norm2(x + ff(x)).
 // Pre-norm: x = x + sa(norm1(x)); x = x + ff(norm2(x)). ff = linear2(dropout(act(linear1))).
 template <class T> class TransformerEncoderLayer : public UnaryModule<T>, public Callable<TransformerEncoderLayer<T>> {
@@ -77,6 +79,10 @@ template <class T> class TransformerEncoderLayer : public UnaryModule<T>, public
   TransformerEncoderLayer(std::size_t d_model, std::size_t nhead, std::size_t dim_feedforward = 2048,
                           double dropout = 0.1, Activation activation = Activation::relu, double layer_norm_eps = 1e-5,
                           bool batch_first = false, bool norm_first = false, Generator& gen = global_generator());
+  TransformerEncoderLayer(std::size_t d_model, std::size_t nhead, const TransformerLayerOptions& o,
+                          Generator& gen = global_generator())
+      : TransformerEncoderLayer(d_model, nhead, o.dim_feedforward, o.dropout, o.activation, o.layer_norm_eps,
+                                o.batch_first, o.norm_first, gen) {}
   Tensor<T> forward(const Tensor<T>& src) override { return forward(src, std::nullopt, std::nullopt, false); }
   // src (S, B, E) or (B, S, E); src_mask (S, S), src_key_padding_mask (B, S): true = may attend.
   Tensor<T> forward(const Tensor<T>& src, const std::optional<AttendMask>& src_mask,
@@ -107,6 +113,10 @@ template <class T> class TransformerDecoderLayer : public Module<T>, public Call
   TransformerDecoderLayer(std::size_t d_model, std::size_t nhead, std::size_t dim_feedforward = 2048,
                           double dropout = 0.1, Activation activation = Activation::relu, double layer_norm_eps = 1e-5,
                           bool batch_first = false, bool norm_first = false, Generator& gen = global_generator());
+  TransformerDecoderLayer(std::size_t d_model, std::size_t nhead, const TransformerLayerOptions& o,
+                          Generator& gen = global_generator())
+      : TransformerDecoderLayer(d_model, nhead, o.dim_feedforward, o.dropout, o.activation, o.layer_norm_eps,
+                                o.batch_first, o.norm_first, gen) {}
   // tgt (T, B, E), memory (S, B, E) (or batch first); masks true = may attend.
   Tensor<T> forward(const Tensor<T>& tgt, const Tensor<T>& memory,
                     const std::optional<AttendMask>& tgt_mask = std::nullopt,

@@ -7,6 +7,7 @@
 
 #include "xtgrad/module.hpp"
 #include "xtgrad/ops.hpp"
+#include "xtgrad/options.hpp"
 
 namespace xtgrad {
 
@@ -17,6 +18,9 @@ template <class T> class Conv2d : public UnaryModule<T> {
  public:
   Conv2d(std::size_t in_channels, std::size_t out_channels, Size2 kernel_size, Size2 stride = 1, Size2 padding = 0,
          Size2 dilation = 1, std::size_t groups = 1, bool bias = true, Generator& gen = global_generator());
+  Conv2d(std::size_t in_channels, std::size_t out_channels, Size2 kernel_size, const ConvOptions& o,
+         Generator& gen = global_generator())
+      : Conv2d(in_channels, out_channels, kernel_size, o.stride, o.padding, o.dilation, o.groups, o.bias, gen) {}
   Tensor<T> forward(const Tensor<T>& x) override;
   std::string extra_repr() const override;
 
