@@ -2,8 +2,9 @@
 // TransformerEncoderLayer, TransformerDecoderLayer, with PyTorch's parameter names
 // (self_attn.in_proj_weight, self_attn.out_proj.weight, linear1.weight, norm1.weight, ...),
 // defaults and initialisation, so a PyTorch state_dict loads by its keys. One difference,
-// kept from the rest of xtgrad: boolean masks say where attention is ALLOWED (true = may
-// attend); PyTorch's boolean masks say where it is not. Invert a ported mask.
+// kept from the rest of xtgrad: masks are AttendMasks that say where attention is ALLOWED
+// (true = may attend); PyTorch's boolean masks say where it is not: pass a ported one
+// through padding_mask(), which inverts it.
 //
 // Decoding token by token: a KVCache holds, per decoder layer, the self-attention keys and
 // values of the steps so far and the memory's keys and values (projected once);
