@@ -1,0 +1,153 @@
+// xtgrad-caption: caption generation on the toy pictures (docs/caption-task.md).
+//   xtgrad-caption train    [--steps N --batch N --lr X --weight-decay X --warmup N --dim N --heads N
+//                            --layers N --ff N --seed N --train-size N --test-size N --eval-every N
+//                            --threads N --out DIR --overwrite --blind | --no-attention]
+//   xtgrad-caption eval     --checkpoint PATH
+//   xtgrad-caption generate --checkpoint PATH --image-seed N [--beam K | --temperature T --sample-seed S]
+// Exit codes (examples/common/flags.hpp): 0 success, 2 bad flags or values (with a usage
+// message), 1 a missing or bad checkpoint or a failure while running.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "decode.hpp"
+#include "flags.hpp"
+#include "run_dir.hpp"
+#include "train.hpp"
+
+namespace {
+
+using namespace caption;
+using common::UsageError;
+
+int run_train(TrainOptions options) {
+  try {
+    validate(options);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  const common::RunLock lock(options.out_dir);  // one writer per run directory
+  common::check_may_write_run(options.out_dir, options.overwrite, "xtgrad-caption");
+  const TrainResult r = train(options, std::cout);
+  std::printf(
+      "\ndone: step %zu, loss %.4f, test exact %.3f (in order %.3f), object F1 %.3f, parse failures %.3f, BLEU-4 "
+      "%.3f\ntime: %.1f s (median step %.2f ms, %.1f s evaluating and saving)\ncheckpoint: %s/%s\n",
+      r.step, r.last_loss, r.metrics.exact, r.metrics.exact_in_order, r.metrics.f1, r.metrics.parse_fail,
+      r.metrics.bleu4, r.seconds, r.median_step_ms, r.eval_seconds, options.out_dir.c_str(), kModelFile);
+  return 0;
+}
+
+int run_eval(const std::string& checkpoint) {
+  LoadedModel loaded = load_model(checkpoint);
+  const Metrics m = evaluate(*loaded.model, make_split(loaded.test_size, loaded.seed + 1));
+  std::printf("{\"step\": %zu, %s}\n", loaded.step, metrics_json(m).c_str());
+  return 0;
+}
+
+struct GenerateOptions {
+  std::string checkpoint;
+  std::uint64_t image_seed = 0;
+  std::size_t beam = 1;
+  double temperature = 0;  // 0: no sampling
+  std::uint64_t sample_seed = 0;
+};
+
+// The caption of scene 0 of the split with seed image_seed: greedy, beam search or sampled.
+int run_generate(const GenerateOptions& g) {
+  if (g.temperature < 0 || !std::isfinite(g.temperature))
+    throw UsageError("--temperature must be a positive number (0: no sampling)");
+  if (g.temperature > 0 && g.beam > 1) throw UsageError("--beam and --temperature exclude each other");
+  LoadedModel loaded = load_model(g.checkpoint);
+  const scenes::Scene scene = scenes::generate_scene(g.image_seed, 0);
+  const xtgrad::NoGradGuard no_grad;
+  loaded.model->eval();
+  const xtgrad::Tensor<float> image = image_batch<float>({scene});
+  std::vector<std::size_t> tokens;
+  if (g.temperature > 0) {
+    xtgrad::Generator gen(g.sample_seed);
+    tokens = sample(*loaded.model, image, g.temperature, kMaxDecode, gen).tokens;
+  } else {
+    tokens = beam_search(*loaded.model, image, g.beam, kMaxDecode).front().tokens;
+  }
+  const auto parsed = parse_decoded(tokens);
+  const std::vector<std::size_t> reference = caption_words(scene);
+  const bool exact = parsed && score_captions({tokens}, {reference}).exact == 1.0;
+  std::printf("%s\nreference: %s\n%s\n", caption_text(words_before_eos(tokens)).c_str(),
+              caption_text(reference).c_str(),
+              !parsed ? "does not parse"
+              : exact ? "exact"
+                      : "not exact");
+  return 0;
+}
+
+template <class T>
+void add_count_flag(CLI::App* cmd, const char* flag, T& value, const char* help, std::uint64_t lo, std::uint64_t hi) {
+  cmd->add_option(flag, value, help)->capture_default_str()->check(common::count_in(lo, hi));
+}
+
+CLI::App* add_train_command(CLI::App& app, TrainOptions& o, bool& blind, bool& no_attention) {
+  CLI::App* cmd = app.add_subcommand("train", "train the model; writes DIR/metrics.jsonl and DIR/model.safetensors");
+  add_count_flag(cmd, "--steps", o.steps, "training steps", 1, Limits::kMaxSteps);
+  add_count_flag(cmd, "--batch", o.batch, "pictures per batch", 1, Limits::kMaxBatch);
+  cmd->add_option("--lr", o.lr, "peak learning rate (AdamW)")->capture_default_str();
+  cmd->add_option("--weight-decay", o.weight_decay, "AdamW's weight decay")->capture_default_str();
+  add_count_flag(cmd, "--warmup", o.warmup, "warm-up steps (0: 5% of --steps)", 0, Limits::kMaxSteps);
+  add_count_flag(cmd, "--dim", o.model.dim, "model width", 1, ModelConfig::kMaxDim);
+  add_count_flag(cmd, "--heads", o.model.heads, "attention heads (must divide --dim)", 1, ModelConfig::kMaxDim);
+  add_count_flag(cmd, "--layers", o.model.layers, "decoder layers", 1, ModelConfig::kMaxLayers);
+  add_count_flag(cmd, "--ff", o.model.ff, "decoder feed-forward width", 1, 4 * ModelConfig::kMaxDim);
+  add_count_flag(cmd, "--seed", o.seed, "data and initialisation seed (test split: seed + 1)", 0, Limits::kMaxSeed);
+  add_count_flag(cmd, "--train-size", o.train_size, "training pictures", 1, Limits::kMaxTrainSize);
+  add_count_flag(cmd, "--test-size", o.test_size, "test pictures", 1, Limits::kMaxTestSize);
+  add_count_flag(cmd, "--eval-every", o.eval_every, "steps between evaluations (and checkpoints)", 1,
+                 Limits::kMaxSteps);
+  cmd->add_option("--threads", o.threads, "threads for the ops")->capture_default_str()->check(common::thread_count());
+  cmd->add_option("--out", o.out_dir, "run directory")->capture_default_str();
+  cmd->add_flag("--overwrite", o.overwrite, "replace the run that --out holds");
+  auto* blind_flag = cmd->add_flag("--blind", blind, "baseline: the decoder never sees the picture");
+  cmd->add_flag("--no-attention", no_attention,
+                "baseline: the picture mean-pooled into every token, no cross-attention")
+      ->excludes(blind_flag);
+  return cmd;
+}
+
+CLI::App* add_generate_command(CLI::App& app, GenerateOptions& g) {
+  CLI::App* cmd = app.add_subcommand("generate", "the caption of one picture: greedy, beam search or sampled");
+  cmd->add_option("--checkpoint", g.checkpoint, "run directory or its model.safetensors")->required();
+  cmd->add_option("--image-seed", g.image_seed, "the picture: scene 0 of this seed")
+      ->required()
+      ->check(common::count_in(0, Limits::kMaxSeed));
+  add_count_flag(cmd, "--beam", g.beam, "beam width (1: greedy)", 1, 1000);
+  cmd->add_option("--temperature", g.temperature, "sample at this temperature instead (0: do not)");
+  add_count_flag(cmd, "--sample-seed", g.sample_seed, "the sampler's seed", 0, UINT64_MAX);
+  return cmd;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  xtgrad::reuse_freed_memory();
+  CLI::App app{"xtgrad-caption: a CNN and a Transformer decoder write captions of the toy pictures"};
+  app.require_subcommand(1);
+  TrainOptions options;
+  options.progress_bar = isatty(STDOUT_FILENO);
+  bool blind = false, no_attention = false;
+  CLI::App* train_cmd = add_train_command(app, options, blind, no_attention);
+  std::string checkpoint;
+  CLI::App* eval_cmd = app.add_subcommand("eval", "greedy captions of a checkpoint's test split, scored");
+  eval_cmd->add_option("--checkpoint", checkpoint, "run directory or its model.safetensors")->required();
+  GenerateOptions g;
+  add_generate_command(app, g);
+
+  return common::run_main(app, argc, argv, "xtgrad-caption", [&] {
+    if (train_cmd->parsed()) {
+      options.model.image = blind ? "blind" : no_attention ? "no-attention" : "attention";
+      return run_train(options);
+    }
+    if (eval_cmd->parsed()) return run_eval(checkpoint);
+    return run_generate(g);
+  });
+}

@@ -1,0 +1,204 @@
+#include "model.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "flags.hpp"
+
+namespace caption {
+
+using xtgrad::Tensor;
+
+void ModelConfig::check() const {
+  const auto range = [](const char* flag, std::size_t v, std::size_t lo, std::size_t hi) {
+    if (v < lo || v > hi)
+      throw std::invalid_argument(std::string(flag) + " " + std::to_string(v) +
+                                  " is out of range: " + std::to_string(lo) + " to " + std::to_string(hi));
+  };
+  range("--dim", dim, 1, kMaxDim);
+  range("--layers", layers, 1, kMaxLayers);
+  range("--ff", ff, 1, 4 * kMaxDim);
+  if (heads < 1 || dim % heads != 0)
+    throw std::invalid_argument("--heads " + std::to_string(heads) + " must divide --dim " + std::to_string(dim));
+  if (image != "attention" && image != "blind" && image != "no-attention")
+    throw std::invalid_argument("the image mode must be attention, blind or no-attention, got '" + image + "'");
+}
+
+std::map<std::string, std::string> ModelConfig::to_metadata() const {
+  return {{"dim", std::to_string(dim)},
+          {"heads", std::to_string(heads)},
+          {"layers", std::to_string(layers)},
+          {"ff", std::to_string(ff)},
+          {"image", image}};
+}
+
+ModelConfig ModelConfig::from_metadata(const std::map<std::string, std::string>& metadata) {
+  const auto get = [&](const char* key) {
+    const auto found = metadata.find(key);
+    if (found == metadata.end()) throw std::invalid_argument(std::string("model configuration lacks '") + key + "'");
+    return found->second;
+  };
+  const auto count = [&](const char* key, std::size_t hi) {
+    try {
+      return std::size_t(common::parse_count(get(key), 1, hi));
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("model configuration has a bad '") + key + "': " + e.what());
+    }
+  };
+  ModelConfig c;
+  c.dim = count("dim", kMaxDim);
+  c.heads = count("heads", kMaxDim);
+  c.layers = count("layers", kMaxLayers);
+  c.ff = count("ff", 4 * kMaxDim);
+  c.image = get("image");
+  c.check();
+  return c;
+}
+
+template <class T> Tensor<T> image_batch(const std::vector<scenes::Scene>& batch) {
+  using scenes::kChannels;
+  constexpr std::size_t kPixels = scenes::kImageSize * scenes::kImageSize;
+  xtgrad::Array<T> out(xtgrad::Shape{batch.size(), kChannels, scenes::kImageSize, scenes::kImageSize});
+  std::vector<float> image(scenes::kImageValues);
+  for (std::size_t b = 0; b < batch.size(); ++b) {
+    scenes::render_image(batch[b], image.data());  // (y, x, channel) -> (channel, y, x)
+    T* dst = out.data() + b * kChannels * kPixels;
+    for (std::size_t p = 0; p < kPixels; ++p)
+      for (std::size_t c = 0; c < kChannels; ++c) dst[c * kPixels + p] = T(image[p * kChannels + c]);
+  }
+  return Tensor<T>(std::move(out));
+}
+
+TokenBatch token_batch(const std::vector<std::vector<std::size_t>>& captions) {
+  TokenBatch b;
+  for (const auto& c : captions) b.length = std::max(b.length, c.size() + 1);
+  const std::size_t n = captions.size(), L = b.length;
+  b.inputs.assign(n * L, kPad);
+  b.targets.assign(n * L, kPad);
+  b.padding = xt::ones<bool>({n, L});
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& c = captions[i];
+    b.inputs[i * L] = kBos;
+    for (std::size_t k = 0; k < c.size(); ++k) b.inputs[i * L + k + 1] = b.targets[i * L + k] = c[k];
+    b.targets[i * L + c.size()] = kEos;
+    for (std::size_t k = 0; k <= c.size(); ++k) b.padding(i, k) = false;
+  }
+  return b;
+}
+
+template <class T>
+CaptionModel<T>::CaptionModel(const ModelConfig& c, xtgrad::Generator& gen)
+    : xtgrad::Module<T>("CaptionModel"), config(c) {
+  using namespace xtgrad;
+  c.check();
+  const std::size_t d = c.dim;
+  cnn = this->register_module("cnn", std::make_shared<Sequential<T>>());
+  const std::size_t widths[] = {scenes::kChannels, 16, 32, d};
+  for (std::size_t i = 0; i < 3; ++i) {
+    cnn->push_back(std::make_shared<Conv2d<T>>(widths[i], widths[i + 1], 3, 1, 1, 1, 1, true, gen));
+    cnn->push_back(std::make_shared<BatchNorm2d<T>>(widths[i + 1]));
+    cnn->push_back(std::make_shared<ReLU<T>>());
+    cnn->push_back(std::make_shared<MaxPool2d<T>>(2));
+  }
+  row_position = this->register_parameter("row_position", randn<T>({scenes::kGrid, 1, d}, gen, T(0), T(0.02)));
+  column_position = this->register_parameter("column_position", randn<T>({1, scenes::kGrid, d}, gen, T(0), T(0.02)));
+  blind_memory = this->register_parameter("blind_memory", randn<T>({1, 1, d}, gen, T(0), T(0.02)));
+  token_embed = this->register_module("token_embed", std::make_shared<Embedding<T>>(kVocabSize, d, kPad, gen));
+  token_position = this->register_parameter("token_position", randn<T>({kMaxSequence, d}, gen, T(0), T(0.02)));
+  decoder = this->register_module(
+      "decoder", std::make_shared<TransformerDecoder<T>>(c.layers, d, c.heads, c.ff, 0.0, Activation::gelu, 1e-5,
+                                                         /*batch_first=*/true, /*norm_first=*/true,
+                                                         /*final_norm=*/true, gen));
+  out = this->register_module("out", std::make_shared<Linear<T>>(d, kVocabSize, true, gen));
+}
+
+template <class T> typename CaptionModel<T>::Encoded CaptionModel<T>::encode(const Tensor<T>& images) {
+  using namespace xtgrad;
+  const long b = long(images.shape()[0]), d = long(config.dim);
+  Encoded e;
+  const Tensor<T> blind = expand(blind_memory, {b, 1, d});
+  if (config.image == "blind") {
+    e.memory = blind;
+    return e;
+  }
+  // (B,d,4,4) -> (B,4,4,d) + the row's and the column's embeddings -> (B,16,d)
+  const Tensor<T> grid = permute(cnn->forward(images), {0, 2, 3, 1}) + row_position + column_position;
+  const Tensor<T> cells = reshape(grid, {b, long(scenes::kCells), d});
+  if (config.image == "attention") {
+    e.memory = cells;
+  } else {
+    e.memory = blind;
+    e.pooled = mean(cells, {1}, /*keepdims=*/true);  // (B,1,d)
+  }
+  return e;
+}
+
+template <class T>
+Tensor<T> CaptionModel<T>::embed(const std::vector<std::size_t>& ids, std::size_t batch, std::size_t first,
+                                 const Encoded& encoded) {
+  const std::size_t length = ids.size() / batch;
+  Tensor<T> x = token_embed->forward(ids, {batch, length}) + xtgrad::narrow(token_position, 0, first, length);
+  return encoded.pooled.defined() ? x + encoded.pooled : x;
+}
+
+template <class T> Tensor<T> CaptionModel<T>::forward(const Tensor<T>& images, const TokenBatch& batch) {
+  const Encoded e = encode(images);
+  const std::size_t n = images.shape()[0];
+  const Tensor<T> x = embed(batch.inputs, n, 0, e);
+  const Tensor<T> h = decoder->forward(x, e.memory, std::nullopt, std::nullopt, xtgrad::padding_mask(batch.padding),
+                                       std::nullopt, /*tgt_is_causal=*/true);
+  return out->forward(h);
+}
+
+template <class T> Tensor<T> CaptionModel<T>::loss(const Tensor<T>& images, const TokenBatch& batch) {
+  const Tensor<T> logits = forward(images, batch);
+  return xtgrad::cross_entropy(xtgrad::reshape(logits, {-1, long(kVocabSize)}), batch.targets, kPad);
+}
+
+template <class T>
+Tensor<T> CaptionModel<T>::step(const std::vector<std::size_t>& tokens, std::size_t t, const Encoded& encoded,
+                                std::vector<xtgrad::DecoderLayerCache<T>>& caches) {
+  const Tensor<T> h = decoder->forward_step(embed(tokens, tokens.size(), t, encoded), caches);  // (B,1,d)
+  return xtgrad::reshape(out->forward(h), {long(tokens.size()), long(kVocabSize)});
+}
+
+template <class T>
+std::vector<std::vector<std::size_t>> CaptionModel<T>::greedy(const Tensor<T>& images, std::size_t max_tokens,
+                                                              bool use_cache) {
+  const std::size_t n = images.shape()[0];
+  const Encoded e = encode(images);
+  std::vector<xtgrad::DecoderLayerCache<T>> caches;
+  if (use_cache) caches = decoder->start_decoding(e.memory);
+  std::vector<std::vector<std::size_t>> tokens(n);
+  std::vector<std::size_t> prefix(n, kBos);  // (B, t+1) row-major: what the recomputation reads
+  std::vector<std::size_t> last(n, kBos);
+  std::vector<bool> done(n, false);
+  for (std::size_t t = 0; t < max_tokens && std::count(done.begin(), done.end(), false) > 0; ++t) {
+    Tensor<T> h;  // (B,1,d) at position t
+    if (use_cache) {
+      h = decoder->forward_step(embed(last, n, t, e), caches);
+    } else {
+      const Tensor<T> all = decoder->forward(embed(prefix, n, 0, e), e.memory, std::nullopt, std::nullopt, std::nullopt,
+                                             std::nullopt, /*tgt_is_causal=*/true);
+      h = xtgrad::narrow(all, 1, t, 1);
+    }
+    const xtgrad::Indices next = xtgrad::argmax(xtgrad::reshape(out->forward(h), {long(n), long(kVocabSize)}), -1);
+    std::vector<std::size_t> grown;
+    for (std::size_t i = 0; i < n; ++i) {
+      last[i] = next(i);
+      if (!done[i]) tokens[i].push_back(next(i));
+      done[i] = done[i] || next(i) == kEos;
+      grown.insert(grown.end(), prefix.begin() + long(i * (t + 1)), prefix.begin() + long((i + 1) * (t + 1)));
+      grown.push_back(next(i));
+    }
+    prefix.swap(grown);
+  }
+  return tokens;
+}
+
+template class CaptionModel<float>;
+template class CaptionModel<double>;
+template Tensor<float> image_batch(const std::vector<scenes::Scene>&);
+template Tensor<double> image_batch(const std::vector<scenes::Scene>&);
+
+}  // namespace caption
