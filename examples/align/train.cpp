@@ -40,15 +40,9 @@ template std::unique_ptr<xtgrad::Optimizer<double>> make_optimizer(const std::st
 
 namespace {
 
-std::string exact(double v) {
-  std::ostringstream out;
-  out << std::setprecision(17) << v;
-  return out.str();
-}
-
 xtgrad::Metadata settings_metadata(const TrainOptions& o) {
   return {{"batch", std::to_string(o.batch)},
-          {"lr", exact(o.lr)},
+          {"lr", common::exact_text(o.lr)},
           {"optimizer", o.optimizer},
           {"seed", std::to_string(o.seed)},
           {"train_size", std::to_string(o.train_size)},
@@ -116,20 +110,16 @@ double step_memory_bytes(const TrainOptions& o) {
 
 void validate(const TrainOptions& o) {
   const auto fail = [](const std::string& what) { throw std::invalid_argument(what); };
-  const auto in_range = [&](const char* flag, std::uint64_t value, std::uint64_t lo, std::uint64_t hi) {
-    if (value < lo || value > hi)
-      fail(std::string(flag) + " " + std::to_string(value) + " is out of range: " + std::to_string(lo) + " to " +
-           std::to_string(hi));
-  };
-  in_range("--steps", o.steps, 1, Limits::kMaxSteps);
-  in_range("--batch", o.batch, 2, Limits::kMaxBatch);
-  in_range("--train-size", o.train_size, o.batch, Limits::kMaxTrainSize);
-  in_range("--test-size", o.test_size, kBlock, Limits::kMaxTestSize);
-  in_range("--eval-every", o.eval_every, 1, Limits::kMaxSteps);
-  in_range("--seed", o.seed, 0, Limits::kMaxSeed);
-  in_range("--threads", std::uint64_t(std::max(o.threads, 0)), 1, std::uint64_t(xtgrad::max_num_threads()));
+  common::check_in_range("--steps", o.steps, 1, Limits::kMaxSteps);
+  common::check_in_range("--batch", o.batch, 2, Limits::kMaxBatch);
+  common::check_in_range("--train-size", o.train_size, o.batch, Limits::kMaxTrainSize);
+  common::check_in_range("--test-size", o.test_size, kBlock, Limits::kMaxTestSize);
+  common::check_in_range("--eval-every", o.eval_every, 1, Limits::kMaxSteps);
+  common::check_in_range("--seed", o.seed, 0, Limits::kMaxSeed);
+  common::check_in_range("--threads", std::uint64_t(std::max(o.threads, 0)), 1,
+                         std::uint64_t(xtgrad::max_num_threads()));
   if (o.test_size % kBlock != 0) fail("--test-size " + std::to_string(o.test_size) + " is not a multiple of 100");
-  if (!(o.lr > 0) || !std::isfinite(o.lr)) fail("--lr must be a positive number, got " + exact(o.lr));
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) fail("--lr must be a positive number, got " + common::exact_text(o.lr));
   if (o.optimizer != "adam" && o.optimizer != "adamw" && o.optimizer != "sgd")
     fail("--optimizer must be adam, adamw or sgd, got '" + o.optimizer + "'");
   o.model.check();
@@ -140,14 +130,7 @@ void validate(const TrainOptions& o) {
          " of memory for one step (every caption is scored against every image of the "
          "batch: it grows with batch^2 x dim), and " +
          common::bytes_text(available) + " is available: lower --batch (or --dim)");
-  // The output directory must take files before any work is done.
-  std::error_code error;
-  fs::create_directories(o.out_dir, error);
-  const fs::path probe = fs::path(o.out_dir) / ".write-test";
-  std::ofstream(probe) << "ok";
-  if (error || !fs::exists(probe))
-    fail("cannot write to the output directory '" + o.out_dir + "'" + (error ? ": " + error.message() : ""));
-  fs::remove(probe, error);
+  common::check_writable_dir(o.out_dir);  // before any work is done
 }
 
 TrainOptions settings_from_metadata(const std::string& file, const xtgrad::Metadata& m, TrainOptions base,

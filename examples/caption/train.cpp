@@ -24,42 +24,26 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string exact(double v) {
-  std::ostringstream out;
-  out << std::setprecision(17) << v;
-  return out.str();
-}
-
 double since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 }  // namespace
 
 void validate(const TrainOptions& o) {
   const auto fail = [](const std::string& what) { throw std::invalid_argument(what); };
-  const auto in_range = [&](const char* flag, std::uint64_t value, std::uint64_t lo, std::uint64_t hi) {
-    if (value < lo || value > hi)
-      fail(std::string(flag) + " " + std::to_string(value) + " is out of range: " + std::to_string(lo) + " to " +
-           std::to_string(hi));
-  };
-  in_range("--steps", o.steps, 1, Limits::kMaxSteps);
-  in_range("--batch", o.batch, 1, Limits::kMaxBatch);
-  in_range("--train-size", o.train_size, o.batch, Limits::kMaxTrainSize);
-  in_range("--test-size", o.test_size, 1, Limits::kMaxTestSize);
-  in_range("--eval-every", o.eval_every, 1, Limits::kMaxSteps);
-  in_range("--warmup", o.warmup, 0, o.steps);
-  in_range("--seed", o.seed, 0, Limits::kMaxSeed);
-  in_range("--threads", std::uint64_t(std::max(o.threads, 0)), 1, std::uint64_t(xtgrad::max_num_threads()));
-  if (!(o.lr > 0) || !std::isfinite(o.lr)) fail("--lr must be a positive number, got " + exact(o.lr));
+  common::check_in_range("--steps", o.steps, 1, Limits::kMaxSteps);
+  common::check_in_range("--batch", o.batch, 1, Limits::kMaxBatch);
+  common::check_in_range("--train-size", o.train_size, o.batch, Limits::kMaxTrainSize);
+  common::check_in_range("--test-size", o.test_size, 1, Limits::kMaxTestSize);
+  common::check_in_range("--eval-every", o.eval_every, 1, Limits::kMaxSteps);
+  common::check_in_range("--warmup", o.warmup, 0, o.steps);
+  common::check_in_range("--seed", o.seed, 0, Limits::kMaxSeed);
+  common::check_in_range("--threads", std::uint64_t(std::max(o.threads, 0)), 1,
+                         std::uint64_t(xtgrad::max_num_threads()));
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) fail("--lr must be a positive number, got " + common::exact_text(o.lr));
   if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay))
-    fail("--weight-decay must be a number >= 0, got " + exact(o.weight_decay));
+    fail("--weight-decay must be a number >= 0, got " + common::exact_text(o.weight_decay));
   o.model.check();
-  std::error_code error;
-  fs::create_directories(o.out_dir, error);
-  const fs::path probe = fs::path(o.out_dir) / ".write-test";
-  std::ofstream(probe) << "ok";
-  if (error || !fs::exists(probe))
-    fail("cannot write to the output directory '" + o.out_dir + "'" + (error ? ": " + error.message() : ""));
-  fs::remove(probe, error);
+  common::check_writable_dir(o.out_dir);  // before any work is done
 }
 
 std::vector<scenes::Scene> make_split(std::size_t count, std::uint64_t seed) {
@@ -94,8 +78,8 @@ xtgrad::Metadata settings_metadata(const TrainOptions& o, std::size_t step, cons
   m.insert({{"format", kModelFormat},
             {"step", std::to_string(step)},
             {"batch", std::to_string(o.batch)},
-            {"lr", exact(o.lr)},
-            {"weight_decay", exact(o.weight_decay)},
+            {"lr", common::exact_text(o.lr)},
+            {"weight_decay", common::exact_text(o.weight_decay)},
             {"seed", std::to_string(o.seed)},
             {"train_size", std::to_string(o.train_size)},
             {"test_size", std::to_string(o.test_size)},

@@ -1,7 +1,9 @@
 #include "flags.hpp"
 
+#include <iomanip>
 #include <iostream>
 #include <new>
+#include <sstream>
 
 #include "xtgrad/ops.hpp"
 
@@ -19,6 +21,18 @@ std::uint64_t parse_count(const std::string& text, std::uint64_t lo, std::uint64
   }
   if (value < lo || value > hi) throw std::invalid_argument(text + " is out of range: " + range);
   return value;
+}
+
+void check_in_range(const char* flag, std::uint64_t value, std::uint64_t lo, std::uint64_t hi) {
+  if (value < lo || value > hi)
+    throw std::invalid_argument(std::string(flag) + " " + std::to_string(value) +
+                                " is out of range: " + std::to_string(lo) + " to " + std::to_string(hi));
+}
+
+std::string exact_text(double value) {
+  std::ostringstream out;
+  out << std::setprecision(17) << value;
+  return out.str();
 }
 
 CLI::Validator count_in(std::uint64_t lo, std::uint64_t hi) {

@@ -26,6 +26,14 @@ struct UsageError : std::invalid_argument {
 // flag and metadata field instead.)
 std::uint64_t parse_count(const std::string& text, std::uint64_t lo, std::uint64_t hi);
 
+// Throws std::invalid_argument "<flag> <value> is out of range: <lo> to <hi>" unless
+// lo <= value <= hi: the check of a setting that came from a flag or from a checkpoint.
+void check_in_range(const char* flag, std::uint64_t value, std::uint64_t lo, std::uint64_t hi);
+
+// A double with 17 significant digits: the text that reads back to the same value (for
+// messages and checkpoint metadata).
+std::string exact_text(double value);
+
 // A CLI11 check for the same rule, run on the text before CLI11 converts it:
 //   cmd->add_option("--steps", steps)->check(common::count_in(1, kMaxSteps));
 CLI::Validator count_in(std::uint64_t lo, std::uint64_t hi);

@@ -59,6 +59,17 @@ void check_may_write_run(const std::string& dir, bool overwrite, const std::stri
                    " train --resume " + dir + "`, choose another --out, or pass --overwrite to replace it");
 }
 
+void check_writable_dir(const std::string& dir) {
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  const std::filesystem::path probe = std::filesystem::path(dir) / ".write-test";
+  std::ofstream(probe) << "ok";
+  if (error || !std::filesystem::exists(probe))
+    throw std::invalid_argument("cannot write to the output directory '" + dir + "'" +
+                                (error ? ": " + error.message() : ""));
+  std::filesystem::remove(probe, error);
+}
+
 std::string new_run_id() {
   std::random_device device;
   const std::uint64_t id = (std::uint64_t(device()) << 32) ^ device();

@@ -31,6 +31,10 @@ std::string run_files_in(const std::string& dir);
 // not say --overwrite: the message names the files and the two ways on.
 void check_may_write_run(const std::string& dir, bool overwrite, const std::string& program);
 
+// Creates `dir` if needed and checks that a file can be written in it, before any work is
+// done; throws std::invalid_argument "cannot write to the output directory ..." otherwise.
+void check_writable_dir(const std::string& dir);
+
 // A fresh random run identity (16 hex digits), written into every file of a run when it
 // starts; a resume refuses files whose identities differ.
 std::string new_run_id();
