@@ -7,7 +7,7 @@ JOBS       ?= 2
 PACKAGES := cmake make g++ libxtensor-dev libxtensor-blas-dev libopenblas-dev doctest-dev nlohmann-json3-dev libcli11-dev libstb-dev ccache
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps configure build test train bench clean asan tsan fuzz fuzz-deps lint format
+.PHONY: all deps mpi-deps configure build test train bench clean asan tsan fuzz fuzz-deps lint format
 
 all: build
 
@@ -33,6 +33,15 @@ configure: deps
 
 build: configure
 	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+# make test also tests xtgrad::distributed (distributed/, on 2 and 3 MPI ranks): it installs
+# OpenMPI before configuring. make train and the rest do not need MPI.
+MPI_PACKAGES := libopenmpi-dev openmpi-bin
+mpi-deps:
+	$(call install_missing,$(MPI_PACKAGES))
+ifneq ($(filter test,$(MAKECMDGOALS)),)
+configure: mpi-deps
+endif
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS)

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "../examples/caption/train.hpp"  // by path: align's headers have the same names
 #include "model.hpp"
 #include "peak.hpp"
 #include "xtgrad/backend.hpp"
@@ -230,6 +231,26 @@ Measurement align_case(int repeats) {
       2 * patch_embedding + 3 * rest, repeats);
 }
 
+// One step of the caption task's default model (docs/caption-task.md) through train.cpp's
+// train_step: zero_grad, forward and loss, backward, AdamW (lr 2e-3, weight decay 0.01) and
+// the schedule, on one fixed batch of 32 random pictures (B,3,32,32) in [0,1) and random
+// captions of 4, 9 and 14 words in turn (the longest sets L = 15).
+Measurement caption_case(int repeats) {
+  Generator gen(0);
+  caption::CaptionModel<float> model(caption::ModelConfig{}, gen);
+  std::vector<std::vector<std::size_t>> captions(32);
+  for (std::size_t i = 0; i < captions.size(); ++i)
+    for (std::size_t k = 0; k < 4 + 5 * (i % 3); ++k) captions[i].push_back(caption::kAnd + gen.below(15));
+  const caption::TrainBatch<float> batch{rand<float>({32, 3, 32, 32}, gen), caption::token_batch(captions)};
+  const caption::TrainOptions defaults;
+  AdamW<float> optimizer(model.parameters(),
+                         AdamWOptions().set_lr(defaults.lr).set_weight_decay(defaults.weight_decay));
+  LRScheduler<float> scheduler(optimizer, caption::lr_schedule(defaults));
+  std::size_t step = 0;
+  return {
+      median_ms([&] { caption::train_step(model, optimizer, scheduler, batch, ++step); }, repeats), std::nullopt, {}};
+}
+
 std::vector<Case> all_cases() {
   return {
       {"matmul_256", "float (256,256) x (256,256) through xtgrad::matmul, forward", 200,
@@ -247,6 +268,8 @@ std::vector<Case> all_cases() {
        [](int r) { return overhead_case(r); }},
       {"align_step", "one training step of the toy task's default model, batch 32, Adam", 50,
        [](int r) { return align_case(r); }},
+      {"caption_step", "one training step of the caption task's default model, batch 32, AdamW", 20,
+       [](int r) { return caption_case(r); }},
       {"conv_small", "Conv2d 3->32 on 32x32, ReLU, Conv2d 32->64 stride 2, batch 32, training step", 20,
        [](int r) { return conv_case(r); }},
       {"lstm_small", "LSTM training step: batch 32, sequence 16, input 64, hidden 128", 20,

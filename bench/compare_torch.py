@@ -174,6 +174,37 @@ def align_step(repeats):
                          lambda: torch.sum(-targets * F.log_softmax(model(patches, ids)[0], -1), -1).mean(), repeats)
 
 
+def _caption_reference():
+    """examples/caption/reference.py, imported by path (align's is imported as "reference")."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "caption", "reference.py")
+    spec = importlib.util.spec_from_file_location("caption_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def caption_step(repeats):
+    """one step of the caption task's model as xtgrad-bench's caption_step: train mode
+    (BatchNorm on batch statistics), AdamW lr 2e-3, weight decay 0.01, one fixed batch of 32
+    random pictures and random captions of 4, 9 and 14 words in turn"""
+    ref = _caption_reference()
+    torch.manual_seed(0)
+    model = ref.CaptionModel().train()
+    images = torch.rand(32, 3, 32, 32)
+    inputs, targets, padding = ref.token_batch([torch.randint(3, 18, (4 + 5 * (i % 3),)).tolist() for i in range(32)])
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+
+    def step():
+        opt.zero_grad()
+        loss = model.loss(images, inputs, targets, padding)
+        loss.item()  # train_step reads the loss
+        loss.backward()
+        opt.step()
+
+    return median_ms(step, repeats)
+
+
 CASES = {
     "matmul_256": (matmul_256, 200),
     "attn_small": (lambda r: mha(32, 16, 64, 128, 4, r), 50),
@@ -181,6 +212,7 @@ CASES = {
     "attn_large": (lambda r: mha(16, 128, 256, 512, 8, r), 10),
     "overhead_1000_ops": (overhead, 200),
     "align_step": (align_step, 50),
+    "caption_step": (caption_step, 20),
     "conv_small": (conv_small, 20),
     "lstm_small": (lstm_small, 20),
     "decoder_layer": (decoder_layer, 20),

@@ -17,16 +17,9 @@ namespace align_test {
 using xtgrad::testing::read_file;
 using xtgrad::testing::TempDir;
 
-// Runs xtgrad-align (XTGRAD_ALIGN_BIN, defined by the build) with arguments through the
-// shell; returns its exit code (-1 when it did not exit normally), its output (stdout and
-// stderr together) in `output`.
+// Runs xtgrad-align (XTGRAD_ALIGN_BIN, defined by the build): helpers.hpp's run_program.
 inline int run_align(const std::string& args, std::string* output = nullptr) {
-  const std::string log =
-      (std::filesystem::temp_directory_path() / ("xtgrad-align-out-" + std::to_string(::getpid()))).string();
-  const int status = std::system((std::string(XTGRAD_ALIGN_BIN) + " " + args + " > " + log + " 2>&1").c_str());
-  if (output) *output = read_file(log);
-  std::filesystem::remove(log);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return xtgrad::testing::run_program(XTGRAD_ALIGN_BIN, args, output);
 }
 
 // The bytes of a run's file with the run's identity (the 16 hex digits of its "run_id"

@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <stdlib.h>  // mkdtemp
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -134,6 +136,17 @@ inline std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   REQUIRE_MESSAGE(in.good(), "cannot open " << path);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Runs a built program with arguments through the shell; returns its exit code (-1 when it
+// did not exit normally) and its output (stdout and stderr together) in `output`.
+inline int run_program(const std::string& program, const std::string& args, std::string* output = nullptr) {
+  const std::string log =
+      (std::filesystem::temp_directory_path() / ("xtgrad-program-out-" + std::to_string(::getpid()))).string();
+  const int status = std::system((program + " " + args + " > " + log + " 2>&1").c_str());
+  if (output) *output = read_file(log);
+  std::filesystem::remove(log);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 }  // namespace xtgrad::testing

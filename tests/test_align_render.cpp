@@ -21,8 +21,8 @@
 
 namespace {
 
-using align::Canvas;
-using align::Rgb;
+using draw::Canvas;
+using draw::Rgb;
 using xtgrad::testing::TempDir;
 
 constexpr Rgb kBackground{0.5f, 0.25f, 0.75f};  // a colour no drawing below produces by chance
@@ -117,8 +117,8 @@ TEST_CASE("render: the heat map colours the largest weight hottest and the small
   c.draw_heatmap(w, 6, 6, scale, 1.0f);
   auto centre = [&](std::size_t i) { return c.pixel(6 + (i % 4) * cell + cell / 2, 6 + (i / 4) * cell + cell / 2); };
 
-  CHECK(same(centre(6), align::heat_colour(1.0f)));
-  CHECK(same(centre(9), align::heat_colour(0.001f / 0.55f)));
+  CHECK(same(centre(6), draw::heat_colour(1.0f)));
+  CHECK(same(centre(9), draw::heat_colour(0.001f / 0.55f)));
   for (std::size_t i = 0; i < 16; ++i) {
     if (i != 6) CHECK(luminance(centre(6)) > luminance(centre(i)));
     if (i != 9) CHECK(luminance(centre(9)) < luminance(centre(i)));
@@ -128,13 +128,13 @@ TEST_CASE("render: the heat map colours the largest weight hottest and the small
   CHECK(same(c.pixel(6 + 3 * cell - 1, 6 + 2 * cell - 1), centre(6)));
   // The colour map brightens monotonically.
   for (int i = 0; i < 20; ++i)
-    CHECK(luminance(align::heat_colour(float(i) / 20)) < luminance(align::heat_colour(float(i + 1) / 20)));
+    CHECK(luminance(draw::heat_colour(float(i) / 20)) < luminance(draw::heat_colour(float(i + 1) / 20)));
 
   // Blended at alpha 0.5 over a grey image: halfway between the grey and the map colour.
   Canvas over(140, 140, kBackground);
   over.fill_rect(0, 0, 140, 140, {0.2f, 0.2f, 0.2f});
   over.draw_heatmap(w, 0, 0, scale, 0.5f);
-  const Rgb hot = align::heat_colour(1.0f);
+  const Rgb hot = draw::heat_colour(1.0f);
   CHECK(
       same(over.pixel(2 * cell + 3, cell + 3), {0.1f + 0.5f * hot.r, 0.1f + 0.5f * hot.g, 0.1f + 0.5f * hot.b}, 1e-5f));
 }
@@ -146,8 +146,8 @@ TEST_CASE("render: text draws inside its box and nowhere else") {
     Canvas c(400, 100, kBackground);
     const long x = 20, y = 30;
     c.draw_text(text, x, y, {0.0f, 0.0f, 0.0f}, scale);
-    const std::size_t w = align::text_width(text, scale), h = align::text_height(text, scale);
-    CHECK(w == scale * align::text_width(text));
+    const std::size_t w = draw::text_width(text, scale), h = draw::text_height(text, scale);
+    CHECK(w == scale * draw::text_width(text));
     CHECK(h == 12 * scale);
     const std::size_t inside = count_drawn(c, x, y, x + w, y + h);
     CHECK(inside > 20 * scale * scale);

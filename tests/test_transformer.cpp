@@ -498,6 +498,83 @@ TEST_CASE("transformer: MultiheadAttention forward_step equals forward with is_c
   }
 }
 
+namespace {
+// Weights (B, 1, S) of one decoding step against row t of forward's (B, L, S): the
+// largest difference; each row of the step's weights must sum to 1.
+double step_weights_deviation(const D& step, const D& full, std::size_t t) {
+  REQUIRE_MESSAGE(step.defined(), "no weights kept at step " << t);
+  const std::size_t batch = full.shape()[0], keys = full.shape()[2];
+  REQUIRE_MESSAGE(step.shape() == Shape({batch, 1, keys}), "step " << t << " weights " << shape_str(step.shape()));
+  for (std::size_t b = 0; b < batch; ++b) {
+    double sum = 0;
+    for (std::size_t s = 0; s < keys; ++s) sum += step.data()(b, 0, s);
+    CHECK_MESSAGE(std::abs(sum - 1.0) <= 1e-12, "step " << t << " row " << b << " sums to " << sum);
+  }
+  return max_abs_diff(step.data(), narrow(full, 1, t, 1).data());
+}
+}  // namespace
+
+TEST_CASE("transformer: cached decoding keeps the cross-attention weights when asked, equal to forward's") {
+  const D x = input({2, 5, 8}, 71), memory = input({2, 3, 8}, 72);  // batch first
+  SUBCASE("MultiheadAttention.forward_step_memory") {
+    Generator gen(73);
+    MultiheadAttention<double> attn(8, 2, 0.0, true, true, gen);
+    attn.eval();
+    const D full = attn.forward(x, memory, memory, std::nullopt, true).weights;  // (B, L, S) averaged over heads
+    const AttentionCache<double> projected = attn.project_memory(memory);
+    double worst = 0;
+    for (std::size_t t = 0; t < 5; ++t) {
+      D weights;
+      const D with = attn.forward_step_memory(narrow(x, 1, t, 1), projected, &weights);
+      const D without = attn.forward_step_memory(narrow(x, 1, t, 1), projected);
+      CHECK(max_abs_diff(with.data(), without.data()) == 0.0);  // asking changes nothing else
+      worst = std::max(worst, step_weights_deviation(weights, full, t));
+    }
+    CHECK_MESSAGE(worst <= kSelfTol, "step weights differ from forward's by " << worst);
+  }
+  SUBCASE("TransformerDecoderLayer: the query of each step is the causal forward's") {
+    for (const bool norm_first : {true, false}) {
+      CAPTURE(norm_first);
+      Generator gen(74);
+      TransformerDecoderLayer<double> layer(8, 2, 16, 0.0, Activation::gelu, 1e-5, true, norm_first, gen);
+      layer.eval();
+      // The cross-attention's queries over the whole target, by hand as forward makes them.
+      const auto self_block = [&](const D& h) {
+        return layer.self_attn->forward(h, h, h, std::nullopt, false, std::nullopt, true, true).output;
+      };
+      const D queries = norm_first ? layer.norm2->forward(x + self_block(layer.norm1->forward(x)))
+                                   : layer.norm1->forward(x + self_block(x));
+      const D full = layer.multihead_attn->forward(queries, memory, memory, std::nullopt, true).weights;
+      DecoderLayerCache<double> cache = layer.start_decoding(memory, true), plain = layer.start_decoding(memory);
+      CHECK(cache.need_weights);
+      CHECK_FALSE(plain.need_weights);
+      double worst = 0;
+      for (std::size_t t = 0; t < 5; ++t) {
+        const D y = layer.forward_step(narrow(x, 1, t, 1), cache),
+                y_plain = layer.forward_step(narrow(x, 1, t, 1), plain);
+        CHECK(max_abs_diff(y.data(), y_plain.data()) == 0.0);
+        CHECK_FALSE(plain.memory_weights.defined());  // not asked: nothing kept
+        worst = std::max(worst, step_weights_deviation(cache.memory_weights, full, t));
+      }
+      CHECK_MESSAGE(worst <= kSelfTol, "step weights differ from forward's by " << worst);
+      MESSAGE("norm_first " << norm_first << ": largest |step weights - forward weights| " << worst);
+    }
+  }
+  SUBCASE("TransformerDecoder: every layer's cache keeps its own") {
+    Generator gen(75);
+    TransformerDecoder<double> decoder(2, 8, 2, 16, 0.0, Activation::gelu, 1e-5, true, true, true, gen);
+    decoder.eval();
+    std::vector<DecoderLayerCache<double>> caches = decoder.start_decoding(memory, true);
+    decoder.forward_step(narrow(x, 1, 0, 1), caches);
+    for (const auto& cache : caches) REQUIRE(cache.memory_weights.shape() == Shape({2, 1, 3}));
+    // Layer 0 sees the step's input itself: its weights are those of the layer alone.
+    DecoderLayerCache<double> alone = decoder.layers[0]->start_decoding(memory, true);
+    decoder.layers[0]->forward_step(narrow(x, 1, 0, 1), alone);
+    CHECK(max_abs_diff(caches[0].memory_weights.data(), alone.memory_weights.data()) == 0.0);
+    CHECK(max_abs_diff(caches[0].memory_weights.data(), caches[1].memory_weights.data()) > 1e-3);
+  }
+}
+
 // ---- is_causal ------------------------------------------------------------------------
 
 TEST_CASE("transformer: is_causal equals an explicit tril_mask, values, weights and gradients") {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Size gate: no .cpp/.hpp file over 400 lines, no function over 60 lines.
 
-Usage: tools/check_size.py [--verbose] [DIR|FILE ...]   (default: autograd layers optim io examples)
+Usage: tools/check_size.py [--verbose] [DIR|FILE ...]   (default: autograd layers optim io distributed examples)
 
 With comments, literals and preprocessor lines blanked out, a '{' opens a function body when
 the code since the previous ';', '{' or '}' looks like a function header. A function runs
@@ -13,7 +13,7 @@ import re
 import sys
 
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 60
-DEFAULT_DIRS = ["autograd", "layers", "optim", "io", "examples"]
+DEFAULT_DIRS = ["autograd", "layers", "optim", "io", "distributed", "examples"]
 LITERAL = re.compile(r'\b\d[\w.\']*|//[^\n]*|/\*.*?(?:\*/|\Z)|(?:u8|[uUL])?R"([^(\s]*)\(|"(?:\\.|[^"\\\n])*"?'
                      r"|'(?:\\.|[^'\\\n])*'?|^[ \t]*#(?:\\\n|[^\n])*", re.S | re.M)
 PREFIX = re.compile(r"^((public|private|protected)\s*:(?!:)\s*|template\s*<[^{};]*?>\s*)+")

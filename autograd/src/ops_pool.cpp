@@ -155,24 +155,65 @@ template <class T> Tensor<T> mean_pool(const char* op, const Tensor<T>& x, const
                         });
 }
 
-// x (planes, H, W) -> y (planes, Ho, Wo), the largest of each window (NaN wins, as in
-// PyTorch), and where it was: argmax[i] is its offset within the plane of output i.
+// Whether v replaces best as a window's maximum: larger, or the first NaN (NaN wins, as in
+// PyTorch). Ties keep the earlier position, PyTorch's first maximum.
+template <class T> bool replaces(T v, T best) { return v > best || (std::isnan(v) && !std::isnan(best)); }
+
+// Every window along the axis is the two taps 2o, 2o + 1: kernel 2, stride 2, no padding,
+// dilation 1, and no clipped window at the end (an odd size's last tap is simply unread).
+bool pairs_axis(const AxisWindows& a) {
+  for (std::size_t o = 0; o < a.size(); ++o)
+    if (a.begin[o] != 2 * o || a.end[o] != 2 * o + 2) return false;
+  return a.step == 1;
+}
+
+// x (planes, H, W) -> y (planes, Ho, Wo) for any windows: the largest value of each and
+// its offset within the plane (argmax, one per output).
+template <class T> void max_pool_windows(const PoolShape& s, const T* x, T* y, std::size_t* argmax) {
+  const std::size_t width = s.input[3];
+  for (std::size_t p = 0; p < s.planes(); ++p, x += s.plane_in())
+    for (std::size_t oh = 0; oh < s.rows.size(); ++oh)
+      for (std::size_t ow = 0; ow < s.cols.size(); ++ow) {
+        std::size_t at = s.rows.begin[oh] * width + s.cols.begin[ow];
+        T best = x[at];
+        for (std::size_t h = s.rows.begin[oh]; h < s.rows.end[oh]; h += s.rows.step)
+          for (std::size_t w = s.cols.begin[ow]; w < s.cols.end[ow]; w += s.cols.step)
+            if (replaces(x[h * width + w], best) || x[h * width + w] == best)  // BROKEN best = x[at = h * width + w];
+        *y++ = best;
+        *argmax++ = at;
+      }
+}
+
+// The same for 2x2 windows tiling the plane (pairs_axis on both axes), the CNNs' common
+// pool: the four taps in the general loop's order, without its window bookkeeping.
+template <class T> void max_pool_pairs(const PoolShape& s, const T* x, T* y, std::size_t* argmax) {
+  const std::size_t width = s.input[3];
+  for (std::size_t p = 0; p < s.planes(); ++p, x += s.plane_in())
+    for (std::size_t oh = 0; oh < s.rows.size(); ++oh)
+      for (std::size_t ow = 0; ow < s.cols.size(); ++ow) {
+        const std::size_t top = 2 * oh * width + 2 * ow;
+        std::size_t at = top;
+        T best = x[top];
+        for (const std::size_t tap : {top + 1, top + width, top + width + 1}) {  // selects, no branches
+          const T v = x[tap];
+          const bool larger = replaces(v, best);
+          best = larger ? v : best;
+          at = larger ? tap : at;
+        }
+        *y++ = best;
+        *argmax++ = at;
+      }
+}
+
+// x (planes, H, W) -> y (planes, Ho, Wo), the largest of each window, and where it was:
+// argmax[i] is its offset within the plane of output i.
 template <class T> Array<T> max_pool_forward(const PoolShape& s, const T* x, std::vector<std::size_t>& argmax) {
   Array<T> y(s.output());
   argmax.resize(y.size());
-  std::size_t i = 0;
-  for (std::size_t p = 0; p < s.planes(); ++p, x += s.plane_in())
-    for (std::size_t oh = 0; oh < s.rows.size(); ++oh)
-      for (std::size_t ow = 0; ow < s.cols.size(); ++ow, ++i) {
-        std::size_t best = s.rows.begin[oh] * s.input[3] + s.cols.begin[ow];
-        for (std::size_t h = s.rows.begin[oh]; h < s.rows.end[oh]; h += s.rows.step)
-          for (std::size_t w = s.cols.begin[ow]; w < s.cols.end[ow]; w += s.cols.step) {
-            const T v = x[h * s.input[3] + w];
-            if (v > x[best] || (std::isnan(v) && !std::isnan(x[best]))) best = h * s.input[3] + w;
-          }
-        y.data()[i] = x[best];
-        argmax[i] = best;
-      }
+  if (pairs_axis(s.rows) && pairs_axis(s.cols))
+    max_pool_pairs(s, x, y.data(), argmax.data());
+  else
+    max_pool_windows(s, x, y.data(), argmax.data());
   return y;
 }
 
@@ -182,7 +223,10 @@ void max_pool_backward(const PoolShape& s, const std::vector<std::size_t>& argma
   const GradTarget<T> dx = grad_target(input);
   if (!dx) return;
   if (dx.beta == T(0)) std::fill_n(dx.data, s.planes() * s.plane_in(), T(0));
-  for (std::size_t i = 0; i < argmax.size(); ++i) dx.data[i / s.plane_out() * s.plane_in() + argmax[i]] += dy[i];
+  const std::size_t* at = argmax.data();
+  T* plane = dx.data;
+  for (std::size_t p = 0; p < s.planes(); ++p, plane += s.plane_in())
+    for (std::size_t i = 0; i < s.plane_out(); ++i) plane[*at++] += *dy++;
 }
 
 }  // namespace

@@ -2,11 +2,12 @@
 #include "xtgrad/tensor.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <utility>
 
 #include <xtensor/xbuilder.hpp>
@@ -190,31 +191,6 @@ namespace {
 // The op whose backward is running on this thread, for add_grad's message.
 thread_local const char* t_running_op = "backward";
 
-// Every node that root's gradient reaches, inputs before the ops that read them, by an
-// iterative depth-first search (post-order), so that deep graphs cannot overflow the
-// stack. The list owns its nodes: releasing one node's inputs must not free a node that
-// is still waiting for its turn.
-template <class T> std::vector<NodePtr<T>> topological_order(const NodePtr<T>& root) {
-  std::vector<NodePtr<T>> order;
-  std::unordered_set<const Node<T>*> visited{root.get()};
-  std::vector<std::pair<NodePtr<T>, std::size_t>> stack{{root, 0}};
-  while (!stack.empty()) {
-    auto& [node, next_input] = stack.back();
-    if (node->released())
-      throw std::logic_error("backward: the graph through op '" + std::string(node->op()) +
-                             "' was already released by an earlier backward(); pass retain_graph = true to the "
-                             "first backward() to run backward twice");
-    if (next_input < node->inputs().size()) {
-      const NodePtr<T>& child = node->inputs()[next_input++];
-      if (child->requires_grad() && visited.insert(child.get()).second) stack.push_back({child, 0});
-    } else {
-      order.push_back(std::move(node));
-      stack.pop_back();
-    }
-  }
-  return order;
-}
-
 // An op's backward reads its inputs and output as they were when it ran: refuse when one
 // was written since through mutable_data() (PyTorch's "modified by an inplace operation").
 // Stricter than PyTorch: every input counts, not only those the backward reads.
@@ -234,6 +210,42 @@ template <class T> void check_versions(const Node<T>& node) {
 }
 }  // namespace
 
+namespace {
+// A number per backward pass, marked on the interior nodes it reaches.
+std::atomic<std::uint64_t> g_last_visit_mark{0};
+}  // namespace
+
+// Every node that root's gradient reaches, inputs before the ops that read them, by an
+// iterative depth-first search (post-order), so that deep graphs cannot overflow the
+// stack. The list owns its nodes: releasing one node's inputs must not free a node that
+// is still waiting for its turn. Visited interior nodes carry the pass's mark (no set to
+// hash into or allocate for). Leaves are not marked, as the same parameter may be in
+// graphs other threads walk at the same time: a leaf reached twice is listed twice, and
+// the pass skips leaves anyway.
+template <class T> std::vector<NodePtr<T>> Tensor<T>::topological_order(const NodePtr<T>& root) {
+  const std::uint64_t mark = ++g_last_visit_mark;
+  std::vector<NodePtr<T>> order;
+  root->visit_mark_ = mark;
+  std::vector<std::pair<NodePtr<T>, std::size_t>> stack{{root, 0}};
+  while (!stack.empty()) {
+    auto& [node, next_input] = stack.back();
+    if (node->released())
+      throw std::logic_error("backward: the graph through op '" + std::string(node->op()) +
+                             "' was already released by an earlier backward(); pass retain_graph = true to the "
+                             "first backward() to run backward twice");
+    if (next_input < node->inputs().size()) {
+      const NodePtr<T>& child = node->inputs()[next_input++];
+      if (!child->requires_grad() || child->visit_mark_ == mark) continue;
+      if (!child->is_leaf()) child->visit_mark_ = mark;
+      stack.push_back({child, 0});
+    } else {
+      order.push_back(std::move(node));
+      stack.pop_back();
+    }
+  }
+  return order;
+}
+
 template <class T> void Tensor<T>::backward(const Array<T>& grad_output, bool retain_graph) {
   Node<T>& root = node();
   if (!root.requires_grad_)
@@ -246,11 +258,20 @@ template <class T> void Tensor<T>::backward(const Array<T>& grad_output, bool re
     throw std::invalid_argument("backward: gradient of shape " + shape_str(grad_output.shape()) +
                                 " for an output of shape " + shape_str(shape()));
   std::vector<NodePtr<T>> order = topological_order(node_);
+  // A leaf is listed once per edge that reaches it, so its gradient is final at its last
+  // appearance in the reversed walk: there its post-accumulate-grad hooks run.
+  std::unordered_map<Node<T>*, std::size_t> hooked_leaf_uses;
+  for (const auto& n : order)
+    if (!n->post_accumulate_grad_hooks_.empty()) ++hooked_leaf_uses[n.get()];
 
   add_grad(root, Array<T>(grad_output));
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     Node<T>* node = it->get();
-    if (node->is_leaf_) continue;
+    if (node->is_leaf_) {
+      if (!node->post_accumulate_grad_hooks_.empty() && --hooked_leaf_uses[node] == 0)
+        run_post_accumulate_grad_hooks(*it, order);
+      continue;
+    }
     if (node->grad_) {
       try {
         check_versions(*node);
@@ -265,9 +286,7 @@ template <class T> void Tensor<T>::backward(const Array<T>& grad_output, bool re
                                std::to_string(i) + ")");
       } catch (...) {
         t_running_op = "backward";
-        // Leave no half-summed interior gradient behind for a later backward to add to.
-        for (auto& n : order)
-          if (!n->is_leaf_ && !n->retains_grad_) n->grad_.reset();
+        drop_interior_grads(order);  // none half-summed left for a later backward to add to
         throw;
       }
     }

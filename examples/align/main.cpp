@@ -33,15 +33,9 @@ double seconds_since_start() {
 }
 
 using namespace align;
+using common::check_agrees;
 using common::UsageError;
 namespace fs = std::filesystem;
-
-// On --resume the run's settings come from the checkpoint; a flag given explicitly must agree.
-void check_agrees(const CLI::App& cmd, const char* flag, const std::string& given, const std::string& stored) {
-  if (cmd.count(flag) && given != stored)
-    throw UsageError(std::string(flag) + " " + given + " differs from the checkpoint's " + stored +
-                     " (a resumed run keeps its settings)");
-}
 
 // The settings of a resumed run: the checkpoint's, where flags given again must agree;
 // --eval-every and --threads given again replace the stored ones.

@@ -1,14 +1,13 @@
-// The order in which training visits the examples: shuffled epochs of fixed-size batches.
+// The order in which training visits the examples (common::BatchSampler: shuffled epochs of
+// fixed-size batches), and the batches drawn ahead on a thread of their own.
 #pragma once
 
 #include <cstdint>
 #include <future>
 #include <vector>
 
+#include "batch_sampler.hpp"
 #include "model.hpp"
-
-#include "xtgrad/random.hpp"
-#include "xtgrad/safetensors.hpp"
 
 namespace align {
 
@@ -16,23 +15,8 @@ namespace align {
 // initialises the model (Generator(seed)).
 inline std::uint64_t sampler_seed(std::uint64_t seed) { return seed ^ 0x5eed5eedULL; }
 
-// A batch sampler over n examples: shuffled epochs, dropping the last partial batch. Its
-// state (the generator, the epoch's order and the position in it) goes in checkpoints.
-class BatchSampler {
- public:
-  BatchSampler(std::size_t n, std::size_t batch, std::uint64_t seed);
-  std::vector<std::size_t> next();
-  xtgrad::Metadata state() const;      // generator state and position
-  xtgrad::Array<float> order() const;  // the current epoch's order
-  void restore(const xtgrad::Metadata& state, const xtgrad::Array<float>& order);
-
- private:
-  void shuffle();
-  std::size_t n_, batch_;
-  xtgrad::Generator gen_;
-  std::vector<std::size_t> order_;
-  std::size_t position_ = 0;
-};
+// The batch sampler of examples/common (shuffled epochs, its state in checkpoints).
+using common::BatchSampler;
 
 // The next batch, drawn and rendered on a thread of its own while the current step runs
 // (as PyTorch's DataLoader workers do). It draws from its own copy of the run's sampler,

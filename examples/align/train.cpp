@@ -17,6 +17,7 @@
 #include "flags.hpp"
 #include "run_dir.hpp"
 #include "sampler.hpp"
+#include "train_state.hpp"
 
 namespace align {
 
@@ -162,28 +163,6 @@ StoredRun stored_run(const std::string& dir, TrainOptions base) {
 
 namespace {
 
-// The metrics record of a run: one JSON line per evaluation. A line is appended before its
-// checkpoint is saved and taken back if the save fails; a resume drops the lines after its
-// checkpoint (a run killed between the two), so the record always ends at the checkpoint.
-class MetricsLog {
- public:
-  MetricsLog(const TrainOptions& options, std::size_t checkpoint_step)
-      : path_((fs::path(options.out_dir) / "metrics.jsonl").string()) {
-    if (options.resume_dir.empty() || options.out_dir != options.resume_dir)
-      fs::remove(path_);  // a fresh record
-    else
-      common::keep_metrics_through(path_, checkpoint_step);
-  }
-  void append(const std::string& line, std::size_t step) {
-    if (!(std::ofstream(path_, std::ios::app) << line << "\n"))
-      throw std::runtime_error("cannot append to '" + path_ + "' at step " + std::to_string(step));
-  }
-  void take_back_after(std::size_t saved_step) { common::keep_metrics_through(path_, saved_step); }
-
- private:
-  std::string path_;
-};
-
 std::string metrics_line(const TrainResult& r) {
   char line[256];
   std::snprintf(line, sizeof line,
@@ -261,7 +240,7 @@ Run set_up(const TrainOptions& options, std::ostream& log) {
   }
   run.optimizer = make_optimizer<float>(options.optimizer, run.model->parameters(), options.lr);
   if (!options.resume_dir.empty())
-    load_train_state(options.resume_dir, options.run_id, run.step, *run.optimizer, run.sampler);
+    common::load_train_state(options.resume_dir, {kProgram, options.run_id, run.step}, {*run.optimizer, run.sampler});
   log << run.model->summary() << "\n"
       << run.model->parameter_count() << " parameters; training steps " << run.step + 1 << " to " << options.steps
       << " with " << options.optimizer << ", lr " << options.lr << ", batch " << options.batch << "\n";
@@ -281,9 +260,8 @@ struct Window {
 
 // Evaluates on the test split, appends the metrics line and saves a checkpoint (the line
 // is taken back if the save fails, so the record ends where the checkpoint does).
-TrainResult evaluate_and_save(const TrainOptions& options, const Run& run, const Window& window,
-                              Clock::time_point start, MetricsLog& metrics, Progress& progress,
-                              std::size_t saved_step) {
+TrainResult evaluate_and_save(const TrainOptions& options, Run& run, const Window& window, Clock::time_point start,
+                              common::MetricsLog& metrics, Progress& progress, std::size_t saved_step) {
   check_finite_parameters(*run.model, run.step, kept_checkpoint(options, saved_step));
   TrainResult result;
   result.step = run.step;
@@ -294,8 +272,8 @@ TrainResult evaluate_and_save(const TrainOptions& options, const Run& run, const
   metrics.append(metrics_line(result), run.step);
   progress.note(metrics_line(result));
   try {
-    save_checkpoint(options.out_dir, options.run_id, settings_metadata(options), run.step, *run.model, *run.optimizer,
-                    run.sampler);
+    common::save_checkpoint(options.out_dir, {kProgram, options.run_id, run.step}, {*run.optimizer, run.sampler},
+                            [&] { save_model(options.out_dir, *run.model, run.step, settings_metadata(options)); });
   } catch (...) {
     metrics.take_back_after(saved_step);
     throw;
@@ -310,10 +288,11 @@ TrainResult train(TrainOptions options, std::ostream& log) {
   if (options.run_id.empty()) options.run_id = common::new_run_id();
   Run run = set_up(options, log);
   std::size_t saved_step = options.out_dir == options.resume_dir ? run.step : 0;
-  MetricsLog metrics(options, saved_step);
+  common::MetricsLog metrics(options.out_dir, !options.resume_dir.empty() && options.out_dir == options.resume_dir,
+                             saved_step);
   if (const std::size_t stale = xtgrad::remove_stale_safetensors_temporaries(options.out_dir))
     log << "removed " << stale << " temporary file(s) left by an interrupted save\n";
-  finish_interrupted_save(options.out_dir, saved_step);
+  common::finish_interrupted_save(options.out_dir, saved_step);
   Progress progress(log, options.progress_bar, run.step, options.steps,
                     std::max<std::size_t>(1, options.eval_every / 5));
   const xtgrad::AnomalyGuard anomaly(options.detect_anomaly);

@@ -124,9 +124,32 @@ Hypothesis sample(CaptionModel<T>& model, const Tensor<T>& image, double tempera
   return h;
 }
 
+template <class T>
+std::vector<std::array<float, scenes::kCells>> word_attention(CaptionModel<T>& model, const Tensor<T>& image,
+                                                              const std::vector<std::size_t>& tokens) {
+  check_one_image("word_attention", image.shape());
+  if (model.config.image != "attention")
+    throw std::invalid_argument("word_attention: the model (" + model.config.image +
+                                ") has no cross-attention over the picture's cells");
+  const typename CaptionModel<T>::Encoded one = model.encode(image);
+  std::vector<xtgrad::DecoderLayerCache<T>> caches = model.decoder->start_decoding(one.memory);
+  caches.back().need_weights = true;  // the last layer's weights only
+  std::vector<std::array<float, scenes::kCells>> maps(tokens.size());
+  for (std::size_t t = 0; t < tokens.size(); ++t) {
+    model.step({t == 0 ? kBos : tokens[t - 1]}, t, one, caches);
+    const xtgrad::Array<T>& weights = caches.back().memory_weights.data();  // (1,1,16)
+    for (std::size_t cell = 0; cell < scenes::kCells; ++cell) maps[t][cell] = float(weights(0, 0, cell));
+  }
+  return maps;
+}
+
 template std::vector<Hypothesis> beam_search(CaptionModel<float>&, const Tensor<float>&, std::size_t, std::size_t);
 template std::vector<Hypothesis> beam_search(CaptionModel<double>&, const Tensor<double>&, std::size_t, std::size_t);
 template Hypothesis sample(CaptionModel<float>&, const Tensor<float>&, double, std::size_t, xtgrad::Generator&);
 template Hypothesis sample(CaptionModel<double>&, const Tensor<double>&, double, std::size_t, xtgrad::Generator&);
+template std::vector<std::array<float, scenes::kCells>> word_attention(CaptionModel<float>&, const Tensor<float>&,
+                                                                       const std::vector<std::size_t>&);
+template std::vector<std::array<float, scenes::kCells>> word_attention(CaptionModel<double>&, const Tensor<double>&,
+                                                                       const std::vector<std::size_t>&);
 
 }  // namespace caption

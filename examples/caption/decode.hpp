@@ -3,6 +3,7 @@
 // NoGradGuard with the model in eval mode.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <vector>
 
@@ -30,5 +31,16 @@ std::vector<Hypothesis> beam_search(CaptionModel<T>& model, const xtgrad::Tensor
 template <class T>
 Hypothesis sample(CaptionModel<T>& model, const xtgrad::Tensor<T>& image, double temperature, std::size_t max_tokens,
                   xtgrad::Generator& gen);
+
+// Where each of `tokens` (decoded for image (1,3,32,32)) looked in the picture: map i is
+// the cross-attention over the 16 cells of the step that chose tokens[i] (the step fed
+// <bos> and tokens[0..i-1]) in the last decoder layer, averaged over its heads (the last
+// layer's maps are the sharper: docs/caption-task.md, "Pictures"). The tokens are fed again through the key/value cache
+// with the weights kept: decoding is deterministic, so these are the weights of the search (greedy, beam or sampled)
+// that chose them. Throws std::invalid_argument for a model without cross-attention over the cells (--blind,
+// --no-attention).
+template <class T>
+std::vector<std::array<float, scenes::kCells>> word_attention(CaptionModel<T>& model, const xtgrad::Tensor<T>& image,
+                                                              const std::vector<std::size_t>& tokens);
 
 }  // namespace caption

@@ -2,8 +2,11 @@
 //   xtgrad-caption train    [--steps N --batch N --lr X --weight-decay X --warmup N --dim N --heads N
 //                            --layers N --ff N --seed N --train-size N --test-size N --eval-every N
 //                            --threads N --out DIR --overwrite --blind | --no-attention]
+//                          [--resume DIR [--steps N --stop-at N ...]]  continues a run, bit-identical
 //   xtgrad-caption eval     --checkpoint PATH
 //   xtgrad-caption generate --checkpoint PATH --image-seed N [--beam K | --temperature T --sample-seed S]
+//                            [--png FILE]
+//   xtgrad-caption sample   [--count N --seed S] --png FILE
 // Exit codes (examples/common/flags.hpp): 0 success, 2 bad flags or values (with a usage
 // message), 1 a missing or bad checkpoint or a failure while running.
 #include <unistd.h>
@@ -11,10 +14,13 @@
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "decode.hpp"
 #include "flags.hpp"
+#include "render.hpp"
+#include "resume.hpp"
 #include "run_dir.hpp"
 #include "train.hpp"
 
@@ -23,14 +29,17 @@ namespace {
 using namespace caption;
 using common::UsageError;
 
-int run_train(TrainOptions options) {
+int run_train(const CLI::App& cmd, TrainOptions options) {
+  if (!options.resume_dir.empty()) options = resumed_settings(cmd, options);
   try {
     validate(options);
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
   const common::RunLock lock(options.out_dir);  // one writer per run directory
-  common::check_may_write_run(options.out_dir, options.overwrite, "xtgrad-caption");
+  const bool continues_in_place =
+      !options.resume_dir.empty() && std::filesystem::equivalent(options.resume_dir, options.out_dir);
+  if (!continues_in_place) common::check_may_write_run(options.out_dir, options.overwrite, "xtgrad-caption");
   const TrainResult r = train(options, std::cout);
   std::printf(
       "\ndone: step %zu, loss %.4f, test exact %.3f (in order %.3f), object F1 %.3f, parse failures %.3f, BLEU-4 "
@@ -53,7 +62,13 @@ struct GenerateOptions {
   std::size_t beam = 1;
   double temperature = 0;  // 0: no sampling
   std::uint64_t sample_seed = 0;
+  std::string png;  // empty: no picture
 };
+
+// What the heat maps of generate's picture average over (word_attention).
+std::string averaged_over(const ModelConfig& c) {
+  return "the " + std::to_string(c.heads) + " heads of the last decoder layer (of " + std::to_string(c.layers) + ")";
+}
 
 // The caption of scene 0 of the split with seed image_seed: greedy, beam search or sampled.
 int run_generate(const GenerateOptions& g) {
@@ -61,6 +76,9 @@ int run_generate(const GenerateOptions& g) {
     throw UsageError("--temperature must be a positive number (0: no sampling)");
   if (g.temperature > 0 && g.beam > 1) throw UsageError("--beam and --temperature exclude each other");
   LoadedModel loaded = load_model(g.checkpoint);
+  if (!g.png.empty() && loaded.model->config.image != "attention")
+    throw UsageError("--png: this model has no cross-attention over the picture to show (trained with --" +
+                     loaded.model->config.image + ")");
   const scenes::Scene scene = scenes::generate_scene(g.image_seed, 0);
   const xtgrad::NoGradGuard no_grad;
   loaded.model->eval();
@@ -75,11 +93,31 @@ int run_generate(const GenerateOptions& g) {
   const auto parsed = parse_decoded(tokens);
   const std::vector<std::size_t> reference = caption_words(scene);
   const bool exact = parsed && score_captions({tokens}, {reference}).exact == 1.0;
-  std::printf("%s\nreference: %s\n%s\n", caption_text(words_before_eos(tokens)).c_str(),
-              caption_text(reference).c_str(),
-              !parsed ? "does not parse"
-              : exact ? "exact"
-                      : "not exact");
+  const std::vector<std::size_t> words = words_before_eos(tokens);
+  const std::string verdict = !parsed ? "does not parse" : exact ? "exact" : "not exact";
+  std::printf("%s\nreference: %s\n%s\n", caption_text(words).c_str(), caption_text(reference).c_str(), verdict.c_str());
+  if (!g.png.empty()) {
+    const GeneratedCaption shown{
+        scene,     "scene 0 of seed " + std::to_string(g.image_seed),
+        words,     word_attention(*loaded.model, image, words),
+        reference, verdict,
+        exact,     averaged_over(loaded.model->config),
+    };
+    render_generate(shown).save_png(g.png);
+    std::printf("picture: %s\n", g.png.c_str());
+  }
+  return 0;
+}
+
+// The first `count` pictures of the training split of --seed `seed` with their captions.
+int run_sample(std::size_t count, std::uint64_t seed, const std::string& png) {
+  const std::vector<scenes::Scene> shown = make_split(count, seed);
+  const std::string title = std::to_string(count) + " pictures of the training split of --seed " +
+                            std::to_string(seed) + " and their reference captions";
+  render_sample(shown, title).save_png(png);
+  for (std::size_t i = 0; i < shown.size(); ++i)
+    std::printf("%2zu  %s\n", i, caption_text(caption_words(shown[i])).c_str());
+  std::printf("picture: %s\n", png.c_str());
   return 0;
 }
 
@@ -107,6 +145,9 @@ CLI::App* add_train_command(CLI::App& app, TrainOptions& o, bool& blind, bool& n
   cmd->add_option("--threads", o.threads, "threads for the ops")->capture_default_str()->check(common::thread_count());
   cmd->add_option("--out", o.out_dir, "run directory")->capture_default_str();
   cmd->add_flag("--overwrite", o.overwrite, "replace the run that --out holds");
+  cmd->add_option("--resume", o.resume_dir, "continue the run in this directory, with its settings");
+  add_count_flag(cmd, "--stop-at", o.stop_at, "stop after this evaluation step, as if interrupted (0: at --steps)", 0,
+                 Limits::kMaxSteps);
   auto* blind_flag = cmd->add_flag("--blind", blind, "baseline: the decoder never sees the picture");
   cmd->add_flag("--no-attention", no_attention,
                 "baseline: the picture mean-pooled into every token, no cross-attention")
@@ -123,6 +164,7 @@ CLI::App* add_generate_command(CLI::App& app, GenerateOptions& g) {
   add_count_flag(cmd, "--beam", g.beam, "beam width (1: greedy)", 1, 1000);
   cmd->add_option("--temperature", g.temperature, "sample at this temperature instead (0: do not)");
   add_count_flag(cmd, "--sample-seed", g.sample_seed, "the sampler's seed", 0, UINT64_MAX);
+  cmd->add_option("--png", g.png, "also draw the picture and each word's cross-attention to this PNG file");
   return cmd;
 }
 
@@ -140,14 +182,22 @@ int main(int argc, char** argv) {
   CLI::App* eval_cmd = app.add_subcommand("eval", "greedy captions of a checkpoint's test split, scored");
   eval_cmd->add_option("--checkpoint", checkpoint, "run directory or its model.safetensors")->required();
   GenerateOptions g;
-  add_generate_command(app, g);
+  CLI::App* generate_cmd = add_generate_command(app, g);
+  std::size_t count = 16;
+  std::uint64_t sample_seed = 0;
+  std::string png;
+  CLI::App* sample_cmd = app.add_subcommand("sample", "pictures of a training split and their captions, as a PNG");
+  add_count_flag(sample_cmd, "--count", count, "pictures", 1, 256);
+  add_count_flag(sample_cmd, "--seed", sample_seed, "the split's seed (as train's --seed)", 0, Limits::kMaxSeed);
+  sample_cmd->add_option("--png", png, "output picture")->required();
 
   return common::run_main(app, argc, argv, "xtgrad-caption", [&] {
     if (train_cmd->parsed()) {
       options.model.image = blind ? "blind" : no_attention ? "no-attention" : "attention";
-      return run_train(options);
+      return run_train(*train_cmd, options);
     }
     if (eval_cmd->parsed()) return run_eval(checkpoint);
-    return run_generate(g);
+    if (generate_cmd->parsed()) return run_generate(g);
+    return run_sample(count, sample_seed, png);
   });
 }

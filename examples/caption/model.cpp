@@ -55,20 +55,6 @@ ModelConfig ModelConfig::from_metadata(const std::map<std::string, std::string>&
   return c;
 }
 
-template <class T> Tensor<T> image_batch(const std::vector<scenes::Scene>& batch) {
-  using scenes::kChannels;
-  constexpr std::size_t kPixels = scenes::kImageSize * scenes::kImageSize;
-  xtgrad::Array<T> out(xtgrad::Shape{batch.size(), kChannels, scenes::kImageSize, scenes::kImageSize});
-  std::vector<float> image(scenes::kImageValues);
-  for (std::size_t b = 0; b < batch.size(); ++b) {
-    scenes::render_image(batch[b], image.data());  // (y, x, channel) -> (channel, y, x)
-    T* dst = out.data() + b * kChannels * kPixels;
-    for (std::size_t p = 0; p < kPixels; ++p)
-      for (std::size_t c = 0; c < kChannels; ++c) dst[c * kPixels + p] = T(image[p * kChannels + c]);
-  }
-  return Tensor<T>(std::move(out));
-}
-
 TokenBatch token_batch(const std::vector<std::vector<std::size_t>>& captions) {
   TokenBatch b;
   for (const auto& c : captions) b.length = std::max(b.length, c.size() + 1);
@@ -88,20 +74,9 @@ TokenBatch token_batch(const std::vector<std::vector<std::size_t>>& captions) {
 
 template <class T>
 CaptionModel<T>::CaptionModel(const ModelConfig& c, xtgrad::Generator& gen)
-    : xtgrad::Module<T>("CaptionModel"), config(c) {
+    : xtgrad::Module<T>("CaptionModel"), config((c.check(), c)), image_encoder(*this, c.dim, gen) {
   using namespace xtgrad;
-  c.check();
   const std::size_t d = c.dim;
-  cnn = this->register_module("cnn", std::make_shared<Sequential<T>>());
-  const std::size_t widths[] = {scenes::kChannels, 16, 32, d};
-  for (std::size_t i = 0; i < 3; ++i) {
-    cnn->push_back(std::make_shared<Conv2d<T>>(widths[i], widths[i + 1], 3, 1, 1, 1, 1, true, gen));
-    cnn->push_back(std::make_shared<BatchNorm2d<T>>(widths[i + 1]));
-    cnn->push_back(std::make_shared<ReLU<T>>());
-    cnn->push_back(std::make_shared<MaxPool2d<T>>(2));
-  }
-  row_position = this->register_parameter("row_position", randn<T>({scenes::kGrid, 1, d}, gen, T(0), T(0.02)));
-  column_position = this->register_parameter("column_position", randn<T>({1, scenes::kGrid, d}, gen, T(0), T(0.02)));
   blind_memory = this->register_parameter("blind_memory", randn<T>({1, 1, d}, gen, T(0), T(0.02)));
   token_embed = this->register_module("token_embed", std::make_shared<Embedding<T>>(kVocabSize, d, kPad, gen));
   token_position = this->register_parameter("token_position", randn<T>({kMaxSequence, d}, gen, T(0), T(0.02)));
@@ -121,9 +96,7 @@ template <class T> typename CaptionModel<T>::Encoded CaptionModel<T>::encode(con
     e.memory = blind;
     return e;
   }
-  // (B,d,4,4) -> (B,4,4,d) + the row's and the column's embeddings -> (B,16,d)
-  const Tensor<T> grid = permute(cnn->forward(images), {0, 2, 3, 1}) + row_position + column_position;
-  const Tensor<T> cells = reshape(grid, {b, long(scenes::kCells), d});
+  const Tensor<T> cells = image_encoder.forward(images);  // (B,16,d)
   if (config.image == "attention") {
     e.memory = cells;
   } else {
@@ -198,7 +171,5 @@ std::vector<std::vector<std::size_t>> CaptionModel<T>::greedy(const Tensor<T>& i
 
 template class CaptionModel<float>;
 template class CaptionModel<double>;
-template Tensor<float> image_batch(const std::vector<scenes::Scene>&);
-template Tensor<double> image_batch(const std::vector<scenes::Scene>&);
 
 }  // namespace caption

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "grammar.hpp"
+#include "grid_encoder.hpp"
 #include "xtgrad/nn.hpp"
 
 namespace caption {
@@ -31,8 +32,8 @@ struct ModelConfig {
   static ModelConfig from_metadata(const std::map<std::string, std::string>& metadata);
 };
 
-// A batch of pictures as (B,3,32,32), channels first, rendered from their scenes.
-template <class T> xtgrad::Tensor<T> image_batch(const std::vector<scenes::Scene>& scenes);
+// A batch of pictures as (B,3,32,32) (examples/vision, shared with xtgrad-vqa).
+using vision::image_batch;
 
 // Teacher forcing: inputs <bos> w1..wn and targets w1..wn <eos>, each padded to the batch's
 // longest with <pad> (B*L ids, row-major), and the padding as a (B,L) mask (true = pad).
@@ -71,8 +72,8 @@ template <class T> class CaptionModel : public xtgrad::Module<T> {
                          std::vector<xtgrad::DecoderLayerCache<T>>& caches);
 
   const ModelConfig config;
-  std::shared_ptr<xtgrad::Sequential<T>> cnn;
-  xtgrad::Tensor<T> row_position, column_position, blind_memory, token_position;
+  vision::GridEncoder<T> image_encoder;  // registers cnn, row_position, column_position
+  xtgrad::Tensor<T> blind_memory, token_position;
   std::shared_ptr<xtgrad::Embedding<T>> token_embed;
   std::shared_ptr<xtgrad::TransformerDecoder<T>> decoder;
   std::shared_ptr<xtgrad::Linear<T>> out;

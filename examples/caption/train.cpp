@@ -15,6 +15,8 @@
 #include "checkpoint_rules.hpp"
 #include "flags.hpp"
 #include "run_dir.hpp"
+#include "train_state.hpp"
+#include "training.hpp"
 #include "xtgrad/optim.hpp"
 
 namespace caption {
@@ -42,6 +44,10 @@ void validate(const TrainOptions& o) {
   if (!(o.lr > 0) || !std::isfinite(o.lr)) fail("--lr must be a positive number, got " + common::exact_text(o.lr));
   if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay))
     fail("--weight-decay must be a number >= 0, got " + common::exact_text(o.weight_decay));
+  common::check_in_range("--stop-at", o.stop_at, 0, o.steps);
+  if (o.stop_at % o.eval_every != 0 && o.stop_at != o.steps)
+    fail("--stop-at " + std::to_string(o.stop_at) + " is not an evaluation step (a multiple of --eval-every " +
+         std::to_string(o.eval_every) + "), where a checkpoint is saved");
   o.model.check();
   common::check_writable_dir(o.out_dir);  // before any work is done
 }
@@ -71,49 +77,54 @@ Metrics evaluate(CaptionModel<float>& model, const std::vector<scenes::Scene>& t
   return m;
 }
 
-namespace {
+// Seeded apart from the model's initialisation (Generator(seed)).
+Sampler::Sampler(const TrainOptions& o) : common::BatchSampler(o.train_size, o.batch, o.seed ^ 0x5eedcafeULL) {}
 
-xtgrad::Metadata settings_metadata(const TrainOptions& o, std::size_t step, const std::string& run_id) {
-  xtgrad::Metadata m = o.model.to_metadata();
-  m.insert({{"format", kModelFormat},
-            {"step", std::to_string(step)},
-            {"batch", std::to_string(o.batch)},
-            {"lr", common::exact_text(o.lr)},
-            {"weight_decay", common::exact_text(o.weight_decay)},
-            {"seed", std::to_string(o.seed)},
-            {"train_size", std::to_string(o.train_size)},
-            {"test_size", std::to_string(o.test_size)},
-            {"steps", std::to_string(o.steps)},
-            {"warmup", std::to_string(o.warmup_steps())},
-            {"eval_every", std::to_string(o.eval_every)},
-            {"threads", std::to_string(o.threads)},
-            {"run_id", run_id}});
-  return m;
+std::shared_ptr<const xtgrad::LRSchedule> lr_schedule(const TrainOptions& o) {
+  return common::warmup_cosine(o.steps, o.warmup_steps());  // examples/common/training.hpp
 }
 
-// Each epoch a fresh permutation of the training pictures, from its own generator.
-class Sampler {
- public:
-  Sampler(std::size_t size, std::size_t batch, std::uint64_t seed) : order_(size), batch_(batch), gen_(seed) {}
-  std::vector<std::size_t> next() {
-    if (at_ + batch_ > order_.size() || at_ == 0) {
-      std::iota(order_.begin(), order_.end(), std::size_t(0));
-      for (std::size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[gen_.below(i)]);
-      at_ = 0;
-    }
-    std::vector<std::size_t> out(order_.begin() + long(at_), order_.begin() + long(at_ + batch_));
-    at_ += batch_;
-    return out;
+template <class T>
+TrainBatch<T> train_batch(const std::vector<scenes::Scene>& data, const std::vector<std::size_t>& indices) {
+  std::vector<scenes::Scene> pictures;
+  std::vector<std::vector<std::size_t>> captions;
+  for (std::size_t i : indices) {
+    pictures.push_back(data[i]);
+    captions.push_back(caption_words(data[i]));
   }
+  return {image_batch<T>(pictures), token_batch(captions)};
+}
 
- private:
-  std::vector<std::size_t> order_;
-  std::size_t batch_, at_ = 0;
-  xtgrad::Generator gen_;
-};
+template <class T>
+double train_step(CaptionModel<T>& model, xtgrad::AdamW<T>& optimizer, xtgrad::LRScheduler<T>& scheduler,
+                  const TrainBatch<T>& batch, std::size_t step) {
+  optimizer.zero_grad();
+  xtgrad::Tensor<T> loss = model.loss(batch.images, batch.tokens);
+  const double value = loss.item();
+  if (!std::isfinite(value))
+    throw std::runtime_error("the loss became " + std::to_string(value) + " at step " + std::to_string(step) +
+                             " (try a smaller --lr)");
+  loss.backward();
+  optimizer.step();
+  scheduler.step();
+  return value;
+}
 
-void progress_line(std::ostream& log, const TrainOptions& o, std::size_t step, double loss, double elapsed) {
-  const double rate = double(step) / std::max(elapsed, 1e-9), left = double(o.steps - step) / std::max(rate, 1e-9);
+template TrainBatch<float> train_batch(const std::vector<scenes::Scene>&, const std::vector<std::size_t>&);
+template TrainBatch<double> train_batch(const std::vector<scenes::Scene>&, const std::vector<std::size_t>&);
+template double train_step(CaptionModel<float>&, xtgrad::AdamW<float>&, xtgrad::LRScheduler<float>&,
+                           const TrainBatch<float>&, std::size_t);
+template double train_step(CaptionModel<double>&, xtgrad::AdamW<double>&, xtgrad::LRScheduler<double>&,
+                           const TrainBatch<double>&, std::size_t);
+
+namespace {
+
+// A bar on a terminal, else a line every eval_every / 5 steps; the rate counts the steps
+// of this invocation (from `first`).
+void progress_line(std::ostream& log, const TrainOptions& o, std::size_t first, std::size_t step, double loss,
+                   double elapsed) {
+  const double rate = double(step - first) / std::max(elapsed, 1e-9);
+  const double left = double(o.steps - step) / std::max(rate, 1e-9);
   char line[160];
   std::snprintf(line, sizeof line, "step %zu/%zu  loss %.4f  %.1f steps/s  %.0fs left", step, o.steps, loss, rate,
                 left);
@@ -126,136 +137,110 @@ void progress_line(std::ostream& log, const TrainOptions& o, std::size_t step, d
   }
 }
 
-}  // namespace
-
-namespace {
-
-// What a run works with: the data, the model, AdamW and its schedule, the batch order.
+// What a run works with: the data, the model, AdamW and its schedule, the batch order, all
+// at `step` (the resumed checkpoint's, or 0).
 struct Run {
   std::vector<scenes::Scene> train_data, test;
   std::unique_ptr<CaptionModel<float>> model;
   std::unique_ptr<xtgrad::AdamW<float>> optimizer;
   std::unique_ptr<xtgrad::LRScheduler<float>> scheduler;
   std::unique_ptr<Sampler> sampler;
+  std::size_t step = 0;
+  common::TrainingState state() { return {*optimizer, *sampler, scheduler.get()}; }
 };
 
 Run set_up(const TrainOptions& o, std::ostream& log) {
   log << "generating " << o.train_size << " training and " << o.test_size << " test pictures (seed " << o.seed << ")\n";
-  Run run{make_split(o.train_size, o.seed), make_split(o.test_size, o.seed + 1), nullptr, nullptr, nullptr, nullptr};
+  Run run{make_split(o.train_size, o.seed), make_split(o.test_size, o.seed + 1), nullptr, nullptr, nullptr, nullptr, 0};
   xtgrad::Generator init(o.seed);
   run.model = std::make_unique<CaptionModel<float>>(o.model, init);
+  if (!o.resume_dir.empty()) {
+    LoadedModel loaded = load_model(o.resume_dir);
+    run.model = std::move(loaded.model);
+    run.step = loaded.step;
+  }
   run.optimizer = std::make_unique<xtgrad::AdamW<float>>(
       run.model->parameters(), xtgrad::AdamWOptions().set_lr(o.lr).set_weight_decay(o.weight_decay));
-  // A linear warm-up from 1% of the lr, then a cosine from the lr down to 0 at the last step.
-  const std::size_t warmup = o.warmup_steps();
-  std::vector<std::shared_ptr<const xtgrad::LRSchedule>> phases{std::make_shared<xtgrad::LinearWarmup>(warmup, 0.01)};
-  std::vector<std::size_t> milestones;
-  if (o.steps > warmup) {
-    phases.push_back(std::make_shared<xtgrad::CosineAnnealingLR>(o.steps - warmup));
-    milestones.push_back(warmup);
-  }
-  run.scheduler = std::make_unique<xtgrad::LRScheduler<float>>(
-      *run.optimizer, std::make_shared<xtgrad::SequentialLR>(phases, milestones));
-  run.sampler = std::make_unique<Sampler>(o.train_size, o.batch, o.seed ^ 0x5eedcafeULL);
-  log << run.model->parameter_count() << " parameters (image: " << o.model.image << "); " << o.steps << " steps, batch "
-      << o.batch << ", AdamW lr " << o.lr << " (warm-up " << warmup << ", cosine)\n";
+  run.scheduler = std::make_unique<xtgrad::LRScheduler<float>>(*run.optimizer, lr_schedule(o));
+  run.sampler = std::make_unique<Sampler>(o);
+  if (!o.resume_dir.empty()) common::load_train_state(o.resume_dir, {kProgram, o.run_id, run.step}, run.state());
+  log << run.model->parameter_count() << " parameters (image: " << o.model.image << "); steps " << run.step + 1
+      << " to " << (o.stop_at ? o.stop_at : o.steps) << " of " << o.steps << ", batch " << o.batch << ", AdamW lr "
+      << o.lr << " (warm-up " << o.warmup_steps() << ", cosine)\n";
   return run;
 }
 
 // One step on the next batch, teacher-forced: its loss (finite, or std::runtime_error).
 double train_step(Run& run, std::size_t step) {
-  std::vector<scenes::Scene> pictures;
-  std::vector<std::vector<std::size_t>> captions;
-  for (std::size_t i : run.sampler->next()) {
-    pictures.push_back(run.train_data[i]);
-    captions.push_back(caption_words(run.train_data[i]));
+  return train_step(*run.model, *run.optimizer, *run.scheduler, train_batch<float>(run.train_data, run.sampler->next()),
+                    step);
+}
+
+// The training steps since the last evaluation: their mean loss.
+struct Window {
+  double loss_sum = 0;
+  std::size_t steps = 0;
+};
+
+// Evaluates on the test split, appends the metrics line and saves a checkpoint (the line
+// is taken back if the save fails, so the record ends where the checkpoint does).
+void evaluate_and_save(const TrainOptions& o, Run& run, const Window& window, Clock::time_point start,
+                       common::MetricsLog& metrics, std::size_t saved_step, TrainResult& result, std::ostream& log) {
+  result.step = run.step;
+  result.last_loss = window.loss_sum / double(window.steps);
+  result.metrics = evaluate(*run.model, run.test);
+  result.seconds = since(start);
+  char line[512];
+  std::snprintf(line, sizeof line, "{\"step\": %zu, \"loss\": %.6f, %s, \"lr\": %.6g, \"elapsed_s\": %.3f}", run.step,
+                result.last_loss, metrics_json(result.metrics).c_str(), run.scheduler->lr(), result.seconds);
+  metrics.append(line, run.step);
+  log << (o.progress_bar ? "\r\33[K" : "") << line << "\n" << std::flush;
+  try {
+    common::save_checkpoint(o.out_dir, {kProgram, o.run_id, run.step}, run.state(),
+                            [&] { save_model(o.out_dir, *run.model, run.step, o); });
+  } catch (...) {
+    metrics.take_back_after(saved_step);
+    throw;
   }
-  run.optimizer->zero_grad();
-  xtgrad::Tensor<float> loss = run.model->loss(image_batch<float>(pictures), token_batch(captions));
-  const double value = loss.item();
-  if (!std::isfinite(value))
-    throw std::runtime_error("the loss became " + std::to_string(value) + " at step " + std::to_string(step) +
-                             " (try a smaller --lr)");
-  loss.backward();
-  run.optimizer->step();
-  run.scheduler->step();
-  return value;
 }
 
 }  // namespace
 
-TrainResult train(const TrainOptions& o, std::ostream& log) {
+TrainResult train(TrainOptions o, std::ostream& log) {
   xtgrad::set_num_threads(o.threads);
-  const std::string run_id = common::new_run_id();
+  if (o.run_id.empty()) o.run_id = common::new_run_id();
   Run run = set_up(o, log);
-  const std::string metrics_path = (fs::path(o.out_dir) / "metrics.jsonl").string();
-  fs::remove(metrics_path);
+  std::error_code error;
+  const bool in_place = !o.resume_dir.empty() && fs::equivalent(o.resume_dir, o.out_dir, error);
+  std::size_t saved_step = in_place ? run.step : 0;
+  common::MetricsLog metrics(o.out_dir, in_place, saved_step);
+  if (const std::size_t stale = xtgrad::remove_stale_safetensors_temporaries(o.out_dir))
+    log << "removed " << stale << " temporary file(s) left by an interrupted save\n";
+  common::finish_interrupted_save(o.out_dir, saved_step);
+  const std::size_t first = run.step, last = o.stop_at ? o.stop_at : o.steps;
   TrainResult result;
   std::vector<double> step_ms;
-  double window_loss = 0;
-  std::size_t window_steps = 0;
+  Window window;
   const auto start = Clock::now();
-  for (std::size_t step = 1; step <= o.steps; ++step) {
+  while (run.step < last) {
     const auto step_start = Clock::now();
-    const double loss = train_step(run, step);
+    const double loss = train_step(run, run.step + 1);
+    ++run.step;
     step_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - step_start).count());
-    window_loss += loss;
-    ++window_steps;
-    progress_line(log, o, step, loss, since(start));
-    if (step % o.eval_every != 0 && step != o.steps) continue;
+    window.loss_sum += loss;
+    ++window.steps;
+    progress_line(log, o, first, run.step, loss, since(start));
+    if (run.step % o.eval_every != 0 && run.step != o.steps) continue;
     const auto eval_start = Clock::now();
-    result.step = step;
-    result.last_loss = window_loss / double(window_steps);
-    result.metrics = evaluate(*run.model, run.test);
-    result.seconds = since(start);
-    char line[512];
-    std::snprintf(line, sizeof line, "{\"step\": %zu, \"loss\": %.6f, %s, \"lr\": %.6g, \"elapsed_s\": %.3f}", step,
-                  result.last_loss, metrics_json(result.metrics).c_str(), run.scheduler->lr(), result.seconds);
-    if (!(std::ofstream(metrics_path, std::ios::app) << line << "\n"))
-      throw std::runtime_error("cannot append to '" + metrics_path + "'");
-    log << (o.progress_bar ? "\r\33[K" : "") << line << "\n" << std::flush;
-    save_model(o.out_dir, *run.model, step, o, run_id);
+    evaluate_and_save(o, run, window, start, metrics, saved_step, result, log);
     result.eval_seconds += since(eval_start);
-    window_loss = 0;
-    window_steps = 0;
+    saved_step = run.step;
+    window = Window();
   }
   result.seconds = since(start);
   std::nth_element(step_ms.begin(), step_ms.begin() + long(step_ms.size() / 2), step_ms.end());
   result.median_step_ms = step_ms[step_ms.size() / 2];
   return result;
-}
-
-void save_model(const std::string& dir, const CaptionModel<float>& model, std::size_t step, const TrainOptions& o,
-                const std::string& run_id) {
-  xtgrad::save_safetensors<float>((fs::path(dir) / kModelFile).string(), model.state_dict(),
-                                  settings_metadata(o, step, run_id));
-}
-
-LoadedModel load_model(const std::string& checkpoint) {
-  fs::path path(checkpoint);
-  if (fs::is_directory(path)) path /= kModelFile;
-  if (!fs::exists(path)) throw xtgrad::CheckpointError("checkpoint " + path.string() + " does not exist");
-  const std::string file = path.string();
-  xtgrad::Safetensors<float> loaded_file = xtgrad::load_safetensors<float>(file);  // checks the format itself
-  const xtgrad::Metadata& meta = loaded_file.metadata;
-  const auto format = meta.find("format");
-  if (format == meta.end() || format->second != kModelFormat)
-    throw xtgrad::CheckpointError(file + ": not an xtgrad-caption model (metadata \"format\" is " +
-                                  (format == meta.end() ? "missing" : "\"" + format->second + "\"") + ")");
-  LoadedModel loaded;
-  loaded.step = common::metadata_count(file, meta, "step", 0, Limits::kMaxSteps);
-  loaded.seed = common::metadata_count(file, meta, "seed", 0, Limits::kMaxSeed);
-  loaded.test_size = common::metadata_count(file, meta, "test_size", 1, Limits::kMaxTestSize);
-  common::check_finite(file, loaded_file.tensors);
-  try {
-    xtgrad::Generator unused(0);
-    loaded.model = std::make_unique<CaptionModel<float>>(ModelConfig::from_metadata(meta), unused);
-    loaded.model->load_state_dict(loaded_file.tensors);  // strict: names and shapes, all or nothing
-  } catch (const std::exception& e) {
-    throw xtgrad::CheckpointError(file + ": " + e.what());
-  }
-  loaded.metadata = meta;
-  return loaded;
 }
 
 }  // namespace caption

@@ -29,6 +29,12 @@ void check_in_range(const char* flag, std::uint64_t value, std::uint64_t lo, std
                                 " is out of range: " + std::to_string(lo) + " to " + std::to_string(hi));
 }
 
+void check_agrees(const CLI::App& cmd, const char* flag, const std::string& given, const std::string& stored) {
+  if (cmd.count(flag) && given != stored)
+    throw UsageError(std::string(flag) + " " + given + " differs from the checkpoint's " + stored +
+                     " (a resumed run keeps its settings)");
+}
+
 std::string exact_text(double value) {
   std::ostringstream out;
   out << std::setprecision(17) << value;

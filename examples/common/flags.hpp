@@ -30,6 +30,11 @@ std::uint64_t parse_count(const std::string& text, std::uint64_t lo, std::uint64
 // lo <= value <= hi: the check of a setting that came from a flag or from a checkpoint.
 void check_in_range(const char* flag, std::uint64_t value, std::uint64_t lo, std::uint64_t hi);
 
+// On --resume a run's settings come from its checkpoint: a flag given again must agree.
+// Throws UsageError "<flag> <given> differs from the checkpoint's <stored> ..." when `flag`
+// was given on the command line `cmd` and its value differs from the stored one.
+void check_agrees(const CLI::App& cmd, const char* flag, const std::string& given, const std::string& stored);
+
 // A double with 17 significant digits: the text that reads back to the same value (for
 // messages and checkpoint metadata).
 std::string exact_text(double value);

@@ -125,14 +125,17 @@ template <class T> Tensor<T> MultiheadAttention<T>::forward_step(const Tensor<T>
 }
 
 template <class T>
-Tensor<T> MultiheadAttention<T>::forward_step_memory(const Tensor<T>& x, const AttentionCache<T>& memory) {
+Tensor<T> MultiheadAttention<T>::forward_step_memory(const Tensor<T>& x, const AttentionCache<T>& memory,
+                                                     Tensor<T>* weights) {
   check_3d("MultiheadAttention.forward_step_memory", "x", x.shape(), embed_dim);
   if (!memory.steps() || memory.keys.shape()[0] != x.shape()[0])
     throw std::invalid_argument("MultiheadAttention.forward_step_memory: x " + shape_str(x.shape()) +
                                 " does not match the projected memory (project_memory first)");
   const double p = this->is_training() ? dropout_p : 0.0;
-  return out_proj->forward(
-      attention_heads(project(x, 0), memory.keys, memory.values, num_heads, std::nullopt, p, &dropout_gen_).output);
+  const FusedAttention<T> attended =
+      attention_heads(project(x, 0), memory.keys, memory.values, num_heads, std::nullopt, p, &dropout_gen_);
+  if (weights) *weights = Tensor<T>(Array<T>(xt::mean(*attended.weights, {1})));  // (B, H, 1, S) -> (B, 1, S)
+  return out_proj->forward(attended.output);
 }
 
 template <class T> AttentionCache<T> MultiheadAttention<T>::project_memory(const Tensor<T>& memory) {
@@ -242,9 +245,10 @@ Tensor<T> TransformerDecoderLayer<T>::forward(const Tensor<T>& tgt, const Tensor
   });
 }
 
-template <class T> DecoderLayerCache<T> TransformerDecoderLayer<T>::start_decoding(const Tensor<T>& memory) {
+template <class T>
+DecoderLayerCache<T> TransformerDecoderLayer<T>::start_decoding(const Tensor<T>& memory, bool need_weights) {
   return named("TransformerDecoderLayer.start_decoding", [&] {
-    return DecoderLayerCache<T>{{}, multihead_attn->project_memory(memory)};
+    return DecoderLayerCache<T>{{}, multihead_attn->project_memory(memory), need_weights, {}};
   });
 }
 
@@ -254,7 +258,8 @@ template <class T> Tensor<T> TransformerDecoderLayer<T>::forward_step(const Tens
     return dropout1->forward(self_attn->forward_step(h, cache.self_attn));
   };
   const auto memory_block = [&](const Tensor<T>& h) {
-    return dropout2->forward(multihead_attn->forward_step_memory(h, cache.memory));
+    return dropout2->forward(
+        multihead_attn->forward_step_memory(h, cache.memory, cache.need_weights ? &cache.memory_weights : nullptr));
   };
   // Checked before anything is appended to the cache: a refused step leaves it as it was.
   const std::size_t E = self_attn->embed_dim, batch = cache.memory.steps() ? cache.memory.keys.shape()[0] : 0;
@@ -327,9 +332,10 @@ Tensor<T> TransformerDecoder<T>::forward(const Tensor<T>& tgt, const Tensor<T>& 
   return norm ? norm->forward(x) : x;
 }
 
-template <class T> std::vector<DecoderLayerCache<T>> TransformerDecoder<T>::start_decoding(const Tensor<T>& memory) {
+template <class T>
+std::vector<DecoderLayerCache<T>> TransformerDecoder<T>::start_decoding(const Tensor<T>& memory, bool need_weights) {
   std::vector<DecoderLayerCache<T>> caches;
-  for (auto& layer : layers) caches.push_back(layer->start_decoding(memory));
+  for (auto& layer : layers) caches.push_back(layer->start_decoding(memory, need_weights));
   return caches;
 }
 

@@ -34,16 +34,25 @@ struct Extent {
   Extent(I v) : value(static_cast<long>(v)) {}  // NOLINT(google-explicit-constructor)
 };
 
-// A tensor's sizes: a std::vector<std::size_t> that braces of any integer type initialise.
-// A negative size in braces throws std::invalid_argument.
-class Shape : public std::vector<std::size_t> {
+// A tensor's sizes: a vector of std::size_t that braces of any integer type initialise.
+// A negative size in braces throws std::invalid_argument. Up to four sizes live inside the
+// object (xtensor's svector, as xarray's own shape), so making, copying and comparing
+// shapes costs no allocation: ops do it several times each. It converts to and compares
+// with std::vector<std::size_t>.
+class Shape : public xt::svector<std::size_t, 4> {
+  using Base = xt::svector<std::size_t, 4>;
+
  public:
   Shape() = default;
   Shape(std::initializer_list<Extent> sizes);
-  explicit Shape(std::size_t count, std::size_t value = 0) : vector(count, value) {}
-  Shape(std::vector<std::size_t> sizes) : vector(std::move(sizes)) {}  // NOLINT(google-explicit-constructor)
+  explicit Shape(std::size_t count, std::size_t value = 0) : Base(count, value) {}
+  Shape(const std::vector<std::size_t>& sizes) : Base(sizes.begin(), sizes.end()) {}  // NOLINT
   template <class It, class = typename std::iterator_traits<It>::iterator_category>
-  Shape(It first, It last) : vector(first, last) {}
+  Shape(It first, It last) : Base(first, last) {}
+  operator std::vector<std::size_t>() const { return {begin(), end()}; }  // NOLINT(google-explicit-constructor)
+  // svector's one-value insert makes GCC 12 warn falsely (-Warray-bounds); the range form does not.
+  iterator insert(const_iterator pos, std::size_t size) { return Base::insert(pos, &size, &size + 1); }
+  template <class It> iterator insert(const_iterator pos, It first, It last) { return Base::insert(pos, first, last); }
 };
 template <class T> using Array = xt::xarray<T>;
 // Boolean mask. masked_fill and where follow PyTorch: true selects the fill / first value.
@@ -114,7 +123,7 @@ template <class T> class Node {
   // Counts the writes through Tensor::mutable_data(). An op records its inputs' versions;
   // backward refuses to run an op whose input (or output) changed since, as PyTorch does.
   std::uint64_t version() const { return version_; }
-  const std::vector<std::uint64_t>& input_versions() const { return input_versions_; }
+  const xt::svector<std::uint64_t, 4>& input_versions() const { return input_versions_; }
   bool retains_grad() const { return retains_grad_; }  // see Tensor::retain_grad()
 
  private:
@@ -131,10 +140,12 @@ template <class T> class Node {
   bool retains_grad_ = false;           // an op's result that keeps its gradient (retain_grad())
   bool recorded_without_grad_ = false;  // made by an op under NoGradGuard from inputs needing one
   std::uint64_t version_ = 0;
-  std::vector<std::uint64_t> input_versions_;  // inputs_[i]'s version when the op read it
+  xt::svector<std::uint64_t, 4> input_versions_;  // inputs_[i]'s version when the op read it (inline up to 4)
+  std::uint64_t visit_mark_ = 0;                  // the last backward pass that reached it (topological_order)
   const char* op_ = "leaf";
   std::vector<NodePtr<T>> inputs_;
   BackwardFn<T> backward_;
+  std::vector<std::function<void(Tensor<T>&)>> post_accumulate_grad_hooks_;  // a leaf's, in order
 };
 
 // Shape as "(2,3,4)" for error messages; any sequence of integers (a requested shape
@@ -188,6 +199,13 @@ template <class T> class Tensor {
   void zero_grad();              // fills an existing gradient with zeros
   void set_grad(Array<T> grad);  // replaces the gradient; grad must have this tensor's shape
   void reset_grad();             // no gradient at all, as PyTorch's p.grad = None
+  // PyTorch's hook of that name, on a leaf: backward() calls hook(leaf) once per pass that
+  // reaches the leaf, as soon as its gradient for the pass is final (every op that reads
+  // it has run its backward), while the rest of the graph is still being walked. Hooks run
+  // in registration order; one that throws stops backward as a failing op does. Not
+  // called in a pass that does not reach the leaf. (DistributedDataParallel starts its
+  // gradient all-reduces from here.)
+  void register_post_accumulate_grad_hook(std::function<void(Tensor<T>&)> hook);
 
   // Backward from a one-element tensor (seed 1), or with an explicit output gradient.
   // The graph is released afterwards unless retain_graph; gradients accumulate in the
@@ -208,6 +226,11 @@ template <class T> class Tensor {
 
  private:
   Node<T>& node() const;
+  // Every node root's gradient reaches, inputs before the ops that read them.
+  static std::vector<NodePtr<T>> topological_order(const NodePtr<T>& root);
+  // backward's helpers (hooks.cpp): a leaf's hooks; the interior gradients dropped on error.
+  static void run_post_accumulate_grad_hooks(const NodePtr<T>& leaf, const std::vector<NodePtr<T>>& order);
+  static void drop_interior_grads(const std::vector<NodePtr<T>>& order);
   NodePtr<T> node_;
 };
 

@@ -9,6 +9,8 @@
 // Decoding token by token: a KVCache holds, per decoder layer, the self-attention keys and
 // values of the steps so far and the memory's keys and values (projected once);
 // TransformerDecoderLayer::forward_step attends over them without recomputing the prefix.
+// start_decoding(memory, /*need_weights=*/true) also keeps each step's cross-attention
+// weights in the cache (memory_weights), e.g. to show where a generated word looked.
 #pragma once
 
 #include <optional>
@@ -54,8 +56,10 @@ template <class T> class MultiheadAttention : public Module<T>, public Callable<
   // says; its key and value are appended to cache, and it attends to every cached step.
   Tensor<T> forward_step(const Tensor<T>& x, AttentionCache<T>& cache);
   // Cross-attention of x (B, 1, E) over keys and values already in cache (a memory
-  // projected once by project_memory).
-  Tensor<T> forward_step_memory(const Tensor<T>& x, const AttentionCache<T>& memory);
+  // projected once by project_memory). With `weights` given, *weights is set to the
+  // attention weights (B, 1, S) averaged over heads, what forward with need_weights gives
+  // at this position (no gradient flows through them); without, nothing extra is done.
+  Tensor<T> forward_step_memory(const Tensor<T>& x, const AttentionCache<T>& memory, Tensor<T>* weights = nullptr);
   // memory (B, S, E) -> its projected keys and values
   AttentionCache<T> project_memory(const Tensor<T>& memory);
   std::string extra_repr() const override;
@@ -100,10 +104,15 @@ template <class T> class TransformerEncoderLayer : public UnaryModule<T>, public
   Tensor<T> feed_forward(const Tensor<T>& x);
 };
 
-// The per-layer cache of step-by-step decoding.
+// The per-layer cache of step-by-step decoding. With need_weights (start_decoding's
+// argument), each forward_step also keeps its cross-attention weights over the memory:
+// memory_weights (B, 1, S), averaged over heads, as multihead_attn's forward with
+// need_weights gives at that position; without it memory_weights stays undefined.
 template <class T> struct DecoderLayerCache {
   AttentionCache<T> self_attn;  // grows by one step per forward_step
   AttentionCache<T> memory;     // the memory's keys and values, projected once
+  bool need_weights = false;
+  Tensor<T> memory_weights;  // (B, 1, S): the last step's, with need_weights
 };
 
 // Self-attention (causal when asked), cross-attention to a memory, feed-forward; post- or
@@ -125,8 +134,9 @@ template <class T> class TransformerDecoderLayer : public Module<T>, public Call
                     const std::optional<AttendMask>& tgt_key_padding_mask = std::nullopt,
                     const std::optional<AttendMask>& memory_key_padding_mask = std::nullopt,
                     bool tgt_is_causal = false);
-  // Step-by-step decoding (eval mode): memory (B, S, E) batch first -> a fresh cache.
-  DecoderLayerCache<T> start_decoding(const Tensor<T>& memory);
+  // Step-by-step decoding (eval mode): memory (B, S, E) batch first -> a fresh cache;
+  // need_weights: every step keeps its cross-attention weights (cache.memory_weights).
+  DecoderLayerCache<T> start_decoding(const Tensor<T>& memory, bool need_weights = false);
   // The next target position: x (B, 1, E) batch first -> (B, 1, E), as the causal forward
   // gives at that position.
   Tensor<T> forward_step(const Tensor<T>& x, DecoderLayerCache<T>& cache);
@@ -174,8 +184,9 @@ template <class T> class TransformerDecoder : public Module<T>, public Callable<
                     const std::optional<AttendMask>& tgt_key_padding_mask = std::nullopt,
                     const std::optional<AttendMask>& memory_key_padding_mask = std::nullopt,
                     bool tgt_is_causal = false);
-  // memory (B, S, E) batch first -> one cache per layer
-  std::vector<DecoderLayerCache<T>> start_decoding(const Tensor<T>& memory);
+  // memory (B, S, E) batch first -> one cache per layer (need_weights: each keeps its
+  // layer's cross-attention weights of the last step, caches[i].memory_weights (B, 1, S))
+  std::vector<DecoderLayerCache<T>> start_decoding(const Tensor<T>& memory, bool need_weights = false);
   // x (B, 1, E) batch first -> (B, 1, E), as the causal forward at that position
   Tensor<T> forward_step(const Tensor<T>& x, std::vector<DecoderLayerCache<T>>& caches);
 

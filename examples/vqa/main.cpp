@@ -1,0 +1,164 @@
+// xtgrad-vqa: visual question answering on the toy pictures (docs/vqa-task.md).
+//   xtgrad-vqa train [--steps N --batch N --lr X --weight-decay X --warmup N --dim N --heads N
+//                     --fusion-layers N --text-layers N --ff N --text-encoder lstm|transformer
+//                     --pool mean|last --seed N --train-size N --test-size N --eval-every N
+//                     --threads N --out DIR --overwrite --blind | --no-attention]
+//   xtgrad-vqa eval  --checkpoint PATH
+//   xtgrad-vqa ask   --checkpoint PATH --image-seed N --question "..."
+// Exit codes (examples/common/flags.hpp): 0 success, 2 bad flags or values (with a usage
+// message; an unknown word or a question outside the grammar too), 1 a missing or bad
+// checkpoint or a failure while running.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "flags.hpp"
+#include "run_dir.hpp"
+#include "train.hpp"
+
+namespace {
+
+using namespace vqa;
+using common::UsageError;
+
+int run_train(TrainOptions options) {
+  try {
+    validate(options);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  const common::RunLock lock(options.out_dir);  // one writer per run directory
+  common::check_may_write_run(options.out_dir, options.overwrite, "xtgrad-vqa");
+  const TrainResult r = train(options, std::cout);
+  std::printf("\ndone: step %zu, loss %.4f, test accuracy %.4f\n%s", r.step, r.last_loss, r.metrics.overall(),
+              metrics_table(r.metrics).c_str());
+  std::printf("time: %.1f s (median step %.2f ms, %.1f s evaluating and saving)\ncheckpoint: %s/%s\n", r.seconds,
+              r.median_step_ms, r.eval_seconds, options.out_dir.c_str(), kModelFile);
+  return 0;
+}
+
+int run_eval(const std::string& checkpoint) {
+  LoadedModel loaded = load_model(checkpoint);
+  const Metrics m = evaluate(*loaded.model, make_split(loaded.test_size, loaded.seed + 1));
+  std::printf("step %zu, test split: %zu questions from seed %llu\n%s", loaded.step, m.count(),
+              static_cast<unsigned long long>(loaded.seed + 1), metrics_table(m).c_str());
+  return 0;
+}
+
+struct AskOptions {
+  std::string checkpoint, question;
+  std::uint64_t image_seed = 0;
+};
+
+// The answer to a question about scene 0 of the split with seed image_seed.
+int run_ask(const AskOptions& a) {
+  Question question;
+  try {
+    question = parse_question(a.question);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--question: ") + e.what());
+  }
+  LoadedModel loaded = load_model(a.checkpoint);
+  const scenes::Scene scene = scenes::generate_scene(a.image_seed, 0);
+  const xtgrad::NoGradGuard no_grad;
+  loaded.model->eval();
+  const auto logits =
+      loaded.model->forward(vision::image_batch<float>({scene}), question_batch({question_words(question)}));
+  const auto probs = xtgrad::softmax(logits, -1);
+  const std::size_t best = xtgrad::argmax(logits, -1)(0);
+  const std::optional<std::size_t> truth = answer_of(scene, question);
+  std::string objects;  // what the picture holds, by (row, column)
+  for (const scenes::Object& o : scene.objects)
+    objects += std::string(objects.empty() ? "" : ", ") + kAnswers[o.colour] + " " +
+               kAnswers[kFirstShapeAnswer + o.shape] + " (" + std::to_string(o.cell / scenes::kGrid) + ", " +
+               std::to_string(o.cell % scenes::kGrid) + ")";
+  std::printf("picture: scene 0 of seed %llu: %s\n", static_cast<unsigned long long>(a.image_seed), objects.c_str());
+  std::printf("%s? %s (probability %.3f)\n", question_text(question).c_str(), kAnswers[best],
+              double(probs.data()(0, best)));
+  if (truth)
+    std::printf("right answer: %s (%s)\n", kAnswers[*truth], *truth == best ? "right" : "wrong");
+  else
+    std::printf("this picture gives the question no unique answer (docs/vqa-task.md, the uniqueness rule)\n");
+  return 0;
+}
+
+template <class T>
+void add_count_flag(CLI::App* cmd, const char* flag, T& value, const char* help, std::uint64_t lo, std::uint64_t hi) {
+  cmd->add_option(flag, value, help)->capture_default_str()->check(common::count_in(lo, hi));
+}
+
+void add_model_flags(CLI::App* cmd, ModelConfig& m) {
+  add_count_flag(cmd, "--dim", m.dim, "model width", 1, ModelConfig::kMaxDim);
+  add_count_flag(cmd, "--heads", m.heads, "attention heads (must divide --dim)", 1, ModelConfig::kMaxDim);
+  add_count_flag(cmd, "--fusion-layers", m.fusion_layers, "layers attending to the picture", 1,
+                 ModelConfig::kMaxLayers);
+  add_count_flag(cmd, "--text-layers", m.text_layers, "TransformerEncoder layers (--text-encoder transformer)", 1,
+                 ModelConfig::kMaxLayers);
+  add_count_flag(cmd, "--ff", m.ff, "feed-forward width of the Transformer layers", 1, 4 * ModelConfig::kMaxDim);
+  cmd->add_option("--text-encoder", m.text_encoder, "the question's encoder")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"lstm", "transformer"}));
+  cmd->add_option("--pool", m.pool, "the fused question: the mean over its words or its last word")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mean", "last"}));
+}
+
+CLI::App* add_train_command(CLI::App& app, TrainOptions& o, bool& blind, bool& no_attention) {
+  CLI::App* cmd = app.add_subcommand("train", "train the model; writes DIR/metrics.jsonl and DIR/model.safetensors");
+  add_count_flag(cmd, "--steps", o.steps, "training steps", 1, Limits::kMaxSteps);
+  add_count_flag(cmd, "--batch", o.batch, "questions per batch", 1, Limits::kMaxBatch);
+  cmd->add_option("--lr", o.lr, "peak learning rate (AdamW)")->capture_default_str();
+  cmd->add_option("--weight-decay", o.weight_decay, "AdamW's weight decay")->capture_default_str();
+  add_count_flag(cmd, "--warmup", o.warmup, "warm-up steps (0: 5% of --steps)", 0, Limits::kMaxSteps);
+  add_model_flags(cmd, o.model);
+  add_count_flag(cmd, "--seed", o.seed, "data and initialisation seed (test split: seed + 1)", 0, Limits::kMaxSeed);
+  add_count_flag(cmd, "--train-size", o.train_size, "training triples", 1, Limits::kMaxTrainSize);
+  add_count_flag(cmd, "--test-size", o.test_size, "test triples", 1, Limits::kMaxTestSize);
+  add_count_flag(cmd, "--eval-every", o.eval_every, "steps between evaluations (and checkpoints)", 1,
+                 Limits::kMaxSteps);
+  cmd->add_option("--threads", o.threads, "threads for the ops")->capture_default_str()->check(common::thread_count());
+  cmd->add_option("--out", o.out_dir, "run directory")->capture_default_str();
+  cmd->add_flag("--overwrite", o.overwrite, "replace the run that --out holds");
+  auto* blind_flag = cmd->add_flag("--blind", blind, "baseline: the question only, never the picture");
+  cmd->add_flag("--no-attention", no_attention, "baseline: the picture mean-pooled into every word, no cross-attention")
+      ->excludes(blind_flag);
+  return cmd;
+}
+
+CLI::App* add_ask_command(CLI::App& app, AskOptions& a) {
+  CLI::App* cmd = app.add_subcommand("ask", "answer a question about one picture, with its probability");
+  cmd->add_option("--checkpoint", a.checkpoint, "run directory or its model.safetensors")->required();
+  cmd->add_option("--image-seed", a.image_seed, "the picture: scene 0 of this seed")
+      ->required()
+      ->check(common::count_in(0, UINT64_MAX));
+  cmd->add_option("--question", a.question, "a question of the grammar (docs/vqa-task.md)")->required();
+  return cmd;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  xtgrad::reuse_freed_memory();
+  CLI::App app{"xtgrad-vqa: a CNN, an LSTM and cross-attention answer questions about the toy pictures"};
+  app.require_subcommand(1);
+  TrainOptions options;
+  options.progress_bar = isatty(STDOUT_FILENO);
+  bool blind = false, no_attention = false;
+  CLI::App* train_cmd = add_train_command(app, options, blind, no_attention);
+  std::string checkpoint;
+  CLI::App* eval_cmd = app.add_subcommand("eval", "accuracy per question type on a checkpoint's test split");
+  eval_cmd->add_option("--checkpoint", checkpoint, "run directory or its model.safetensors")->required();
+  AskOptions ask;
+  add_ask_command(app, ask);
+
+  return common::run_main(app, argc, argv, "xtgrad-vqa", [&] {
+    if (train_cmd->parsed()) {
+      options.model.image = blind ? "blind" : no_attention ? "no-attention" : "attention";
+      return run_train(options);
+    }
+    if (eval_cmd->parsed()) return run_eval(checkpoint);
+    return run_ask(ask);
+  });
+}

@@ -1,0 +1,184 @@
+// DistributedDataParallel on however many ranks mpiexec started (2 and 3 in ctest): ranks
+// training on their shares of each batch reach the parameters one process reaches on the
+// whole batch.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "xtgrad/distributed.hpp"
+#include "xtgrad/nn.hpp"
+
+using namespace xtgrad;
+namespace dist = xtgrad::distributed;
+
+namespace {
+using D = Tensor<double>;
+constexpr std::size_t batch = 12, steps = 20;
+
+// Linear, LayerNorm, Tanh, Linear: (B,6) -> (B,3). The seed sets the Linear weights.
+std::shared_ptr<Sequential<double>> make_model(std::uint64_t seed) {
+  Generator gen(seed);
+  return std::make_shared<Sequential<double>>(std::vector<std::shared_ptr<UnaryModule<double>>>{
+      std::make_shared<Linear<double>>(6, 8, true, gen), std::make_shared<LayerNorm<double>>(8),
+      std::make_shared<Tanh<double>>(), std::make_shared<Linear<double>>(8, 3, true, gen)});
+}
+
+// Rank r's rows: an even split on an even number of ranks, 5, 4, 3 of 12 on three.
+std::vector<std::size_t> split_rows(std::size_t b, std::size_t n) {
+  std::vector<std::size_t> rows(n, b / n);
+  if (n % 2 == 1)
+    for (std::size_t r = 0; r < n; ++r) rows[r] = b / n + (n - 1) / 2 - r;
+  return rows;
+}
+
+struct Data {
+  D x, y;
+};
+Data batch_for_step(std::size_t step) {
+  Generator gen(100 + step);
+  D x = randn<double>({batch, 6}, gen);
+  return {x, randn<double>({batch, 3}, gen)};
+}
+
+SGDOptions sgd_options() {
+  SGDOptions o;
+  o.lr = 0.1;
+  o.momentum = 0.9;
+  return o;
+}
+
+// One process, whole batches: the reference. Returns the last loss.
+double train_reference(Sequential<double>& model) {
+  SGD<double> opt(model.parameters(), sgd_options());
+  double loss = 0;
+  for (std::size_t s = 0; s < steps; ++s) {
+    const Data d = batch_for_step(s);
+    opt.zero_grad();
+    D l = mse_loss(model(d.x), d.y);
+    l.backward();
+    opt.step();
+    loss = l.item();
+  }
+  return loss;
+}
+
+// This rank's rows of each batch, the mean loss scaled by world_size * local / global.
+void train_ddp(dist::DistributedDataParallel<double>& ddp) {
+  const auto n = static_cast<std::size_t>(dist::world_size()), r = static_cast<std::size_t>(dist::rank());
+  const auto rows = split_rows(batch, n);
+  const std::size_t first = std::accumulate(rows.begin(), rows.begin() + r, std::size_t{0});
+  SGD<double> opt(ddp.parameters(), sgd_options());
+  for (std::size_t s = 0; s < steps; ++s) {
+    const Data d = batch_for_step(s);
+    opt.zero_grad();
+    const D out = ddp(slice(d.x, 0, first, first + rows[r]));
+    mul(mse_loss(out, slice(d.y, 0, first, first + rows[r])), double(n * rows[r]) / batch).backward();
+    ddp.finish_gradient_synchronization();
+    CHECK(ddp.last_sync_timing().buckets_started_in_backward == ddp.bucket_parameter_names().size());
+    opt.step();
+  }
+}
+
+// Largest |a - e| over the largest |e|, over every tensor.
+double max_relative_difference(const StateDict<double>& actual, const StateDict<double>& expected) {
+  double worst = 0;
+  for (const auto& [name, e] : expected) {
+    const Array<double>& a = actual.at(name);
+    REQUIRE(a.shape() == e.shape());
+    const double scale = std::max(1e-300, double(xt::amax(xt::abs(e))()));
+    worst = std::max(worst, double(xt::amax(xt::abs(a - e))()) / scale);
+  }
+  return worst;
+}
+}  // namespace
+
+TEST_CASE("DistributedDataParallel: N ranks on shares of the batch reach one process's parameters") {
+  const auto init = make_model(1)->state_dict();
+  auto reference = make_model(1);
+  const double last_loss = train_reference(*reference);
+  CHECK(last_loss < 0.9 * [&] {  // the reference learns: the comparison is not of untouched weights
+    auto fresh = make_model(1);
+    const Data d = batch_for_step(steps - 1);
+    return mse_loss((*fresh)(d.x), d.y).item();
+  }());
+  // 25 MB: one bucket; 80 bytes: three ([3.bias 3.weight] [1.bias 1.weight] [0.bias 0.weight]).
+  for (const double cap_mb : {25.0, 80.0 / (1024 * 1024)}) {
+    CAPTURE(cap_mb);
+    auto model = make_model(1 + dist::rank());  // other ranks start elsewhere: broadcast fixes it
+    dist::DistributedDataParallelOptions options;
+    options.bucket_cap_mb = cap_mb;
+    dist::DistributedDataParallel<double> ddp(model, options);
+    CHECK(max_relative_difference(model->state_dict(), init) == 0);
+    CHECK(ddp.bucket_parameter_names().size() == (cap_mb > 1 ? 1u : 3u));
+    train_ddp(ddp);
+    const double diff = max_relative_difference(model->state_dict(), reference->state_dict());
+    CHECK_MESSAGE(diff <= 1e-10, "rank " << dist::rank() << ": relative difference " << diff);
+  }
+}
+
+TEST_CASE("DistributedDataParallel: buckets in reverse registration order, names as PyTorch's") {
+  dist::DistributedDataParallelOptions options;
+  options.bucket_cap_mb = 80.0 / (1024 * 1024);
+  dist::DistributedDataParallel<double> ddp(make_model(3), options);
+  using Names = std::vector<std::vector<std::string>>;
+  CHECK(ddp.bucket_parameter_names() == Names{{"module.3.bias", "module.3.weight"},
+                                              {"module.1.bias", "module.1.weight"},
+                                              {"module.0.bias", "module.0.weight"}});
+  CHECK_THROWS_WITH_AS(dist::DistributedDataParallel<double>(make_model(3), dist::DistributedDataParallelOptions{0}),
+                       "DistributedDataParallel: bucket_cap_mb must be positive, got 0.0", std::invalid_argument);
+}
+
+TEST_CASE("DistributedDataParallel: a second backward before finish_gradient_synchronization() is refused") {
+  auto model = make_model(5);
+  dist::DistributedDataParallel<double> ddp(model);
+  const Data d = batch_for_step(static_cast<std::size_t>(dist::rank()));  // different data per rank
+  mse_loss(ddp(d.x), d.y).backward();
+  Array<double> expected = model->parameters()[0].grad();
+  dist::all_reduce(expected, dist::ReduceOp::avg);
+  CHECK_THROWS_WITH_AS(mse_loss(ddp(d.x), d.y).backward(),
+                       doctest::Contains("got a second gradient before finish_gradient_synchronization()"),
+                       std::logic_error);
+  ddp.finish_gradient_synchronization();  // the first pass's gradients, averaged over ranks
+  const Array<double>& averaged = model->parameters()[0].grad();
+  CHECK(xt::amax(xt::abs(expected - averaged))() <= 1e-15);
+}
+
+namespace {
+// Two Linear layers; forward uses both, first_only() the first alone.
+struct TwoLayers : UnaryModule<double> {
+  std::shared_ptr<Linear<double>> first, second;
+  TwoLayers() : UnaryModule<double>("TwoLayers") {
+    Generator gen(9);
+    first = register_module("first", std::make_shared<Linear<double>>(4, 4, true, gen));
+    second = register_module("second", std::make_shared<Linear<double>>(4, 2, true, gen));
+  }
+  Tensor<double> forward(const Tensor<double>& x) override { return second->forward(tanh(first->forward(x))); }
+};
+}  // namespace
+
+TEST_CASE("DistributedDataParallel: a parameter one rank does not reach counts as zeros there") {
+  auto model = std::make_shared<TwoLayers>();
+  dist::DistributedDataParallelOptions options;
+  options.bucket_cap_mb = 40.0 / (1024 * 1024);  // [second.*] [first.*]: the unreached bucket comes first
+  dist::DistributedDataParallel<double> ddp(model, options);
+  REQUIRE(ddp.bucket_parameter_names().size() == 2);
+  Generator gen(20 + dist::rank());
+  const D x = randn<double>({3, 4}, gen);
+  const bool skip_second = dist::rank() == 1;
+  D out = skip_second ? model->first->forward(x) : ddp(x);
+  sum(mul(out, out)).backward();
+  Array<double> first_expected = model->first->weight.grad();
+  Array<double> second_expected = skip_second ? Array<double>(xt::zeros<double>({2, 4})) : model->second->weight.grad();
+  dist::all_reduce(first_expected, dist::ReduceOp::avg);
+  dist::all_reduce(second_expected, dist::ReduceOp::avg);
+  ddp.finish_gradient_synchronization();
+  CHECK(xt::allclose(model->first->weight.grad(), first_expected, 1e-14, 0));
+  CHECK(xt::allclose(model->second->weight.grad(), second_expected, 1e-14, 0));
+  CHECK(xt::amax(xt::abs(second_expected))() > 0);
+}
