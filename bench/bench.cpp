@@ -21,8 +21,10 @@
 #include <vector>
 
 #include "../examples/caption/train.hpp"  // by path: align's headers have the same names
+#include "../examples/vqa/train.hpp"      // by path too
 #include "model.hpp"
 #include "peak.hpp"
+#include "training.hpp"
 #include "xtgrad/backend.hpp"
 #include "xtgrad/nn.hpp"
 
@@ -251,6 +253,39 @@ Measurement caption_case(int repeats) {
       median_ms([&] { caption::train_step(model, optimizer, scheduler, batch, ++step); }, repeats), std::nullopt, {}};
 }
 
+// One step of the VQA task's default model (docs/vqa-task.md; LSTM question encoder) as
+// vqa's train.cpp does it: zero_grad, forward and cross-entropy, backward, AdamW (lr 2e-3,
+// weight decay 0.01) and the warm-up cosine schedule, on one fixed batch of 64 random
+// pictures (B,3,32,32) in [0,1), random questions of 4 to 10 words and answers b % 20.
+// extra "parameters": the model's size, which compare_torch.py checks against its twin's.
+Measurement vqa_case(int repeats) {
+  Generator gen(0);
+  vqa::VqaModel<float> model(vqa::ModelConfig{}, gen);
+  std::vector<std::vector<std::size_t>> questions(64);
+  std::vector<std::size_t> answers;
+  for (std::size_t i = 0; i < questions.size(); ++i) {
+    for (std::size_t k = 0; k < 4 + i % 7; ++k) questions[i].push_back(1 + gen.below(vqa::kWordCount - 1));
+    answers.push_back(i % vqa::kAnswerCount);
+  }
+  const Tensor<float> images = rand<float>({64, 3, 32, 32}, gen);
+  const vqa::QuestionBatch batch = vqa::question_batch(questions);
+  const vqa::TrainOptions defaults;
+  AdamW<float> optimizer(model.parameters(),
+                         AdamWOptions().set_lr(defaults.lr).set_weight_decay(defaults.weight_decay));
+  LRScheduler<float> scheduler(optimizer, common::warmup_cosine(defaults.steps, defaults.warmup_steps()));
+  const auto step = [&] {
+    optimizer.zero_grad();
+    Tensor<float> loss = model.loss(images, batch, answers);
+    loss.item();  // train_step reads the loss
+    loss.backward();
+    optimizer.step();
+    scheduler.step();
+  };
+  Measurement m{median_ms(step, repeats), std::nullopt, {}};
+  m.extra["parameters"] = double(model.parameter_count());
+  return m;
+}
+
 std::vector<Case> all_cases() {
   return {
       {"matmul_256", "float (256,256) x (256,256) through xtgrad::matmul, forward", 200,
@@ -270,6 +305,8 @@ std::vector<Case> all_cases() {
        [](int r) { return align_case(r); }},
       {"caption_step", "one training step of the caption task's default model, batch 32, AdamW", 20,
        [](int r) { return caption_case(r); }},
+      {"vqa_step", "one training step of the VQA task's default model (LSTM questions), batch 64, AdamW", 20,
+       [](int r) { return vqa_case(r); }},
       {"conv_small", "Conv2d 3->32 on 32x32, ReLU, Conv2d 32->64 stride 2, batch 32, training step", 20,
        [](int r) { return conv_case(r); }},
       {"lstm_small", "LSTM training step: batch 32, sequence 16, input 64, hidden 128", 20,

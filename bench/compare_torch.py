@@ -174,11 +174,11 @@ def align_step(repeats):
                          lambda: torch.sum(-targets * F.log_softmax(model(patches, ids)[0], -1), -1).mean(), repeats)
 
 
-def _caption_reference():
-    """examples/caption/reference.py, imported by path (align's is imported as "reference")."""
+def _reference(task):
+    """examples/TASK/reference.py, imported by path (align's is imported as "reference")."""
     import importlib.util
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "caption", "reference.py")
-    spec = importlib.util.spec_from_file_location("caption_reference", path)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", task, "reference.py")
+    spec = importlib.util.spec_from_file_location(f"{task}_reference", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -188,7 +188,7 @@ def caption_step(repeats):
     """one step of the caption task's model as xtgrad-bench's caption_step: train mode
     (BatchNorm on batch statistics), AdamW lr 2e-3, weight decay 0.01, one fixed batch of 32
     random pictures and random captions of 4, 9 and 14 words in turn"""
-    ref = _caption_reference()
+    ref = _reference("caption")
     torch.manual_seed(0)
     model = ref.CaptionModel().train()
     images = torch.rand(32, 3, 32, 32)
@@ -205,6 +205,28 @@ def caption_step(repeats):
     return median_ms(step, repeats)
 
 
+def vqa_step(repeats):
+    """one step of the VQA task's default model as xtgrad-bench's vqa_step: train mode, AdamW
+    lr 2e-3, weight decay 0.01, one fixed batch of 64 random pictures, random questions of 4
+    to 10 words and answers b % 20 -> (ms, the model's parameter count)"""
+    ref = _reference("vqa")
+    torch.manual_seed(0)
+    model = ref.VqaModel().train()
+    images = torch.rand(64, 3, 32, 32)
+    ids, lengths = ref.question_batch([torch.randint(1, 32, (4 + i % 7,)).tolist() for i in range(64)])
+    answers = torch.arange(64) % 20
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+
+    def step():
+        opt.zero_grad()
+        loss = model.loss(images, ids, lengths, answers)
+        loss.item()  # train_step reads the loss
+        loss.backward()
+        opt.step()
+
+    return median_ms(step, repeats), sum(p.numel() for p in model.parameters())
+
+
 CASES = {
     "matmul_256": (matmul_256, 200),
     "attn_small": (lambda r: mha(32, 16, 64, 128, 4, r), 50),
@@ -213,6 +235,7 @@ CASES = {
     "overhead_1000_ops": (overhead, 200),
     "align_step": (align_step, 50),
     "caption_step": (caption_step, 20),
+    "vqa_step": (vqa_step, 20),
     "conv_small": (conv_small, 20),
     "lstm_small": (lstm_small, 20),
     "decoder_layer": (decoder_layer, 20),
@@ -256,8 +279,13 @@ def main():
         out = subprocess.run([args.bench, "--case", name, "--threads", str(args.threads), "--repeats", str(repeats)],
                              check=True, capture_output=True, text=True,
                              env=dict(os.environ, OPENBLAS_NUM_THREADS="1")).stdout
-        ours = json.loads(out.strip().splitlines()[-1])["ms"]
-        theirs = fn(repeats)
+        result = json.loads(out.strip().splitlines()[-1])
+        ours, theirs = result["ms"], fn(repeats)
+        if "parameters" in result:  # a model's case: fn returned (ms, its parameter count)
+            theirs, count = theirs
+            print(f"  parameters: xtgrad {int(result['parameters'])}, PyTorch {count}")
+            if int(result["parameters"]) != count:
+                sys.exit(f"{name}: the two models differ in size")
         print(f"{name:<20}{ours:>12.3f}{theirs:>12.3f}{ours / theirs:>9.2f}", flush=True)
 
 

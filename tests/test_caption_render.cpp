@@ -3,7 +3,6 @@
 // hottest), sample's page holds every picture with its caption, and the command line writes
 // exactly these pages to PNG files (generate --png, sample --png), refusing bad flags.
 #include <doctest/doctest.h>
-#include <stb_image.h>  // the implementation is in libstb
 
 #include <algorithm>
 #include <cmath>
@@ -14,13 +13,17 @@
 
 #include "decode.hpp"
 #include "helpers.hpp"
+#include "page.hpp"
+#include "png_check.hpp"
 #include "render.hpp"
 #include "train.hpp"
 
 namespace {
 
 using draw::Canvas;
+using draw::picture_of;
 using draw::Rgb;
+using xtgrad::testing::check_png_is;
 using xtgrad::testing::run_program;
 using xtgrad::testing::TempDir;
 namespace fs = std::filesystem;
@@ -32,12 +35,6 @@ int run_caption(const std::string& args, std::string* output = nullptr) {
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 float luminance(Rgb c) { return 0.2126f * c.r + 0.7152f * c.g + 0.0722f * c.b; }
-
-std::vector<float> picture_of(const scenes::Scene& scene) {
-  std::vector<float> image(scenes::kImageValues);
-  scenes::render_image(scene, image.data());
-  return image;
-}
 
 // Word i's weights: a little everywhere, most on cell (5 i + 3) mod 16.
 caption::CellWeights fake_map(std::size_t i) {
@@ -58,27 +55,6 @@ caption::GeneratedCaption fake_generated(std::uint64_t seed) {
   g.exact = true;
   g.averaged_over = "the 4 heads of the last decoder layer (of 2)";
   return g;
-}
-
-// The PNG file's pixels equal the canvas's (to 8-bit rounding).
-void check_png_is(const std::string& path, const Canvas& expected) {
-  int w = 0, h = 0, channels = 0;
-  unsigned char* data = stbi_load(path.c_str(), &w, &h, &channels, 3);
-  REQUIRE_MESSAGE(data != nullptr, "cannot read " << path);
-  CHECK(std::size_t(w) == expected.width());
-  CHECK(std::size_t(h) == expected.height());
-  std::size_t differ = 0;
-  if (std::size_t(w) == expected.width() && std::size_t(h) == expected.height())
-    for (std::size_t y = 0; y < expected.height(); ++y)
-      for (std::size_t x = 0; x < expected.width(); ++x) {
-        const Rgb e = expected.pixel(x, y);
-        const unsigned char* p = data + (y * expected.width() + x) * 3;
-        differ += std::abs(p[0] / 255.0f - e.r) > 0.5f / 255 + 1e-6f ||
-                  std::abs(p[1] / 255.0f - e.g) > 0.5f / 255 + 1e-6f ||
-                  std::abs(p[2] / 255.0f - e.b) > 0.5f / 255 + 1e-6f;
-      }
-  stbi_image_free(data);
-  CHECK_MESSAGE(differ == 0, differ << " pixels of " << path << " differ from the page");
 }
 
 }  // namespace

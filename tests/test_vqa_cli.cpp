@@ -12,25 +12,16 @@
 #include <string>
 
 #include "helpers.hpp"
+#include "vqa_test_helpers.hpp"
 #include "xtgrad/safetensors.hpp"
 
 namespace fs = std::filesystem;
+using vqa_test::has;
+using vqa_test::run_vqa;
 using xtgrad::testing::read_file;
 using xtgrad::testing::TempDir;
 
 namespace {
-
-// Runs xtgrad-vqa with arguments through the shell: its exit code, its output (stdout and
-// stderr) in `output`.
-int run_vqa(const std::string& args, std::string* output = nullptr) {
-  const std::string log = (fs::temp_directory_path() / ("xtgrad-vqa-out-" + std::to_string(::getpid()))).string();
-  const int status = std::system((std::string(XTGRAD_VQA_BIN) + " " + args + " > " + log + " 2>&1").c_str());
-  if (output) *output = read_file(log);
-  fs::remove(log);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 const std::string kSmallRun =
     "--steps 4 --train-size 64 --test-size 30 --batch 8 --eval-every 2 --dim 16 --ff 32 --heads 2";

@@ -127,9 +127,8 @@ template <class T> void DistributedDataParallel<T>::Reducer::finish() {
     const Bucket& b = buckets[bucket_of[i]];
     Tensor<T>& p = params[i].second;
     const T* slot = b.buffer.data() + b.offsets[slot_of[i]];
-    Array<T> averaged = Array<T>::from_shape(p.data().shape());
-    std::transform(slot, slot + p.numel(), averaged.begin(), [scale](T g) { return g * scale; });
-    p.set_grad(std::move(averaged));
+    if (!p.has_grad()) p.set_grad(Array<T>::from_shape(p.data().shape()));
+    std::transform(slot, slot + p.numel(), p.mutable_grad().begin(), [scale](T g) { return g * scale; });
     ready[i] = false;
   }
   for (auto& b : buckets) b.pending = b.params.size();

@@ -14,7 +14,6 @@
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 
 #include "decode.hpp"
@@ -37,9 +36,7 @@ int run_train(const CLI::App& cmd, TrainOptions options) {
     throw UsageError(e.what());
   }
   const common::RunLock lock(options.out_dir);  // one writer per run directory
-  const bool continues_in_place =
-      !options.resume_dir.empty() && std::filesystem::equivalent(options.resume_dir, options.out_dir);
-  if (!continues_in_place) common::check_may_write_run(options.out_dir, options.overwrite, "xtgrad-caption");
+  common::check_may_write(options, kProgram);
   const TrainResult r = train(options, std::cout);
   std::printf(
       "\ndone: step %zu, loss %.4f, test exact %.3f (in order %.3f), object F1 %.3f, parse failures %.3f, BLEU-4 "

@@ -15,6 +15,7 @@ using draw::kInk;
 using draw::kLine;
 using draw::kMargin;
 using draw::kMuted;
+using draw::picture_of;
 using draw::text_width;
 
 // render_generate's sizes: the picture at 8x on the left, the heat maps to its right.
@@ -29,12 +30,6 @@ std::string fixed2(float value) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f", double(value));
   return buf;
-}
-
-std::vector<float> picture_of(const scenes::Scene& scene) {
-  std::vector<float> image(scenes::kImageValues);
-  scenes::render_image(scene, image.data());
-  return image;
 }
 
 // Word i's map at its corner: the picture, the weights over it, the largest cell outlined,

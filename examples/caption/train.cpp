@@ -15,6 +15,7 @@
 #include "checkpoint_rules.hpp"
 #include "flags.hpp"
 #include "run_dir.hpp"
+#include "train_loop.hpp"
 #include "train_state.hpp"
 #include "training.hpp"
 #include "xtgrad/optim.hpp"
@@ -22,13 +23,6 @@
 namespace caption {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
-
-namespace {
-
-double since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-}  // namespace
 
 void validate(const TrainOptions& o) {
   const auto fail = [](const std::string& what) { throw std::invalid_argument(what); };
@@ -119,24 +113,6 @@ template double train_step(CaptionModel<double>&, xtgrad::AdamW<double>&, xtgrad
 
 namespace {
 
-// A bar on a terminal, else a line every eval_every / 5 steps; the rate counts the steps
-// of this invocation (from `first`).
-void progress_line(std::ostream& log, const TrainOptions& o, std::size_t first, std::size_t step, double loss,
-                   double elapsed) {
-  const double rate = double(step - first) / std::max(elapsed, 1e-9);
-  const double left = double(o.steps - step) / std::max(rate, 1e-9);
-  char line[160];
-  std::snprintf(line, sizeof line, "step %zu/%zu  loss %.4f  %.1f steps/s  %.0fs left", step, o.steps, loss, rate,
-                left);
-  if (o.progress_bar) {
-    const int width = 30, filled = int(width * double(step) / double(o.steps));
-    log << "\r[" << std::string(std::size_t(filled), '#') << std::string(std::size_t(width - filled), '.') << "] "
-        << line << " " << std::flush;
-  } else if (step % std::max<std::size_t>(1, o.eval_every / 5) == 0 || step == o.steps) {
-    log << line << "\n" << std::flush;
-  }
-}
-
 // What a run works with: the data, the model, AdamW and its schedule, the batch order, all
 // at `step` (the resumed checkpoint's, or 0).
 struct Run {
@@ -147,6 +123,13 @@ struct Run {
   std::unique_ptr<Sampler> sampler;
   std::size_t step = 0;
   common::TrainingState state() { return {*optimizer, *sampler, scheduler.get()}; }
+  // One step on the next batch, teacher-forced: its loss (finite, or std::runtime_error).
+  double train_step(std::size_t at) {
+    return caption::train_step(*model, *optimizer, *scheduler, train_batch<float>(train_data, sampler->next()), at);
+  }
+  Metrics evaluate() { return caption::evaluate(*model, test); }
+  double lr() const { return scheduler->lr(); }
+  void save_model(const TrainOptions& o) const { caption::save_model(o.out_dir, *model, step, o); }
 };
 
 Run set_up(const TrainOptions& o, std::ostream& log) {
@@ -170,76 +153,14 @@ Run set_up(const TrainOptions& o, std::ostream& log) {
   return run;
 }
 
-// One step on the next batch, teacher-forced: its loss (finite, or std::runtime_error).
-double train_step(Run& run, std::size_t step) {
-  return train_step(*run.model, *run.optimizer, *run.scheduler, train_batch<float>(run.train_data, run.sampler->next()),
-                    step);
-}
-
-// The training steps since the last evaluation: their mean loss.
-struct Window {
-  double loss_sum = 0;
-  std::size_t steps = 0;
-};
-
-// Evaluates on the test split, appends the metrics line and saves a checkpoint (the line
-// is taken back if the save fails, so the record ends where the checkpoint does).
-void evaluate_and_save(const TrainOptions& o, Run& run, const Window& window, Clock::time_point start,
-                       common::MetricsLog& metrics, std::size_t saved_step, TrainResult& result, std::ostream& log) {
-  result.step = run.step;
-  result.last_loss = window.loss_sum / double(window.steps);
-  result.metrics = evaluate(*run.model, run.test);
-  result.seconds = since(start);
-  char line[512];
-  std::snprintf(line, sizeof line, "{\"step\": %zu, \"loss\": %.6f, %s, \"lr\": %.6g, \"elapsed_s\": %.3f}", run.step,
-                result.last_loss, metrics_json(result.metrics).c_str(), run.scheduler->lr(), result.seconds);
-  metrics.append(line, run.step);
-  log << (o.progress_bar ? "\r\33[K" : "") << line << "\n" << std::flush;
-  try {
-    common::save_checkpoint(o.out_dir, {kProgram, o.run_id, run.step}, run.state(),
-                            [&] { save_model(o.out_dir, *run.model, run.step, o); });
-  } catch (...) {
-    metrics.take_back_after(saved_step);
-    throw;
-  }
-}
-
 }  // namespace
 
 TrainResult train(TrainOptions o, std::ostream& log) {
   xtgrad::set_num_threads(o.threads);
   if (o.run_id.empty()) o.run_id = common::new_run_id();
   Run run = set_up(o, log);
-  std::error_code error;
-  const bool in_place = !o.resume_dir.empty() && fs::equivalent(o.resume_dir, o.out_dir, error);
-  std::size_t saved_step = in_place ? run.step : 0;
-  common::MetricsLog metrics(o.out_dir, in_place, saved_step);
-  if (const std::size_t stale = xtgrad::remove_stale_safetensors_temporaries(o.out_dir))
-    log << "removed " << stale << " temporary file(s) left by an interrupted save\n";
-  common::finish_interrupted_save(o.out_dir, saved_step);
-  const std::size_t first = run.step, last = o.stop_at ? o.stop_at : o.steps;
   TrainResult result;
-  std::vector<double> step_ms;
-  Window window;
-  const auto start = Clock::now();
-  while (run.step < last) {
-    const auto step_start = Clock::now();
-    const double loss = train_step(run, run.step + 1);
-    ++run.step;
-    step_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - step_start).count());
-    window.loss_sum += loss;
-    ++window.steps;
-    progress_line(log, o, first, run.step, loss, since(start));
-    if (run.step % o.eval_every != 0 && run.step != o.steps) continue;
-    const auto eval_start = Clock::now();
-    evaluate_and_save(o, run, window, start, metrics, saved_step, result, log);
-    result.eval_seconds += since(eval_start);
-    saved_step = run.step;
-    window = Window();
-  }
-  result.seconds = since(start);
-  std::nth_element(step_ms.begin(), step_ms.begin() + long(step_ms.size() / 2), step_ms.end());
-  result.median_step_ms = step_ms[step_ms.size() / 2];
+  common::train_loop(o, kProgram, run, result, log);
   return result;
 }
 

@@ -16,6 +16,7 @@
 #include "batch_sampler.hpp"
 #include "metrics.hpp"
 #include "model.hpp"
+#include "run_settings.hpp"
 #include "train_state.hpp"
 #include "xtgrad/optim.hpp"
 #include "xtgrad/safetensors.hpp"
@@ -106,13 +107,7 @@ Metrics evaluate(CaptionModel<float>& model, const std::vector<scenes::Scene>& t
 // stops being finite. The caller holds the run directory (common::RunLock).
 TrainResult train(TrainOptions options, std::ostream& log);
 
-struct LoadedModel {
-  std::unique_ptr<CaptionModel<float>> model;
-  std::size_t step = 0;
-  std::uint64_t seed = 0;
-  std::size_t test_size = 0;
-  xtgrad::Metadata metadata;
-};
+using LoadedModel = common::LoadedModel<CaptionModel<float>>;
 // The run directory or its model.safetensors; xtgrad::CheckpointError (exit 1) naming the
 // file and the problem: missing, corrupt, foreign, bad metadata, non-finite or misshapen.
 LoadedModel load_model(const std::string& checkpoint);
@@ -124,10 +119,7 @@ void save_model(const std::string& dir, const CaptionModel<float>& model, std::s
 // A run to resume: the settings stored in its checkpoint (every one, strictly parsed:
 // CheckpointError naming the file, the key and the value; the per-invocation fields as in
 // `base`) and the step its checkpoint is at.
-struct StoredRun {
-  TrainOptions settings;
-  std::size_t step = 0;
-};
+using StoredRun = common::StoredRun<TrainOptions>;
 StoredRun stored_run(const std::string& dir, TrainOptions base);
 
 }  // namespace caption

@@ -1,5 +1,5 @@
 // The order in which a training run visits its examples, shared by the examples that train
-// (align, caption): shuffled epochs of fixed-size batches, its state saved in checkpoints
+// (align, caption, vqa): shuffled epochs of fixed-size batches, its state saved in checkpoints
 // (train_state.hpp) so that a resumed run draws the batches an uninterrupted one would.
 #pragma once
 

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "checkpoint_rules.hpp"
 #include "run_dir.hpp"
 
 namespace common {
@@ -16,6 +17,18 @@ std::string checkpoint_dir(const std::string& checkpoint) {
   if (path.filename() == kModelFile) return path.parent_path().empty() ? "." : path.parent_path().string();
   if (!fs::exists(path)) throw xtgrad::CheckpointError("checkpoint " + checkpoint + " does not exist");
   throw xtgrad::CheckpointError("checkpoint " + checkpoint + " is neither a run directory nor a " + kModelFile);
+}
+
+ModelFile read_model_file(const std::string& checkpoint, const std::string& format, const std::string& program) {
+  ModelFile file{(fs::path(checkpoint_dir(checkpoint)) / kModelFile).string(), {}};
+  file.contents = xtgrad::load_safetensors<float>(file.path);  // checks the safetensors format itself
+  const xtgrad::Metadata& metadata = file.contents.metadata;
+  const auto found = metadata.find("format");
+  if (found == metadata.end() || found->second != format)
+    throw xtgrad::CheckpointError(file.path + ": not an " + program + " model (metadata \"format\" is " +
+                                  (found == metadata.end() ? "missing" : "\"" + found->second + "\"") + ")");
+  check_finite(file.path, file.contents.tensors);
+  return file;
 }
 
 namespace {

@@ -1,4 +1,4 @@
-// A training run's checkpoint, shared by the examples that train (align, caption). In the
+// A training run's checkpoint, shared by the examples that train (align, caption, vqa). In the
 // run directory:
 //   model.safetensors        the model, written by the example (its format, the run's
 //                            settings, "step" and "run_id" in the metadata)
@@ -29,6 +29,28 @@ constexpr const char* kTrainStateFile = "train_state.safetensors";
 // The run directory of a checkpoint given as a directory or as its model.safetensors;
 // xtgrad::CheckpointError when it is neither.
 std::string checkpoint_dir(const std::string& checkpoint);
+
+// A run's model file, read and checked: its metadata "format" must be `format` ("not an
+// xtgrad-caption model" otherwise, with program = "xtgrad-caption") and no tensor may hold
+// a NaN or an infinity; xtgrad::CheckpointError naming the file otherwise.
+struct ModelFile {
+  std::string path;
+  xtgrad::Safetensors<float> contents;
+};
+ModelFile read_model_file(const std::string& checkpoint, const std::string& format, const std::string& program);
+
+// make() builds the model the file's metadata describes; the file's tensors are then
+// loaded into it strictly (names and shapes, all or nothing). Any failure is an
+// xtgrad::CheckpointError naming the file.
+template <class Make> auto load_model_strictly(const ModelFile& file, Make make) {
+  try {
+    auto model = make();
+    model->load_state_dict(file.contents.tensors);
+    return model;
+  } catch (const std::exception& e) {
+    throw xtgrad::CheckpointError(file.path + ": " + e.what());
+  }
+}
 
 // Whose train state: the program ("xtgrad-align": the format is
 // "xtgrad-align-train-state/1"), the run's identity and the model's step.

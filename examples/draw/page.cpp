@@ -6,6 +6,12 @@
 
 namespace draw {
 
+std::vector<float> picture_of(const scenes::Scene& scene) {
+  std::vector<float> image(scenes::kImageValues);
+  scenes::render_image(scene, image.data());
+  return image;
+}
+
 Canvas render_tiles(const std::string& title, const std::vector<Tile>& tiles, std::size_t per_row, std::size_t scale) {
   constexpr long kGap = 24;
   const long picture = long(scenes::kImageSize * scale), cell = long(scenes::kCellSize * scale);

@@ -1,6 +1,6 @@
 // The look of the examples' pages (paper, ink, margins) and the page every `sample`
 // command draws: pictures in a grid, each with lines of text under it (xtgrad-align sample,
-// xtgrad-caption sample).
+// xtgrad-caption sample, xtgrad-vqa sample).
 #pragma once
 
 #include <cstddef>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "canvas.hpp"
+#include "scenes.hpp"
 
 namespace draw {
 
@@ -19,6 +20,9 @@ constexpr Rgb kGood{0.10f, 0.62f, 0.22f};  // matches, exact
 constexpr Rgb kBad{0.86f, 0.16f, 0.12f};   // does not
 constexpr long kMargin = 24;
 constexpr long kLine = 26;  // line pitch of scale-2 text
+
+// The scene's picture as a Tile's image: 32x32x3, (y, x, channel), values in [0, 1].
+std::vector<float> picture_of(const scenes::Scene& scene);
 
 // One picture of a grid page.
 struct Tile {

@@ -3,8 +3,10 @@
 //                     --fusion-layers N --text-layers N --ff N --text-encoder lstm|transformer
 //                     --pool mean|last --seed N --train-size N --test-size N --eval-every N
 //                     --threads N --out DIR --overwrite --blind | --no-attention]
+//                    [--resume DIR [--steps N --stop-at N ...]]  continues a run, bit-identical
 //   xtgrad-vqa eval  --checkpoint PATH
-//   xtgrad-vqa ask   --checkpoint PATH --image-seed N --question "..."
+//   xtgrad-vqa ask   --checkpoint PATH --image-seed N --question "..." [--png FILE]
+//   xtgrad-vqa sample [--count N --seed S] --png FILE
 // Exit codes (examples/common/flags.hpp): 0 success, 2 bad flags or values (with a usage
 // message; an unknown word or a question outside the grammar too), 1 a missing or bad
 // checkpoint or a failure while running.
@@ -15,7 +17,9 @@
 #include <iostream>
 
 #include "flags.hpp"
+#include "render.hpp"
 #include "run_dir.hpp"
+#include "sample.hpp"
 #include "train.hpp"
 
 namespace {
@@ -23,14 +27,15 @@ namespace {
 using namespace vqa;
 using common::UsageError;
 
-int run_train(TrainOptions options) {
+int run_train(const CLI::App& cmd, TrainOptions options) {
+  if (!options.resume_dir.empty()) options = resumed_settings(cmd, options);
   try {
     validate(options);
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
   const common::RunLock lock(options.out_dir);  // one writer per run directory
-  common::check_may_write_run(options.out_dir, options.overwrite, "xtgrad-vqa");
+  common::check_may_write(options, kProgram);
   const TrainResult r = train(options, std::cout);
   std::printf("\ndone: step %zu, loss %.4f, test accuracy %.4f\n%s", r.step, r.last_loss, r.metrics.overall(),
               metrics_table(r.metrics).c_str());
@@ -48,7 +53,7 @@ int run_eval(const std::string& checkpoint) {
 }
 
 struct AskOptions {
-  std::string checkpoint, question;
+  std::string checkpoint, question, png;  // png empty: no picture
   std::uint64_t image_seed = 0;
 };
 
@@ -61,6 +66,9 @@ int run_ask(const AskOptions& a) {
     throw UsageError(std::string("--question: ") + e.what());
   }
   LoadedModel loaded = load_model(a.checkpoint);
+  if (!a.png.empty() && loaded.model->config.image != "attention")
+    throw UsageError("--png: this model has no cross-attention over the picture to show (trained with --" +
+                     loaded.model->config.image + ")");
   const scenes::Scene scene = scenes::generate_scene(a.image_seed, 0);
   const xtgrad::NoGradGuard no_grad;
   loaded.model->eval();
@@ -81,6 +89,22 @@ int run_ask(const AskOptions& a) {
     std::printf("right answer: %s (%s)\n", kAnswers[*truth], *truth == best ? "right" : "wrong");
   else
     std::printf("this picture gives the question no unique answer (docs/vqa-task.md, the uniqueness rule)\n");
+  if (!a.png.empty()) {
+    const std::string name = "scene 0 of seed " + std::to_string(a.image_seed);
+    render_ask(answer_with_attention(*loaded.model, scene, question, name)).save_png(a.png);
+    std::printf("picture: %s\n", a.png.c_str());
+  }
+  return 0;
+}
+
+// The first `count` triples of the training split of --seed `seed`, drawn with their answers.
+int run_sample(std::size_t count, std::uint64_t seed, const std::string& png) {
+  const std::vector<Example> shown = make_split(count, seed);
+  render_sample(shown, std::to_string(count) + " triples of the training split of --seed " + std::to_string(seed))
+      .save_png(png);
+  for (std::size_t i = 0; i < shown.size(); ++i)
+    std::printf("%2zu  %s? %s\n", i, question_text(shown[i].question).c_str(), kAnswers[shown[i].answer]);
+  std::printf("picture: %s\n", png.c_str());
   return 0;
 }
 
@@ -121,6 +145,9 @@ CLI::App* add_train_command(CLI::App& app, TrainOptions& o, bool& blind, bool& n
   cmd->add_option("--threads", o.threads, "threads for the ops")->capture_default_str()->check(common::thread_count());
   cmd->add_option("--out", o.out_dir, "run directory")->capture_default_str();
   cmd->add_flag("--overwrite", o.overwrite, "replace the run that --out holds");
+  cmd->add_option("--resume", o.resume_dir, "continue the run in this directory, with its settings");
+  add_count_flag(cmd, "--stop-at", o.stop_at, "stop after this evaluation step, as if interrupted (0: at --steps)", 0,
+                 Limits::kMaxSteps);
   auto* blind_flag = cmd->add_flag("--blind", blind, "baseline: the question only, never the picture");
   cmd->add_flag("--no-attention", no_attention, "baseline: the picture mean-pooled into every word, no cross-attention")
       ->excludes(blind_flag);
@@ -134,6 +161,7 @@ CLI::App* add_ask_command(CLI::App& app, AskOptions& a) {
       ->required()
       ->check(common::count_in(0, UINT64_MAX));
   cmd->add_option("--question", a.question, "a question of the grammar (docs/vqa-task.md)")->required();
+  cmd->add_option("--png", a.png, "also draw the picture, the answer and the question's cross-attention to this PNG");
   return cmd;
 }
 
@@ -153,12 +181,22 @@ int main(int argc, char** argv) {
   AskOptions ask;
   add_ask_command(app, ask);
 
+  std::size_t count = 16;
+  std::uint64_t sample_seed = 0;
+  std::string png;
+  CLI::App* sample_cmd =
+      app.add_subcommand("sample", "pictures of a training split with questions and answers, as a PNG");
+  add_count_flag(sample_cmd, "--count", count, "triples", 1, 256);
+  add_count_flag(sample_cmd, "--seed", sample_seed, "the split's seed (as train's --seed)", 0, Limits::kMaxSeed);
+  sample_cmd->add_option("--png", png, "output picture")->required();
+
   return common::run_main(app, argc, argv, "xtgrad-vqa", [&] {
     if (train_cmd->parsed()) {
       options.model.image = blind ? "blind" : no_attention ? "no-attention" : "attention";
-      return run_train(options);
+      return run_train(*train_cmd, options);
     }
     if (eval_cmd->parsed()) return run_eval(checkpoint);
+    if (sample_cmd->parsed()) return run_sample(count, sample_seed, png);
     return run_ask(ask);
   });
 }

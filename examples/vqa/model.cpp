@@ -131,7 +131,8 @@ template <class T> Tensor<T> VqaModel<T>::pool(const Tensor<T>& states, const Qu
   return xtgrad::sum(states * Tensor<T>(std::move(weights)), {1});
 }
 
-template <class T> Tensor<T> VqaModel<T>::forward(const Tensor<T>& images, const QuestionBatch& q) {
+template <class T>
+std::pair<Tensor<T>, Tensor<T>> VqaModel<T>::fusion_inputs(const Tensor<T>& images, const QuestionBatch& q) {
   using namespace xtgrad;
   const long b = long(images.shape()[0]), d = long(config.dim);
   Tensor<T> states = encode_question(q);  // (B,L,d)
@@ -143,8 +144,35 @@ template <class T> Tensor<T> VqaModel<T>::forward(const Tensor<T>& images, const
     else
       states = states + mean(cells, {1}, /*keepdims=*/true);  // (B,1,d) added to every state
   }
+  return {states, memory};
+}
+
+template <class T> Tensor<T> VqaModel<T>::forward(const Tensor<T>& images, const QuestionBatch& q) {
+  using namespace xtgrad;
+  const auto [states, memory] = fusion_inputs(images, q);
   const Tensor<T> fused = fusion->forward(states, memory, std::nullopt, std::nullopt, padding_mask(q.padding));
   return out->forward(gelu(hidden->forward(pool(fused, q))));
+}
+
+template <class T>
+std::vector<Tensor<T>> VqaModel<T>::cross_attention(const Tensor<T>& images, const QuestionBatch& q) {
+  using namespace xtgrad;
+  if (config.image != "attention")
+    throw std::invalid_argument("VqaModel.cross_attention: a model with the image mode '" + config.image +
+                                "' has no cross-attention over the picture");
+  auto [x, memory] = fusion_inputs(images, q);
+  const auto padding = padding_mask(q.padding);
+  std::vector<Tensor<T>> weights;
+  for (auto& layer : fusion->layers) {
+    // The pre-norm layer's steps up to its cross-attention (TransformerDecoderLayer::forward;
+    // dropout is 0), asked for the weights; then the layer itself, as forward runs it.
+    const Tensor<T> n = layer->norm1->forward(x);
+    const Tensor<T> h = x + layer->self_attn->forward(n, n, n, padding, false).output;
+    weights.push_back(
+        layer->multihead_attn->forward(layer->norm2->forward(h), memory, memory, std::nullopt, true).weights);
+    x = layer->forward(x, memory, std::nullopt, std::nullopt, padding);
+  }
+  return weights;
 }
 
 template <class T>

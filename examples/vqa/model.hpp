@@ -13,6 +13,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "grid_encoder.hpp"
@@ -56,6 +57,11 @@ template <class T> class VqaModel : public xtgrad::Module<T> {
   // The mean cross-entropy against the right answers (B ids).
   xtgrad::Tensor<T> loss(const xtgrad::Tensor<T>& images, const QuestionBatch& questions,
                          const std::vector<std::size_t>& answers);
+  // Where each question word looked (ask --png), for --image attention only (else throws
+  // std::invalid_argument): per fusion layer its cross-attention weights (B,L,16) over the
+  // cells, averaged over heads, rows summing to 1 (padding rows too). It repeats forward's
+  // fusion layer by layer and leaves forward, and so training, unchanged.
+  std::vector<xtgrad::Tensor<T>> cross_attention(const xtgrad::Tensor<T>& images, const QuestionBatch& questions);
 
   const ModelConfig config;
   vision::GridEncoder<T> image_encoder;  // registers cnn, row_position, column_position
@@ -69,6 +75,9 @@ template <class T> class VqaModel : public xtgrad::Module<T> {
  private:
   xtgrad::Tensor<T> encode_question(const QuestionBatch& questions);                              // -> (B,L,d)
   xtgrad::Tensor<T> pool(const xtgrad::Tensor<T>& states, const QuestionBatch& questions) const;  // -> (B,d)
+  // images, questions -> the fusion's input: the question states (B,L,d), the memory (B,S,d)
+  std::pair<xtgrad::Tensor<T>, xtgrad::Tensor<T>> fusion_inputs(const xtgrad::Tensor<T>& images,
+                                                                const QuestionBatch& questions);
 };
 
 }  // namespace vqa

@@ -1,8 +1,11 @@
 // Training the VQA task: batches of (picture, question, answer), AdamW with the shared
 // warm-up and cosine schedule (examples/common/training.hpp), an evaluation on the test
-// split every eval_every steps (a line appended to DIR/metrics.jsonl) and an atomic
-// checkpoint DIR/model.safetensors holding the model and, in its metadata, the model's
-// configuration and the run's settings.
+// split every eval_every steps (a line appended to DIR/metrics.jsonl) and a checkpoint
+// (examples/common/train_state.hpp): DIR/model.safetensors holding the model and, in its
+// metadata, the model's configuration and the run's settings, and
+// DIR/train_state.safetensors holding AdamW's state, the schedule's position and the
+// sampler's. `train --resume DIR` continues from it and ends bit-identical to a run that was
+// never interrupted.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +16,8 @@
 
 #include "metrics.hpp"
 #include "model.hpp"
+#include "run_settings.hpp"
+#include "train_state.hpp"
 #include "xtgrad/safetensors.hpp"
 
 namespace vqa {
@@ -38,8 +43,11 @@ struct TrainOptions {
   std::size_t eval_every = 2000;
   int threads = 1;
   ModelConfig model;
+  std::string run_id;  // the run's identity; empty: train() draws a new one
   // Per invocation.
   std::string out_dir = "runs/vqa";
+  std::string resume_dir;   // empty: a fresh run
+  std::size_t stop_at = 0;  // > 0: stop after this step's checkpoint, as if interrupted (--resume goes on)
   bool overwrite = false;
   bool progress_bar = false;
   std::size_t warmup_steps() const { return warmup ? warmup : std::max<std::size_t>(1, steps / 20); }
@@ -52,7 +60,9 @@ struct TrainResult {
   double seconds = 0, median_step_ms = 0, eval_seconds = 0;
 };
 
-constexpr const char* kModelFile = "model.safetensors";
+using common::kModelFile;
+using common::kTrainStateFile;
+constexpr const char* kProgram = "xtgrad-vqa";  // the train state's format is kProgram-train-state/1
 constexpr const char* kModelFormat = "xtgrad-vqa-model/1";
 
 // Values in range and an output directory that takes files: std::invalid_argument otherwise.
@@ -70,22 +80,27 @@ template <class T> Batch<T> make_batch(const std::vector<Example>& data, const s
 std::vector<std::size_t> predict(VqaModel<float>& model, const std::vector<Example>& examples);
 Metrics evaluate(VqaModel<float>& model, const std::vector<Example>& test);
 
-// Trains from scratch, appending to DIR/metrics.jsonl and checkpointing at every
-// evaluation; progress goes to log. std::runtime_error when the loss stops being finite.
-TrainResult train(const TrainOptions& options, std::ostream& log);
+// Trains (or resumes, with options.resume_dir and the stored settings), appending to
+// DIR/metrics.jsonl and checkpointing at every evaluation; progress goes to log.
+// xtgrad::CheckpointError for a bad checkpoint to resume, std::runtime_error when the loss
+// stops being finite. The caller holds the run directory (common::RunLock).
+TrainResult train(TrainOptions options, std::ostream& log);
 
-struct LoadedModel {
-  std::unique_ptr<VqaModel<float>> model;
-  std::size_t step = 0;
-  std::uint64_t seed = 0;
-  std::size_t test_size = 0;
-  xtgrad::Metadata metadata;
-};
+using LoadedModel = common::LoadedModel<VqaModel<float>>;
 // The run directory or its model.safetensors; xtgrad::CheckpointError (exit 1) naming the
 // file and the problem: missing, corrupt, foreign, bad metadata, non-finite or misshapen.
 LoadedModel load_model(const std::string& checkpoint);
-// Writes DIR/model.safetensors atomically (a temporary file and a rename).
-void save_model(const std::string& dir, const VqaModel<float>& model, std::size_t step, const TrainOptions& options,
-                const std::string& run_id);
+// Writes DIR/model.safetensors atomically (a temporary file and a rename), the settings of
+// `options` (and its run_id) in its metadata.
+void save_model(const std::string& dir, const VqaModel<float>& model, std::size_t step, const TrainOptions& options);
+
+// A run to resume: the settings stored in its checkpoint (every one, strictly parsed:
+// CheckpointError naming the file, the key and the value; the per-invocation fields as in
+// `base`) and the step its checkpoint is at.
+using StoredRun = common::StoredRun<TrainOptions>;
+StoredRun stored_run(const std::string& dir, TrainOptions base);
+
+// The settings of a resumed run (common::resumed_settings, with vqa's model flags).
+TrainOptions resumed_settings(const CLI::App& cmd, TrainOptions options);
 
 }  // namespace vqa
