@@ -1,5 +1,6 @@
 #include "model.hpp"
 
+#include "checkpoint_rules.hpp"
 #include "flags.hpp"
 
 #include <stdexcept>
@@ -21,23 +22,10 @@ void ModelConfig::check() const {
 }
 
 ModelConfig ModelConfig::from_metadata(const std::map<std::string, std::string>& metadata) {
-  const auto get = [&](const char* key) {
-    const auto found = metadata.find(key);
-    if (found == metadata.end()) throw std::invalid_argument(std::string("model configuration lacks '") + key + "'");
-    return found->second;
-  };
-  const auto count = [&](const char* key) {
-    const std::string text = get(key);
-    try {
-      return std::size_t(common::parse_count(text, 1, kMaxDim));
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(std::string("model configuration has a bad '") + key + "': " + e.what());
-    }
-  };
   ModelConfig config;
-  config.dim = count("dim");
-  config.heads = count("heads");
-  const std::string attention = get("attention");
+  config.dim = common::config_count(metadata, "dim", kMaxDim);
+  config.heads = common::config_count(metadata, "heads", kMaxDim);
+  const std::string& attention = common::config_text(metadata, "attention");
   if (attention != "true" && attention != "false")
     throw std::invalid_argument("model configuration has a bad 'attention': \"" + attention + "\"");
   config.attention = attention == "true";

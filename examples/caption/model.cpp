@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "checkpoint_rules.hpp"
 #include "flags.hpp"
 
 namespace caption {
@@ -33,18 +34,8 @@ std::map<std::string, std::string> ModelConfig::to_metadata() const {
 }
 
 ModelConfig ModelConfig::from_metadata(const std::map<std::string, std::string>& metadata) {
-  const auto get = [&](const char* key) {
-    const auto found = metadata.find(key);
-    if (found == metadata.end()) throw std::invalid_argument(std::string("model configuration lacks '") + key + "'");
-    return found->second;
-  };
-  const auto count = [&](const char* key, std::size_t hi) {
-    try {
-      return std::size_t(common::parse_count(get(key), 1, hi));
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(std::string("model configuration has a bad '") + key + "': " + e.what());
-    }
-  };
+  const auto get = [&](const char* key) { return common::config_text(metadata, key); };
+  const auto count = [&](const char* key, std::size_t hi) { return common::config_count(metadata, key, hi); };
   ModelConfig c;
   c.dim = count("dim", kMaxDim);
   c.heads = count("heads", kMaxDim);

@@ -23,13 +23,7 @@
 
 namespace caption {
 
-struct Limits {
-  static constexpr std::uint64_t kMaxSteps = 1'000'000'000;
-  static constexpr std::uint64_t kMaxBatch = 100'000;
-  static constexpr std::uint64_t kMaxTrainSize = std::uint64_t(1) << 24;
-  static constexpr std::uint64_t kMaxTestSize = 1'000'000;
-  static constexpr std::uint64_t kMaxSeed = UINT64_MAX - 1;  // the test split's seed is seed + 1
-};
+using Limits = common::RunLimits;
 
 struct TrainOptions {
   // Stored in the checkpoint's metadata.

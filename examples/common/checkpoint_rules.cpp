@@ -47,4 +47,19 @@ void check_finite(const std::string& file, const xtgrad::StateDict<float>& tenso
   }
 }
 
+const std::string& config_text(const xtgrad::Metadata& metadata, const char* key) {
+  const auto found = metadata.find(key);
+  if (found == metadata.end()) throw std::invalid_argument(std::string("model configuration lacks '") + key + "'");
+  return found->second;
+}
+
+std::size_t config_count(const xtgrad::Metadata& metadata, const char* key, std::size_t hi) {
+  const std::string& text = config_text(metadata, key);
+  try {
+    return std::size_t(parse_count(text, 1, hi));
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("model configuration has a bad '") + key + "': " + e.what());
+  }
+}
+
 }  // namespace common

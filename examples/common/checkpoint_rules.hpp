@@ -20,6 +20,12 @@ double metadata_number(const std::string& file, const xtgrad::Metadata& metadata
 // metadata[key], which must be present.
 const std::string& metadata_text(const std::string& file, const xtgrad::Metadata& metadata, const std::string& key);
 
+// A model configuration's entries, for each example's ModelConfig::from_metadata: the text
+// of `key`, or a whole number from 1 to hi. std::invalid_argument "model configuration
+// lacks 'key'" or "... has a bad 'key': why" (load_model_strictly adds the file's name).
+const std::string& config_text(const xtgrad::Metadata& metadata, const char* key);
+std::size_t config_count(const xtgrad::Metadata& metadata, const char* key, std::size_t hi);
+
 // Refuses the first tensor holding a NaN or an infinity, naming it and the element.
 void check_finite(const std::string& file, const xtgrad::StateDict<float>& tensors);
 

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -24,6 +25,16 @@
 #include "xtgrad/safetensors.hpp"
 
 namespace common {
+
+// The ranges of the settings of caption's and VQA's runs (flags and stored settings).
+struct RunLimits {
+  static constexpr std::uint64_t kMaxSteps = 1'000'000'000;
+  static constexpr std::uint64_t kMaxBatch = 100'000;
+  // The sampler's epoch order is stored as float32, exact for indices below 2^24.
+  static constexpr std::uint64_t kMaxTrainSize = std::uint64_t(1) << 24;
+  static constexpr std::uint64_t kMaxTestSize = 1'000'000;
+  static constexpr std::uint64_t kMaxSeed = UINT64_MAX - 1;  // the test split's seed is seed + 1
+};
 
 // The model file's metadata: the model's configuration, the format, the step and the run's
 // settings (warmup resolved to its number of steps).
