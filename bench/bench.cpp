@@ -247,7 +247,7 @@ Measurement caption_case(int repeats) {
   const caption::TrainOptions defaults;
   AdamW<float> optimizer(model.parameters(),
                          AdamWOptions().set_lr(defaults.lr).set_weight_decay(defaults.weight_decay));
-  LRScheduler<float> scheduler(optimizer, caption::lr_schedule(defaults));
+  LRScheduler<float> scheduler(optimizer, common::warmup_cosine(defaults.steps, defaults.warmup_steps()));
   std::size_t step = 0;
   return {
       median_ms([&] { caption::train_step(model, optimizer, scheduler, batch, ++step); }, repeats), std::nullopt, {}};

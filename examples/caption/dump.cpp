@@ -29,8 +29,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "adamw_run.hpp"
 #include "flags.hpp"
 #include "train.hpp"
+#include "training.hpp"
 
 namespace {
 
@@ -92,8 +94,8 @@ template <class T>
 void replay(CaptionModel<T>& model, const TrainOptions& o, const std::vector<scenes::Scene>& data, const fs::path& dir,
             const std::string& suffix, BatchLog* log) {
   xtgrad::AdamW<T> optimizer(model.parameters(), xtgrad::AdamWOptions().set_lr(o.lr).set_weight_decay(o.weight_decay));
-  xtgrad::LRScheduler<T> scheduler(optimizer, lr_schedule(o));
-  Sampler sampler(o);
+  xtgrad::LRScheduler<T> scheduler(optimizer, common::warmup_cosine(o.steps, o.warmup_steps()));
+  common::BatchSampler sampler = common::run_sampler(o);
   std::vector<double> losses;
   for (std::size_t step = 1; step <= o.steps; ++step) {
     const std::vector<std::size_t> indices = sampler.next();

@@ -29,15 +29,8 @@ using namespace caption;
 using common::UsageError;
 
 int run_train(const CLI::App& cmd, TrainOptions options) {
-  if (!options.resume_dir.empty()) options = resumed_settings(cmd, options);
-  try {
-    validate(options);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
-  const common::RunLock lock(options.out_dir);  // one writer per run directory
-  common::check_may_write(options, kProgram);
-  const TrainResult r = train(options, std::cout);
+  const TrainResult r = common::train_from_flags(cmd, options, kProgram, resumed_settings, validate,
+                                                 [](const TrainOptions& o) { return train(o, std::cout); });
   std::printf(
       "\ndone: step %zu, loss %.4f, test exact %.3f (in order %.3f), object F1 %.3f, parse failures %.3f, BLEU-4 "
       "%.3f\ntime: %.1f s (median step %.2f ms, %.1f s evaluating and saving)\ncheckpoint: %s/%s\n",
@@ -118,37 +111,14 @@ int run_sample(std::size_t count, std::uint64_t seed, const std::string& png) {
   return 0;
 }
 
-template <class T>
-void add_count_flag(CLI::App* cmd, const char* flag, T& value, const char* help, std::uint64_t lo, std::uint64_t hi) {
-  cmd->add_option(flag, value, help)->capture_default_str()->check(common::count_in(lo, hi));
-}
-
-CLI::App* add_train_command(CLI::App& app, TrainOptions& o, bool& blind, bool& no_attention) {
+CLI::App* add_train_command(CLI::App& app, TrainOptions& o, common::BaselineFlags& baseline) {
   CLI::App* cmd = app.add_subcommand("train", "train the model; writes DIR/metrics.jsonl and DIR/model.safetensors");
-  add_count_flag(cmd, "--steps", o.steps, "training steps", 1, Limits::kMaxSteps);
-  add_count_flag(cmd, "--batch", o.batch, "pictures per batch", 1, Limits::kMaxBatch);
-  cmd->add_option("--lr", o.lr, "peak learning rate (AdamW)")->capture_default_str();
-  cmd->add_option("--weight-decay", o.weight_decay, "AdamW's weight decay")->capture_default_str();
-  add_count_flag(cmd, "--warmup", o.warmup, "warm-up steps (0: 5% of --steps)", 0, Limits::kMaxSteps);
-  add_count_flag(cmd, "--dim", o.model.dim, "model width", 1, ModelConfig::kMaxDim);
-  add_count_flag(cmd, "--heads", o.model.heads, "attention heads (must divide --dim)", 1, ModelConfig::kMaxDim);
-  add_count_flag(cmd, "--layers", o.model.layers, "decoder layers", 1, ModelConfig::kMaxLayers);
-  add_count_flag(cmd, "--ff", o.model.ff, "decoder feed-forward width", 1, 4 * ModelConfig::kMaxDim);
-  add_count_flag(cmd, "--seed", o.seed, "data and initialisation seed (test split: seed + 1)", 0, Limits::kMaxSeed);
-  add_count_flag(cmd, "--train-size", o.train_size, "training pictures", 1, Limits::kMaxTrainSize);
-  add_count_flag(cmd, "--test-size", o.test_size, "test pictures", 1, Limits::kMaxTestSize);
-  add_count_flag(cmd, "--eval-every", o.eval_every, "steps between evaluations (and checkpoints)", 1,
-                 Limits::kMaxSteps);
-  cmd->add_option("--threads", o.threads, "threads for the ops")->capture_default_str()->check(common::thread_count());
-  cmd->add_option("--out", o.out_dir, "run directory")->capture_default_str();
-  cmd->add_flag("--overwrite", o.overwrite, "replace the run that --out holds");
-  cmd->add_option("--resume", o.resume_dir, "continue the run in this directory, with its settings");
-  add_count_flag(cmd, "--stop-at", o.stop_at, "stop after this evaluation step, as if interrupted (0: at --steps)", 0,
-                 Limits::kMaxSteps);
-  auto* blind_flag = cmd->add_flag("--blind", blind, "baseline: the decoder never sees the picture");
-  cmd->add_flag("--no-attention", no_attention,
-                "baseline: the picture mean-pooled into every token, no cross-attention")
-      ->excludes(blind_flag);
+  common::add_run_flags(cmd, o, baseline, "pictures", "baseline: the decoder never sees the picture",
+                        "baseline: the picture mean-pooled into every token, no cross-attention");
+  common::add_count_flag(cmd, "--dim", o.model.dim, "model width", 1, ModelConfig::kMaxDim);
+  common::add_count_flag(cmd, "--heads", o.model.heads, "attention heads (must divide --dim)", 1, ModelConfig::kMaxDim);
+  common::add_count_flag(cmd, "--layers", o.model.layers, "decoder layers", 1, ModelConfig::kMaxLayers);
+  common::add_count_flag(cmd, "--ff", o.model.ff, "decoder feed-forward width", 1, 4 * ModelConfig::kMaxDim);
   return cmd;
 }
 
@@ -158,9 +128,9 @@ CLI::App* add_generate_command(CLI::App& app, GenerateOptions& g) {
   cmd->add_option("--image-seed", g.image_seed, "the picture: scene 0 of this seed")
       ->required()
       ->check(common::count_in(0, Limits::kMaxSeed));
-  add_count_flag(cmd, "--beam", g.beam, "beam width (1: greedy)", 1, 1000);
+  common::add_count_flag(cmd, "--beam", g.beam, "beam width (1: greedy)", 1, 1000);
   cmd->add_option("--temperature", g.temperature, "sample at this temperature instead (0: do not)");
-  add_count_flag(cmd, "--sample-seed", g.sample_seed, "the sampler's seed", 0, UINT64_MAX);
+  common::add_count_flag(cmd, "--sample-seed", g.sample_seed, "the sampler's seed", 0, UINT64_MAX);
   cmd->add_option("--png", g.png, "also draw the picture and each word's cross-attention to this PNG file");
   return cmd;
 }
@@ -173,8 +143,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   TrainOptions options;
   options.progress_bar = isatty(STDOUT_FILENO);
-  bool blind = false, no_attention = false;
-  CLI::App* train_cmd = add_train_command(app, options, blind, no_attention);
+  common::BaselineFlags baseline;
+  CLI::App* train_cmd = add_train_command(app, options, baseline);
   std::string checkpoint;
   CLI::App* eval_cmd = app.add_subcommand("eval", "greedy captions of a checkpoint's test split, scored");
   eval_cmd->add_option("--checkpoint", checkpoint, "run directory or its model.safetensors")->required();
@@ -184,13 +154,14 @@ int main(int argc, char** argv) {
   std::uint64_t sample_seed = 0;
   std::string png;
   CLI::App* sample_cmd = app.add_subcommand("sample", "pictures of a training split and their captions, as a PNG");
-  add_count_flag(sample_cmd, "--count", count, "pictures", 1, 256);
-  add_count_flag(sample_cmd, "--seed", sample_seed, "the split's seed (as train's --seed)", 0, Limits::kMaxSeed);
+  common::add_count_flag(sample_cmd, "--count", count, "pictures", 1, 256);
+  common::add_count_flag(sample_cmd, "--seed", sample_seed, "the split's seed (as train's --seed)", 0,
+                         Limits::kMaxSeed);
   sample_cmd->add_option("--png", png, "output picture")->required();
 
   return common::run_main(app, argc, argv, "xtgrad-caption", [&] {
     if (train_cmd->parsed()) {
-      options.model.image = blind ? "blind" : no_attention ? "no-attention" : "attention";
+      options.model.image = baseline.image();
       return run_train(*train_cmd, options);
     }
     if (eval_cmd->parsed()) return run_eval(checkpoint);

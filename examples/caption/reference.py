@@ -106,7 +106,7 @@ def token_batch(captions):
 
 def lr_at(step, config):
     """the lr of step `step` (from 0): xtgrad's SequentialLR of LinearWarmup(w, 0.01) and
-    CosineAnnealingLR(steps - w), milestone w (train.cpp's lr_schedule)"""
+    CosineAnnealingLR(steps - w), milestone w (examples/common/training.hpp's warmup_cosine)"""
     lr, w, steps = config["lr"], config["warmup"], config["steps"]
     if step < w or steps <= w:
         return lr * (0.01 + (1.0 - 0.01) * min(step, w) / w)

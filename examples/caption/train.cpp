@@ -12,6 +12,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "adamw_run.hpp"
 #include "checkpoint_rules.hpp"
 #include "flags.hpp"
 #include "run_dir.hpp"
@@ -72,12 +73,6 @@ Metrics evaluate(CaptionModel<float>& model, const std::vector<scenes::Scene>& t
 }
 
 // Seeded apart from the model's initialisation (Generator(seed)).
-Sampler::Sampler(const TrainOptions& o) : common::BatchSampler(o.train_size, o.batch, o.seed ^ 0x5eedcafeULL) {}
-
-std::shared_ptr<const xtgrad::LRSchedule> lr_schedule(const TrainOptions& o) {
-  return common::warmup_cosine(o.steps, o.warmup_steps());  // examples/common/training.hpp
-}
-
 template <class T>
 TrainBatch<T> train_batch(const std::vector<scenes::Scene>& data, const std::vector<std::size_t>& indices) {
   std::vector<scenes::Scene> pictures;
@@ -92,16 +87,8 @@ TrainBatch<T> train_batch(const std::vector<scenes::Scene>& data, const std::vec
 template <class T>
 double train_step(CaptionModel<T>& model, xtgrad::AdamW<T>& optimizer, xtgrad::LRScheduler<T>& scheduler,
                   const TrainBatch<T>& batch, std::size_t step) {
-  optimizer.zero_grad();
   xtgrad::Tensor<T> loss = model.loss(batch.images, batch.tokens);
-  const double value = loss.item();
-  if (!std::isfinite(value))
-    throw std::runtime_error("the loss became " + std::to_string(value) + " at step " + std::to_string(step) +
-                             " (try a smaller --lr)");
-  loss.backward();
-  optimizer.step();
-  scheduler.step();
-  return value;
+  return common::optimizer_step(loss, optimizer, scheduler, step);
 }
 
 template TrainBatch<float> train_batch(const std::vector<scenes::Scene>&, const std::vector<std::size_t>&);
@@ -113,43 +100,21 @@ template double train_step(CaptionModel<double>&, xtgrad::AdamW<double>&, xtgrad
 
 namespace {
 
-// What a run works with: the data, the model, AdamW and its schedule, the batch order, all
-// at `step` (the resumed checkpoint's, or 0).
-struct Run {
-  std::vector<scenes::Scene> train_data, test;
-  std::unique_ptr<CaptionModel<float>> model;
-  std::unique_ptr<xtgrad::AdamW<float>> optimizer;
-  std::unique_ptr<xtgrad::LRScheduler<float>> scheduler;
-  std::unique_ptr<Sampler> sampler;
-  std::size_t step = 0;
-  common::TrainingState state() { return {*optimizer, *sampler, scheduler.get()}; }
+// What a run works with (common::AdamWRun) and its steps.
+struct Run : common::AdamWRun<CaptionModel<float>, scenes::Scene> {
   // One step on the next batch, teacher-forced: its loss (finite, or std::runtime_error).
   double train_step(std::size_t at) {
     return caption::train_step(*model, *optimizer, *scheduler, train_batch<float>(train_data, sampler->next()), at);
   }
   Metrics evaluate() { return caption::evaluate(*model, test); }
-  double lr() const { return scheduler->lr(); }
   void save_model(const TrainOptions& o) const { caption::save_model(o.out_dir, *model, step, o); }
 };
 
 Run set_up(const TrainOptions& o, std::ostream& log) {
-  log << "generating " << o.train_size << " training and " << o.test_size << " test pictures (seed " << o.seed << ")\n";
-  Run run{make_split(o.train_size, o.seed), make_split(o.test_size, o.seed + 1), nullptr, nullptr, nullptr, nullptr, 0};
-  xtgrad::Generator init(o.seed);
-  run.model = std::make_unique<CaptionModel<float>>(o.model, init);
-  if (!o.resume_dir.empty()) {
-    LoadedModel loaded = load_model(o.resume_dir);
-    run.model = std::move(loaded.model);
-    run.step = loaded.step;
-  }
-  run.optimizer = std::make_unique<xtgrad::AdamW<float>>(
-      run.model->parameters(), xtgrad::AdamWOptions().set_lr(o.lr).set_weight_decay(o.weight_decay));
-  run.scheduler = std::make_unique<xtgrad::LRScheduler<float>>(*run.optimizer, lr_schedule(o));
-  run.sampler = std::make_unique<Sampler>(o);
-  if (!o.resume_dir.empty()) common::load_train_state(o.resume_dir, {kProgram, o.run_id, run.step}, run.state());
-  log << run.model->parameter_count() << " parameters (image: " << o.model.image << "); steps " << run.step + 1
-      << " to " << (o.stop_at ? o.stop_at : o.steps) << " of " << o.steps << ", batch " << o.batch << ", AdamW lr "
-      << o.lr << " (warm-up " << o.warmup_steps() << ", cosine)\n";
+  Run run;
+  run.make_data(o, make_split, "pictures", log);
+  run.make_model(o, load_model);
+  run.start_training(o, kProgram, "image: " + o.model.image, log);
   return run;
 }
 

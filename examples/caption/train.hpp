@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "batch_sampler.hpp"
 #include "metrics.hpp"
 #include "model.hpp"
+#include "run_options.hpp"
 #include "run_settings.hpp"
 #include "train_state.hpp"
 #include "xtgrad/optim.hpp"
@@ -25,35 +25,12 @@ namespace caption {
 
 using Limits = common::RunLimits;
 
-struct TrainOptions {
-  // Stored in the checkpoint's metadata.
-  std::size_t batch = 32;
-  double lr = 2e-3;
-  double weight_decay = 0.01;
-  std::uint64_t seed = 0;
-  std::size_t train_size = 20000;
-  std::size_t test_size = 1000;
-  std::size_t steps = 3000;
-  std::size_t warmup = 0;  // 0: 5% of the steps
-  std::size_t eval_every = 500;
-  int threads = 1;
-  ModelConfig model;
-  std::string run_id;  // the run's identity; empty: train() draws a new one
-  // Per invocation.
-  std::string out_dir = "runs/caption";
-  std::string resume_dir;   // empty: a fresh run
-  std::size_t stop_at = 0;  // > 0: stop after this step's checkpoint, as if interrupted (--resume goes on)
-  bool overwrite = false;
-  bool progress_bar = false;
-  std::size_t warmup_steps() const { return warmup ? warmup : std::max<std::size_t>(1, steps / 20); }
+// The run's settings (common::RunOptions) with this example's defaults.
+struct TrainOptions : common::RunOptions<ModelConfig> {
+  TrainOptions() : RunOptions({20000, 1000, 3000, 500, "runs/caption"}) {}
 };
 
-struct TrainResult {
-  std::size_t step = 0;
-  double last_loss = 0;  // mean training loss since the previous evaluation
-  Metrics metrics;
-  double seconds = 0, median_step_ms = 0, eval_seconds = 0;
-};
+using TrainResult = common::TrainResult<Metrics>;
 
 using common::kModelFile;
 using common::kTrainStateFile;
@@ -65,17 +42,6 @@ void validate(const TrainOptions& options);
 
 // The split with this seed: `count` scenes.
 std::vector<scenes::Scene> make_split(std::size_t count, std::uint64_t seed);
-
-// The order a run takes its training pictures in: common::BatchSampler (each epoch a fresh
-// permutation of the train_size pictures, its state in the train state) with a generator
-// seeded from the run's seed.
-struct Sampler : common::BatchSampler {
-  explicit Sampler(const TrainOptions& options);
-};
-
-// A run's learning rate: a linear warm-up from 1% of the lr over warmup_steps(), then a
-// cosine from the lr down to 0 at the last step.
-std::shared_ptr<const xtgrad::LRSchedule> lr_schedule(const TrainOptions& options);
 
 // A teacher-forced batch: the pictures (B,3,32,32) and their captions' tokens.
 template <class T> struct TrainBatch {

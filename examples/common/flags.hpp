@@ -1,5 +1,5 @@
-// Command-line rules every example program shares (xtgrad-align now, the caption and VQA
-// examples later), so that each refuses bad input the same way:
+// Command-line rules every example program shares (xtgrad-align, xtgrad-caption,
+// xtgrad-vqa), so that each refuses bad input the same way:
 //   exit 2  bad usage: an unknown flag, a value out of range, a clash with the run on disk;
 //           the message names the flag and repeats the value the user typed
 //   exit 1  a bad file (a corrupt or foreign checkpoint) or a failure while running
@@ -42,6 +42,13 @@ std::string exact_text(double value);
 // A CLI11 check for the same rule, run on the text before CLI11 converts it:
 //   cmd->add_option("--steps", steps)->check(common::count_in(1, kMaxSteps));
 CLI::Validator count_in(std::uint64_t lo, std::uint64_t hi);
+
+// A whole-number flag checked by count_in(lo, hi), its default shown in the usage.
+template <class T>
+void add_count_flag(CLI::App* cmd, const char* flag, T& value, const std::string& help, std::uint64_t lo,
+                    std::uint64_t hi) {
+  cmd->add_option(flag, value, help)->capture_default_str()->check(count_in(lo, hi));
+}
 
 // The most threads a --threads flag accepts (the engine's own limit, from
 // xtgrad::max_num_threads()).

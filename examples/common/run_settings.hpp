@@ -1,10 +1,8 @@
-// The settings of a training run of the examples that share them (caption, vqa): kept in
-// the model file's metadata, read back strictly to resume, and checked against the flags
-// given again with `train --resume DIR`. Templates over the example's TrainOptions (fields
-// batch, lr, weight_decay, seed, train_size, test_size, steps, warmup, eval_every, threads,
-// run_id, model with dim, heads, ff, image and to_metadata(); per invocation resume_dir,
-// out_dir, stop_at) and its Limits (kMaxBatch, kMaxSeed, kMaxTrainSize, kMaxTestSize,
-// kMaxSteps).
+// The settings of a training run of the examples that share them (caption, vqa; the
+// settings themselves are common::RunOptions, run_options.hpp): kept in the model file's
+// metadata, read back strictly to resume, and checked against the flags given again with
+// `train --resume DIR`. Templates over the example's TrainOptions (a RunOptions whose
+// model has dim, heads, ff, image and to_metadata()) and RunLimits.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -28,15 +28,8 @@ using namespace vqa;
 using common::UsageError;
 
 int run_train(const CLI::App& cmd, TrainOptions options) {
-  if (!options.resume_dir.empty()) options = resumed_settings(cmd, options);
-  try {
-    validate(options);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
-  const common::RunLock lock(options.out_dir);  // one writer per run directory
-  common::check_may_write(options, kProgram);
-  const TrainResult r = train(options, std::cout);
+  const TrainResult r = common::train_from_flags(cmd, options, kProgram, resumed_settings, validate,
+                                                 [](const TrainOptions& o) { return train(o, std::cout); });
   std::printf("\ndone: step %zu, loss %.4f, test accuracy %.4f\n%s", r.step, r.last_loss, r.metrics.overall(),
               metrics_table(r.metrics).c_str());
   std::printf("time: %.1f s (median step %.2f ms, %.1f s evaluating and saving)\ncheckpoint: %s/%s\n", r.seconds,
@@ -108,19 +101,15 @@ int run_sample(std::size_t count, std::uint64_t seed, const std::string& png) {
   return 0;
 }
 
-template <class T>
-void add_count_flag(CLI::App* cmd, const char* flag, T& value, const char* help, std::uint64_t lo, std::uint64_t hi) {
-  cmd->add_option(flag, value, help)->capture_default_str()->check(common::count_in(lo, hi));
-}
-
 void add_model_flags(CLI::App* cmd, ModelConfig& m) {
-  add_count_flag(cmd, "--dim", m.dim, "model width", 1, ModelConfig::kMaxDim);
-  add_count_flag(cmd, "--heads", m.heads, "attention heads (must divide --dim)", 1, ModelConfig::kMaxDim);
-  add_count_flag(cmd, "--fusion-layers", m.fusion_layers, "layers attending to the picture", 1,
-                 ModelConfig::kMaxLayers);
-  add_count_flag(cmd, "--text-layers", m.text_layers, "TransformerEncoder layers (--text-encoder transformer)", 1,
-                 ModelConfig::kMaxLayers);
-  add_count_flag(cmd, "--ff", m.ff, "feed-forward width of the Transformer layers", 1, 4 * ModelConfig::kMaxDim);
+  common::add_count_flag(cmd, "--dim", m.dim, "model width", 1, ModelConfig::kMaxDim);
+  common::add_count_flag(cmd, "--heads", m.heads, "attention heads (must divide --dim)", 1, ModelConfig::kMaxDim);
+  common::add_count_flag(cmd, "--fusion-layers", m.fusion_layers, "layers attending to the picture", 1,
+                         ModelConfig::kMaxLayers);
+  common::add_count_flag(cmd, "--text-layers", m.text_layers, "TransformerEncoder layers (--text-encoder transformer)",
+                         1, ModelConfig::kMaxLayers);
+  common::add_count_flag(cmd, "--ff", m.ff, "feed-forward width of the Transformer layers", 1,
+                         4 * ModelConfig::kMaxDim);
   cmd->add_option("--text-encoder", m.text_encoder, "the question's encoder")
       ->capture_default_str()
       ->check(CLI::IsMember({"lstm", "transformer"}));
@@ -129,28 +118,11 @@ void add_model_flags(CLI::App* cmd, ModelConfig& m) {
       ->check(CLI::IsMember({"mean", "last"}));
 }
 
-CLI::App* add_train_command(CLI::App& app, TrainOptions& o, bool& blind, bool& no_attention) {
+CLI::App* add_train_command(CLI::App& app, TrainOptions& o, common::BaselineFlags& baseline) {
   CLI::App* cmd = app.add_subcommand("train", "train the model; writes DIR/metrics.jsonl and DIR/model.safetensors");
-  add_count_flag(cmd, "--steps", o.steps, "training steps", 1, Limits::kMaxSteps);
-  add_count_flag(cmd, "--batch", o.batch, "questions per batch", 1, Limits::kMaxBatch);
-  cmd->add_option("--lr", o.lr, "peak learning rate (AdamW)")->capture_default_str();
-  cmd->add_option("--weight-decay", o.weight_decay, "AdamW's weight decay")->capture_default_str();
-  add_count_flag(cmd, "--warmup", o.warmup, "warm-up steps (0: 5% of --steps)", 0, Limits::kMaxSteps);
+  common::add_run_flags(cmd, o, baseline, "triples", "baseline: the question only, never the picture",
+                        "baseline: the picture mean-pooled into every word, no cross-attention");
   add_model_flags(cmd, o.model);
-  add_count_flag(cmd, "--seed", o.seed, "data and initialisation seed (test split: seed + 1)", 0, Limits::kMaxSeed);
-  add_count_flag(cmd, "--train-size", o.train_size, "training triples", 1, Limits::kMaxTrainSize);
-  add_count_flag(cmd, "--test-size", o.test_size, "test triples", 1, Limits::kMaxTestSize);
-  add_count_flag(cmd, "--eval-every", o.eval_every, "steps between evaluations (and checkpoints)", 1,
-                 Limits::kMaxSteps);
-  cmd->add_option("--threads", o.threads, "threads for the ops")->capture_default_str()->check(common::thread_count());
-  cmd->add_option("--out", o.out_dir, "run directory")->capture_default_str();
-  cmd->add_flag("--overwrite", o.overwrite, "replace the run that --out holds");
-  cmd->add_option("--resume", o.resume_dir, "continue the run in this directory, with its settings");
-  add_count_flag(cmd, "--stop-at", o.stop_at, "stop after this evaluation step, as if interrupted (0: at --steps)", 0,
-                 Limits::kMaxSteps);
-  auto* blind_flag = cmd->add_flag("--blind", blind, "baseline: the question only, never the picture");
-  cmd->add_flag("--no-attention", no_attention, "baseline: the picture mean-pooled into every word, no cross-attention")
-      ->excludes(blind_flag);
   return cmd;
 }
 
@@ -173,8 +145,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   TrainOptions options;
   options.progress_bar = isatty(STDOUT_FILENO);
-  bool blind = false, no_attention = false;
-  CLI::App* train_cmd = add_train_command(app, options, blind, no_attention);
+  common::BaselineFlags baseline;
+  CLI::App* train_cmd = add_train_command(app, options, baseline);
   std::string checkpoint;
   CLI::App* eval_cmd = app.add_subcommand("eval", "accuracy per question type on a checkpoint's test split");
   eval_cmd->add_option("--checkpoint", checkpoint, "run directory or its model.safetensors")->required();
@@ -186,13 +158,14 @@ int main(int argc, char** argv) {
   std::string png;
   CLI::App* sample_cmd =
       app.add_subcommand("sample", "pictures of a training split with questions and answers, as a PNG");
-  add_count_flag(sample_cmd, "--count", count, "triples", 1, 256);
-  add_count_flag(sample_cmd, "--seed", sample_seed, "the split's seed (as train's --seed)", 0, Limits::kMaxSeed);
+  common::add_count_flag(sample_cmd, "--count", count, "triples", 1, 256);
+  common::add_count_flag(sample_cmd, "--seed", sample_seed, "the split's seed (as train's --seed)", 0,
+                         Limits::kMaxSeed);
   sample_cmd->add_option("--png", png, "output picture")->required();
 
   return common::run_main(app, argc, argv, "xtgrad-vqa", [&] {
     if (train_cmd->parsed()) {
-      options.model.image = blind ? "blind" : no_attention ? "no-attention" : "attention";
+      options.model.image = baseline.image();
       return run_train(*train_cmd, options);
     }
     if (eval_cmd->parsed()) return run_eval(checkpoint);

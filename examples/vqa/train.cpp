@@ -9,6 +9,7 @@
 #include <iostream>
 #include <stdexcept>
 
+#include "adamw_run.hpp"
 #include "batch_sampler.hpp"
 #include "checkpoint_rules.hpp"
 #include "flags.hpp"
@@ -77,64 +78,26 @@ Metrics evaluate(VqaModel<float>& model, const std::vector<Example>& test) {
 
 namespace {
 
-// What a run works with: the data, the model, AdamW and its schedule, the batch order, all
-// at `step` (the resumed checkpoint's, or 0).
-struct Run {
-  std::vector<Example> train_data, test;
-  std::unique_ptr<VqaModel<float>> model;
-  std::unique_ptr<xtgrad::AdamW<float>> optimizer;
-  std::unique_ptr<xtgrad::LRScheduler<float>> scheduler;
-  std::unique_ptr<common::BatchSampler> sampler;
-  std::size_t step = 0;
-  common::TrainingState state() { return {*optimizer, *sampler, scheduler.get()}; }
+// What a run works with (common::AdamWRun) and its steps.
+struct Run : common::AdamWRun<VqaModel<float>, Example> {
   double train_step(std::size_t at);
   Metrics evaluate() { return vqa::evaluate(*model, test); }
-  double lr() const { return scheduler->lr(); }
   void save_model(const TrainOptions& o) const { vqa::save_model(o.out_dir, *model, step, o); }
 };
 
 Run set_up(const TrainOptions& o, std::ostream& log) {
-  log << "generating " << o.train_size << " training and " << o.test_size << " test questions (seed " << o.seed
-      << ")\n";
   Run run;
-  {
-    const common::Doing doing("generating " + std::to_string(o.train_size) + " training questions");
-    run.train_data = make_split(o.train_size, o.seed);
-    run.test = make_split(o.test_size, o.seed + 1);
-  }
-  xtgrad::Generator init(o.seed);
-  run.model = std::make_unique<VqaModel<float>>(o.model, init);
-  if (!o.resume_dir.empty()) {
-    LoadedModel loaded = load_model(o.resume_dir);
-    run.model = std::move(loaded.model);
-    run.step = loaded.step;
-  }
-  run.optimizer = std::make_unique<xtgrad::AdamW<float>>(
-      run.model->parameters(), xtgrad::AdamWOptions().set_lr(o.lr).set_weight_decay(o.weight_decay));
-  run.scheduler =
-      std::make_unique<xtgrad::LRScheduler<float>>(*run.optimizer, common::warmup_cosine(o.steps, o.warmup_steps()));
-  // Seeded apart from the model's initialisation (Generator(seed)).
-  run.sampler = std::make_unique<common::BatchSampler>(o.train_size, o.batch, o.seed ^ 0x5eedcafeULL);
-  if (!o.resume_dir.empty()) common::load_train_state(o.resume_dir, {kProgram, o.run_id, run.step}, run.state());
-  log << run.model->parameter_count() << " parameters (text: " << o.model.text_encoder << ", image: " << o.model.image
-      << "); steps " << run.step + 1 << " to " << (o.stop_at ? o.stop_at : o.steps) << " of " << o.steps << ", batch "
-      << o.batch << ", AdamW lr " << o.lr << " (warm-up " << o.warmup_steps() << ", cosine)\n";
+  run.make_data(o, make_split, "questions", log);
+  run.make_model(o, load_model);
+  run.start_training(o, kProgram, "text: " + o.model.text_encoder + ", image: " + o.model.image, log);
   return run;
 }
 
 // One step on the next batch: its loss (finite, or std::runtime_error).
 double Run::train_step(std::size_t at) {
   const Batch<float> b = make_batch<float>(train_data, sampler->next());
-  optimizer->zero_grad();
   xtgrad::Tensor<float> loss = model->loss(b.images, b.questions, b.answers);
-  const double value = loss.item();
-  if (!std::isfinite(value))
-    throw std::runtime_error("the loss became " + std::to_string(value) + " at step " + std::to_string(at) +
-                             " (try a smaller --lr)");
-  loss.backward();
-  optimizer->step();
-  scheduler->step();
-  return value;
+  return common::optimizer_step(loss, *optimizer, *scheduler, at);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 
 #include "metrics.hpp"
 #include "model.hpp"
+#include "run_options.hpp"
 #include "run_settings.hpp"
 #include "train_state.hpp"
 #include "xtgrad/safetensors.hpp"
@@ -24,35 +25,12 @@ namespace vqa {
 
 using Limits = common::RunLimits;
 
-struct TrainOptions {
-  // Stored in the checkpoint's metadata.
-  std::size_t batch = 32;
-  double lr = 2e-3;
-  double weight_decay = 0.01;
-  std::uint64_t seed = 0;
-  std::size_t train_size = 50000;
-  std::size_t test_size = 2000;
-  std::size_t steps = 16000;
-  std::size_t warmup = 0;  // 0: 5% of the steps
-  std::size_t eval_every = 2000;
-  int threads = 1;
-  ModelConfig model;
-  std::string run_id;  // the run's identity; empty: train() draws a new one
-  // Per invocation.
-  std::string out_dir = "runs/vqa";
-  std::string resume_dir;   // empty: a fresh run
-  std::size_t stop_at = 0;  // > 0: stop after this step's checkpoint, as if interrupted (--resume goes on)
-  bool overwrite = false;
-  bool progress_bar = false;
-  std::size_t warmup_steps() const { return warmup ? warmup : std::max<std::size_t>(1, steps / 20); }
+// The run's settings (common::RunOptions) with this example's defaults.
+struct TrainOptions : common::RunOptions<ModelConfig> {
+  TrainOptions() : RunOptions({50000, 2000, 16000, 2000, "runs/vqa"}) {}
 };
 
-struct TrainResult {
-  std::size_t step = 0;
-  double last_loss = 0;  // mean training loss since the previous evaluation
-  Metrics metrics;
-  double seconds = 0, median_step_ms = 0, eval_seconds = 0;
-};
+using TrainResult = common::TrainResult<Metrics>;
 
 using common::kModelFile;
 using common::kTrainStateFile;
