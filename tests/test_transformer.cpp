@@ -558,6 +558,14 @@ TEST_CASE("transformer: cached decoding keeps the cross-attention weights when a
       }
       CHECK_MESSAGE(worst <= kSelfTol, "step weights differ from forward's by " << worst);
       MESSAGE("norm_first " << norm_first << ": largest |step weights - forward weights| " << worst);
+      // The whole causal forward keeps the same weights when asked, and gives the same output.
+      const D plain_out = layer.forward(x, memory, std::nullopt, std::nullopt, std::nullopt, std::nullopt, true);
+      CHECK_FALSE(layer.memory_weights.defined());
+      layer.keep_memory_weights = true;
+      const D kept_out = layer.forward(x, memory, std::nullopt, std::nullopt, std::nullopt, std::nullopt, true);
+      CHECK(max_abs_diff(kept_out.data(), plain_out.data()) == 0.0);
+      REQUIRE(layer.memory_weights.shape() == full.shape());
+      CHECK(max_abs_diff(layer.memory_weights.data(), full.data()) <= kSelfTol);
     }
   }
   SUBCASE("TransformerDecoder: every layer's cache keeps its own") {

@@ -151,17 +151,12 @@ std::vector<Tensor<T>> VqaModel<T>::cross_attention(const Tensor<T>& images, con
   if (config.image != "attention")
     throw std::invalid_argument("VqaModel.cross_attention: a model with the image mode '" + config.image +
                                 "' has no cross-attention over the picture");
-  auto [x, memory] = fusion_inputs(images, q);
-  const auto padding = padding_mask(q.padding);
   std::vector<Tensor<T>> weights;
+  for (auto& layer : fusion->layers) layer->keep_memory_weights = true;
+  forward(images, q);
   for (auto& layer : fusion->layers) {
-    // The pre-norm layer's steps up to its cross-attention (TransformerDecoderLayer::forward;
-    // dropout is 0), asked for the weights; then the layer itself, as forward runs it.
-    const Tensor<T> n = layer->norm1->forward(x);
-    const Tensor<T> h = x + layer->self_attn->forward(n, n, n, padding, false).output;
-    weights.push_back(
-        layer->multihead_attn->forward(layer->norm2->forward(h), memory, memory, std::nullopt, true).weights);
-    x = layer->forward(x, memory, std::nullopt, std::nullopt, padding);
+    layer->keep_memory_weights = false;
+    weights.push_back(std::move(layer->memory_weights));
   }
   return weights;
 }

@@ -59,8 +59,9 @@ template <class T> class VqaModel : public xtgrad::Module<T> {
                          const std::vector<std::size_t>& answers);
   // Where each question word looked (ask --png), for --image attention only (else throws
   // std::invalid_argument): per fusion layer its cross-attention weights (B,L,16) over the
-  // cells, averaged over heads, rows summing to 1 (padding rows too). It repeats forward's
-  // fusion layer by layer and leaves forward, and so training, unchanged.
+  // cells, averaged over heads, rows summing to 1 (padding rows too): a forward with the
+  // fusion layers' keep_memory_weights on (TransformerDecoderLayer), which changes nothing
+  // else.
   std::vector<xtgrad::Tensor<T>> cross_attention(const xtgrad::Tensor<T>& images, const QuestionBatch& questions);
 
   const ModelConfig config;

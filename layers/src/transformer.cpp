@@ -228,8 +228,10 @@ Tensor<T> TransformerDecoderLayer<T>::forward(const Tensor<T>& tgt, const Tensor
         self_attn->forward(x, x, x, tgt_key_padding_mask, false, tgt_mask, true, tgt_is_causal).output);
   };
   const auto memory_block = [&](const Tensor<T>& x) {
-    return dropout2->forward(
-        multihead_attn->forward(x, memory, memory, memory_key_padding_mask, false, memory_mask).output);
+    auto attended =
+        multihead_attn->forward(x, memory, memory, memory_key_padding_mask, keep_memory_weights, memory_mask);
+    if (keep_memory_weights) memory_weights = attended.weights;
+    return dropout2->forward(attended.output);
   };
   const char* layer = "TransformerDecoderLayer";
   check_inputs(layer, batch_first, self_attn->embed_dim, tgt.shape(), memory.shape(), memory.shape());

@@ -137,6 +137,12 @@ template <class T> class TransformerDecoderLayer : public Module<T>, public Call
   // Step-by-step decoding (eval mode): memory (B, S, E) batch first -> a fresh cache;
   // need_weights: every step keeps its cross-attention weights (cache.memory_weights).
   DecoderLayerCache<T> start_decoding(const Tensor<T>& memory, bool need_weights = false);
+  // For inspection (where each target position looked): with keep_memory_weights set,
+  // forward keeps its cross-attention weights (B, T, S), averaged over heads, in
+  // memory_weights (no gradient flows through them); off, memory_weights is left alone.
+  // PyTorch's layer calls its multihead_attn with need_weights=False and offers only hooks.
+  bool keep_memory_weights = false;
+  Tensor<T> memory_weights;
   // The next target position: x (B, 1, E) batch first -> (B, 1, E), as the causal forward
   // gives at that position.
   Tensor<T> forward_step(const Tensor<T>& x, DecoderLayerCache<T>& cache);
