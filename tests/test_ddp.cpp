@@ -11,11 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "distributed_test_helpers.hpp"
 #include "xtgrad/distributed.hpp"
 #include "xtgrad/nn.hpp"
 
 using namespace xtgrad;
 namespace dist = xtgrad::distributed;
+using xtgrad::testing::max_relative_difference;
 
 namespace {
 using D = Tensor<double>;
@@ -85,17 +87,6 @@ void train_ddp(dist::DistributedDataParallel<double>& ddp) {
   }
 }
 
-// Largest |a - e| over the largest |e|, over every tensor.
-double max_relative_difference(const StateDict<double>& actual, const StateDict<double>& expected) {
-  double worst = 0;
-  for (const auto& [name, e] : expected) {
-    const Array<double>& a = actual.at(name);
-    REQUIRE(a.shape() == e.shape());
-    const double scale = std::max(1e-300, double(xt::amax(xt::abs(e))()));
-    worst = std::max(worst, double(xt::amax(xt::abs(a - e))()) / scale);
-  }
-  return worst;
-}
 }  // namespace
 
 TEST_CASE("DistributedDataParallel: N ranks on shares of the batch reach one process's parameters") {
@@ -120,6 +111,48 @@ TEST_CASE("DistributedDataParallel: N ranks on shares of the batch reach one pro
     const double diff = max_relative_difference(model->state_dict(), reference->state_dict());
     CHECK_MESSAGE(diff <= 1e-10, "rank " << dist::rank() << ": relative difference " << diff);
   }
+}
+
+namespace {
+
+// Gradient accumulation: each rank's rows of a batch in two micro-batches, the first under
+// no_sync() (a local backward only), the second synchronized: one all-reduce per step.
+void train_ddp_accumulating(dist::DistributedDataParallel<double>& ddp) {
+  const auto n = static_cast<std::size_t>(dist::world_size()), r = static_cast<std::size_t>(dist::rank());
+  const auto rows = split_rows(batch, n);
+  const std::size_t first = std::accumulate(rows.begin(), rows.begin() + r, std::size_t{0});
+  const std::size_t half = rows[r] / 2, end = first + rows[r];
+  const auto micro_loss = [&](const Data& d, std::size_t from, std::size_t to) {
+    return mul(mse_loss(ddp(slice(d.x, 0, from, to)), slice(d.y, 0, from, to)), double(n * (to - from)) / batch);
+  };
+  SGD<double> opt(ddp.parameters(), sgd_options());
+  for (std::size_t s = 0; s < steps; ++s) {
+    const Data d = batch_for_step(s);
+    opt.zero_grad();
+    {
+      auto guard = ddp.no_sync();
+      micro_loss(d, first, first + half).backward();
+      const Array<double> local = ddp.parameters()[0].grad();
+      ddp.finish_gradient_synchronization();  // inside no_sync(): does nothing
+      CHECK(double(xt::amax(xt::abs(ddp.parameters()[0].grad() - local))()) == 0);
+    }
+    micro_loss(d, first + half, end).backward();
+    ddp.finish_gradient_synchronization();
+    CHECK(ddp.last_sync_timing().buckets_started_in_backward == ddp.bucket_parameter_names().size());
+    opt.step();
+  }
+}
+
+}  // namespace
+
+TEST_CASE("DistributedDataParallel: no_sync() micro-batches, one all-reduce a step, reach one process's parameters") {
+  auto reference = make_model(1);
+  train_reference(*reference);
+  auto model = make_model(1 + dist::rank());
+  dist::DistributedDataParallel<double> ddp(model);
+  train_ddp_accumulating(ddp);
+  const double diff = max_relative_difference(model->state_dict(), reference->state_dict());
+  CHECK_MESSAGE(diff <= 1e-10, "rank " << dist::rank() << ": relative difference " << diff);
 }
 
 TEST_CASE("DistributedDataParallel: buckets in reverse registration order, names as PyTorch's") {

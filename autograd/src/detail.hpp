@@ -54,8 +54,9 @@ std::size_t normalize_axis(int axis, std::size_t ndim, const char* op);
 // NumPy broadcast of two shapes; throws naming op and both shapes.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 
-// Undo broadcasting: sum grad over the axes along which shape was broadcast.
-template <class T> Array<T> sum_to(Array<T>&& grad, const Shape& shape);
+// add_grad(node, grad) after undoing broadcasting: grad summed over the axes along which
+// node's shape was broadcast (grad as it is when the shapes agree).
+template <class T> void add_grad_summed(Node<T>& node, Array<T>&& grad);
 
 template <class T> Shape shape_of(const Array<T>& a) { return Shape(a.shape().begin(), a.shape().end()); }
 
@@ -64,8 +65,8 @@ std::size_t product(const Shape& shape, std::size_t begin = 0, std::size_t end =
 // Visits every element of shape `out` in row-major order and calls f(i, ia, ib) with its
 // flat index and the flat offsets of the matching elements of a (shape sa) and b (shape
 // sb), both broadcast to out (right-aligned; size-1 or missing axes repeat). The loops
-// behind broadcasting ops, sum_to and reductions: xtensor's broadcast assignment and axis
-// reductions are many times slower than this walk over contiguous data.
+// behind broadcasting ops, add_grad_summed and reductions: xtensor's broadcast assignment
+// and axis reductions are many times slower than this walk over contiguous data.
 template <class F> void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, F&& f) {
   const std::size_t n = out.size();
   std::size_t total = 1;

@@ -34,9 +34,10 @@ void Tensor<T>::run_post_accumulate_grad_hooks(const NodePtr<T>& leaf, const std
 }
 
 // After an error, no half-summed interior gradient stays behind for a later backward to add to.
+// (backward() has already dropped the ops it finished: null in order.)
 template <class T> void Tensor<T>::drop_interior_grads(const std::vector<NodePtr<T>>& order) {
   for (const auto& n : order)
-    if (!n->is_leaf_ && !n->retains_grad_) n->grad_.reset();
+    if (n && !n->is_leaf_ && !n->retains_grad_) n->grad_.reset();
 }
 
 #define INSTANTIATE(T)                                                                                        \

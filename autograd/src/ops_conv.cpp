@@ -10,6 +10,7 @@
 //   db    (Cout)  = sums of dy over images and pixels
 // The columns are unfolded again in the backward instead of kept: one pass over x
 // against N x K x P values held from forward to backward.
+#include <algorithm>
 #include <vector>
 
 #include "blas.hpp"
@@ -103,10 +104,65 @@ template <class F> void for_each_stretch(const ConvShape& s, F&& visit) {
       }
 }
 
+// Stride 1 with the output as wide as the input (a "same" width, as 3x3 with padding 1):
+// then p = oh Wo + ow in cols and the input index base + p step together, so all of a
+// kernel tap's in-image rows are one contiguous run (one copy instead of one per row).
+// Inside the run only the columns outside [first, last) are wrong: they wrapped around a
+// row's end into the neighbouring row, and are fixed one by one.
+bool rows_contiguous(const ConvShape& s) { return s.stride.h == 1 && s.stride.w == 1 && s.out_width == s.width; }
+
+// A kernel tap's run for rows_contiguous: cols row `row`, the x index base + p of cols
+// column p, and the run [begin, end) of columns p from the first inside pixel of the first
+// in-image row to the last of the last; wrapped columns in between.
+struct TapRun {
+  std::size_t row, begin, end;
+  long base;
+  ColumnRange cols;
+  std::size_t first_row, last_row;  // output rows whose input row is in the image
+};
+
+// Calls visit(TapRun) for every kernel tap (c,i,j) of one group, for rows_contiguous.
+template <class F> void for_each_tap_run(const ConvShape& s, F&& visit) {
+  const std::size_t Wo = s.out_width;
+  for (std::size_t c = 0; c < s.group_in(); ++c)
+    for (std::size_t i = 0; i < s.kernel.h; ++i)
+      for (std::size_t j = 0; j < s.kernel.w; ++j) {
+        TapRun t{((c * s.kernel.h + i) * s.kernel.w + j) * s.pixels(), 0, 0, 0, {}, 0, 0};
+        t.cols = inside_columns(s.width, Wo, 1, s.padding.w, j * s.dilation.w);
+        // input row of output row oh: oh + i dh - ph, inside when in [0, height)
+        const long shift = long(i * s.dilation.h) - long(s.padding.h);
+        t.first_row = std::size_t(std::clamp<long>(-shift, 0, long(s.out_height)));
+        t.last_row = std::size_t(std::clamp<long>(long(s.height) - shift, long(t.first_row), long(s.out_height)));
+        t.base = (long(c * s.height) + shift) * long(s.width) + long(j * s.dilation.w) - long(s.padding.w);
+        if (t.first_row < t.last_row && t.cols.first < t.cols.last) {
+          t.begin = t.first_row * Wo + t.cols.first;
+          t.end = (t.last_row - 1) * Wo + t.cols.last;
+        }
+        visit(t);
+      }
+}
+
+// Sets the wrapped columns of a tap's run to 0: each in-image row's columns outside
+// [first, last).
+template <class T> void zero_wrapped(const TapRun& t, std::size_t width, T* row) {
+  for (std::size_t oh = t.first_row; oh < t.last_row; ++oh) {
+    std::fill(row + oh * width, row + oh * width + t.cols.first, T(0));
+    std::fill(row + oh * width + t.cols.last, row + (oh + 1) * width, T(0));
+  }
+}
+
 // x (Cg,H,W) of one image's group -> cols (K,P): row (c,i,j), column (oh,ow) holds
 // x[c, oh sh - ph + i dh, ow sw - pw + j dw], 0 in the padding.
 template <class T> void im2col(const ConvShape& s, const T* x, T* cols) {
   const std::size_t stride = s.stride.w, out_width = s.out_width;
+  if (rows_contiguous(s))
+    return for_each_tap_run(s, [&](const TapRun& t) {
+      T* out = cols + t.row;
+      std::fill(out, out + t.begin, T(0));
+      if (t.end > t.begin) std::copy_n(x + (t.base + long(t.begin)), t.end - t.begin, out + t.begin);
+      std::fill(out + t.end, out + s.pixels(), T(0));
+      zero_wrapped(t, out_width, out);
+    });
   for_each_stretch(s, [&](std::size_t at, long base, ColumnRange r) {
     T* out = cols + at;
     std::fill(out, out + r.first, T(0));
@@ -119,8 +175,18 @@ template <class T> void im2col(const ConvShape& s, const T* x, T* cols) {
 }
 
 // The reverse of im2col: cols (K,P) added onto dx (Cg,H,W); padding values are dropped.
-template <class T> void col2im_add(const ConvShape& s, const T* cols, T* dx) {
+// For rows_contiguous, the wrapped columns of cols are set to 0 first (cols is scratch), so
+// that each tap adds one contiguous run: dx gets the same sums, plus zeros.
+template <class T> void col2im_add(const ConvShape& s, T* cols, T* dx) {
   const std::size_t stride = s.stride.w;
+  if (rows_contiguous(s))
+    return for_each_tap_run(s, [&](const TapRun& t) {
+      if (t.end == t.begin) return;  // no input pixel under this tap
+      zero_wrapped(t, s.out_width, cols + t.row);
+      const T* __restrict from = cols + t.row + t.begin;
+      T* __restrict to = dx + (t.base + long(t.begin));
+      for (std::size_t p = 0; p < t.end - t.begin; ++p) to[p] += from[p];
+    });
   for_each_stretch(s, [&](std::size_t at, long base, ColumnRange r) {
     if (stride == 1) {  // contiguous on both sides: a loop the compiler vectorises
       T* to = dx + base;

@@ -1,5 +1,5 @@
 // Elementwise ops. Binary ops broadcast as NumPy: a and b -> out of the broadcast shape;
-// each backward sums its gradient back to its input's shape (detail::sum_to).
+// each backward sums its gradient back to its input's shape (detail::add_grad_summed).
 #include <cmath>
 
 #include <xtensor/xmath.hpp>
@@ -19,7 +19,7 @@ using detail::shape_of;
 // work when node needs no gradient.
 template <class T, class F> void grad_to(Node<T>& node, F&& make_grad) {
   if (!node.requires_grad()) return;
-  add_grad(node, detail::sum_to(Array<T>(make_grad()), shape_of(node.data())));
+  detail::add_grad_summed(node, Array<T>(make_grad()));
 }
 
 // A binary op on scalars, broadcast over a and b: out = forward(x, y); backward_a(x, y,
@@ -38,7 +38,10 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
       so, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) { o[i] = forward(x[ia], y[ib]); });
   return make_result<T>(
       op, std::move(out), {a, b},
-      [sa, sb, so, backward_a, backward_b](const std::vector<NodePtr<T>>& in, const Array<T>& out, const Array<T>& g) {
+      // The shapes are read again from the nodes (backward refuses inputs changed since)
+      // rather than captured: a closure this small lives inside the std::function, unallocated.
+      [backward_a, backward_b](const std::vector<NodePtr<T>>& in, const Array<T>& out, const Array<T>& g) {
+        const Shape sa = shape_of(in[0]->data()), sb = shape_of(in[1]->data()), so = shape_of(out);
         const T* x = in[0]->data().data();
         const T* y = in[1]->data().data();
         const T* o = out.data();

@@ -284,13 +284,13 @@ template <class T> Tensor<T> where(const Mask& mask, const Tensor<T>& a, const T
   detail::check_defined("where", mask, a, b);
   detail::broadcast_shapes(detail::broadcast_shapes(shape_of(mask), a.shape(), "where"), b.shape(), "where");
   Array<T> out = xt::where(mask, a.data(), b.data());
-  return make_result<T>(
-      "where", std::move(out), {a, b}, [mask](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        if (in[0]->requires_grad())
-          add_grad(*in[0], detail::sum_to(Array<T>(xt::where(mask, g, T(0))), shape_of(in[0]->data())));
-        if (in[1]->requires_grad())
-          add_grad(*in[1], detail::sum_to(Array<T>(xt::where(mask, T(0), g)), shape_of(in[1]->data())));
-      });
+  return make_result<T>("where", std::move(out), {a, b},
+                        [mask](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+                          if (in[0]->requires_grad())
+                            detail::add_grad_summed(*in[0], Array<T>(xt::where(mask, g, T(0))));
+                          if (in[1]->requires_grad())
+                            detail::add_grad_summed(*in[1], Array<T>(xt::where(mask, T(0), g)));
+                        });
 }
 }  // namespace detail
 

@@ -144,8 +144,7 @@ template <class T> Tensor<T> expand(const Tensor<T>& x, const Extents& shape) {
   }
   return make_result<T>("expand", Array<T>(xt::broadcast(x.data(), target)), {x},
                         [](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-                          if (in[0]->requires_grad())
-                            add_grad(*in[0], detail::sum_to(Array<T>(g), shape_of(in[0]->data())));
+                          if (in[0]->requires_grad()) detail::add_grad_summed(*in[0], Array<T>(g));
                         });
 }
 

@@ -14,6 +14,7 @@
 #include <xtensor/xnoalias.hpp>
 
 #include "detail.hpp"
+#include "thread_cache.hpp"
 
 namespace xtgrad {
 
@@ -58,6 +59,11 @@ template <class T> void check_values(const Array<T>& a, bool allow_infinite, con
                      " (first at flat element " + std::to_string(bad - a.begin()) + " of shape " +
                      shape_str(a.shape()) + ")");
 }
+
+// Every node: the node and its shared_ptr count in one block from the per-thread pool.
+template <class T> NodePtr<T> new_node(Array<T>&& data) {
+  return std::allocate_shared<Node<T>>(detail::PoolAllocator<Node<T>>(), std::move(data));
+}
 }  // namespace
 
 bool anomaly_detection_enabled() { return t_detect_anomaly; }
@@ -67,8 +73,7 @@ AnomalyGuard::~AnomalyGuard() { t_detect_anomaly = previous_; }
 // ---- Tensor ---------------------------------------------------------------------------
 template <class T> Tensor<T>::Tensor() = default;
 
-template <class T> Tensor<T>::Tensor(Array<T> data, bool requires_grad) : node_(std::make_shared<Node<T>>()) {
-  node_->data_ = std::move(data);
+template <class T> Tensor<T>::Tensor(Array<T> data, bool requires_grad) : node_(new_node(std::move(data))) {
   node_->requires_grad_ = requires_grad;
 }
 
@@ -224,9 +229,11 @@ std::atomic<std::uint64_t> g_last_visit_mark{0};
 // the pass skips leaves anyway.
 template <class T> std::vector<NodePtr<T>> Tensor<T>::topological_order(const NodePtr<T>& root) {
   const std::uint64_t mark = ++g_last_visit_mark;
-  std::vector<NodePtr<T>> order;
+  // The list and the stack reuse the last pass's storage (detail::take_spare says why).
+  auto order = detail::take_spare<std::vector<NodePtr<T>>>();
   root->visit_mark_ = mark;
-  std::vector<std::pair<NodePtr<T>, std::size_t>> stack{{root, 0}};
+  auto stack = detail::take_spare<std::vector<std::pair<NodePtr<T>, std::size_t>>>();
+  stack.push_back({root, 0});
   while (!stack.empty()) {
     auto& [node, next_input] = stack.back();
     if (node->released())
@@ -243,6 +250,7 @@ template <class T> std::vector<NodePtr<T>> Tensor<T>::topological_order(const No
       stack.pop_back();
     }
   }
+  detail::keep_spare(std::move(stack));
   return order;
 }
 
@@ -299,7 +307,11 @@ template <class T> void Tensor<T>::backward(const Array<T>& grad_output, bool re
       node->input_versions_.clear();
       node->released_ = true;
     }
+    // Every op that reads this node has run: the list's hold on it is the last one unless
+    // the caller or a retained graph keeps it, so its value is freed now, not after the walk.
+    it->reset();
   }
+  detail::keep_spare(std::move(order));
 }
 
 template class Tensor<float>;
@@ -317,8 +329,7 @@ Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor
         std::all_of(inputs.begin(), inputs.end(), [](const Tensor<T>& t) { return all_finite(t.data()); });
     check_values(value, may_be_infinite || !inputs_finite, "the forward of op '" + std::string(op) + "'");
   }
-  auto node = std::make_shared<Node<T>>();
-  node->data_ = std::move(value);
+  NodePtr<T> node = new_node(std::move(value));
   node->op_ = op;
   const bool record =
       grad_enabled() && std::any_of(inputs.begin(), inputs.end(), [](const Tensor<T>& t) { return t.requires_grad(); });

@@ -32,6 +32,7 @@ template <class T> struct DistributedDataParallel<T>::Reducer {
   std::size_t next_bucket = 0;  // buckets start in order: this one is the next to start
   bool in_pass = false;
   bool finishing = false;  // inside finish(): buckets start there, not in backward
+  bool sync = true;        // false inside no_sync(): gradients stay on this rank
   GradientSyncTiming timing;
 
   Reducer(std::vector<std::pair<std::string, Tensor<T>>> named, double cap_mb);
@@ -111,6 +112,7 @@ template <class T> void DistributedDataParallel<T>::Reducer::poll() {
 }
 
 template <class T> void DistributedDataParallel<T>::Reducer::finish() {
+  if (!sync) return;  // inside no_sync(): nothing was started, nothing to wait for
   if (!in_pass) {
     timing = GradientSyncTiming{};
     timing.first_gradient = now();
@@ -168,7 +170,8 @@ DistributedDataParallel<T>::DistributedDataParallel(std::shared_ptr<Module<T>> m
   for (std::size_t i = 0; i < named.size(); ++i) {
     Tensor<T> p = named[i].second;  // a handle: registering a hook does not change the value
     p.register_post_accumulate_grad_hook([weak, i](Tensor<T>& leaf) {
-      if (auto reducer = weak.lock()) {  // a destroyed wrapper leaves an inert hook
+      auto reducer = weak.lock();  // a destroyed wrapper leaves an inert hook
+      if (reducer && reducer->sync) {
         reducer->gradient_ready(i, &leaf);
         reducer->poll();
       }
@@ -193,6 +196,18 @@ template <class T> Tensor<T> DistributedDataParallel<T>::forward(const Tensor<T>
 }
 
 template <class T> void DistributedDataParallel<T>::finish_gradient_synchronization() { reducer_->finish(); }
+
+template <class T>
+DistributedDataParallel<T>::NoSync::NoSync(std::shared_ptr<Reducer> reducer)
+    : reducer_(std::move(reducer)), previous_(reducer_->sync) {
+  reducer_->sync = false;
+}
+
+template <class T> DistributedDataParallel<T>::NoSync::~NoSync() { reducer_->sync = previous_; }
+
+template <class T> typename DistributedDataParallel<T>::NoSync DistributedDataParallel<T>::no_sync() {
+  return NoSync(reducer_);
+}
 
 template <class T> std::vector<std::vector<std::string>> DistributedDataParallel<T>::bucket_parameter_names() const {
   std::vector<std::vector<std::string>> names;

@@ -7,6 +7,8 @@
 //   xtgrad-align sample [--count 16] [--seed N] --png FILE
 // Exit codes (examples/common/flags.hpp): 0 success, 2 bad flags or values (with a usage
 // message), 1 a missing or bad checkpoint or a failure while running.
+// `mpirun -np N xtgrad-align train ...` trains data-parallel, --batch being the global batch
+// (docs/distributed.md); started without a launcher it never initialises MPI.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -17,8 +19,11 @@
 #include <iostream>
 #include <numeric>
 #include <optional>
+#include <sstream>
 
 #include "checkpoint.hpp"
+#include "data_parallel.hpp"
+#include "distributed_run.hpp"
 #include "flags.hpp"
 #include "render.hpp"
 #include "run_dir.hpp"
@@ -38,7 +43,8 @@ using common::UsageError;
 namespace fs = std::filesystem;
 
 // The settings of a resumed run: the checkpoint's, where flags given again must agree;
-// --eval-every and --threads given again replace the stored ones.
+// --eval-every and --threads given again replace the stored ones. A data-parallel run
+// resumes on as many ranks as it ran on.
 TrainOptions resumed_settings(const CLI::App& cmd, TrainOptions options) {
   options.resume_dir = checkpoint_dir(options.resume_dir);
   if (!cmd.count("--out")) options.out_dir = options.resume_dir;
@@ -53,6 +59,12 @@ TrainOptions resumed_settings(const CLI::App& cmd, TrainOptions options) {
   check_agrees(cmd, "--heads", std::to_string(options.model.heads), std::to_string(stored.model.heads));
   if (cmd.count("--lr") && options.lr != stored.lr) throw UsageError("--lr differs from the checkpoint's");
   if (cmd.count("--no-attention") && stored.model.attention) throw UsageError("the checkpoint has attention");
+  if (options.world_size != stored.world_size)
+    throw UsageError(
+        "the run in " + options.resume_dir + " was trained on " + std::to_string(stored.world_size) +
+        (stored.world_size == 1 ? " process" : " ranks (mpirun -np " + std::to_string(stored.world_size) + ")") +
+        " and this resume runs on " + std::to_string(options.world_size) + ": resume it on " +
+        std::to_string(stored.world_size) + " (each rank's share of the batch would change)");
   TrainOptions resumed = stored;
   if (cmd.count("--eval-every")) resumed.eval_every = options.eval_every;
   if (cmd.count("--threads")) resumed.threads = options.threads;
@@ -61,17 +73,41 @@ TrainOptions resumed_settings(const CLI::App& cmd, TrainOptions options) {
   return resumed;
 }
 
-int run_train(const CLI::App& cmd, TrainOptions options) {
+// The settings every rank of a data-parallel run must share (not --threads, --out).
+std::string run_settings_text(const TrainOptions& o) {
+  std::ostringstream text;
+  text << o.steps << ' ' << o.batch << ' ' << common::exact_text(o.lr) << ' ' << o.optimizer << ' ' << o.seed << ' '
+       << o.train_size << ' ' << o.test_size << ' ' << o.eval_every << ' ' << o.model.dim << ' ' << o.model.heads << ' '
+       << o.model.attention << ' ' << o.detect_anomaly;
+  return text.str();
+}
+
+// The settings of the run, checked; rank 0 (or the one process) takes the run directory.
+TrainOptions checked_settings(const CLI::App& cmd, TrainOptions options, const common::DistributedRun& parallel,
+                              std::optional<common::RunLock>& lock) {
+  options.world_size = parallel.ranks().size;
+  if (parallel.distributed() && !cmd.count("--threads"))  // a resume keeps its stored count
+    options.threads = common::default_threads_per_rank(parallel.launch().local_ranks);
   if (!options.resume_dir.empty()) options = resumed_settings(cmd, options);
   try {
-    validate(options);
+    validate(options, parallel.ranks().root());
+    common::check_batch_covers_ranks("--batch", options.batch, parallel.ranks());
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
-  const common::RunLock lock(options.out_dir);  // one writer per run directory
+  if (!parallel.ranks().root()) return options;
+  lock.emplace(options.out_dir);  // one writer per run directory
   const bool continues_in_place = !options.resume_dir.empty() && fs::equivalent(options.resume_dir, options.out_dir);
   if (!continues_in_place) common::check_may_write_run(options.out_dir, options.overwrite, "xtgrad-align");
-  const TrainResult r = train(options, std::cout);
+  return options;
+}
+
+int run_train(const CLI::App& cmd, TrainOptions options, const common::DistributedRun& parallel) {
+  std::optional<common::RunLock> lock;
+  parallel.agree([&] { options = checked_settings(cmd, options, parallel, lock); });  // bad input stops every rank
+  parallel.agree([&] { parallel.check_same("settings", run_settings_text(options)); });
+  const TrainResult r = train(options, std::cout, &parallel);
+  if (!parallel.ranks().root()) return 0;
   std::printf("\ndone: step %zu, loss %.4f, test P@1 %.3f, grounding %.3f, %.2f ms/step, %.1f s\n", r.step, r.last_loss,
               r.metrics.p_at_1, r.metrics.grounding, r.ms_per_step, r.seconds);
   // What the loop costs beside its steps: evaluations, saves, waiting for batches.
@@ -81,6 +117,12 @@ int run_train(const CLI::App& cmd, TrainOptions options) {
       "%.1f s since start (%.2fx the steps)\ncheckpoint: %s/%s\n",
       r.seconds, r.steps_taken, r.median_step_ms, steps_s, r.eval_seconds, r.seconds - steps_s - r.eval_seconds,
       seconds_since_start(), seconds_since_start() / steps_s, options.out_dir.c_str(), kModelFile);
+  if (r.bytes_per_step > 0)
+    std::printf(
+        "ranks: %zu; collectives of %s a step (the gradients all-reduced, the image features gathered and their "
+        "gradient all-reduced), %.2f ms a step waiting in them (mean)\n",
+        options.world_size, common::bytes_text(r.bytes_per_step).c_str(),
+        1e3 * r.communication_seconds / double(r.steps_taken));
   return 0;
 }
 
@@ -165,27 +207,22 @@ int run_sample(std::size_t count, std::uint64_t seed, const std::string& png) {
 }
 
 // A flag holding a count in [lo, hi], its default shown in --help.
-template <class T>
-void add_count_flag(CLI::App* cmd, const char* flag, T& value, const char* help, std::uint64_t lo, std::uint64_t hi) {
-  cmd->add_option(flag, value, help)->capture_default_str()->check(common::count_in(lo, hi));
-}
-
 // The train subcommand, its flags read into options and no_attention (--no-attention).
 CLI::App* add_train_command(CLI::App& app, TrainOptions& options, bool& no_attention) {
   CLI::App* train_cmd = app.add_subcommand("train", "train the model; writes DIR/metrics.jsonl and checkpoints");
-  add_count_flag(train_cmd, "--steps", options.steps, "train until this step", 1, Limits::kMaxSteps);
-  add_count_flag(train_cmd, "--batch", options.batch, "pairs per batch", 2, Limits::kMaxBatch);
+  common::add_count_flag(train_cmd, "--steps", options.steps, "train until this step", 1, Limits::kMaxSteps);
+  common::add_count_flag(train_cmd, "--batch", options.batch, "pairs per batch", 2, Limits::kMaxBatch);
   train_cmd->add_option("--lr", options.lr, "learning rate")->capture_default_str();
   train_cmd->add_option("--optimizer", options.optimizer, "adam | adamw | sgd")->capture_default_str();
-  add_count_flag(train_cmd, "--dim", options.model.dim, "model width", 1, ModelConfig::kMaxDim);
-  add_count_flag(train_cmd, "--heads", options.model.heads, "attention heads (must divide --dim)", 1,
-                 ModelConfig::kMaxDim);
-  add_count_flag(train_cmd, "--seed", options.seed, "data and initialisation seed", 0, Limits::kMaxSeed);
-  add_count_flag(train_cmd, "--train-size", options.train_size, "training pairs", 2, Limits::kMaxTrainSize);
-  add_count_flag(train_cmd, "--test-size", options.test_size, "test pairs (a multiple of 100)", kBlock,
-                 Limits::kMaxTestSize);
-  add_count_flag(train_cmd, "--eval-every", options.eval_every, "steps between evaluations (and checkpoints)", 1,
-                 Limits::kMaxSteps);
+  common::add_count_flag(train_cmd, "--dim", options.model.dim, "model width", 1, ModelConfig::kMaxDim);
+  common::add_count_flag(train_cmd, "--heads", options.model.heads, "attention heads (must divide --dim)", 1,
+                         ModelConfig::kMaxDim);
+  common::add_count_flag(train_cmd, "--seed", options.seed, "data and initialisation seed", 0, Limits::kMaxSeed);
+  common::add_count_flag(train_cmd, "--train-size", options.train_size, "training pairs", 2, Limits::kMaxTrainSize);
+  common::add_count_flag(train_cmd, "--test-size", options.test_size, "test pairs (a multiple of 100)", kBlock,
+                         Limits::kMaxTestSize);
+  common::add_count_flag(train_cmd, "--eval-every", options.eval_every, "steps between evaluations (and checkpoints)",
+                         1, Limits::kMaxSteps);
   train_cmd->add_option("--threads", options.threads, "threads for the ops (products, attention, row-wise ops)")
       ->capture_default_str()
       ->check(common::thread_count());
@@ -206,11 +243,16 @@ int main(int argc, char** argv) {
   // run's step took 6.55 ms instead of 5.25 here). The largest, about 1 MB, are far below
   // its limit, and evaluation allocates the same sizes (kEvalCaptions in metrics.hpp).
   xtgrad::reuse_freed_memory();
+  // Under mpirun (and only then: the launcher's environment says so) MPI starts here and
+  // this process is one rank of a data-parallel run (docs/distributed.md).
+  std::optional<common::DistributedRun> parallel;
+  if (!common::start_ranks(parallel, argc, argv, "xtgrad-align")) return 2;
+  const common::Ranks ranks = parallel->ranks();
   CLI::App app{"xtgrad-align: caption words attend to image patches (the toy task of xtgrad)"};
   app.require_subcommand(1);
 
   TrainOptions options;
-  options.progress_bar = isatty(STDOUT_FILENO);
+  options.progress_bar = isatty(STDOUT_FILENO) && !parallel->distributed();  // mpirun forwards lines
   bool no_attention = false;
   CLI::App* train_cmd = add_train_command(app, options, no_attention);
 
@@ -227,15 +269,16 @@ int main(int argc, char** argv) {
       ->check(common::count_in(0, Limits::kMaxTestSize - 1));
   show_cmd->add_option("--png", png, "output picture")->required();
   CLI::App* sample_cmd = app.add_subcommand("sample", "a grid of generated images, as a PNG");
-  add_count_flag(sample_cmd, "--count", count, "images", 1, 256);
-  add_count_flag(sample_cmd, "--seed", sample_seed, "generator seed", 0, Limits::kMaxSeed);
+  common::add_count_flag(sample_cmd, "--count", count, "images", 1, 256);
+  common::add_count_flag(sample_cmd, "--seed", sample_seed, "generator seed", 0, Limits::kMaxSeed);
   sample_cmd->add_option("--png", png, "output picture")->required();
 
-  return common::run_main(app, argc, argv, "xtgrad-align", [&] {
+  return parallel->run_main(app, argc, argv, "xtgrad-align", [&] {
     if (train_cmd->parsed()) {
       options.model.attention = !no_attention;
-      return run_train(*train_cmd, options);
+      return run_train(*train_cmd, options, *parallel);
     }
+    if (!ranks.root()) return 0;  // eval, show and sample: rank 0's work
     if (eval_cmd->parsed()) return run_eval(checkpoint);
     if (show_cmd->parsed())
       return run_show(checkpoint, caption,

@@ -35,26 +35,33 @@ bool grounding_hit(const float* attention, const Example& example) {
 }
 
 Metrics evaluate(AlignModel<float>& model, const std::vector<Example>& data) {
+  const MetricCounts counts = count_hits(model, data);
+  return {double(counts.hits) / double(data.size()), double(counts.grounded) / double(data.size())};
+}
+
+MetricCounts count_hits(AlignModel<float>& model, const std::vector<Example>& data, std::size_t rank,
+                        std::size_t ranks) {
   if (data.empty() || data.size() % kBlock != 0)
     throw std::invalid_argument("evaluate: the test split must be a positive multiple of 100 pairs, got " +
                                 std::to_string(data.size()));
   xtgrad::NoGradGuard no_grad;
-  std::size_t hits = 0, grounded = 0;
+  MetricCounts counts;
   std::vector<std::size_t> images(kBlock), captions(kEvalCaptions);
-  for (std::size_t start = 0; start < data.size(); start += kBlock) {
+  for (std::size_t start = rank * kBlock; start < data.size(); start += ranks * kBlock) {
     std::iota(images.begin(), images.end(), start);
     const xtgrad::Tensor<float> patches = patch_batch<float>(data, images);  // rendered once per block
     for (std::size_t chunk = 0; chunk < kBlock; chunk += kEvalCaptions) {
       std::iota(captions.begin(), captions.end(), start + chunk);
       const ModelOutput<float> out = model.forward(patches, caption_batch(data, captions));
-      hits += top1_hits(out.scores.data(), data, start, start + chunk);
-      if (out.attention.defined())  // (10,100,4,16): caption i of the chunk is image chunk + i's
+      counts.hits += top1_hits(out.scores.data(), data, start, start + chunk);
+      if (out.attention.defined())  // (25,100,4,16): caption i of the chunk is image chunk + i's
         for (std::size_t i = 0; i < kEvalCaptions; ++i)
-          grounded += grounding_hit(out.attention.data().data() + (i * kBlock + chunk + i) * kCaptionLength * kPatches,
-                                    data[start + chunk + i]);
+          counts.grounded +=
+              grounding_hit(out.attention.data().data() + (i * kBlock + chunk + i) * kCaptionLength * kPatches,
+                            data[start + chunk + i]);
     }
   }
-  return {double(hits) / double(data.size()), double(grounded) / double(data.size())};
+  return counts;
 }
 
 }  // namespace align

@@ -39,4 +39,13 @@ std::array<float, kPatches> object_attention(const float* attention);
 // Both metrics over data (data.size() a multiple of kBlock), without recording a graph.
 Metrics evaluate(AlignModel<float>& model, const std::vector<Example>& data);
 
+// The hits of the blocks b = rank, rank + ranks, ... of data: the share of an evaluation
+// split across the ranks of a data-parallel run (the counts summed over ranks are
+// evaluate()'s, since every block is scored alone).
+struct MetricCounts {
+  std::size_t hits = 0, grounded = 0;
+};
+MetricCounts count_hits(AlignModel<float>& model, const std::vector<Example>& data, std::size_t rank = 0,
+                        std::size_t ranks = 1);
+
 }  // namespace align

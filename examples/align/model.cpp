@@ -52,9 +52,20 @@ AlignModel<T>::AlignModel(const ModelConfig& c, xtgrad::Generator& gen) : xtgrad
 template <class T>
 ModelOutput<T> AlignModel<T>::forward(const Tensor<T>& patches, const std::vector<std::size_t>& caption_ids,
                                       bool need_attention) {
+  return score_images(image_features(patches), caption_ids, need_attention);
+}
+
+// patches (Bk,16,192) -> (Bk,16,d)
+template <class T> Tensor<T> AlignModel<T>::image_features(const Tensor<T>& patches) {
+  return patch_embed->forward(patches) + patch_position;
+}
+
+// image (Bk,16,d), caption_ids Bq*4 -> scores (Bq,Bk), attention (Bq,Bk,4,16)
+template <class T>
+ModelOutput<T> AlignModel<T>::score_images(const Tensor<T>& image, const std::vector<std::size_t>& caption_ids,
+                                           bool need_attention) {
   using namespace xtgrad;
-  const long bq = long(caption_ids.size() / kCaptionLength), bk = long(patches.shape()[0]), d = long(config.dim);
-  const Tensor<T> image = patch_embed->forward(patches) + patch_position;  // (Bk,16,d)
+  const long bq = long(caption_ids.size() / kCaptionLength), bk = long(image.shape()[0]), d = long(config.dim);
   const Tensor<T> tokens =
       token_embed->forward(caption_ids, {std::size_t(bq), kCaptionLength}) + token_position;  // (Bq,4,d)
   ModelOutput<T> out;
@@ -103,13 +114,22 @@ template <class T> Batch<T> make_batch(const std::vector<Example>& data, std::ve
 
 template <class T>
 Tensor<T> alignment_targets(const std::vector<Example>& data, const std::vector<std::size_t>& indices) {
-  const std::size_t b = indices.size();
-  xtgrad::Array<T> targets = xt::zeros<T>({b, b});  // row i: uniform over the images caption i matches
-  for (std::size_t i = 0; i < b; ++i) {
+  return alignment_targets<T>(data, indices, indices);
+}
+
+template <class T>
+Tensor<T> alignment_targets(const std::vector<Example>& data, const std::vector<std::size_t>& captions,
+                            const std::vector<std::size_t>& images) {
+  const std::size_t m = captions.size(), n = images.size();
+  xtgrad::Array<T> targets = xt::zeros<T>({m, n});  // row i: uniform over the images caption i matches
+  for (std::size_t i = 0; i < m; ++i) {
     std::size_t count = 0;
-    for (std::size_t j = 0; j < b; ++j)
-      if (matches(data[indices[i]].caption, data[indices[j]])) targets(i, j) = T(1), ++count;
-    for (std::size_t j = 0; j < b; ++j) targets(i, j) /= T(count);  // count >= 1: its own image
+    for (std::size_t j = 0; j < n; ++j)
+      if (matches(data[captions[i]].caption, data[images[j]])) targets(i, j) = T(1), ++count;
+    if (count == 0)
+      throw std::invalid_argument("alignment_targets: caption " + std::to_string(captions[i]) +
+                                  " matches none of the images (its own must be among them)");
+    for (std::size_t j = 0; j < n; ++j) targets(i, j) /= T(count);
   }
   return Tensor<T>(std::move(targets));
 }
@@ -128,6 +148,10 @@ template Batch<float> make_batch(const std::vector<Example>&, std::vector<std::s
 template Batch<double> make_batch(const std::vector<Example>&, std::vector<std::size_t>);
 template Tensor<float> alignment_targets(const std::vector<Example>&, const std::vector<std::size_t>&);
 template Tensor<double> alignment_targets(const std::vector<Example>&, const std::vector<std::size_t>&);
+template Tensor<float> alignment_targets(const std::vector<Example>&, const std::vector<std::size_t>&,
+                                         const std::vector<std::size_t>&);
+template Tensor<double> alignment_targets(const std::vector<Example>&, const std::vector<std::size_t>&,
+                                          const std::vector<std::size_t>&);
 template Tensor<float> alignment_loss(const Tensor<float>&, const std::vector<Example>&,
                                       const std::vector<std::size_t>&);
 template Tensor<double> alignment_loss(const Tensor<double>&, const std::vector<Example>&,

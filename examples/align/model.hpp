@@ -48,6 +48,12 @@ template <class T> class AlignModel : public xtgrad::Module<T> {
   // need_attention, the attention weights (training does not need them)
   ModelOutput<T> forward(const xtgrad::Tensor<T>& patches, const std::vector<std::size_t>& caption_ids,
                          bool need_attention = true);
+  // forward in two halves, so that a data-parallel run can gather every rank's images
+  // between them: patches (Bk,16,192) -> image features (Bk,16,d), then the captions
+  // (Bq*4 word ids) against those images -> scores (Bq,Bk) (and attention).
+  xtgrad::Tensor<T> image_features(const xtgrad::Tensor<T>& patches);
+  ModelOutput<T> score_images(const xtgrad::Tensor<T>& image, const std::vector<std::size_t>& caption_ids,
+                              bool need_attention = true);
 
   const ModelConfig config;
   std::shared_ptr<xtgrad::Linear<T>> patch_embed;
@@ -78,6 +84,12 @@ template <class T> Batch<T> make_batch(const std::vector<Example>& data, std::ve
 // caption i matches (its own always does).
 template <class T>
 xtgrad::Tensor<T> alignment_targets(const std::vector<Example>& data, const std::vector<std::size_t>& indices);
+// The rows of the captions data[captions] against the images data[images] -> (Bq,Bk), each
+// row uniform over the images its caption matches (a data-parallel rank's rows of the
+// global batch's targets: its captions against every image).
+template <class T>
+xtgrad::Tensor<T> alignment_targets(const std::vector<Example>& data, const std::vector<std::size_t>& captions,
+                                    const std::vector<std::size_t>& images);
 
 // The training loss of one batch of pairs: for each caption, cross-entropy of the softmax
 // over the batch's images against alignment_targets. scores (B,B) -> scalar

@@ -4,20 +4,23 @@
 
 namespace align {
 
-BatchPrefetcher::BatchPrefetcher(const std::vector<Example>& data, const BatchSampler& sampler)
-    : data_(data), ahead_(sampler) {
+BatchPrefetcher::BatchPrefetcher(const std::vector<Example>& data, const BatchSampler& sampler,
+                                 const common::Ranks& ranks)
+    : data_(data), ahead_(sampler), ranks_(ranks) {
   start();
 }
 
 void BatchPrefetcher::start() {
-  pending_ = std::async(std::launch::async, [this, indices = ahead_.next()]() mutable {
-    return make_batch<float>(data_, std::move(indices));
+  pending_ = std::async(std::launch::async, [this, global = ahead_.next()]() mutable {
+    const common::Share share = common::share_of_batch(global.size(), ranks_);
+    std::vector<std::size_t> mine(global.begin() + long(share.first), global.begin() + long(share.first + share.count));
+    return RankBatch{std::move(global), make_batch<float>(data_, std::move(mine))};
   });
 }
 
-Batch<float> BatchPrefetcher::next(BatchSampler& run_sampler) {
-  Batch<float> batch = pending_.get();
-  if (run_sampler.next() != batch.indices)
+RankBatch BatchPrefetcher::next(BatchSampler& run_sampler) {
+  RankBatch batch = pending_.get();
+  if (run_sampler.next() != batch.global)
     throw std::logic_error("BatchPrefetcher: the prefetched batch is not the run sampler's next one");
   start();
   return batch;

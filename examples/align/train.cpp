@@ -9,12 +9,14 @@
 #include <iomanip>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
 #include "checkpoint.hpp"
 #include "checkpoint_rules.hpp"
 #include "flags.hpp"
+#include "parallel.hpp"
 #include "run_dir.hpp"
 #include "sampler.hpp"
 #include "train_state.hpp"
@@ -42,15 +44,17 @@ template std::unique_ptr<xtgrad::Optimizer<double>> make_optimizer(const std::st
 namespace {
 
 xtgrad::Metadata settings_metadata(const TrainOptions& o) {
-  return {{"batch", std::to_string(o.batch)},
-          {"lr", common::exact_text(o.lr)},
-          {"optimizer", o.optimizer},
-          {"seed", std::to_string(o.seed)},
-          {"train_size", std::to_string(o.train_size)},
-          {"test_size", std::to_string(o.test_size)},
-          {"eval_every", std::to_string(o.eval_every)},
-          {"threads", std::to_string(o.threads)},
-          {"run_id", o.run_id}};
+  xtgrad::Metadata m = {{"batch", std::to_string(o.batch)},
+                        {"lr", common::exact_text(o.lr)},
+                        {"optimizer", o.optimizer},
+                        {"seed", std::to_string(o.seed)},
+                        {"train_size", std::to_string(o.train_size)},
+                        {"test_size", std::to_string(o.test_size)},
+                        {"eval_every", std::to_string(o.eval_every)},
+                        {"threads", std::to_string(o.threads)},
+                        {"run_id", o.run_id}};
+  if (o.world_size > 1) m["world_size"] = std::to_string(o.world_size);  // absent: one process, as before
+  return m;
 }
 
 std::string duration_text(double seconds) {
@@ -109,7 +113,7 @@ double step_memory_bytes(const TrainOptions& o) {
   return pairs * (100.0 * double(o.model.dim) + 200.0 * double(o.model.heads)) + 32e6 + 64.0 * double(o.train_size);
 }
 
-void validate(const TrainOptions& o) {
+void validate(const TrainOptions& o, bool check_out_dir) {
   const auto fail = [](const std::string& what) { throw std::invalid_argument(what); };
   common::check_in_range("--steps", o.steps, 1, Limits::kMaxSteps);
   common::check_in_range("--batch", o.batch, 2, Limits::kMaxBatch);
@@ -131,7 +135,7 @@ void validate(const TrainOptions& o) {
          " of memory for one step (every caption is scored against every image of the "
          "batch: it grows with batch^2 x dim), and " +
          common::bytes_text(available) + " is available: lower --batch (or --dim)");
-  common::check_writable_dir(o.out_dir);  // before any work is done
+  if (check_out_dir) common::check_writable_dir(o.out_dir);  // before any work is done
 }
 
 TrainOptions settings_from_metadata(const std::string& file, const xtgrad::Metadata& m, TrainOptions base,
@@ -150,6 +154,7 @@ TrainOptions settings_from_metadata(const std::string& file, const xtgrad::Metad
   base.eval_every = metadata_count(file, m, "eval_every", 1, Limits::kMaxSteps);
   base.threads = int(metadata_count(file, m, "threads", 1, 1u << 20));
   base.run_id = common::metadata_text(file, m, "run_id");
+  base.world_size = m.count("world_size") ? metadata_count(file, m, "world_size", 2, 1u << 20) : 1;
   return base;
 }
 
@@ -215,7 +220,7 @@ namespace {
 // resumed checkpoint's, or 0).
 struct Run {
   std::vector<Example> train_data, test_data;
-  std::unique_ptr<AlignModel<float>> model;
+  std::shared_ptr<AlignModel<float>> model;
   std::unique_ptr<xtgrad::Optimizer<float>> optimizer;
   BatchSampler sampler;
   std::size_t step = 0;
@@ -232,7 +237,7 @@ Run set_up(const TrainOptions& options, std::ostream& log) {
           BatchSampler(options.train_size, options.batch, sampler_seed(options.seed)),
           0};
   xtgrad::Generator init(options.seed);
-  run.model = std::make_unique<AlignModel<float>>(options.model, init);
+  run.model = std::make_shared<AlignModel<float>>(options.model, init);
   if (!options.resume_dir.empty()) {
     LoadedModel loaded = load_model(options.resume_dir);
     run.model = std::move(loaded.model);
@@ -243,7 +248,10 @@ Run set_up(const TrainOptions& options, std::ostream& log) {
     common::load_train_state(options.resume_dir, {kProgram, options.run_id, run.step}, {*run.optimizer, run.sampler});
   log << run.model->summary() << "\n"
       << run.model->parameter_count() << " parameters; training steps " << run.step + 1 << " to " << options.steps
-      << " with " << options.optimizer << ", lr " << options.lr << ", batch " << options.batch << "\n";
+      << " with " << options.optimizer << ", lr " << options.lr << ", batch " << options.batch;
+  if (options.world_size > 1)
+    log << " (global: " << options.world_size << " ranks of about " << options.batch / options.world_size << ")";
+  log << "\n";
   return run;
 }
 
@@ -258,41 +266,59 @@ struct Window {
   }
 };
 
-// Evaluates on the test split, appends the metrics line and saves a checkpoint (the line
-// is taken back if the save fails, so the record ends where the checkpoint does).
-TrainResult evaluate_and_save(const TrainOptions& options, Run& run, const Window& window, Clock::time_point start,
-                              common::MetricsLog& metrics, Progress& progress, std::size_t saved_step) {
+// Evaluates on the test split (every rank) and, where metrics is given (rank 0), appends
+// the metrics line and saves a checkpoint (the line is taken back if the save fails, so
+// the record ends where the checkpoint does).
+TrainResult evaluate_and_save(const TrainOptions& options, Run& run, Trainer& trainer, const Window& window,
+                              Clock::time_point start, common::MetricsLog* metrics, Progress& progress,
+                              std::size_t saved_step) {
   check_finite_parameters(*run.model, run.step, kept_checkpoint(options, saved_step));
   TrainResult result;
   result.step = run.step;
   result.last_loss = window.loss_sum / double(window.steps);
   result.ms_per_step = window.train_ms / double(window.steps);
-  result.metrics = evaluate(*run.model, run.test_data);
+  result.metrics = trainer.evaluate(run.test_data);
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();  // evaluations included
-  metrics.append(metrics_line(result), run.step);
+  if (!metrics) return result;
+  metrics->append(metrics_line(result), run.step);
   progress.note(metrics_line(result));
   try {
     common::save_checkpoint(options.out_dir, {kProgram, options.run_id, run.step}, {*run.optimizer, run.sampler},
                             [&] { save_model(options.out_dir, *run.model, run.step, settings_metadata(options)); });
   } catch (...) {
-    metrics.take_back_after(saved_step);
+    metrics->take_back_after(saved_step);
     throw;
   }
   return result;
 }
 
-}  // namespace
-
-TrainResult train(TrainOptions options, std::ostream& log) {
-  xtgrad::set_num_threads(options.threads);
-  if (options.run_id.empty()) options.run_id = common::new_run_id();
-  Run run = set_up(options, log);
-  std::size_t saved_step = options.out_dir == options.resume_dir ? run.step : 0;
-  common::MetricsLog metrics(options.out_dir, !options.resume_dir.empty() && options.out_dir == options.resume_dir,
-                             saved_step);
+// Rank 0 (or the one process) before it writes: the metrics record and what an interrupted
+// save left behind.
+std::optional<common::MetricsLog> prepare_run_dir(const TrainOptions& options, std::size_t saved_step,
+                                                  std::ostream& log) {
+  std::optional<common::MetricsLog> metrics;
+  metrics.emplace(options.out_dir, !options.resume_dir.empty() && options.out_dir == options.resume_dir, saved_step);
   if (const std::size_t stale = xtgrad::remove_stale_safetensors_temporaries(options.out_dir))
     log << "removed " << stale << " temporary file(s) left by an interrupted save\n";
   common::finish_interrupted_save(options.out_dir, saved_step);
+  return metrics;
+}
+
+}  // namespace
+
+TrainResult train(TrainOptions options, std::ostream& out, const common::DistributedRun* parallel) {
+  const common::Ranks ranks = parallel ? parallel->ranks() : common::Ranks{};
+  std::ostream& log = common::root_log(ranks, out);  // the other ranks stay silent
+  xtgrad::set_num_threads(options.threads);
+  if (options.run_id.empty()) options.run_id = common::new_run_id();
+  std::optional<Run> set;
+  const auto set_up_run = [&] { set.emplace(set_up(options, log)); };
+  parallel ? parallel->agree(set_up_run) : set_up_run();  // a rank that cannot read the checkpoint stops all
+  Run& run = *set;
+  const std::unique_ptr<Trainer> trainer = make_trainer(parallel, run.model, *run.optimizer, run.train_data);
+  std::size_t saved_step = options.out_dir == options.resume_dir ? run.step : 0;
+  std::optional<common::MetricsLog> metrics;
+  if (ranks.root()) metrics = prepare_run_dir(options, saved_step, log);
   Progress progress(log, options.progress_bar, run.step, options.steps,
                     std::max<std::size_t>(1, options.eval_every / 5));
   const xtgrad::AnomalyGuard anomaly(options.detect_anomaly);
@@ -303,11 +329,11 @@ TrainResult train(TrainOptions options, std::ostream& log) {
   Window window;
   std::vector<double> step_ms;  // every step of this invocation, for the median
   double eval_seconds = 0;
-  BatchPrefetcher batches(run.train_data, run.sampler);
+  BatchPrefetcher batches(run.train_data, run.sampler, ranks);
   while (run.step < options.steps) {
-    const Batch<float> batch = batches.next(run.sampler);
+    const RankBatch batch = batches.next(run.sampler);
     const auto step_start = Clock::now();
-    const double loss = train_step(*run.model, *run.optimizer, run.train_data, batch).loss;
+    const double loss = trainer->step(batch);
     if (!std::isfinite(loss))
       throw std::runtime_error("the loss became " + std::to_string(loss) + " at step " + std::to_string(run.step + 1) +
                                " (try a smaller --lr, or --detect-anomaly to find the op); " +
@@ -318,7 +344,8 @@ TrainResult train(TrainOptions options, std::ostream& log) {
     progress.update(run.step, loss);
     if (run.step % options.eval_every != 0 && run.step != options.steps) continue;
     const auto eval_start = Clock::now();
-    result = evaluate_and_save(options, run, window, start, metrics, progress, saved_step);
+    result =
+        evaluate_and_save(options, run, *trainer, window, start, metrics ? &*metrics : nullptr, progress, saved_step);
     eval_seconds += std::chrono::duration<double>(Clock::now() - eval_start).count();
     saved_step = run.step;
     window = Window();
@@ -327,6 +354,8 @@ TrainResult train(TrainOptions options, std::ostream& log) {
   std::nth_element(step_ms.begin(), step_ms.begin() + long(step_ms.size() / 2), step_ms.end());
   result.median_step_ms = step_ms[step_ms.size() / 2];
   result.eval_seconds = eval_seconds;
+  result.communication_seconds = trainer->communication_seconds();
+  result.bytes_per_step = trainer->bytes_per_step();
   return result;
 }
 

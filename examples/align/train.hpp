@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "distributed_run.hpp"
 #include "metrics.hpp"
 #include "sampler.hpp"
 #include "xtgrad/optim.hpp"
@@ -35,6 +36,9 @@ struct TrainOptions {
   std::size_t test_size = 1000;
   ModelConfig model;
   std::string run_id;  // the run's identity; empty: train() draws a new one
+  // The processes of a data-parallel run (mpirun -np N), stored when above 1: a resume must
+  // run on as many (docs/distributed.md).
+  std::size_t world_size = 1;
   // Stored too, and taken on --resume unless the flag is given again.
   std::size_t eval_every = 250;
   int threads = 1;
@@ -58,11 +62,18 @@ struct TrainResult {
   double median_step_ms = 0;
   std::size_t steps_taken = 0;
   double eval_seconds = 0;
+  // A data-parallel run's steps: the seconds in collectives that wait for every rank (the
+  // image all-gather, the loss sum, DistributedDataParallel's gradient wait; the
+  // all-gather's backward runs inside backward() and is not counted), and the bytes each
+  // rank sends into them per step.
+  double communication_seconds = 0;
+  double bytes_per_step = 0;
 };
 
-// Checks what can be checked before any work (values, the memory a step needs, an output
-// directory that can be written): throws std::invalid_argument with a message for the user.
-void validate(const TrainOptions& options);
+// Checks what can be checked before any work (values, the memory a step needs, and with
+// check_out_dir an output directory that can be written: rank 0's job in a data-parallel
+// run): throws std::invalid_argument with a message for the user.
+void validate(const TrainOptions& options, bool check_out_dir = true);
 
 // The memory one training step of these settings needs, in bytes (measured: every caption
 // is scored against every image of the batch, so activations grow with batch^2 x dim).
@@ -105,6 +116,8 @@ StepResult<T> train_step(AlignModel<T>& model, xtgrad::Optimizer<T>& optimizer, 
 // Throws xtgrad::CheckpointError for a bad checkpoint and std::runtime_error when the loss
 // stops being finite (the last checkpoint is kept). The caller holds the run directory
 // (common::RunLock) and has checked that it may write there (common::check_may_write_run).
-TrainResult train(TrainOptions options, std::ostream& log);
+// With a `parallel` run under mpirun this process is one of its ranks (parallel.hpp): every
+// rank calls train() alike; rank 0 alone logs and writes the metrics and checkpoints.
+TrainResult train(TrainOptions options, std::ostream& log, const common::DistributedRun* parallel = nullptr);
 
 }  // namespace align

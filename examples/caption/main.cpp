@@ -15,8 +15,10 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "decode.hpp"
+#include "distributed_run.hpp"
 #include "flags.hpp"
 #include "render.hpp"
 #include "resume.hpp"
@@ -28,9 +30,10 @@ namespace {
 using namespace caption;
 using common::UsageError;
 
-int run_train(const CLI::App& cmd, TrainOptions options) {
-  const TrainResult r = common::train_from_flags(cmd, options, kProgram, resumed_settings, validate,
-                                                 [](const TrainOptions& o) { return train(o, std::cout); });
+int run_train(const CLI::App& cmd, TrainOptions options, const common::DistributedRun& parallel) {
+  const TrainResult r = common::train_from_flags(cmd, options, kProgram, parallel, resumed_settings, validate,
+                                                 [&](const TrainOptions& o) { return train(o, std::cout, &parallel); });
+  if (!parallel.ranks().root()) return 0;
   std::printf(
       "\ndone: step %zu, loss %.4f, test exact %.3f (in order %.3f), object F1 %.3f, parse failures %.3f, BLEU-4 "
       "%.3f\ntime: %.1f s (median step %.2f ms, %.1f s evaluating and saving)\ncheckpoint: %s/%s\n",
@@ -139,10 +142,15 @@ CLI::App* add_generate_command(CLI::App& app, GenerateOptions& g) {
 
 int main(int argc, char** argv) {
   xtgrad::reuse_freed_memory();
+  // Under mpirun (and only then: the launcher's environment says so) MPI starts here and
+  // this process is one rank of a data-parallel run (docs/distributed.md).
+  std::optional<common::DistributedRun> parallel;
+  if (!common::start_ranks(parallel, argc, argv, kProgram)) return 2;
+  const common::Ranks ranks = parallel->ranks();
   CLI::App app{"xtgrad-caption: a CNN and a Transformer decoder write captions of the toy pictures"};
   app.require_subcommand(1);
   TrainOptions options;
-  options.progress_bar = isatty(STDOUT_FILENO);
+  options.progress_bar = isatty(STDOUT_FILENO) && !parallel->distributed();  // mpirun forwards lines
   common::BaselineFlags baseline;
   CLI::App* train_cmd = add_train_command(app, options, baseline);
   std::string checkpoint;
@@ -159,11 +167,12 @@ int main(int argc, char** argv) {
                          Limits::kMaxSeed);
   sample_cmd->add_option("--png", png, "output picture")->required();
 
-  return common::run_main(app, argc, argv, "xtgrad-caption", [&] {
+  return parallel->run_main(app, argc, argv, kProgram, [&] {
     if (train_cmd->parsed()) {
       options.model.image = baseline.image();
-      return run_train(*train_cmd, options);
+      return run_train(*train_cmd, options, *parallel);
     }
+    if (!ranks.root()) return 0;  // eval, generate and sample: rank 0's work
     if (eval_cmd->parsed()) return run_eval(checkpoint);
     if (generate_cmd->parsed()) return run_generate(g);
     return run_sample(count, sample_seed, png);

@@ -9,6 +9,7 @@
 #include <iomanip>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -44,7 +45,6 @@ void validate(const TrainOptions& o) {
     fail("--stop-at " + std::to_string(o.stop_at) + " is not an evaluation step (a multiple of --eval-every " +
          std::to_string(o.eval_every) + "), where a checkpoint is saved");
   o.model.check();
-  common::check_writable_dir(o.out_dir);  // before any work is done
 }
 
 std::vector<scenes::Scene> make_split(std::size_t count, std::uint64_t seed) {
@@ -104,28 +104,36 @@ namespace {
 struct Run : common::AdamWRun<CaptionModel<float>, scenes::Scene> {
   // One step on the next batch, teacher-forced: its loss (finite, or std::runtime_error).
   double train_step(std::size_t at) {
-    return caption::train_step(*model, *optimizer, *scheduler, train_batch<float>(train_data, sampler->next()), at);
+    const TrainBatch<float> b = train_batch<float>(train_data, next_rows());
+    xtgrad::Tensor<float> loss = model->loss(b.images, b.tokens);
+    const auto targets = std::count_if(b.tokens.targets.begin(), b.tokens.targets.end(),
+                                       [](std::size_t t) { return t != kPad; });  // the loss's terms
+    return step_on(loss, double(targets), at);
   }
   Metrics evaluate() { return caption::evaluate(*model, test); }
   void save_model(const TrainOptions& o) const { caption::save_model(o.out_dir, *model, step, o); }
 };
 
-Run set_up(const TrainOptions& o, std::ostream& log) {
+Run set_up(const TrainOptions& o, std::ostream& log, const common::DistributedRun* parallel) {
   Run run;
   run.make_data(o, make_split, "pictures", log);
   run.make_model(o, load_model);
-  run.start_training(o, kProgram, "image: " + o.model.image, log);
+  run.start_training(o, kProgram, "image: " + o.model.image, log, parallel);
   return run;
 }
 
 }  // namespace
 
-TrainResult train(TrainOptions o, std::ostream& log) {
+TrainResult train(TrainOptions o, std::ostream& out, const common::DistributedRun* parallel) {
+  const common::Ranks ranks = parallel ? parallel->ranks() : common::Ranks{};
+  std::ostream& log = common::root_log(ranks, out);  // the other ranks stay silent
   xtgrad::set_num_threads(o.threads);
-  if (o.run_id.empty()) o.run_id = common::new_run_id();
-  Run run = set_up(o, log);
+  if (o.run_id.empty()) o.run_id = common::new_run_id();  // rank 0's is the one written
+  std::optional<Run> run;
+  const auto set_up_run = [&] { run.emplace(set_up(o, log, parallel)); };
+  parallel ? parallel->agree(set_up_run) : set_up_run();  // a rank that cannot read the checkpoint stops all
   TrainResult result;
-  common::train_loop(o, kProgram, run, result, log);
+  common::train_loop(o, kProgram, *run, result, log, ranks.root());
   return result;
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "distributed_run.hpp"
 #include "metrics.hpp"
 #include "model.hpp"
 #include "run_options.hpp"
@@ -37,7 +38,8 @@ using common::kTrainStateFile;
 constexpr const char* kProgram = "xtgrad-caption";  // the train state's format is kProgram-train-state/1
 constexpr const char* kModelFormat = "xtgrad-caption-model/1";
 
-// Values in range and an output directory that takes files: std::invalid_argument otherwise.
+// Values in range: std::invalid_argument otherwise (the output directory is checked by
+// common::train_from_flags, on rank 0).
 void validate(const TrainOptions& options);
 
 // The split with this seed: `count` scenes.
@@ -65,7 +67,9 @@ Metrics evaluate(CaptionModel<float>& model, const std::vector<scenes::Scene>& t
 // DIR/metrics.jsonl and checkpointing at every evaluation; progress goes to log.
 // xtgrad::CheckpointError for a bad checkpoint to resume, std::runtime_error when the loss
 // stops being finite. The caller holds the run directory (common::RunLock).
-TrainResult train(TrainOptions options, std::ostream& log);
+// parallel: this process's ranks under mpirun (each trains on its share of every batch;
+// rank 0 alone evaluates, logs and writes), null alone.
+TrainResult train(TrainOptions options, std::ostream& log, const common::DistributedRun* parallel = nullptr);
 
 using LoadedModel = common::LoadedModel<CaptionModel<float>>;
 // The run directory or its model.safetensors; xtgrad::CheckpointError (exit 1) naming the

@@ -1,8 +1,8 @@
 // What a caption or VQA training run works with (train_loop.hpp's Run): the data, the
 // model, AdamW with the warm-up + cosine schedule, and the batch order, all at `step` (the
 // resumed checkpoint's, or 0), set up by make_data, make_model and start_training in that
-// order. The example derives from it and adds train_step(step), evaluate() and
-// save_model(options).
+// order. The example derives from it and adds train_step(step) (its rows: next_rows(), its
+// step: step_on), evaluate() and save_model(options).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "batch_sampler.hpp"
+#include "data_parallel_step.hpp"
 #include "flags.hpp"
 #include "train_state.hpp"
 #include "training.hpp"
@@ -29,7 +30,8 @@ template <class Options> BatchSampler run_sampler(const Options& o) {
 
 template <class Model, class Example> struct AdamWRun {
   std::vector<Example> train_data, test;
-  std::unique_ptr<Model> model;
+  std::shared_ptr<Model> model;
+  std::unique_ptr<DataParallelStep> data_parallel;  // under mpirun: SyncBatchNorm and DDP
   std::unique_ptr<xtgrad::AdamW<float>> optimizer;
   std::unique_ptr<xtgrad::LRScheduler<float>> scheduler;
   std::unique_ptr<BatchSampler> sampler;
@@ -62,11 +64,14 @@ template <class Model, class Example> struct AdamWRun {
     step = loaded.step;
   }
 
-  // Once the model is set (fresh, or the resumed checkpoint's at `step`): AdamW, the
-  // schedule and the sampler, with their stored state on --resume; then a line on `log`
-  // saying what runs (`what`: the model's variant).
+  // Once the model is set (fresh, or the resumed checkpoint's at `step`): the data-parallel
+  // step (parallel: this process's ranks, null alone), AdamW, the schedule and the sampler,
+  // with their stored state on --resume; then a line on `log` saying what runs (`what`: the
+  // model's variant).
   template <class Options>
-  void start_training(const Options& o, const char* program, const std::string& what, std::ostream& log) {
+  void start_training(const Options& o, const char* program, const std::string& what, std::ostream& log,
+                      const DistributedRun* parallel) {
+    data_parallel = std::make_unique<DataParallelStep>(parallel, model);
     optimizer = std::make_unique<xtgrad::AdamW<float>>(
         model->parameters(), xtgrad::AdamWOptions().set_lr(o.lr).set_weight_decay(o.weight_decay));
     scheduler = std::make_unique<xtgrad::LRScheduler<float>>(*optimizer, warmup_cosine(o.steps, o.warmup_steps()));
@@ -74,7 +79,18 @@ template <class Model, class Example> struct AdamWRun {
     if (!o.resume_dir.empty()) load_train_state(o.resume_dir, {program, o.run_id, step}, state());
     log << model->parameter_count() << " parameters (" << what << "); steps " << step + 1 << " to "
         << (o.stop_at ? o.stop_at : o.steps) << " of " << o.steps << ", batch " << o.batch << ", AdamW lr " << o.lr
-        << " (warm-up " << o.warmup_steps() << ", cosine)\n";
+        << " (warm-up " << o.warmup_steps() << ", cosine)";
+    if (o.world_size > 1) log << " on " << o.world_size << " ranks, each a share of the batch";
+    log << "\n";
+  }
+
+  // The examples (indices into train_data) of the next global batch that this rank trains on.
+  std::vector<std::size_t> next_rows() { return data_parallel->share(sampler->next()); }
+
+  // One step from this rank's loss, the mean over its `terms` loss terms
+  // (DataParallelStep::step): the global batch's loss.
+  double step_on(xtgrad::Tensor<float>& loss, double terms, std::size_t at) {
+    return data_parallel->step(loss, terms, *optimizer, *scheduler, at);
   }
 };
 

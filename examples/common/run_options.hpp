@@ -9,9 +9,12 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
+#include "data_parallel.hpp"
+#include "distributed_run.hpp"
 #include "flags.hpp"
 #include "run_dir.hpp"
 #include "run_settings.hpp"
@@ -39,7 +42,8 @@ template <class ModelConfig> struct RunOptions {
   std::size_t train_size, test_size, steps;
   std::size_t warmup = 0;  // 0: 5% of the steps
   std::size_t eval_every;
-  int threads = 1;
+  int threads = 1;             // per rank under mpirun
+  std::size_t world_size = 1;  // processes the run trains on (mpirun -np N); --batch is theirs together
   ModelConfig model;
   std::string run_id;  // the run's identity; empty: train() draws a new one
   // Per invocation.
@@ -91,21 +95,39 @@ void add_run_flags(CLI::App* cmd, RunOptions<ModelConfig>& o, BaselineFlags& bas
   cmd->add_flag("--no-attention", baseline.no_attention, no_attention_help)->excludes(blind_flag);
 }
 
-// `train` from its parsed flags: the resumed run's settings (resumed_settings(cmd, options))
-// or the flags' own, validated (validate(options) throws std::invalid_argument: a usage
-// error), then train(options) holding the run directory (one writer) after
-// check_may_write. Returns what train returns.
+// `train` from its parsed flags, on every rank alike (parallel: this process's ranks, from
+// DistributedRun): the resumed run's settings (resumed_settings(cmd, options)) or the
+// flags' own, validated (validate(options) throws std::invalid_argument: a usage error),
+// then train(options) with rank 0 (or the one process) holding the run directory (one
+// writer, check_may_write). A bad setting on any rank stops every rank (agree). Under
+// mpirun --threads defaults to the cores of the rank's share of its machine; the other
+// settings must be the same on every rank.
 template <class Options, class Resume, class Validate, class Train>
-auto train_from_flags(const CLI::App& cmd, Options& options, const char* program, Resume resumed_settings,
-                      Validate validate, Train train) {
-  if (!options.resume_dir.empty()) options = resumed_settings(cmd, options);
-  try {
-    validate(options);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
-  const RunLock lock(options.out_dir);
-  check_may_write(options, program);
+auto train_from_flags(const CLI::App& cmd, Options& options, const char* program, const DistributedRun& parallel,
+                      Resume resumed_settings, Validate validate, Train train) {
+  std::optional<RunLock> lock;
+  parallel.agree([&] {
+    options.world_size = parallel.ranks().size;
+    if (parallel.distributed() && !cmd.count("--threads"))
+      options.threads = default_threads_per_rank(parallel.launch().local_ranks);
+    if (!options.resume_dir.empty()) options = resumed_settings(cmd, options);
+    try {
+      validate(options);
+      check_batch_covers_ranks("--batch", options.batch, parallel.ranks());
+      if (parallel.ranks().root()) check_writable_dir(options.out_dir);  // before any work is done
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+    if (!parallel.ranks().root()) return;
+    lock.emplace(options.out_dir);
+    check_may_write(options, program);
+  });
+  parallel.agree([&] {  // a launcher's MPMD form can start ranks with other flags
+    std::string settings;
+    for (const auto& [key, value] : run_metadata(options, program, 0))
+      if (key != "threads" && key != "run_id") settings += key + "=" + value + " ";
+    parallel.check_same("settings", settings);
+  });
   return train(options);
 }
 

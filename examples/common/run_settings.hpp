@@ -51,6 +51,7 @@ template <class Options> xtgrad::Metadata run_metadata(const Options& o, const s
             {"eval_every", std::to_string(o.eval_every)},
             {"threads", std::to_string(o.threads)},
             {"run_id", o.run_id}});
+  if (o.world_size > 1) m["world_size"] = std::to_string(o.world_size);  // absent: one process
   return m;
 }
 
@@ -70,6 +71,7 @@ Options stored_settings(const std::string& file, const xtgrad::Metadata& m, Opti
   base.eval_every = metadata_count(file, m, "eval_every", 1, Limits::kMaxSteps);
   base.threads = int(metadata_count(file, m, "threads", 1, 1u << 20));
   base.run_id = metadata_text(file, m, "run_id");
+  base.world_size = m.count("world_size") ? metadata_count(file, m, "world_size", 2, 1u << 20) : 1;
   return base;
 }
 
@@ -154,6 +156,17 @@ template <class Options> void check_run_flags(const CLI::App& cmd, const Options
                        "; a resumed run keeps its settings)");
 }
 
+// A run resumes on as many processes as it trained on: each rank's share of every batch,
+// and so the order of the sums, would change otherwise. UsageError saying how to resume.
+inline void check_same_world_size(const std::string& dir, std::size_t stored, std::size_t now) {
+  if (stored == now) return;
+  const auto processes = [](std::size_t n) {
+    return n == 1 ? std::string("1 process") : std::to_string(n) + " ranks (mpirun -np " + std::to_string(n) + ")";
+  };
+  throw UsageError("the run in " + dir + " was trained on " + processes(stored) + " and this resume runs on " +
+                   processes(now) + ": resume it on " + processes(stored));
+}
+
 // The settings of a resumed run: the checkpoint's (read_run(dir, options) gives its
 // StoredRun), with the per-invocation fields of `options` (--out defaults to the run
 // directory). A flag of `cmd` given again must agree with the stored setting
@@ -167,6 +180,7 @@ Options resumed_settings(const CLI::App& cmd, Options options, ReadRun read_run,
   const StoredRun<Options> run = read_run(options.resume_dir, options);
   check_run_flags(cmd, options, run.settings);
   check_model_flags(cmd, options, run.settings);
+  check_same_world_size(options.resume_dir, run.settings.world_size, options.world_size);
   Options resumed = run.settings;
   if (cmd.count("--eval-every")) resumed.eval_every = options.eval_every;
   if (cmd.count("--threads")) resumed.threads = options.threads;

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -76,16 +77,20 @@ void evaluate_and_save(const Options& o, const char* program, Run& run, double w
 
 // Trains `run` (set up at run.step) to the last step of `o`; `result` gets the last
 // evaluation and the timings. A resume in place continues DIR/metrics.jsonl; any other run
-// starts it afresh.
+// starts it afresh. Only the root (rank 0 under mpirun, or the one process) evaluates and
+// writes the run's files.
 template <class Options, class Run, class Result>
-void train_loop(const Options& o, const char* program, Run& run, Result& result, std::ostream& log) {
+void train_loop(const Options& o, const char* program, Run& run, Result& result, std::ostream& log, bool root) {
   std::error_code error;
   const bool in_place = !o.resume_dir.empty() && std::filesystem::equivalent(o.resume_dir, o.out_dir, error);
   std::size_t saved_step = in_place ? run.step : 0;
-  MetricsLog metrics(o.out_dir, in_place, saved_step);
-  if (const std::size_t stale = xtgrad::remove_stale_safetensors_temporaries(o.out_dir))
-    log << "removed " << stale << " temporary file(s) left by an interrupted save\n";
-  finish_interrupted_save(o.out_dir, saved_step);
+  std::optional<MetricsLog> metrics;  // rank 0's (or the one process's)
+  if (root) {
+    metrics.emplace(o.out_dir, in_place, saved_step);
+    if (const std::size_t stale = xtgrad::remove_stale_safetensors_temporaries(o.out_dir))
+      log << "removed " << stale << " temporary file(s) left by an interrupted save\n";
+    finish_interrupted_save(o.out_dir, saved_step);
+  }
   const std::size_t first = run.step, last = o.stop_at ? o.stop_at : o.steps;
   std::vector<double> step_ms;
   double window_loss = 0;  // the steps since the last evaluation: their summed loss
@@ -101,7 +106,8 @@ void train_loop(const Options& o, const char* program, Run& run, Result& result,
     progress_line(log, o, first, run.step, loss, seconds_since(start));
     if (run.step % o.eval_every != 0 && run.step != o.steps) continue;
     const auto eval_start = TrainClock::now();
-    evaluate_and_save(o, program, run, window_loss / double(window_steps), start, metrics, saved_step, result, log);
+    if (metrics)  // the other ranks go on to the next step, where they wait for rank 0
+      evaluate_and_save(o, program, run, window_loss / double(window_steps), start, *metrics, saved_step, result, log);
     result.eval_seconds += seconds_since(eval_start);
     saved_step = run.step;
     window_loss = 0;

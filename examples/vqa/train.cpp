@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <stdexcept>
 
 #include "adamw_run.hpp"
@@ -36,7 +37,6 @@ void validate(const TrainOptions& o) {
   if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay))
     throw std::invalid_argument("--weight-decay must be a number >= 0, got " + common::exact_text(o.weight_decay));
   o.model.check();
-  common::check_writable_dir(o.out_dir);  // before any work is done
 }
 
 template <class T> Batch<T> make_batch(const std::vector<Example>& data, const std::vector<std::size_t>& indices) {
@@ -85,29 +85,33 @@ struct Run : common::AdamWRun<VqaModel<float>, Example> {
   void save_model(const TrainOptions& o) const { vqa::save_model(o.out_dir, *model, step, o); }
 };
 
-Run set_up(const TrainOptions& o, std::ostream& log) {
+Run set_up(const TrainOptions& o, std::ostream& log, const common::DistributedRun* parallel) {
   Run run;
   run.make_data(o, make_split, "questions", log);
   run.make_model(o, load_model);
-  run.start_training(o, kProgram, "text: " + o.model.text_encoder + ", image: " + o.model.image, log);
+  run.start_training(o, kProgram, "text: " + o.model.text_encoder + ", image: " + o.model.image, log, parallel);
   return run;
 }
 
 // One step on the next batch: its loss (finite, or std::runtime_error).
 double Run::train_step(std::size_t at) {
-  const Batch<float> b = make_batch<float>(train_data, sampler->next());
+  const Batch<float> b = make_batch<float>(train_data, next_rows());
   xtgrad::Tensor<float> loss = model->loss(b.images, b.questions, b.answers);
-  return common::optimizer_step(loss, *optimizer, *scheduler, at);
+  return step_on(loss, double(b.answers.size()), at);
 }
 
 }  // namespace
 
-TrainResult train(TrainOptions o, std::ostream& log) {
+TrainResult train(TrainOptions o, std::ostream& out, const common::DistributedRun* parallel) {
+  const common::Ranks ranks = parallel ? parallel->ranks() : common::Ranks{};
+  std::ostream& log = common::root_log(ranks, out);  // the other ranks stay silent
   xtgrad::set_num_threads(o.threads);
-  if (o.run_id.empty()) o.run_id = common::new_run_id();
-  Run run = set_up(o, log);
+  if (o.run_id.empty()) o.run_id = common::new_run_id();  // rank 0's is the one written
+  std::optional<Run> run;
+  const auto set_up_run = [&] { run.emplace(set_up(o, log, parallel)); };
+  parallel ? parallel->agree(set_up_run) : set_up_run();  // a rank that cannot read the checkpoint stops all
   TrainResult result;
-  common::train_loop(o, kProgram, run, result, log);
+  common::train_loop(o, kProgram, *run, result, log, ranks.root());
   return result;
 }
 

@@ -80,6 +80,16 @@ template <class T> void Module<T>::add_child(const std::string& name, std::share
   children_.emplace_back(name, std::move(module));
 }
 
+template <class T> void Module<T>::replace_child(const std::string& name, std::shared_ptr<Module<T>> module) {
+  if (!module) throw std::invalid_argument(type_name_ + ": submodule '" + name + "' is null");
+  for (auto& [child_name, child] : children_)
+    if (child_name == name) {
+      child = std::move(module);
+      return;
+    }
+  throw std::invalid_argument(type_name_ + ": no submodule '" + name + "' to replace");
+}
+
 template <class T>
 void Module<T>::collect(const std::string& prefix, Kind kind,
                         std::vector<std::pair<std::string, Tensor<T>>>& out) const {
@@ -288,6 +298,19 @@ template <class T> Sequential<T>& Sequential<T>::push_back(std::shared_ptr<Unary
   this->register_module(std::to_string(layers_.size()), layer);
   layers_.push_back(std::move(layer));
   return *this;
+}
+
+template <class T> const std::shared_ptr<UnaryModule<T>>& Sequential<T>::operator[](std::size_t i) const {
+  if (i >= layers_.size())
+    throw std::invalid_argument("Sequential: index " + std::to_string(i) + " out of range for " +
+                                std::to_string(layers_.size()) + " layers");
+  return layers_[i];
+}
+
+template <class T> void Sequential<T>::replace(std::size_t i, std::shared_ptr<UnaryModule<T>> layer) {
+  (*this)[i];  // the index check
+  this->replace_child(std::to_string(i), layer);
+  layers_[i] = std::move(layer);
 }
 
 template <class T> Tensor<T> Sequential<T>::forward(const Tensor<T>& x) {

@@ -110,6 +110,8 @@ template <class T> GradTarget<T> grad_target(Node<T>& input);
 template <class T> class Node {
  public:
   Node() = default;
+  // The value moved in: a default xarray would allocate a 0-d element only to be replaced.
+  explicit Node(Array<T>&& data) : data_(std::move(data)) {}
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
   ~Node();  // iterative: dropping a chain of 100,000 ops must not recurse

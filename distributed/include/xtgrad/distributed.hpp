@@ -18,13 +18,16 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "xtgrad/module.hpp"
 #include "xtgrad/tensor.hpp"
+#include "xtgrad/vision.hpp"
 
 namespace xtgrad::distributed {
 
@@ -51,6 +54,17 @@ class Environment {
 int rank();        // this process's rank in MPI_COMM_WORLD; throws when MPI is not initialised
 int world_size();  // the number of processes
 void barrier();
+
+// Stops every rank (fault.cpp): prints "rank R of N: <message>" on stderr, then
+// MPI_Abort(MPI_COMM_WORLD, exit_code), after which mpiexec ends the other ranks and exits
+// non-zero. For an error only some ranks see (bad input on one machine): returning from
+// main on those ranks would leave the others waiting in a collective, and MPI_Finalize
+// waiting for them, forever. Without MPI running, prints the message and exits.
+[[noreturn]] void abort_all(const std::string& message, int exit_code = 1);
+// Runs body() and returns what it returns; an exception escaping it stops every rank
+// through abort_all(what(), exit_code). Wrap main's work in it under mpiexec:
+//   return abort_on_exception([&] { return train(argc, argv); });
+int abort_on_exception(const std::function<int()>& body, int exit_code = 1);
 
 enum class ReduceOp { sum, avg };  // torch.distributed.ReduceOp.SUM, AVG
 
@@ -96,11 +110,13 @@ struct GradientSyncTiming {
 // Differences from PyTorch: the wait is explicit, finish_gradient_synchronization()
 // after backward() (PyTorch waits at the end of backward); a parameter the pass did not
 // reach is averaged with the gradient it holds (none counts as zeros), as PyTorch's
-// find_unused_parameters=True; no first small bucket, no no_sync(). BatchNorm's batch
+// find_unused_parameters=True; no first small bucket. BatchNorm's batch
 // statistics stay per rank, as in PyTorch without SyncBatchNorm.
 // With local batches of different sizes, scale each rank's mean loss by
 // world_size() * local / global so that the average of the gradients is the global one.
 template <class T> class DistributedDataParallel : public Module<T> {
+  struct Reducer;  // ddp.cpp: buckets and MPI requests
+
  public:
   explicit DistributedDataParallel(std::shared_ptr<Module<T>> module,
                                    const DistributedDataParallelOptions& options = {});
@@ -117,15 +133,56 @@ template <class T> class DistributedDataParallel : public Module<T> {
   // averaged over ranks.
   void finish_gradient_synchronization();
 
+  // torch's no_sync(): while the returned guard lives, backward() only accumulates
+  // gradients on this rank (no all-reduce; finish_gradient_synchronization() does nothing).
+  // The first backward() after it all-reduces what every pass accumulated: gradient
+  // accumulation over micro-batches with one all-reduce per step.
+  //   { auto guard = ddp.no_sync(); loss(first_half).backward(); }
+  //   loss(second_half).backward(); ddp.finish_gradient_synchronization(); opt.step();
+  class NoSync {
+   public:
+    ~NoSync();
+    NoSync(const NoSync&) = delete;
+    NoSync& operator=(const NoSync&) = delete;
+
+   private:
+    friend class DistributedDataParallel;
+    explicit NoSync(std::shared_ptr<Reducer> reducer);
+    std::shared_ptr<Reducer> reducer_;
+    bool previous_;  // guards nest: the enclosing state comes back
+  };
+  [[nodiscard]] NoSync no_sync();
+
   // The parameters' names (as named_parameters()) in each bucket, in all-reduce order.
   std::vector<std::vector<std::string>> bucket_parameter_names() const;
   const GradientSyncTiming& last_sync_timing() const;
 
  private:
-  struct Reducer;  // ddp.cpp: buckets and MPI requests
   std::shared_ptr<Module<T>> module_;
   DistributedDataParallelOptions options_;
   std::shared_ptr<Reducer> reducer_;  // the hooks hold it weakly
 };
+
+// torch.nn.SyncBatchNorm: batch normalisation over the whole global batch, x (N, C, *) on
+// each rank: in training (and in eval without running statistics) the mean and variance
+// of each channel are reduced over every rank's rows (two all-reduces forward, two in
+// backward), so N ranks on shares of a batch compute what one BatchNorm computes on the
+// whole; the running statistics (unbiased over the global count) are then the same on every
+// rank. Eval with running statistics is BatchNorm's, local. Every rank must call forward
+// (and backward) together. Names as BatchNorm's (weight, bias, running_mean, running_var,
+// num_batches_tracked), so state dicts move between the two.
+template <class T> class SyncBatchNorm : public BatchNorm<T> {
+ public:
+  explicit SyncBatchNorm(std::size_t num_features, double eps = 1e-5, std::optional<double> momentum = 0.1,
+                         bool affine = true, bool track_running_stats = true);
+  Tensor<T> forward(const Tensor<T>& x) override;
+};
+
+// PyTorch's SyncBatchNorm.convert_sync_batchnorm: every BatchNorm1d/2d inside a Sequential
+// below `module` becomes a SyncBatchNorm of the same settings and state. Returns how many;
+// std::invalid_argument naming a BatchNorm held any other way (a C++ member cannot be
+// swapped from outside: build that one as a SyncBatchNorm). Convert before building the
+// optimizer and the DistributedDataParallel wrapper, as in PyTorch.
+template <class T> std::size_t convert_sync_batchnorm(Module<T>& module);
 
 }  // namespace xtgrad::distributed

@@ -97,6 +97,11 @@ template <class T> class Module {
   // The part inside the parentheses of this module's line in summary().
   virtual std::string extra_repr() const { return ""; }
 
+ protected:
+  // The submodule registered as `name` becomes `module` (std::invalid_argument when there
+  // is none): for containers that swap a layer, as Sequential::replace.
+  void replace_child(const std::string& name, std::shared_ptr<Module<T>> module);
+
  private:
   void add_child(const std::string& name, std::shared_ptr<Module<T>> module);
   void check_new_name(const std::string& name) const;
@@ -203,6 +208,9 @@ template <class T> class Sequential : public UnaryModule<T> {
   Sequential& push_back(std::shared_ptr<UnaryModule<T>> layer);
   Tensor<T> forward(const Tensor<T>& x) override;
   std::size_t size() const { return layers_.size(); }
+  const std::shared_ptr<UnaryModule<T>>& operator[](std::size_t i) const;
+  // Layer i becomes `layer`, under the same name "i" (PyTorch's seq[i] = layer).
+  void replace(std::size_t i, std::shared_ptr<UnaryModule<T>> layer);
 
  private:
   std::vector<std::shared_ptr<UnaryModule<T>>> layers_;
