@@ -155,6 +155,79 @@ TEST_CASE("DistributedDataParallel: no_sync() micro-batches, one all-reduce a st
   CHECK_MESSAGE(diff <= 1e-10, "rank " << dist::rank() << ": relative difference " << diff);
 }
 
+namespace {
+
+// The sequence side of the examples' models: Embedding, LSTM, a pre-norm
+// TransformerDecoderLayer (self-attention, cross-attention to a memory, GELU feed-forward,
+// LayerNorms) and a Linear head over the mean of the positions. tokens (B*6) ids, memory
+// (B,4,8) -> (B,3).
+struct SequenceNet : Module<double> {
+  SequenceNet() : Module<double>("SequenceNet") {
+    Generator gen(7);
+    embed = register_module("embed", std::make_shared<Embedding<double>>(10, 8, gen));
+    lstm = register_module("lstm", std::make_shared<LSTM<double>>(8, 8, 1, true, true, gen));
+    fusion = register_module("fusion", std::make_shared<TransformerDecoderLayer<double>>(
+                                           8, 2, 16, 0.0, Activation::gelu, 1e-5, true, true, gen));
+    head = register_module("head", std::make_shared<Linear<double>>(8, 3, true, gen));
+  }
+  D forward(const std::vector<std::size_t>& tokens, const D& memory) {
+    const std::size_t b = tokens.size() / 6;
+    const D words = lstm->forward(embed->forward(tokens, Shape{b, 6})).output;
+    return head->forward(mean(fusion->forward(words, memory), 1));
+  }
+  std::shared_ptr<Embedding<double>> embed;
+  std::shared_ptr<LSTM<double>> lstm;
+  std::shared_ptr<TransformerDecoderLayer<double>> fusion;
+  std::shared_ptr<Linear<double>> head;
+};
+
+struct SequenceData {
+  std::vector<std::size_t> tokens;  // (batch, 6)
+  D memory, y;
+};
+SequenceData sequence_batch(std::size_t step) {
+  Generator gen(300 + step);
+  SequenceData d;
+  const Array<double> ids = rand<double>({batch * 6}, gen).data();
+  for (double u : ids) d.tokens.push_back(std::size_t(u * 10) % 10);
+  d.memory = randn<double>({batch, 4, 8}, gen);
+  d.y = randn<double>({batch, 3}, gen);
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("DistributedDataParallel: Embedding, LSTM and a Transformer decoder layer on shares reach one process") {
+  SequenceNet reference;
+  {
+    SGD<double> opt(reference.parameters(), sgd_options());
+    for (std::size_t s = 0; s < steps; ++s) {
+      const SequenceData d = sequence_batch(s);
+      opt.zero_grad();
+      mse_loss(reference.forward(d.tokens, d.memory), d.y).backward();
+      opt.step();
+    }
+  }
+  auto net = std::make_shared<SequenceNet>();
+  dist::DistributedDataParallel<double> ddp(net);
+  const auto n = static_cast<std::size_t>(dist::world_size()), r = static_cast<std::size_t>(dist::rank());
+  const auto rows = split_rows(batch, n);
+  const std::size_t first = std::accumulate(rows.begin(), rows.begin() + r, std::size_t{0});
+  SGD<double> opt(ddp.parameters(), sgd_options());
+  for (std::size_t s = 0; s < steps; ++s) {
+    const SequenceData d = sequence_batch(s);
+    opt.zero_grad();
+    const std::vector<std::size_t> tokens(d.tokens.begin() + long(first * 6),
+                                          d.tokens.begin() + long((first + rows[r]) * 6));
+    const D out = net->forward(tokens, slice(d.memory, 0, first, first + rows[r]));
+    mul(mse_loss(out, slice(d.y, 0, first, first + rows[r])), double(n * rows[r]) / batch).backward();
+    ddp.finish_gradient_synchronization();
+    opt.step();
+  }
+  const double diff = max_relative_difference(net->state_dict(), reference.state_dict());
+  CHECK_MESSAGE(diff <= 1e-10, "rank " << dist::rank() << ": relative difference " << diff);
+}
+
 TEST_CASE("DistributedDataParallel: buckets in reverse registration order, names as PyTorch's") {
   dist::DistributedDataParallelOptions options;
   options.bucket_cap_mb = 80.0 / (1024 * 1024);
