@@ -9,6 +9,8 @@
 #include <memory>
 #include <vector>
 
+#include "data_parallel_step.hpp"
+#include "distributed_run.hpp"
 #include "distributed_test_helpers.hpp"
 #include "parallel.hpp"
 #include "train.hpp"
@@ -73,5 +75,33 @@ TEST_CASE("align data-parallel: N ranks with all-gathered images reach one proce
     if (attention)
       for (const auto& state : {model->state_dict(), reference->state_dict()})
         CHECK(double(xt::amax(xt::abs(state.at(kZeroGradient)))()) <= 1e-15);
+  }
+}
+
+TEST_CASE("data parallel: split_rows gives every rank the whole table, each rank filling its own share") {
+  int argc = 0;
+  char** argv = nullptr;
+  const common::DistributedRun run(argc, argv);  // MPI is running already: it joins it
+  REQUIRE(run.ranks().size == std::size_t(dist::world_size()));
+  const common::DataParallelStep step(&run, std::make_shared<xtgrad::Linear<float>>(2, 2));
+  const std::size_t rows = 7, width = 2;
+  std::vector<std::pair<std::size_t, std::size_t>> calls;
+  const std::vector<double> table = step.split_rows(rows, width, [&](std::size_t first, std::size_t n) {
+    calls.emplace_back(first, n);
+    std::vector<double> mine;
+    for (std::size_t i = first; i < first + n; ++i) mine.insert(mine.end(), {double(i), double(dist::rank())});
+    return mine;
+  });
+  const common::Share share = common::share_of_batch(rows, run.ranks());
+  CHECK(calls == std::vector<std::pair<std::size_t, std::size_t>>{{share.first, share.count}});
+  REQUIRE(table.size() == rows * width);
+  for (std::size_t i = 0; i < rows; ++i) {
+    CHECK(table[i * width] == double(i));
+    std::size_t owner = 0;  // the rank whose share holds row i
+    while (common::share_of_batch(rows, {owner, run.ranks().size}).first +
+               common::share_of_batch(rows, {owner, run.ranks().size}).count <=
+           i)
+      ++owner;
+    CHECK(table[i * width + 1] == double(owner));
   }
 }

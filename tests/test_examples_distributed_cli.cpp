@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -35,13 +34,21 @@ int run_ranks(const std::string& binary, int ranks, const std::string& args, std
   return run_program(kMpiexec + " -np " + std::to_string(ranks) + " " + binary, args, output);
 }
 
+// The number after each `key` in `text` (as written: "0.1500").
+std::vector<std::string> numbers_after(const std::string& text, const std::string& key) {
+  std::vector<std::string> out;
+  for (auto at = text.find(key); at != std::string::npos; at = text.find(key, at + 1)) {
+    const std::size_t from = text.find_first_of("0123456789", at + key.size());
+    out.push_back(text.substr(from, text.find_first_not_of("0123456789.eE+-", from) - from));
+  }
+  return out;
+}
+
 // The "loss" of every line of DIR/metrics.jsonl.
 std::vector<double> losses_of(const fs::path& dir) {
-  const std::string text = read_file((dir / "metrics.jsonl").string());
-  const std::regex loss("\"loss\": ([0-9.eE+-]+)");
   std::vector<double> out;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), loss); it != std::sregex_iterator(); ++it)
-    out.push_back(std::stod((*it)[1]));
+  for (const std::string& x : numbers_after(read_file((dir / "metrics.jsonl").string()), "\"loss\":"))
+    out.push_back(std::stod(x));
   return out;
 }
 
@@ -83,6 +90,25 @@ bool same_tensors(const fs::path& a, const fs::path& b, const char* file) {
   return true;
 }
 
+// The last evaluation of a run on several ranks (each decoding or answering its share of
+// the test split) equals one process's `eval` of the checkpoint it saved with it.
+void check_split_evaluation(const std::string& binary, const fs::path& run) {
+  std::string text;
+  REQUIRE(run_program(binary, "eval --checkpoint " + run.string(), &text) == 0);
+  const std::string metrics = read_file((run / "metrics.jsonl").string());
+  const std::string last = metrics.substr(metrics.rfind("{\"step\""));
+  if (binary == XTGRAD_CAPTION_BIN) {  // eval prints {"step": N, <the metrics>}
+    const std::string scores = text.substr(text.find(", ") + 2, text.rfind('}') - text.find(", ") - 2);
+    CHECK_MESSAGE(last.find(scores) != std::string::npos, last << " has not " << scores);
+  } else {  // eval prints a table whose last line is "overall <count> <accuracy>"
+    const auto overall = numbers_after(text, "overall"), accuracy = numbers_after(last, "\"accuracy\":");
+    REQUIRE(overall.size() == 1);
+    REQUIRE(accuracy.size() == 1);
+    const std::string total = text.substr(text.find("overall"));  // "overall <count> <accuracy>"
+    CHECK(total.find(" " + accuracy[0]) != std::string::npos);
+  }
+}
+
 void check_follows_one_process(const std::string& binary, const std::string& run, int ranks, const fs::path& dir) {
   std::string text;
   REQUIRE_MESSAGE(run_ranks(binary, ranks, run + " --out " + (dir / "ranks").string(), &text) == 0, text);
@@ -93,6 +119,7 @@ void check_follows_one_process(const std::string& binary, const std::string& run
   REQUIRE(alone.size() == 2);
   for (std::size_t i = 0; i < alone.size(); ++i)
     CHECK_MESSAGE(std::abs(parallel[i] - alone[i]) <= 1e-5 * alone[i], parallel[i] << " vs " << alone[i]);
+  check_split_evaluation(binary, dir / "ranks");
   const double diff = max_weight_difference(dir / "ranks", dir / "one");
   CHECK_MESSAGE(diff <= 1e-3, "weights differ by " << diff);
   MESSAGE(binary << " on " << ranks << " ranks: largest relative weight difference " << diff);
@@ -129,7 +156,8 @@ TEST_CASE("examples under mpiexec: rank 0 writes; --resume on as many ranks is b
 TEST_CASE("examples under mpiexec: bad input stops every rank, reported once, exit 2") {
   TempDir dir("examples-mpi-bad");
   std::string text;
-  const std::string batch_of_2 = std::regex_replace(kCaptionRun, std::regex("--batch 8"), "--batch 2");
+  std::string batch_of_2 = kCaptionRun;
+  batch_of_2.replace(batch_of_2.find("--batch 8"), 9, "--batch 2");
   CHECK(run_ranks(XTGRAD_CAPTION_BIN, 3, batch_of_2 + " --out " + (dir / "run"), &text) == 2);
   const std::string message = "--batch 2 is smaller than the 3 ranks";
   CHECK_MESSAGE(text.find(message) != std::string::npos, text);

@@ -54,19 +54,25 @@ std::vector<scenes::Scene> make_split(std::size_t count, std::uint64_t seed) {
   return out;
 }
 
-Metrics evaluate(CaptionModel<float>& model, const std::vector<scenes::Scene>& test,
-                 std::vector<std::vector<std::size_t>>* generated) {
+std::vector<std::vector<std::size_t>> greedy_captions(CaptionModel<float>& model,
+                                                      const std::vector<scenes::Scene>& pictures) {
   constexpr std::size_t kChunk = 250;  // pictures decoded at once
   const xtgrad::NoGradGuard no_grad;
   model.eval();
-  std::vector<std::vector<std::size_t>> outputs, references;
-  for (std::size_t start = 0; start < test.size(); start += kChunk) {
-    const std::vector<scenes::Scene> chunk(test.begin() + long(start),
-                                           test.begin() + long(std::min(test.size(), start + kChunk)));
+  std::vector<std::vector<std::size_t>> outputs;
+  for (std::size_t start = 0; start < pictures.size(); start += kChunk) {
+    const std::vector<scenes::Scene> chunk(pictures.begin() + long(start),
+                                           pictures.begin() + long(std::min(pictures.size(), start + kChunk)));
     for (auto& tokens : model.greedy(image_batch<float>(chunk), kMaxDecode)) outputs.push_back(std::move(tokens));
-    for (const auto& s : chunk) references.push_back(caption_words(s));
   }
   model.train();
+  return outputs;
+}
+
+Metrics evaluate(CaptionModel<float>& model, const std::vector<scenes::Scene>& test,
+                 std::vector<std::vector<std::size_t>>* generated) {
+  std::vector<std::vector<std::size_t>> outputs = greedy_captions(model, test), references;
+  for (const auto& s : test) references.push_back(caption_words(s));
   Metrics m = score_captions(outputs, references);
   if (generated) *generated = std::move(outputs);
   return m;
@@ -100,6 +106,31 @@ template double train_step(CaptionModel<double>&, xtgrad::AdamW<double>&, xtgrad
 
 namespace {
 
+// The test split's greedy captions, each rank decoding its share (one row per picture: its
+// length, then its tokens), scored.
+template <class Run> Metrics evaluate_split(Run& run) {
+  constexpr std::size_t kWidth = kMaxDecode + 1;
+  const std::vector<scenes::Scene>& test = run.test;
+  const std::vector<double> table =
+      run.data_parallel->split_rows(test.size(), kWidth, [&](std::size_t first, std::size_t n) {
+        std::vector<double> rows(n * kWidth, 0.0);
+        const auto captions = greedy_captions(*run.model, {test.begin() + long(first), test.begin() + long(first + n)});
+        for (std::size_t i = 0; i < n; ++i) {
+          if (captions[i].size() >= kWidth) throw std::logic_error("evaluate_split: a caption longer than kMaxDecode");
+          rows[i * kWidth] = double(captions[i].size());
+          std::copy(captions[i].begin(), captions[i].end(), rows.begin() + long(i * kWidth + 1));
+        }
+        return rows;
+      });
+  std::vector<std::vector<std::size_t>> outputs, references;
+  for (std::size_t i = 0; i < test.size(); ++i) {
+    const auto row = table.begin() + long(i * kWidth);
+    outputs.emplace_back(row + 1, row + 1 + long(*row));
+    references.push_back(caption_words(test[i]));
+  }
+  return score_captions(outputs, references);
+}
+
 // What a run works with (common::AdamWRun) and its steps.
 struct Run : common::AdamWRun<CaptionModel<float>, scenes::Scene> {
   // One step on the next batch, teacher-forced: its loss (finite, or std::runtime_error).
@@ -110,7 +141,7 @@ struct Run : common::AdamWRun<CaptionModel<float>, scenes::Scene> {
                                        [](std::size_t t) { return t != kPad; });  // the loss's terms
     return step_on(loss, double(targets), at);
   }
-  Metrics evaluate() { return caption::evaluate(*model, test); }
+  Metrics evaluate() { return evaluate_split(*this); }
   void save_model(const TrainOptions& o) const { caption::save_model(o.out_dir, *model, step, o); }
 };
 

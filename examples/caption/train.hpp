@@ -59,7 +59,10 @@ template <class T>
 double train_step(CaptionModel<T>& model, xtgrad::AdamW<T>& optimizer, xtgrad::LRScheduler<T>& scheduler,
                   const TrainBatch<T>& batch, std::size_t step);
 
-// Greedy captions of every scene (the model put in eval mode and back), scored.
+// Greedy captions of these pictures (the model put in eval mode and back).
+std::vector<std::vector<std::size_t>> greedy_captions(CaptionModel<float>& model,
+                                                      const std::vector<scenes::Scene>& pictures);
+// Greedy captions of every scene, scored.
 Metrics evaluate(CaptionModel<float>& model, const std::vector<scenes::Scene>& test,
                  std::vector<std::vector<std::size_t>>* generated = nullptr);
 

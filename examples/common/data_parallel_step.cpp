@@ -1,5 +1,9 @@
 #include "data_parallel_step.hpp"
 
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
 #include "training.hpp"
 #include "xtgrad/ops.hpp"
 
@@ -53,6 +57,22 @@ double DataParallelStep::step(xtgrad::Tensor<float>& loss, double terms, xtgrad:
 #else
   return 0;  // unreachable: no wrapper without MPI
 #endif
+}
+
+std::vector<double> DataParallelStep::split_rows(
+    std::size_t rows, std::size_t width,
+    const std::function<std::vector<double>(std::size_t, std::size_t)>& fill) const {
+  const Share mine = parallel_ ? share_of_batch(rows, parallel_->ranks()) : Share{0, rows};
+  std::vector<double> table(rows * width, 0.0);
+  if (mine.count > 0) {
+    const std::vector<double> part = fill(mine.first, mine.count);
+    if (part.size() != mine.count * width)
+      throw std::logic_error("DataParallelStep::split_rows: " + std::to_string(part.size()) + " numbers for " +
+                             std::to_string(mine.count) + " rows of " + std::to_string(width));
+    std::copy(part.begin(), part.end(), table.begin() + long(mine.first * width));
+  }
+  if (parallel_) parallel_->sum_in_place(table);
+  return table;
 }
 
 }  // namespace common

@@ -2,10 +2,12 @@
 // each rank takes its share of the global batch, the model's BatchNorms normalise over the
 // whole global batch (SyncBatchNorm), and the gradients are averaged over ranks
 // (DistributedDataParallel), so that N ranks take the step one process takes on the
-// whole batch. Alone (no launcher, or one rank) every call is the single-process one.
+// whole batch; evaluation is split over the ranks too. Alone (no launcher, or one rank)
+// every call is the single-process one.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -36,6 +38,13 @@ class DataParallelStep {
   // every rank): finite, or std::runtime_error naming the step. A collective.
   double step(xtgrad::Tensor<float>& loss, double terms, xtgrad::Optimizer<float>& optimizer,
               xtgrad::LRScheduler<float>& scheduler, std::size_t at);
+
+  // A table of `rows` rows of `width` numbers (an evaluation's outputs, one row per test
+  // example) computed split over the ranks: fill(first, count) gives this rank's rows
+  // [first, first + count) (its contiguous share; all of them alone), and every rank gets
+  // the whole table (an all-reduce of the sum: the other rows are zeros). A collective.
+  std::vector<double> split_rows(std::size_t rows, std::size_t width,
+                                 const std::function<std::vector<double>(std::size_t, std::size_t)>& fill) const;
 
  private:
   struct Wrapper;  // the DistributedDataParallel, where MPI is built

@@ -1,5 +1,6 @@
 #include "distributed_run.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -102,6 +103,16 @@ void DistributedRun::check_same([[maybe_unused]] const std::string& what,
     if (all(r) != all(0))
       throw UsageError("the ranks were started with different " + what + " (rank " + std::to_string(r) +
                        "'s differ from rank 0's): every rank needs the same command line");
+#endif
+}
+
+void DistributedRun::sum_in_place([[maybe_unused]] std::vector<double>& values) const {
+#ifdef XTGRAD_WITH_MPI
+  if (!mpi_) return;
+  xtgrad::Array<double> all = xt::zeros<double>({values.size()});
+  std::copy(values.begin(), values.end(), all.begin());
+  dist::all_reduce(all);
+  std::copy(all.begin(), all.end(), values.begin());
 #endif
 }
 

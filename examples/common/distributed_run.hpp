@@ -28,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "data_parallel.hpp"
 
@@ -66,6 +67,8 @@ class DistributedRun {
 
   // The sum over ranks (every rank gets it); x alone without MPI.
   double sum(double x) const;
+  // The element-wise sum over ranks, in place (the same length on every rank).
+  void sum_in_place(std::vector<double>& values) const;
 
   // Throws UsageError "the ranks were started with different <what> ..." on every rank
   // unless `text` is the same on every rank (compared by a 48-bit hash); a collective. For

@@ -77,8 +77,8 @@ void evaluate_and_save(const Options& o, const char* program, Run& run, double w
 
 // Trains `run` (set up at run.step) to the last step of `o`; `result` gets the last
 // evaluation and the timings. A resume in place continues DIR/metrics.jsonl; any other run
-// starts it afresh. Only the root (rank 0 under mpirun, or the one process) evaluates and
-// writes the run's files.
+// starts it afresh. Every rank evaluates (run.evaluate() may split the test split over
+// them); only the root (rank 0 under mpirun, or the one process) writes the run's files.
 template <class Options, class Run, class Result>
 void train_loop(const Options& o, const char* program, Run& run, Result& result, std::ostream& log, bool root) {
   std::error_code error;
@@ -106,8 +106,10 @@ void train_loop(const Options& o, const char* program, Run& run, Result& result,
     progress_line(log, o, first, run.step, loss, seconds_since(start));
     if (run.step % o.eval_every != 0 && run.step != o.steps) continue;
     const auto eval_start = TrainClock::now();
-    if (metrics)  // the other ranks go on to the next step, where they wait for rank 0
+    if (metrics)
       evaluate_and_save(o, program, run, window_loss / double(window_steps), start, *metrics, saved_step, result, log);
+    else
+      run.evaluate();  // the other ranks' shares of the evaluation
     result.eval_seconds += seconds_since(eval_start);
     saved_step = run.step;
     window_loss = 0;
