@@ -40,8 +40,9 @@ std::vector<std::size_t> DataParallelStep::share(const std::vector<std::size_t>&
   return {global.begin() + long(mine.first), global.begin() + long(mine.first + mine.count)};
 }
 
-double DataParallelStep::step(xtgrad::Tensor<float>& loss, double terms, xtgrad::Optimizer<float>& optimizer,
-                              xtgrad::LRScheduler<float>& scheduler, std::size_t at) {
+double DataParallelStep::step(xtgrad::Tensor<float>& loss, [[maybe_unused]] double terms,
+                              xtgrad::Optimizer<float>& optimizer, xtgrad::LRScheduler<float>& scheduler,
+                              std::size_t at) {
   if (!wrapper_) return optimizer_step(loss, optimizer, scheduler, at);
 #ifdef XTGRAD_WITH_MPI
   const double ranks = double(parallel_->ranks().size);
