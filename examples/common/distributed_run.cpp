@@ -135,14 +135,9 @@ bool start_ranks(std::optional<DistributedRun>& parallel, int& argc, char**& arg
 }
 
 double DistributedRun::sum(double x) const {
-#ifdef XTGRAD_WITH_MPI
-  if (mpi_) {
-    xtgrad::Array<double> value = {x};
-    dist::all_reduce(value);
-    return value(0);
-  }
-#endif
-  return x;
+  std::vector<double> value{x};
+  sum_in_place(value);
+  return value[0];
 }
 
 }  // namespace common
