@@ -8,8 +8,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "align_test_helpers.hpp"
 #include "checkpoint.hpp"
@@ -342,6 +344,108 @@ TEST_CASE("align metrics: grounding averages the colour and shape tokens") {
   CHECK(grounding_hit(attention.data(), e));
   e.described = 1;
   CHECK_FALSE(grounding_hit(attention.data(), e));
+}
+
+namespace {
+
+// rows of `count` floats: a's row i equals b's row i, bit for bit
+bool same_floats(const float* a, const float* b, std::size_t count) { return std::equal(a, a + count, b); }
+
+}  // namespace
+
+TEST_CASE("align metrics: evaluation's halves give forward's scores and its attention on the chosen pairs exactly") {
+  const auto data = generate(8, 3);
+  const std::vector<std::size_t> images{0, 1, 2, 3, 4, 5, 6, 7}, captions{2, 5, 0, 7, 6};
+  const std::vector<std::size_t> chosen{2, 5, 0, 7, 2};  // caption i's own image, but the last
+  const auto patches = patch_batch<float>(data, images);
+  const auto ids = caption_batch(data, captions);
+  for (const bool with_attention : {true, false}) {
+    xtgrad::Generator gen(5);
+    AlignModel<float> model(ModelConfig{32, 4, with_attention}, gen);
+    xtgrad::NoGradGuard no_grad;
+    const ModelOutput<float> full = model.forward(patches, ids);  // attention (5,8,4,16)
+    const ImageKeys<float> keys = model.image_keys(patches);
+    CHECK(keys.keys.has_value() == with_attention);
+    const ModelOutput<float> picked = model.score_images_selected(keys, ids, chosen);
+    CHECK(picked.scores.data() == full.scores.data());
+    REQUIRE(picked.attention.defined() == with_attention);
+    if (!with_attention) continue;
+    REQUIRE(picked.attention.shape() == xtgrad::Shape{5, 4, 16});
+    const std::size_t pair = kCaptionLength * kPatches;
+    for (std::size_t i = 0; i < captions.size(); ++i)
+      CHECK(same_floats(picked.attention.data().data() + i * pair,
+                        full.attention.data().data() + (i * images.size() + chosen[i]) * pair, pair));
+    CHECK(picked.attention.data()(0, 0, 3) > 0.0f);  // weights, not zeros: each row sums to 1
+    const float* row = picked.attention.data().data() + (1 * kCaptionLength + 2) * kPatches;  // caption 1, token 2
+    CHECK(std::abs(std::accumulate(row, row + kPatches, 0.0f) - 1.0f) < 1e-5f);
+  }
+}
+
+TEST_CASE("align attention: forward_all_pairs_selected and projected keys are forward_all_pairs exactly") {
+  xtgrad::Generator gen(11);
+  xtgrad::MultiHeadCrossAttention<float> attn(8, 2, 6, 5, 8, true, 0.0, gen);
+  const auto queries = xtgrad::randn<float>({3, 2, 8}, gen), keys = xtgrad::randn<float>({4, 5, 6}, gen);
+  const auto values = xtgrad::randn<float>({4, 5, 5}, gen);
+  const xtgrad::AttendMask padding = xtgrad::attend_mask(xtgrad::Mask{{true, false, true, true, true},
+                                                                      {false, false, false, false, false},
+                                                                      {true, true, true, true, false},
+                                                                      {true, true, true, true, true}});
+  const std::vector<std::size_t> chosen{1, 3, 0};
+  for (const bool average : {true, false}) {
+    const auto all = attn.forward_all_pairs(queries, keys, values, padding, average);
+    const auto picked = attn.forward_all_pairs_selected(queries, keys, values, chosen, padding, average);
+    const auto projected = attn.project_all_pairs_keys(keys, values, padding);
+    const auto again = attn.forward_all_pairs_selected(queries, projected, chosen, average);
+    CHECK(attn.forward_all_pairs(queries, projected, average).weights.data() == all.weights.data());
+    CHECK(picked.output.data() == all.output.data());
+    CHECK(again.output.data() == all.output.data());
+    CHECK(picked.weights.shape() == (average ? xtgrad::Shape{3, 2, 5} : xtgrad::Shape{3, 2, 2, 5}));
+    const std::size_t pair = (average ? 1 : 2) * 2 * 5;  // (H,) Lq, Lk
+    for (std::size_t i = 0; i < 3; ++i) {
+      const float* expected = all.weights.data().data() + (i * 4 + chosen[i]) * pair;
+      CHECK(same_floats(picked.weights.data().data() + i * pair, expected, pair));
+      CHECK(same_floats(again.weights.data().data() + i * pair, expected, pair));
+    }
+  }
+  CHECK(attn.forward_all_pairs_selected(queries, keys, values, chosen, padding).weights.data()(2, 0, 1) == 0.0f);
+  CHECK_THROWS_WITH_AS(attn.forward_all_pairs_selected(queries, keys, values, {1, 4, 0}),
+                       "MultiHeadCrossAttention.forward_all_pairs_selected: weight key 4 is out of range: 4 key "
+                       "elements",
+                       std::invalid_argument);
+  CHECK_THROWS_AS(attn.forward_all_pairs_selected(queries, keys, values, {1, 2}), std::invalid_argument);
+}
+
+// train.cpp evaluates on every core whatever --threads says: that is only sound because
+// the forward pass gives the same bits at any thread count. The real evaluation's shapes
+// (a block of 100 images, 25 captions a chunk), a model moved off its initial weights.
+TEST_CASE("align metrics: evaluation gives the same bits on 1, 2 and 3 threads") {
+  const auto data = generate(100, 7);
+  xtgrad::Generator gen(3);
+  AlignModel<float> model(ModelConfig{}, gen);
+  for (auto& p : model.parameters()) p.mutable_data() += xtgrad::randn<float>(p.shape(), gen, 0.0f, 0.05f).data();
+  std::vector<std::size_t> images(100), captions(25);
+  std::iota(images.begin(), images.end(), 0);
+  std::iota(captions.begin(), captions.end(), 40);
+  const auto patches = patch_batch<float>(data, images);
+  const auto ids = caption_batch(data, captions);
+  const int before = xtgrad::num_threads();
+  const auto outputs_on = [&](int threads) {
+    xtgrad::set_num_threads(threads);
+    xtgrad::NoGradGuard no_grad;
+    const ModelOutput<float> out = model.forward(patches, ids);
+    return std::tuple{out.scores.data(), out.attention.data(), count_hits(model, data)};
+  };
+  const auto [scores, attention, counts] = outputs_on(1);
+  for (const int threads : {2, 3}) {
+    CAPTURE(threads);
+    const auto [scores_n, attention_n, counts_n] = outputs_on(threads);
+    CHECK(std::equal(scores.begin(), scores.end(), scores_n.begin(), scores_n.end()));
+    CHECK(std::equal(attention.begin(), attention.end(), attention_n.begin(), attention_n.end()));
+    CHECK(counts_n.hits == counts.hits);
+    CHECK(counts_n.grounded == counts.grounded);
+  }
+  xtgrad::set_num_threads(before);
+  CHECK(counts.hits > 0);  // a model that scores something, not a degenerate one
 }
 
 // ---- training -------------------------------------------------------------------------

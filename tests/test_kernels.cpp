@@ -5,6 +5,8 @@
 #include "helpers.hpp"
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -210,5 +212,97 @@ TEST_CASE("kernels: float softmax, layer norm and their backwards add rows in su
       for (std::size_t j = 0; j < len; ++j)
         REQUIRE(gx[r * len + j] == rstd[r] * (dp[r * len + j] - mean_g - xhat[j] * mean_g_xhat));
     }
+  }
+}
+
+// The float softmax and its backward take rows of 16 sixteen at a time (kernels_softmax.cpp);
+// a row at a time in the order of max_of and sum_of, they must give the same bits (NaN
+// where it gives NaN). Rows: random, with -inf entries, all -inf, with NaN, huge, maxima of
+// +0 and -0; counts around the block of 16; backward rows a stride apart.
+TEST_CASE("kernels: float softmax and its backward on rows of 16 give the row-at-a-time bits") {
+  const float inf = std::numeric_limits<float>::infinity();
+  const auto bits = [](float v) {  // every NaN alike: which NaN an operation passes on is the compiler's choice
+    std::uint32_t u;
+    std::memcpy(&u, &v, sizeof u);
+    return v != v ? 0x7fc00000u : u;
+  };
+  const auto row_softmax = [](float* x) {  // the reference, one row of 16
+    const float peak = kernels::max_of<float>(16, [x](std::size_t j) { return x[j]; });
+    if (peak != -std::numeric_limits<float>::infinity())
+      for (int j = 0; j < 16; ++j) x[j] -= peak;
+    kernels::exp_in_place(x, 16);
+    const float total = kernels::sum_of<float>(16, [x](std::size_t j) { return x[j]; });
+    const float inv = total == 0.0f ? 0.0f : 1.0f / total;
+    for (int j = 0; j < 16; ++j) x[j] *= inv;
+  };
+  Generator gen(11);
+  for (std::size_t rows : {1u, 15u, 16u, 17u, 33u, 64u}) {
+    std::vector<float> x(rows * 16);
+    for (float& v : x) v = gen.uniform() < 0.2 ? -inf : float(4.0 * gen.normal());
+    const auto row = [&](std::size_t r) { return x.data() + (r % rows) * 16; };
+    std::fill_n(row(3), 16, -inf);                                                        // all masked
+    row(4)[5] = std::nanf(""), row(4)[9] = -std::nanf("");                                // NaN
+    row(5)[2] = 3e38f, row(5)[7] = -3e38f, row(5)[11] = 1e30f;                            // huge
+    row(6)[0] = inf;                                                                      // exp(inf - inf)
+    for (int j = 0; j < 16; ++j) row(7)[j] = j % 3 ? -float(j) : (j % 2 ? 0.0f : -0.0f);  // max +-0
+    for (int j = 0; j < 16; ++j) row(8)[j] = j == 12 ? 0.0f : -inf;                       // one live entry
+    std::vector<float> p = x, expected = x;
+    kernels::softmax_rows(p.data(), rows, 16);
+    for (std::size_t r = 0; r < rows; ++r) row_softmax(expected.data() + r * 16);
+    for (std::size_t i = 0; i < x.size(); ++i) REQUIRE(bits(p[i]) == bits(expected[i]));
+    if (rows > 3) REQUIRE(p[3 * 16] == 0.0f);  // the all-masked row gives zeros
+
+    for (std::size_t stride : {16u, 40u}) {  // backward: p's rows in a wider buffer
+      std::vector<float> pw(rows * stride, 7.0f), ds(rows * stride, 5.0f);
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t j = 0; j < 16; ++j) {
+          pw[r * stride + j] = p[r * 16 + j];
+          ds[r * stride + j] = r == 9 && j == 1 ? 1e30f : float(gen.normal());
+        }
+      std::vector<float> want = ds;
+      kernels::softmax_backward_rows(pw.data(), ds.data(), rows, 16, stride, 0.3f);
+      for (std::size_t r = 0; r < rows; ++r) {
+        const float *pr = pw.data() + r * stride, *dr = want.data() + r * stride;
+        const float dot = kernels::sum_of<float>(16, [pr, dr](std::size_t j) { return dr[j] * pr[j]; });
+        for (std::size_t j = 0; j < 16; ++j) want[r * stride + j] = 0.3f * pr[j] * (dr[j] - dot);
+      }
+      for (std::size_t i = 0; i < ds.size(); ++i) REQUIRE(bits(ds[i]) == bits(want[i]));  // gaps untouched
+    }
+  }
+}
+
+// The float layer norm backward runs rows whose length is a multiple of 8 in one fused
+// pass (kernels.cpp); with a weight, and the weight and bias gradients adding on, it must
+// give the bits of the formula row by row with sum_of's order.
+TEST_CASE("kernels: float layer norm backward with weight and bias gradients, bit for bit") {
+  Generator gen(12);
+  for (std::size_t d : {8u, 24u, 64u, 20u}) {
+    const std::size_t rows = 5;
+    std::vector<float> x(rows * d), g(rows * d), w(d), mean(rows), rstd(rows), y(rows * d);
+    for (float& v : x) v = float(3.0 * gen.normal() + 1.0);
+    for (float& v : g) v = float(gen.normal());
+    for (float& v : w) v = float(gen.normal());
+    kernels::layer_norm_rows(x.data(), y.data(), w.data(), nullptr, mean.data(), rstd.data(), rows, d, 1e-5f);
+    std::vector<float> gx(rows * d), gw(d, 0.5f), gb(d, -0.25f);
+    std::vector<float> want_gx(rows * d), want_gw = gw, want_gb = gb;
+    kernels::layer_norm_rows_backward(x.data(), g.data(), w.data(), mean.data(), rstd.data(), gx.data(), gw.data(),
+                                      gb.data(), rows, d);
+    for (std::size_t r = 0; r < rows; ++r) {
+      const float *xr = x.data() + r * d, *gr = g.data() + r * d;
+      std::vector<float> xhat(d), dxhat(d), products(d);
+      for (std::size_t i = 0; i < d; ++i) {
+        xhat[i] = (xr[i] - mean[r]) * rstd[r], dxhat[i] = gr[i] * w[i], products[i] = dxhat[i] * xhat[i];
+        want_gw[i] += gr[i] * xhat[i], want_gb[i] += gr[i];
+      }
+      const float a = kernels::sum_of<float>(d, [&](std::size_t i) { return dxhat[i]; }) / float(d);
+      const float b = kernels::sum_of<float>(d, [&](std::size_t i) { return products[i]; }) / float(d);
+      for (std::size_t i = 0; i < d; ++i) want_gx[r * d + i] = rstd[r] * (dxhat[i] - a - xhat[i] * b);
+    }
+    for (std::size_t i = 0; i < gx.size(); ++i) REQUIRE(gx[i] == want_gx[i]);
+    for (std::size_t i = 0; i < d; ++i) REQUIRE((gw[i] == want_gw[i] && gb[i] == want_gb[i]));
+    std::vector<float> gw2(d, 0.5f);  // no input gradient: the weight's still adds up
+    kernels::layer_norm_rows_backward(x.data(), g.data(), w.data(), mean.data(), rstd.data(), nullptr, gw2.data(),
+                                      nullptr, rows, d);
+    for (std::size_t i = 0; i < d; ++i) REQUIRE(gw2[i] == want_gw[i]);
   }
 }

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include <xtensor/xstorage.hpp>
+
 #include "parallel.hpp"
 #include "xtgrad/random.hpp"
 #include "xtgrad/tensor.hpp"
@@ -62,13 +64,69 @@ template <class T> Shape shape_of(const Array<T>& a) { return Shape(a.shape().be
 
 std::size_t product(const Shape& shape, std::size_t begin = 0, std::size_t end = SIZE_MAX);
 
+// The loops of for_each_broadcast after simplifying its shapes: axes of size 1 dropped
+// and adjacent axes merged wherever out, a and b all run through them as through one
+// axis (both contiguous, or both broadcast). Offsets and visiting order stay those of the
+// original shapes; the inner loop just gets longer. Axes outermost first.
+struct BroadcastWalk {
+  using Axes = xt::svector<std::size_t, 8>;  // inline up to 8 axes: no allocation per call
+  Axes dims, stride_a, stride_b;             // element strides, 0 where broadcast
+};
+
+inline BroadcastWalk broadcast_walk(const Shape& out, const Shape& sa, const Shape& sb) {
+  const std::size_t n = out.size();
+  // stride of `shape` (right-aligned to out) along out's axis d: 0 where broadcast
+  const auto stride = [n](const Shape& shape, std::size_t d, std::size_t& step) {
+    const std::size_t k = n - 1 - d;  // axis counted from the right
+    if (k >= shape.size()) return std::size_t(0);
+    const std::size_t dim = shape[shape.size() - 1 - k], s = dim == 1 ? 0 : step;
+    step *= dim;
+    return s;
+  };
+  BroadcastWalk w;  // built innermost first, reversed at the end
+  std::size_t step_a = 1, step_b = 1;
+  for (std::size_t d = n; d-- > 0;) {
+    const std::size_t ra = stride(sa, d, step_a), rb = stride(sb, d, step_b);
+    if (out[d] == 1) continue;  // adds nothing to any offset
+    if (!w.dims.empty() && ra == w.stride_a.back() * w.dims.back() && rb == w.stride_b.back() * w.dims.back()) {
+      w.dims.back() *= out[d];  // axis d continues the group inside it
+      continue;
+    }
+    w.dims.push_back(out[d]);
+    w.stride_a.push_back(ra);
+    w.stride_b.push_back(rb);
+  }
+  if (w.dims.empty()) w = {{1}, {0}, {0}};  // one element
+  std::reverse(w.dims.begin(), w.dims.end());
+  std::reverse(w.stride_a.begin(), w.stride_a.end());
+  std::reverse(w.stride_b.begin(), w.stride_b.end());
+  return w;
+}
+
+// One row of the walk: f(i + j, ia + j * step_a, ib + j * step_b) for j < length, in
+// order. The steps are 0 or 1 (a contiguous or a broadcast innermost axis): each pair
+// gets its own plain loop, which the compiler vectorises once f is inlined.
+template <class F>
+inline void broadcast_row(std::size_t i, std::size_t ia, std::size_t ib, std::size_t length, std::size_t step_a,
+                          std::size_t step_b, F& f) {
+  if (step_a == 1 && step_b == 1)
+    for (std::size_t j = 0; j < length; ++j) f(i + j, ia + j, ib + j);
+  else if (step_a == 1 && step_b == 0)
+    for (std::size_t j = 0; j < length; ++j) f(i + j, ia + j, ib);
+  else if (step_a == 0 && step_b == 1)
+    for (std::size_t j = 0; j < length; ++j) f(i + j, ia, ib + j);
+  else if (step_a == 0 && step_b == 0)
+    for (std::size_t j = 0; j < length; ++j) f(i + j, ia, ib);
+  else
+    for (std::size_t j = 0; j < length; ++j) f(i + j, ia + j * step_a, ib + j * step_b);
+}
+
 // Visits every element of shape `out` in row-major order and calls f(i, ia, ib) with its
 // flat index and the flat offsets of the matching elements of a (shape sa) and b (shape
 // sb), both broadcast to out (right-aligned; size-1 or missing axes repeat). The loops
 // behind broadcasting ops, add_grad_summed and reductions: xtensor's broadcast assignment
 // and axis reductions are many times slower than this walk over contiguous data.
 template <class F> void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, F&& f) {
-  const std::size_t n = out.size();
   std::size_t total = 1;
   for (std::size_t d : out) total *= d;
   if (total == 0) return;
@@ -76,31 +134,19 @@ template <class F> void for_each_broadcast(const Shape& out, const Shape& sa, co
     for (std::size_t i = 0; i < total; ++i) f(i, i, i);
     return;
   }
-  // element strides of a and b along each axis of out (0 where broadcast)
-  std::vector<std::size_t> stride_a(n, 0), stride_b(n, 0);
-  for (auto [shape, stride] : {std::pair{&sa, &stride_a}, std::pair{&sb, &stride_b}}) {
-    std::size_t step = 1;
-    for (std::size_t k = 0; k < shape->size(); ++k) {
-      const std::size_t axis = n - 1 - k, dim = (*shape)[shape->size() - 1 - k];
-      (*stride)[axis] = dim == 1 ? 0 : step;
-      step *= dim;
-    }
-  }
-  if (n == 0) {
-    f(0, 0, 0);
-    return;
-  }
-  const std::size_t inner = out[n - 1], step_a = stride_a[n - 1], step_b = stride_b[n - 1];
-  std::vector<std::size_t> index(n, 0);
+  const BroadcastWalk w = broadcast_walk(out, sa, sb);
+  const std::size_t n = w.dims.size(), inner = w.dims[n - 1];
+  const std::size_t step_a = w.stride_a[n - 1], step_b = w.stride_b[n - 1];
+  BroadcastWalk::Axes index(n, 0);
   std::size_t ia = 0, ib = 0;
   for (std::size_t i = 0; i < total; i += inner) {
-    for (std::size_t j = 0; j < inner; ++j) f(i + j, ia + j * step_a, ib + j * step_b);
+    broadcast_row(i, ia, ib, inner, step_a, step_b, f);
     for (std::size_t d = n - 1; d-- > 0;) {  // odometer over the outer axes
-      ia += stride_a[d];
-      ib += stride_b[d];
-      if (++index[d] < out[d]) break;
-      ia -= stride_a[d] * out[d];
-      ib -= stride_b[d] * out[d];
+      ia += w.stride_a[d];
+      ib += w.stride_b[d];
+      if (++index[d] < w.dims[d]) break;
+      ia -= w.stride_a[d] * w.dims[d];
+      ib -= w.stride_b[d] * w.dims[d];
       index[d] = 0;
     }
   }

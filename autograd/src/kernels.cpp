@@ -13,30 +13,11 @@ namespace xtgrad::kernels {
 
 namespace {
 
-// exp of the kLanes floats at x, in place: exp(x) = 2^n exp(r) with n = round(x / ln 2)
-// and |r| <= ln(2) / 2; exp(r) by Cephes' expf polynomial.
+// exp of the kLanes floats at x, in place (exp_vector, simd.hpp)
 [[gnu::always_inline]] inline void exp_lanes(float* x) {
   Floats v;
-  load(v, x);
-  const float high = 88.3762626647949f, low = -87.3365478515625f;
-  Floats c = v < low ? Floats{} + low : v;
-  c = c > high ? Floats{} + high : c;
-  // round to nearest without a library call: adding 1.5 * 2^23 drops the fraction
-  const Floats n = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const Floats r = (c - n * 0.693359375f) + n * 2.12194440e-4f;  // ln 2 in two parts
-  Floats p = Floats{} + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const Floats exp_r = p * r * r + r + 1.0f;
-  const Ints bits = (__builtin_convertvector(n, Ints) + 127) << 23;  // 2^n, n in [-126, 127]
-  Floats y = exp_r * (Floats)bits;
-  y = v < low ? Floats{} : y;
-  y = v > high ? Floats{} + std::numeric_limits<float>::infinity() : y;
-  y = v != v ? v : y;  // NaN in, NaN out
-  store(x, y);
+  exp_vector(load(v, x));
+  store(x, v);
 }
 
 // exp over n values in place: floats by the vector polynomial, the tail through a padded
@@ -83,6 +64,7 @@ using Floats8 = float __attribute__((vector_size(32)));
   std::memcpy(&v, p, sizeof v);
   return v;
 }
+[[gnu::always_inline]] inline void store8(float* p, const Floats8& v) { std::memcpy(p, &v, sizeof v); }
 [[gnu::always_inline]] inline float lanes_sum(const Floats8& p) {
   return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
 }
@@ -210,7 +192,10 @@ template <class T>
 }  // namespace
 
 XTGRAD_CLONES
-void softmax_rows(float* x, std::size_t rows, std::size_t len) { softmax_rows_impl(x, rows, len); }
+void softmax_rows(float* x, std::size_t rows, std::size_t len) {
+  const std::size_t done = len == 16 ? softmax_rows_16(x, rows) : 0;  // attention's 16 keys
+  softmax_rows_impl(x + done * len, rows - done, len);
+}
 void softmax_rows(double* x, std::size_t rows, std::size_t len) { softmax_rows_impl(x, rows, len); }
 
 XTGRAD_CLONES
@@ -228,7 +213,8 @@ void log_softmax_backward_rows(const double* y, double* g, std::size_t rows, std
 XTGRAD_CLONES
 void softmax_backward_rows(const float* p, float* ds, std::size_t rows, std::size_t len, std::size_t stride,
                            float scale) {
-  softmax_backward_impl(p, ds, rows, len, stride, scale);
+  const std::size_t done = len == 16 ? softmax_backward_rows_16(p, ds, rows, stride, scale) : 0;
+  softmax_backward_impl(p + done * stride, ds + done * stride, rows - done, len, stride, scale);
 }
 void softmax_backward_rows(const double* p, double* ds, std::size_t rows, std::size_t len, std::size_t stride,
                            double scale) {
@@ -326,6 +312,32 @@ template <class T>
   }
 }
 
+// One float row of layer_norm_backward_impl for d a multiple of 8, its loops fused into
+// one pass of eight-lane vectors: the same arithmetic, and the sums in row_sum's order.
+[[gnu::always_inline]] inline void layer_norm_backward_row8(const float* xr, const float* gr, const float* w, float m,
+                                                            float rstd, float* gxr, float* gw, float* gb, std::size_t d,
+                                                            float* xhat, float* dxhat) {
+  Floats8 sum_dxhat{}, sum_dxhat_xhat{}, x8, g8, w8, acc;
+  for (std::size_t i = 0; i < d; i += 8) {
+    load8(x8, xr + i);
+    load8(g8, gr + i);
+    const Floats8 xh = (x8 - m) * rstd;
+    const Floats8 dxh = w ? g8 * load8(w8, w + i) : g8;
+    if (gw) store8(gw + i, load8(acc, gw + i) + g8 * xh);
+    if (gb) store8(gb + i, load8(acc, gb + i) + g8);
+    sum_dxhat += dxh;
+    sum_dxhat_xhat += dxh * xh;
+    store8(xhat + i, xh);
+    store8(dxhat + i, dxh);
+  }
+  if (!gxr) return;
+  const float mean_dxhat = lanes_sum(sum_dxhat) / float(d), mean_dxhat_xhat = lanes_sum(sum_dxhat_xhat) / float(d);
+  for (std::size_t i = 0; i < d; i += 8) {
+    Floats8 xh, dxh;
+    store8(gxr + i, rstd * (load8(dxh, dxhat + i) - mean_dxhat - load8(xh, xhat + i) * mean_dxhat_xhat));
+  }
+}
+
 }  // namespace
 
 XTGRAD_CLONES
@@ -341,7 +353,11 @@ void layer_norm_rows(const double* x, double* y, const double* w, const double* 
 XTGRAD_CLONES
 void layer_norm_rows_backward(const float* x, const float* g, const float* w, const float* means, const float* rstds,
                               float* gx, float* gw, float* gb, std::size_t rows, std::size_t d) {
-  layer_norm_backward_impl(x, g, w, means, rstds, gx, gw, gb, rows, d);
+  if (d % 8 != 0) return layer_norm_backward_impl(x, g, w, means, rstds, gx, gw, gb, rows, d);
+  std::vector<float> scratch(2 * d);  // one row's xhat and dxhat, reused
+  for (std::size_t r = 0; r < rows; ++r)
+    layer_norm_backward_row8(x + r * d, g + r * d, w, means[r], rstds[r], gx ? gx + r * d : nullptr, gw, gb, d,
+                             scratch.data(), scratch.data() + d);
 }
 void layer_norm_rows_backward(const double* x, const double* g, const double* w, const double* means,
                               const double* rstds, double* gx, double* gw, double* gb, std::size_t rows,

@@ -1,6 +1,7 @@
 // Elementwise ops. Binary ops broadcast as NumPy: a and b -> out of the broadcast shape;
 // each backward sums its gradient back to its input's shape (detail::add_grad_summed).
 #include <cmath>
+#include <type_traits>
 
 #include <xtensor/xmath.hpp>
 #include <xtensor/xoperation.hpp>
@@ -47,8 +48,9 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
         const T* o = out.data();
         const T* go = g.data();
         // Each input's gradient: its contributions summed at its own
-        // (broadcast) offsets, ia for a, ib for b.
-        const auto gradient = [&](Node<T>& node, const Shape& shape, auto contribution, bool of_a) {
+        // (broadcast) offsets, ia for a, ib for b (of_a a compile-time constant, so
+        // that the inner loop has no branch and vectorises).
+        const auto gradient = [&](Node<T>& node, const Shape& shape, auto contribution, auto of_a) {
           if (!node.requires_grad()) return;
           if (shape == so) {  // not broadcast: each element written once, no zeroing
             Array<T> gin(shape);
@@ -62,12 +64,12 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
           Array<T> gin = xt::zeros<T>(shape);
           T* p = gin.data();
           detail::for_each_broadcast_parallel(shape, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
-            p[of_a ? ia : ib] += contribution(x[ia], y[ib], o[i], go[i]);
+            p[decltype(of_a)::value ? ia : ib] += contribution(x[ia], y[ib], o[i], go[i]);
           });
           add_grad(node, std::move(gin));
         };
-        gradient(*in[0], sa, backward_a, true);
-        gradient(*in[1], sb, backward_b, false);
+        gradient(*in[0], sa, backward_a, std::true_type{});
+        gradient(*in[1], sb, backward_b, std::false_type{});
       });
 }
 

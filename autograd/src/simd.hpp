@@ -1,11 +1,12 @@
-// Private to the kernels: sixteen floats as one vector value, and the attribute that
-// compiles a float kernel for AVX-512, AVX2 and plain x86-64 (kernels.cpp,
-// kernels_transpose.cpp).
+// Private to the kernels: sixteen floats as one vector value, their exponential, and the
+// attribute that compiles a float kernel for AVX-512, AVX2 and plain x86-64 (kernels.cpp,
+// kernels_softmax.cpp, kernels_transpose.cpp).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 namespace xtgrad::kernels {
 namespace {
@@ -25,7 +26,38 @@ constexpr std::size_t kLanes = 16;
 }
 [[gnu::always_inline]] inline void store(float* p, const Floats& v) { std::memcpy(p, &v, sizeof v); }
 
+// exp of each lane of v, in place: exp(x) = 2^n exp(r) with n = round(x / ln 2) and
+// |r| <= ln(2) / 2; exp(r) by Cephes' expf polynomial. kNonPositive: the caller knows
+// that no lane is above 0 (NaN may be), so the steps for large x go, the bits stay.
+template <bool kNonPositive = false> [[gnu::always_inline]] inline void exp_vector(Floats& v) {
+  const float high = 88.3762626647949f, low = -87.3365478515625f;
+  Floats c = v < low ? Floats{} + low : v;
+  if constexpr (!kNonPositive) c = c > high ? Floats{} + high : c;
+  // round to nearest without a library call: adding 1.5 * 2^23 drops the fraction
+  const Floats n = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const Floats r = (c - n * 0.693359375f) + n * 2.12194440e-4f;  // ln 2 in two parts
+  Floats p = Floats{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const Floats exp_r = p * r * r + r + 1.0f;
+  const Ints bits = (__builtin_convertvector(n, Ints) + 127) << 23;  // 2^n, n in [-126, 127]
+  Floats y = exp_r * (Floats)bits;
+  y = v < low ? Floats{} : y;
+  if constexpr (!kNonPositive) y = v > high ? Floats{} + std::numeric_limits<float>::infinity() : y;
+  v = v != v ? v : y;  // NaN in, NaN out
+}
+
 }  // namespace
+
+// The float softmax and its backward over blocks of sixteen rows of sixteen values
+// (kernels_softmax.cpp), bit for bit as the row-at-a-time loops of kernels.cpp; each
+// returns how many rows it did (rows rounded down to a multiple of 16), the caller does
+// the rest. Backward rows are `stride` apart.
+std::size_t softmax_rows_16(float* x, std::size_t rows);
+std::size_t softmax_backward_rows_16(const float* p, float* ds, std::size_t rows, std::size_t stride, float scale);
 }  // namespace xtgrad::kernels
 
 // The float kernels are compiled three times, for AVX-512, AVX2 and any x86-64 (SSE2),

@@ -223,7 +223,8 @@ CLI::App* add_train_command(CLI::App& app, TrainOptions& options, bool& no_atten
                          Limits::kMaxTestSize);
   common::add_count_flag(train_cmd, "--eval-every", options.eval_every, "steps between evaluations (and checkpoints)",
                          1, Limits::kMaxSteps);
-  train_cmd->add_option("--threads", options.threads, "threads for the ops (products, attention, row-wise ops)")
+  train_cmd
+      ->add_option("--threads", options.threads, "threads for the training steps' ops (evaluation uses every core)")
       ->capture_default_str()
       ->check(common::thread_count());
   train_cmd->add_option("--out", options.out_dir, "run directory")->capture_default_str();

@@ -46,19 +46,21 @@ MetricCounts count_hits(AlignModel<float>& model, const std::vector<Example>& da
                                 std::to_string(data.size()));
   xtgrad::NoGradGuard no_grad;
   MetricCounts counts;
-  std::vector<std::size_t> images(kBlock), captions(kEvalCaptions);
+  std::vector<std::size_t> images(kBlock), captions(kEvalCaptions), own_images(kEvalCaptions);
   for (std::size_t start = rank * kBlock; start < data.size(); start += ranks * kBlock) {
     std::iota(images.begin(), images.end(), start);
-    const xtgrad::Tensor<float> patches = patch_batch<float>(data, images);  // rendered once per block
+    // rendered, embedded and projected once per block, for its 4 chunks of captions
+    const ImageKeys<float> block = model.image_keys(patch_batch<float>(data, images));  // (100,16,d)
     for (std::size_t chunk = 0; chunk < kBlock; chunk += kEvalCaptions) {
       std::iota(captions.begin(), captions.end(), start + chunk);
-      const ModelOutput<float> out = model.forward(patches, caption_batch(data, captions));
+      std::iota(own_images.begin(), own_images.end(), chunk);  // caption i of the chunk is image chunk + i's
+      // grounding reads each caption's attention on its own image only
+      const ModelOutput<float> out = model.score_images_selected(block, caption_batch(data, captions), own_images);
       counts.hits += top1_hits(out.scores.data(), data, start, start + chunk);
-      if (out.attention.defined())  // (25,100,4,16): caption i of the chunk is image chunk + i's
+      if (out.attention.defined())  // (25,4,16)
         for (std::size_t i = 0; i < kEvalCaptions; ++i)
           counts.grounded +=
-              grounding_hit(out.attention.data().data() + (i * kBlock + chunk + i) * kCaptionLength * kPatches,
-                            data[start + chunk + i]);
+              grounding_hit(out.attention.data().data() + i * kCaptionLength * kPatches, data[start + chunk + i]);
     }
   }
   return counts;

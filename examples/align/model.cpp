@@ -60,10 +60,31 @@ template <class T> Tensor<T> AlignModel<T>::image_features(const Tensor<T>& patc
   return patch_embed->forward(patches) + patch_position;
 }
 
-// image (Bk,16,d), caption_ids Bq*4 -> scores (Bq,Bk), attention (Bq,Bk,4,16)
 template <class T>
 ModelOutput<T> AlignModel<T>::score_images(const Tensor<T>& image, const std::vector<std::size_t>& caption_ids,
                                            bool need_attention) {
+  return score_pairs(image, nullptr, caption_ids, need_attention, nullptr);
+}
+
+template <class T> ImageKeys<T> AlignModel<T>::image_keys(const Tensor<T>& patches) {
+  ImageKeys<T> images{image_features(patches), std::nullopt};
+  if (attention) images.keys = attention->project_all_pairs_keys(images.features, images.features);
+  return images;
+}
+
+template <class T>
+ModelOutput<T> AlignModel<T>::score_images_selected(const ImageKeys<T>& images,
+                                                    const std::vector<std::size_t>& caption_ids,
+                                                    const std::vector<std::size_t>& attention_images) {
+  return score_pairs(images.features, images.keys ? &*images.keys : nullptr, caption_ids, true, &attention_images);
+}
+
+// image (Bk,16,d), caption_ids Bq*4 -> scores (Bq,Bk), attention (Bq,Bk,4,16) or (Bq,4,16)
+template <class T>
+ModelOutput<T> AlignModel<T>::score_pairs(const Tensor<T>& image,
+                                          const typename xtgrad::MultiHeadCrossAttention<T>::AllPairsKeys* keys,
+                                          const std::vector<std::size_t>& caption_ids, bool need_attention,
+                                          const std::vector<std::size_t>* attention_images) {
   using namespace xtgrad;
   const long bq = long(caption_ids.size() / kCaptionLength), bk = long(image.shape()[0]), d = long(config.dim);
   const Tensor<T> tokens =
@@ -71,7 +92,11 @@ ModelOutput<T> AlignModel<T>::score_images(const Tensor<T>& image, const std::ve
   ModelOutput<T> out;
   Tensor<T> attended;  // (Bq,Bk,4,d), or broadcastable to it
   if (attention) {
-    AttentionResult<T> pairs = attention->forward_all_pairs(tokens, image, image, std::nullopt, true, need_attention);
+    std::optional<typename MultiHeadCrossAttention<T>::AllPairsKeys> projected;  // unless given
+    if (!keys) keys = &projected.emplace(attention->project_all_pairs_keys(image, image));
+    AttentionResult<T> pairs = attention_images
+                                   ? attention->forward_all_pairs_selected(tokens, *keys, *attention_images)
+                                   : attention->forward_all_pairs(tokens, *keys, true, need_attention);
     attended = pairs.output;
     out.attention = pairs.weights;
   } else {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "data.hpp"
@@ -36,8 +37,17 @@ struct ModelConfig {
 };
 
 template <class T> struct ModelOutput {
-  xtgrad::Tensor<T> scores;     // (Bq,Bk): caption i against image j
-  xtgrad::Tensor<T> attention;  // (Bq,Bk,4,16), averaged over heads; undefined without attention
+  xtgrad::Tensor<T> scores;  // (Bq,Bk): caption i against image j
+  // (Bq,Bk,4,16), averaged over heads ((Bq,4,16) from score_images_selected); undefined
+  // without attention
+  xtgrad::Tensor<T> attention;
+};
+
+// A batch of images ready to be scored against several batches of captions: their features
+// and, with attention, their keys and values projected once.
+template <class T> struct ImageKeys {
+  xtgrad::Tensor<T> features;                                                     // (Bk,16,d)
+  std::optional<typename xtgrad::MultiHeadCrossAttention<T>::AllPairsKeys> keys;  // none without attention
 };
 
 template <class T> class AlignModel : public xtgrad::Module<T> {
@@ -54,6 +64,13 @@ template <class T> class AlignModel : public xtgrad::Module<T> {
   xtgrad::Tensor<T> image_features(const xtgrad::Tensor<T>& patches);
   ModelOutput<T> score_images(const xtgrad::Tensor<T>& image, const std::vector<std::size_t>& caption_ids,
                               bool need_attention = true);
+  // Evaluation's halves: patches (Bk,16,192) -> image_features and, with attention, their keys
+  // and values; then captions (Bq*4 word ids) against them -> scores (Bq,Bk) and the attention
+  // (Bq,4,16) of caption i over image attention_images[i] only (grounding reads a caption's
+  // own image alone), bit for bit forward's scores and attention[i][attention_images[i]].
+  ImageKeys<T> image_keys(const xtgrad::Tensor<T>& patches);
+  ModelOutput<T> score_images_selected(const ImageKeys<T>& images, const std::vector<std::size_t>& caption_ids,
+                                       const std::vector<std::size_t>& attention_images);
 
   const ModelConfig config;
   std::shared_ptr<xtgrad::Linear<T>> patch_embed;
@@ -63,6 +80,14 @@ template <class T> class AlignModel : public xtgrad::Module<T> {
   std::shared_ptr<xtgrad::MultiHeadCrossAttention<T>> attention;  // null without attention
   std::shared_ptr<xtgrad::LayerNorm<T>> norm;
   std::shared_ptr<xtgrad::Linear<T>> hidden, score;
+
+ private:
+  // Every score_images: image (Bk,16,d) with its keys if projected already; the attention of
+  // all pairs, of the pairs (i, attention_images[i]) where given, or none.
+  ModelOutput<T> score_pairs(const xtgrad::Tensor<T>& image,
+                             const typename xtgrad::MultiHeadCrossAttention<T>::AllPairsKeys* keys,
+                             const std::vector<std::size_t>& caption_ids, bool need_attention,
+                             const std::vector<std::size_t>* attention_images);
 };
 
 // (Bk,16,192) patches of the given examples, in that order, rendered from their scenes.

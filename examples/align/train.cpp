@@ -271,13 +271,15 @@ struct Window {
 // the record ends where the checkpoint does).
 TrainResult evaluate_and_save(const TrainOptions& options, Run& run, Trainer& trainer, const Window& window,
                               Clock::time_point start, common::MetricsLog* metrics, Progress& progress,
-                              std::size_t saved_step) {
+                              std::size_t saved_step, int evaluation_threads) {
   check_finite_parameters(*run.model, run.step, kept_checkpoint(options, saved_step));
   TrainResult result;
   result.step = run.step;
   result.last_loss = window.loss_sum / double(window.steps);
   result.ms_per_step = window.train_ms / double(window.steps);
+  xtgrad::set_num_threads(evaluation_threads);
   result.metrics = trainer.evaluate(run.test_data);
+  xtgrad::set_num_threads(options.threads);
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();  // evaluations included
   if (!metrics) return result;
   metrics->append(metrics_line(result), run.step);
@@ -310,6 +312,10 @@ TrainResult train(TrainOptions options, std::ostream& out, const common::Distrib
   const common::Ranks ranks = parallel ? parallel->ranks() : common::Ranks{};
   std::ostream& log = common::root_log(ranks, out);  // the other ranks stay silent
   xtgrad::set_num_threads(options.threads);
+  // Evaluation runs on every core this rank may use, whatever --threads says: the steps'
+  // sums depend on the thread count, evaluation's forward pass does not (tests/test_align.cpp).
+  const int evaluation_threads =
+      std::max(options.threads, common::default_threads_per_rank(parallel ? parallel->launch().local_ranks : 1));
   if (options.run_id.empty()) options.run_id = common::new_run_id();
   std::optional<Run> set;
   const auto set_up_run = [&] { set.emplace(set_up(options, log)); };
@@ -344,8 +350,8 @@ TrainResult train(TrainOptions options, std::ostream& out, const common::Distrib
     progress.update(run.step, loss);
     if (run.step % options.eval_every != 0 && run.step != options.steps) continue;
     const auto eval_start = Clock::now();
-    result =
-        evaluate_and_save(options, run, *trainer, window, start, metrics ? &*metrics : nullptr, progress, saved_step);
+    result = evaluate_and_save(options, run, *trainer, window, start, metrics ? &*metrics : nullptr, progress,
+                               saved_step, evaluation_threads);
     eval_seconds += std::chrono::duration<double>(Clock::now() - eval_start).count();
     saved_step = run.step;
     window = Window();

@@ -35,6 +35,27 @@ template <class T> Array<T> pair_weights(const Array<T>& weights, bool average) 
   return out;
 }
 
+// weights (H,Bq,Lq,Bk,Lk) -> the pairs (qb, keys[qb]) alone: (Bq,Lq,Lk) averaged over the
+// heads, the same sums in the same order as pair_weights, or (Bq,H,Lq,Lk).
+template <class T>
+Array<T> selected_pair_weights(const Array<T>& weights, const std::vector<std::size_t>& keys, bool average) {
+  const std::size_t H = weights.shape()[0], Bq = weights.shape()[1], Lq = weights.shape()[2];
+  const std::size_t Bk = weights.shape()[3], Lk = weights.shape()[4];
+  Array<T> out = average ? Array<T>(xt::zeros<T>({Bq, Lq, Lk})) : Array<T>(Shape{Bq, H, Lq, Lk});
+  for (std::size_t h = 0; h < H; ++h)
+    for (std::size_t qb = 0; qb < Bq; ++qb)
+      for (std::size_t t = 0; t < Lq; ++t) {
+        const T* from = weights.data() + (((h * Bq + qb) * Lq + t) * Bk + keys[qb]) * Lk;
+        if (average) {
+          T* to = out.data() + (qb * Lq + t) * Lk;
+          for (std::size_t j = 0; j < Lk; ++j) to[j] += from[j] / T(H);
+        } else {
+          std::copy_n(from, Lk, out.data() + ((qb * H + h) * Lq + t) * Lk);
+        }
+      }
+  return out;
+}
+
 }  // namespace
 
 // ---- CrossAttention -------------------------------------------------------------------
@@ -151,30 +172,79 @@ AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs(const Tensor<T>
                                                                  const Tensor<T>& values,
                                                                  const std::optional<AttendMask>& key_padding_mask,
                                                                  bool average_weights, bool need_weights) {
-  const char* layer = "MultiHeadCrossAttention.forward_all_pairs";
-  const Shape qs = check_3d(layer, "queries", queries.shape(), query_dim);
-  const Shape ks = check_3d(layer, "keys", keys.shape(), key_dim);
-  const Shape vs = check_3d(layer, "values", values.shape(), value_dim);
-  check_key_value(layer, qs, ks, vs, false);
-  const std::size_t Bk = ks[0], Lk = ks[1];
-  std::optional<Mask> key_allowed, dead_pairs;  // (Bk,Lk); (1,Bk,1,1): key elements that are all padding
-  if (key_padding_mask) {
-    key_allowed = key_padding_mask->allowed();
-    if (shape_of(*key_allowed) != Shape{Bk, Lk})
-      throw std::invalid_argument(std::string(layer) + ": key_padding_mask must be (Bk,Lk) = " +
-                                  shape_str(Shape{Bk, Lk}) + ", got " + shape_str(key_allowed->shape()));
-    dead_pairs = rows_allowing_nothing(*key_allowed);  // (Bk,1)
-    if (dead_pairs) dead_pairs->reshape({std::size_t(1), Bk, std::size_t(1), std::size_t(1)});
-  }
-  // Each side projected once, out_proj folded into the values; the pairs meet inside one op.
-  const bool dropping = dropout_p > 0 && this->is_training();
-  const Tensor<T> projected_values = out_proj->project_values(v_proj->forward(values));  // (H,Bk,Lk,out_dim)
-  const FusedAttention<T> attended =
-      attention_all_pairs_projected(q_proj->forward(queries), k_proj->forward(keys), projected_values, out_proj->bias,
-                                    key_allowed, dropping ? dropout_p : 0.0, &dropout_gen_);  // (Bq,Bk,Lq,out_dim)
-  AttentionResult<T> result{zero_dead_rows(attended.output, dead_pairs), {}};
+  check_3d("MultiHeadCrossAttention.forward_all_pairs", "queries", queries.shape(), query_dim);  // first
+  return forward_all_pairs(queries, project_all_pairs_keys(keys, values, key_padding_mask), average_weights,
+                           need_weights);
+}
+
+template <class T>
+AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs(const Tensor<T>& queries, const AllPairsKeys& keys,
+                                                                 bool average_weights, bool need_weights) {
+  const FusedAttention<T> attended = all_pairs(queries, keys);
+  AttentionResult<T> result{attended.output, {}};
   if (need_weights) result.weights = Tensor<T>(pair_weights(*attended.weights, average_weights));
   return result;
+}
+
+template <class T>
+AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs_selected(
+    const Tensor<T>& queries, const Tensor<T>& keys, const Tensor<T>& values,
+    const std::vector<std::size_t>& weight_keys, const std::optional<AttendMask>& key_padding_mask,
+    bool average_weights) {
+  check_3d("MultiHeadCrossAttention.forward_all_pairs", "queries", queries.shape(), query_dim);  // first
+  return forward_all_pairs_selected(queries, project_all_pairs_keys(keys, values, key_padding_mask), weight_keys,
+                                    average_weights);
+}
+
+template <class T>
+AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs_selected(const Tensor<T>& queries,
+                                                                          const AllPairsKeys& keys,
+                                                                          const std::vector<std::size_t>& weight_keys,
+                                                                          bool average_weights) {
+  const FusedAttention<T> attended = all_pairs(queries, keys);  // checks the shapes
+  const std::size_t Bq = queries.shape()[0], Bk = keys.keys.shape()[0];
+  if (weight_keys.size() != Bq)
+    throw std::invalid_argument("MultiHeadCrossAttention.forward_all_pairs_selected: weight_keys must name " +
+                                std::to_string(Bq) + " key elements, one per query element, got " +
+                                std::to_string(weight_keys.size()));
+  for (std::size_t key : weight_keys)
+    if (key >= Bk)
+      throw std::invalid_argument("MultiHeadCrossAttention.forward_all_pairs_selected: weight key " +
+                                  std::to_string(key) + " is out of range: " + std::to_string(Bk) + " key elements");
+  return {attended.output, Tensor<T>(selected_pair_weights(*attended.weights, weight_keys, average_weights))};
+}
+
+template <class T>
+typename MultiHeadCrossAttention<T>::AllPairsKeys MultiHeadCrossAttention<T>::project_all_pairs_keys(
+    const Tensor<T>& keys, const Tensor<T>& values, const std::optional<AttendMask>& key_padding_mask) {
+  const char* layer = "MultiHeadCrossAttention.forward_all_pairs";
+  const Shape ks = check_3d(layer, "keys", keys.shape(), key_dim);
+  const Shape vs = check_3d(layer, "values", values.shape(), value_dim);
+  check_key_value(layer, Shape{1, 1, query_dim}, ks, vs, false);
+  const std::size_t Bk = ks[0], Lk = ks[1];
+  AllPairsKeys projected;
+  if (key_padding_mask) {
+    projected.allowed = key_padding_mask->allowed();
+    if (shape_of(*projected.allowed) != Shape{Bk, Lk})
+      throw std::invalid_argument(std::string(layer) + ": key_padding_mask must be (Bk,Lk) = " +
+                                  shape_str(Shape{Bk, Lk}) + ", got " + shape_str(projected.allowed->shape()));
+    projected.dead = rows_allowing_nothing(*projected.allowed);  // (Bk,1)
+    if (projected.dead) projected.dead->reshape({std::size_t(1), Bk, std::size_t(1), std::size_t(1)});
+  }
+  // Each side projected once, out_proj folded into the values; the pairs meet inside one op.
+  projected.values = out_proj->project_values(v_proj->forward(values));  // (H,Bk,Lk,out_dim)
+  projected.keys = k_proj->forward(keys);                                // (Bk,Lk,out_dim)
+  return projected;
+}
+
+template <class T>
+FusedAttention<T> MultiHeadCrossAttention<T>::all_pairs(const Tensor<T>& queries, const AllPairsKeys& keys) {
+  check_3d("MultiHeadCrossAttention.forward_all_pairs", "queries", queries.shape(), query_dim);
+  const bool dropping = dropout_p > 0 && this->is_training();
+  const FusedAttention<T> attended =
+      attention_all_pairs_projected(q_proj->forward(queries), keys.keys, keys.values, out_proj->bias, keys.allowed,
+                                    dropping ? dropout_p : 0.0, &dropout_gen_);  // (Bq,Bk,Lq,out_dim)
+  return {zero_dead_rows(attended.output, keys.dead), attended.weights};
 }
 
 template <class T> std::string MultiHeadCrossAttention<T>::extra_repr() const {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <optional>
+#include <vector>
 
 #include "xtgrad/layers.hpp"
 #include "xtgrad/options.hpp"
@@ -93,6 +94,31 @@ template <class T> class MultiHeadCrossAttention : public Module<T>, public Call
   AttentionResult<T> forward_all_pairs(const Tensor<T>& queries, const Tensor<T>& keys, const Tensor<T>& values,
                                        const std::optional<AttendMask>& key_padding_mask = std::nullopt,
                                        bool average_weights = true, bool need_weights = true);
+  // forward_all_pairs in two halves, for several batches of queries against the same keys
+  // and values (align's evaluation scores a block of images against its captions in chunks):
+  // keys (Bk,Lk,key_dim), values (Bk,Lk,value_dim), key_padding_mask (Bk,Lk) projected once,
+  // then the queries against them, bit for bit forward_all_pairs' results.
+  struct AllPairsKeys {
+    Tensor<T> keys;                     // (Bk,Lk,out_dim): k_proj(keys)
+    Tensor<T> values;                   // (H,Bk,Lk,out_dim): v_proj(values), out_proj folded in
+    std::optional<Mask> allowed, dead;  // (Bk,Lk) key_padding_mask; (1,Bk,1,1) all-padding elements
+  };
+  AllPairsKeys project_all_pairs_keys(const Tensor<T>& keys, const Tensor<T>& values,
+                                      const std::optional<AttendMask>& key_padding_mask = std::nullopt);
+  AttentionResult<T> forward_all_pairs(const Tensor<T>& queries, const AllPairsKeys& keys, bool average_weights = true,
+                                       bool need_weights = true);
+  // forward_all_pairs keeping one pair's weights per query element: query element i against
+  // key element weight_keys[i] (Bq of them, each < Bk) -> output (Bq,Bk,Lq,out_dim), weights
+  // (Bq,Lq,Lk) averaged or (Bq,H,Lq,Lk) per head, bit for bit forward_all_pairs'
+  // weights[i][weight_keys[i]]. For a caller that reads a few pairs (a caption's attention on
+  // its own image): the other pairs' weights are never rearranged or averaged.
+  AttentionResult<T> forward_all_pairs_selected(const Tensor<T>& queries, const Tensor<T>& keys,
+                                                const Tensor<T>& values, const std::vector<std::size_t>& weight_keys,
+                                                const std::optional<AttendMask>& key_padding_mask = std::nullopt,
+                                                bool average_weights = true);
+  AttentionResult<T> forward_all_pairs_selected(const Tensor<T>& queries, const AllPairsKeys& keys,
+                                                const std::vector<std::size_t>& weight_keys,
+                                                bool average_weights = true);
 
   std::string extra_repr() const override;
 
@@ -102,6 +128,10 @@ template <class T> class MultiHeadCrossAttention : public Module<T>, public Call
   std::shared_ptr<OutputProjection<T>> out_proj;
 
  private:
+  // Every all-pairs forward: output (Bq,Bk,Lq,out_dim), its pairs with only padding keys
+  // zeroed, and the raw weights (H,Bq,Lq,Bk,Lk).
+  FusedAttention<T> all_pairs(const Tensor<T>& queries, const AllPairsKeys& keys);
+
   Generator dropout_gen_;
 };
 
