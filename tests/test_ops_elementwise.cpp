@@ -374,3 +374,25 @@ TEST_CASE("operators on Tensor<float> with double literals (x * 1.01, 2.0 - x, 1
   sum(x * 1.01 + 1.0 / x).backward();
   check_array(x.grad(), {3}, {0.01, 1.01 - 0.25, 1.01 - 1.0 / 16}, 1e-5);
 }
+
+TEST_CASE("float gradients of binary and unary ops, first write and accumulation, are exact float arithmetic") {
+  // a and b are read by two ops each, so each gets one gradient written and one added.
+  const std::vector<float> av = {0.3f, -1.7f, 2.9f}, bv = {0.1f, 1.3f, -0.7f};
+  Tensor<float> a = make<float>({3}, av, true), b = make<float>({3}, bv, true);
+  const Tensor<float> t = tanh(b);
+  sum(a * b - a + t * 3.0f).backward();
+  for (std::size_t i = 0; i < 3; ++i) {
+    // sub: -1 into a; mul: 1 * b into a and 1 * a into b; tanh: 3 (1 - t^2) into b.
+    const float ti = t.data()[i];
+    CHECK(a.grad()[i] == -1.0f + 1.0f * bv[i]);
+    CHECK(b.grad()[i] == 1.0f * av[i] + (1.0f * 3.0f) * (1.0f - ti * ti));
+  }
+  // c is read by two unary ops only: one gradient written and one added by unary backwards.
+  Tensor<float> c = make<float>({3}, bv, true);
+  const Tensor<float> u = tanh(c);
+  sum(u * 3.0f + c * 2.0f).backward();
+  for (std::size_t i = 0; i < 3; ++i) {
+    const float ui = u.data()[i];
+    CHECK(c.grad()[i] == (1.0f * 3.0f) * (1.0f - ui * ui) + 1.0f * 2.0f);
+  }
+}

@@ -1,5 +1,6 @@
 // Elementwise ops. Binary ops broadcast as NumPy: a and b -> out of the broadcast shape;
 // each backward sums its gradient back to its input's shape (detail::add_grad_summed).
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 
@@ -16,11 +17,25 @@ namespace {
 
 using detail::shape_of;
 
-// Adds the gradient computed by make_grad() to node, summed to node's shape; skips the
-// work when node needs no gradient.
+// Adds the gradient computed by make_grad() (an xtensor expression) to node; skips the
+// work when node needs no gradient. A unary op's gradient has its input's shape, so it is
+// evaluated straight into node's gradient, element by element in memory order as
+// xtensor's own assignment does (the same bits): no temporary array to move in, which
+// costs about as much as the arithmetic on a small tensor. Anything else goes through
+// add_grad, which checks the shape.
 template <class T, class F> void grad_to(Node<T>& node, F&& make_grad) {
   if (!node.requires_grad()) return;
-  detail::add_grad_summed(node, Array<T>(make_grad()));
+  const auto grad = make_grad();
+  const Array<T>& x = node.data();
+  const bool walks_as_x = std::equal(grad.shape().begin(), grad.shape().end(), x.shape().begin(), x.shape().end()) &&
+                          grad.has_linear_assign(x.strides());
+  if (!walks_as_x) return add_grad(node, Array<T>(grad));
+  const GradTarget<T> t = grad_target(node);
+  auto g = grad.linear_cbegin();
+  if (t.beta == T(0))
+    for (std::size_t i = 0; i < x.size(); ++i, ++g) t.data[i] = *g;
+  else
+    for (std::size_t i = 0; i < x.size(); ++i, ++g) t.data[i] += *g;
 }
 
 // A binary op on scalars, broadcast over a and b: out = forward(x, y); backward_a(x, y,
@@ -52,13 +67,18 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
         // that the inner loop has no branch and vectorises).
         const auto gradient = [&](Node<T>& node, const Shape& shape, auto contribution, auto of_a) {
           if (!node.requires_grad()) return;
-          if (shape == so) {  // not broadcast: each element written once, no zeroing
-            Array<T> gin(shape);
-            T* p = gin.data();
-            detail::for_each_broadcast_parallel(so, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
-              p[i] = contribution(x[ia], y[ib], o[i], go[i]);
-            });
-            add_grad(node, std::move(gin));
+          if (shape == so) {  // not broadcast: written in place (no array to move in), no zeroing
+            const GradTarget<T> t = grad_target(node);
+            T* p = t.data;
+            // Two loops, so that neither reads p conditionally (which keeps a loop scalar).
+            if (t.beta == T(0))
+              detail::for_each_broadcast_parallel(so, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
+                p[i] = contribution(x[ia], y[ib], o[i], go[i]);
+              });
+            else
+              detail::for_each_broadcast_parallel(so, so, sa, sb, [&](std::size_t i, std::size_t ia, std::size_t ib) {
+                p[i] += contribution(x[ia], y[ib], o[i], go[i]);
+              });
             return;
           }
           Array<T> gin = xt::zeros<T>(shape);
