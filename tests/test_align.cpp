@@ -448,6 +448,29 @@ TEST_CASE("align metrics: evaluation gives the same bits on 1, 2 and 3 threads")
   CHECK(counts.hits > 0);  // a model that scores something, not a degenerate one
 }
 
+// train.cpp renders batches ahead on a thread of their own only when the steps leave a
+// core free; both ways must hand the steps the sampler's batches, rendered alike.
+TEST_CASE("align sampler: batches drawn ahead or on demand are the sampler's, rendered alike") {
+  const auto data = generate(40, 2);
+  const BatchSampler start(data.size(), 8, sampler_seed(2));
+  BatchSampler ahead_sampler = start, demand_sampler = start, reference = start;
+  BatchPrefetcher ahead(data, start, {}, true), on_demand(data, start, {}, false);
+  for (int step = 0; step < 7; ++step) {  // into the second epoch
+    CAPTURE(step);
+    const RankBatch a = ahead.next(ahead_sampler), b = on_demand.next(demand_sampler);
+    const std::vector<std::size_t> expected = reference.next();
+    CHECK(a.global == expected);
+    CHECK(b.global == expected);
+    CHECK(b.local.indices == expected);
+    CHECK(b.local.caption_ids == caption_batch(data, expected));
+    CHECK(a.local.patches.data() == b.local.patches.data());
+    CHECK(b.local.patches.data() == patch_batch<float>(data, expected).data());
+  }
+  BatchSampler skipped = start;
+  skipped.next();  // a run sampler one batch ahead of the prefetcher's
+  CHECK_THROWS_AS(on_demand.next(skipped), std::logic_error);
+}
+
 // ---- training -------------------------------------------------------------------------
 TEST_CASE("align training: a short run climbs far above chance, the baseline cannot ground") {
   TempDir dir("short");

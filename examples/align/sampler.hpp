@@ -33,7 +33,10 @@ struct RankBatch {
 // share of each batch is rendered.
 class BatchPrefetcher {
  public:
-  BatchPrefetcher(const std::vector<Example>& data, const BatchSampler& sampler, const common::Ranks& ranks = {});
+  // ahead false: each batch is drawn and rendered by next() itself, on the calling thread
+  // (for a run whose steps use every core: a thread of its own would take one from them).
+  BatchPrefetcher(const std::vector<Example>& data, const BatchSampler& sampler, const common::Ranks& ranks = {},
+                  bool ahead = true);
   RankBatch next(BatchSampler& run_sampler);  // waits for the batch, starts the one after
 
  private:
@@ -41,6 +44,7 @@ class BatchPrefetcher {
   const std::vector<Example>& data_;
   BatchSampler ahead_;
   common::Ranks ranks_;
+  std::launch launch_;
   std::future<RankBatch> pending_;
 };
 

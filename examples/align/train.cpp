@@ -314,8 +314,8 @@ TrainResult train(TrainOptions options, std::ostream& out, const common::Distrib
   xtgrad::set_num_threads(options.threads);
   // Evaluation runs on every core this rank may use, whatever --threads says: the steps'
   // sums depend on the thread count, evaluation's forward pass does not (tests/test_align.cpp).
-  const int evaluation_threads =
-      std::max(options.threads, common::default_threads_per_rank(parallel ? parallel->launch().local_ranks : 1));
+  const int cores = common::default_threads_per_rank(parallel ? parallel->launch().local_ranks : 1);
+  const int evaluation_threads = std::max(options.threads, cores);
   if (options.run_id.empty()) options.run_id = common::new_run_id();
   std::optional<Run> set;
   const auto set_up_run = [&] { set.emplace(set_up(options, log)); };
@@ -335,7 +335,9 @@ TrainResult train(TrainOptions options, std::ostream& out, const common::Distrib
   Window window;
   std::vector<double> step_ms;  // every step of this invocation, for the median
   double eval_seconds = 0;
-  BatchPrefetcher batches(run.train_data, run.sampler, ranks);
+  // The next batch is rendered on a core the steps leave free; when they use every core, a
+  // thread of its own would stall them (the pool's threads wait for each other at each op).
+  BatchPrefetcher batches(run.train_data, run.sampler, ranks, options.threads < cores);
   while (run.step < options.steps) {
     const RankBatch batch = batches.next(run.sampler);
     const auto step_start = Clock::now();
