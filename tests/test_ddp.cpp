@@ -17,7 +17,9 @@
 
 using namespace xtgrad;
 namespace dist = xtgrad::distributed;
+using xtgrad::testing::first_row;
 using xtgrad::testing::max_relative_difference;
+using xtgrad::testing::split_rows;
 
 namespace {
 using D = Tensor<double>;
@@ -29,14 +31,6 @@ std::shared_ptr<Sequential<double>> make_model(std::uint64_t seed) {
   return std::make_shared<Sequential<double>>(std::vector<std::shared_ptr<UnaryModule<double>>>{
       std::make_shared<Linear<double>>(6, 8, true, gen), std::make_shared<LayerNorm<double>>(8),
       std::make_shared<Tanh<double>>(), std::make_shared<Linear<double>>(8, 3, true, gen)});
-}
-
-// Rank r's rows: an even split on an even number of ranks, 5, 4, 3 of 12 on three.
-std::vector<std::size_t> split_rows(std::size_t b, std::size_t n) {
-  std::vector<std::size_t> rows(n, b / n);
-  if (n % 2 == 1)
-    for (std::size_t r = 0; r < n; ++r) rows[r] = b / n + (n - 1) / 2 - r;
-  return rows;
 }
 
 struct Data {
@@ -74,7 +68,7 @@ double train_reference(Sequential<double>& model) {
 void train_ddp(dist::DistributedDataParallel<double>& ddp) {
   const auto n = static_cast<std::size_t>(dist::world_size()), r = static_cast<std::size_t>(dist::rank());
   const auto rows = split_rows(batch, n);
-  const std::size_t first = std::accumulate(rows.begin(), rows.begin() + r, std::size_t{0});
+  const std::size_t first = first_row(rows, r);
   SGD<double> opt(ddp.parameters(), sgd_options());
   for (std::size_t s = 0; s < steps; ++s) {
     const Data d = batch_for_step(s);
@@ -120,7 +114,7 @@ namespace {
 void train_ddp_accumulating(dist::DistributedDataParallel<double>& ddp) {
   const auto n = static_cast<std::size_t>(dist::world_size()), r = static_cast<std::size_t>(dist::rank());
   const auto rows = split_rows(batch, n);
-  const std::size_t first = std::accumulate(rows.begin(), rows.begin() + r, std::size_t{0});
+  const std::size_t first = first_row(rows, r);
   const std::size_t half = rows[r] / 2, end = first + rows[r];
   const auto micro_loss = [&](const Data& d, std::size_t from, std::size_t to) {
     return mul(mse_loss(ddp(slice(d.x, 0, from, to)), slice(d.y, 0, from, to)), double(n * (to - from)) / batch);
@@ -212,7 +206,7 @@ TEST_CASE("DistributedDataParallel: Embedding, LSTM and a Transformer decoder la
   dist::DistributedDataParallel<double> ddp(net);
   const auto n = static_cast<std::size_t>(dist::world_size()), r = static_cast<std::size_t>(dist::rank());
   const auto rows = split_rows(batch, n);
-  const std::size_t first = std::accumulate(rows.begin(), rows.begin() + r, std::size_t{0});
+  const std::size_t first = first_row(rows, r);
   SGD<double> opt(ddp.parameters(), sgd_options());
   for (std::size_t s = 0; s < steps; ++s) {
     const SequenceData d = sequence_batch(s);

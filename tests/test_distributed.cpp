@@ -10,23 +10,17 @@
 
 #include <xtensor/xview.hpp>
 
+#include "distributed_test_helpers.hpp"
 #include "xtgrad/distributed.hpp"
 #include "xtgrad/nn.hpp"
 
 using namespace xtgrad;
 namespace dist = xtgrad::distributed;
+using xtgrad::testing::first_row;
+using xtgrad::testing::split_rows;
 
 namespace {
 using D = Tensor<double>;
-
-// Rank r's rows of a global batch of b rows: b / n each for an even n, and an uneven split
-// for an odd n (b / n + (n - 1) / 2 - r: 5, 4, 3 for 12 rows on 3 ranks).
-std::vector<std::size_t> split_rows(std::size_t b, std::size_t n) {
-  std::vector<std::size_t> rows(n, b / n);
-  if (n % 2 == 1)
-    for (std::size_t r = 0; r < n; ++r) rows[r] = b / n + (n - 1) / 2 - r;
-  return rows;
-}
 
 // A value that depends on the rank, so that sums and gathers are checked per rank.
 Array<double> rank_values(const Shape& shape, int r) {
@@ -92,7 +86,7 @@ TEST_CASE("distributed: all_gather's forward and backward match one process") {
   const int r = dist::rank(), n = dist::world_size();
   const std::size_t b = 12;
   const auto rows = split_rows(b, static_cast<std::size_t>(n));
-  const std::size_t first = std::accumulate(rows.begin(), rows.begin() + r, std::size_t{0});
+  const std::size_t first = first_row(rows, r);
   Generator gen(7);  // the same data and weight on every rank
   const D x_all = randn<double>({b, 4}, gen);
   const Array<double> w_init = randn<double>({4, 3}, gen).data();

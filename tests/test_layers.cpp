@@ -399,6 +399,12 @@ TEST_CASE("all pairs: pair (i, j) equals forward(query i, key j, value j)") {
     }
   const auto per_head = attn.forward_all_pairs(queries, keys, values, std::nullopt, false);
   CHECK(per_head.weights.shape() == Shape{3, 4, 2, 2, 5});
+  for (std::size_t i = 0; i < 3; ++i)
+    for (std::size_t j = 0; j < 4; ++j) {
+      const auto single = attn.forward(narrow(queries, 0, i, 1), narrow(keys, 0, j, 1), narrow(values, 0, j, 1),
+                                       std::nullopt, std::nullopt, false);  // weights (1,H,Lq,Lk)
+      CHECK(xt::allclose(xt::view(per_head.weights.data(), i, j), xt::view(single.weights.data(), 0)));
+    }
 }
 
 TEST_CASE("gradcheck: all pairs, with a key padding mask that kills one image") {

@@ -15,44 +15,29 @@ using namespace attention_masks;
 namespace {
 
 // weights (H,Bq,Lq,Bk,Lk), as the all-pairs op computes them (one product per head) ->
-// (Bq,Bk,H,Lq,Lk), or averaged over the heads (Bq,Bk,Lq,Lk). Both layouts hold rows of Lk
+// (Bq,K,H,Lq,Lk), or averaged over the heads (Bq,K,Lq,Lk): for every key element kb
+// (K = Bk), or, given keys, for kb = keys[qb] alone (K = 1). Both layouts hold rows of Lk
 // weights (one query token against one key element) in another order: row (h,qb,t,kb)
-// moves whole, to row (qb,kb,h,t) (or is added, divided by H, to row (qb,kb,t)).
-template <class T> Array<T> pair_weights(const Array<T>& weights, bool average) {
-  const std::size_t H = weights.shape()[0], Bq = weights.shape()[1], Lq = weights.shape()[2];
-  const std::size_t Bk = weights.shape()[3], Lk = weights.shape()[4];
-  Array<T> out = average ? Array<T>(xt::zeros<T>({Bq, Bk, Lq, Lk})) : Array<T>(Shape{Bq, Bk, H, Lq, Lk});
-  for (std::size_t row = 0; row < H * Bq * Lq * Bk; ++row) {
-    const std::size_t kb = row % Bk, t = row / Bk % Lq, qb = row / (Bk * Lq) % Bq, h = row / (Bk * Lq * Bq);
-    const T* from = weights.data() + row * Lk;
-    if (average) {
-      T* to = out.data() + ((qb * Bk + kb) * Lq + t) * Lk;
-      for (std::size_t j = 0; j < Lk; ++j) to[j] += from[j] / T(H);
-    } else {
-      std::copy_n(from, Lk, out.data() + (((qb * Bk + kb) * H + h) * Lq + t) * Lk);
-    }
-  }
-  return out;
-}
-
-// weights (H,Bq,Lq,Bk,Lk) -> the pairs (qb, keys[qb]) alone: (Bq,Lq,Lk) averaged over the
-// heads, the same sums in the same order as pair_weights, or (Bq,H,Lq,Lk).
+// moves whole, to row (qb,kb,h,t) (or is added, divided by H, to row (qb,kb,t)); the heads
+// are added in order, so a selected pair's average is the same bits as in the full one.
 template <class T>
-Array<T> selected_pair_weights(const Array<T>& weights, const std::vector<std::size_t>& keys, bool average) {
+Array<T> pair_weights(const Array<T>& weights, bool average, const std::vector<std::size_t>* keys = nullptr) {
   const std::size_t H = weights.shape()[0], Bq = weights.shape()[1], Lq = weights.shape()[2];
-  const std::size_t Bk = weights.shape()[3], Lk = weights.shape()[4];
-  Array<T> out = average ? Array<T>(xt::zeros<T>({Bq, Lq, Lk})) : Array<T>(Shape{Bq, H, Lq, Lk});
+  const std::size_t Bk = weights.shape()[3], Lk = weights.shape()[4], K = keys ? 1 : Bk;
+  Array<T> out = average ? Array<T>(xt::zeros<T>({Bq, K, Lq, Lk})) : Array<T>(Shape{Bq, K, H, Lq, Lk});
   for (std::size_t h = 0; h < H; ++h)
     for (std::size_t qb = 0; qb < Bq; ++qb)
-      for (std::size_t t = 0; t < Lq; ++t) {
-        const T* from = weights.data() + (((h * Bq + qb) * Lq + t) * Bk + keys[qb]) * Lk;
-        if (average) {
-          T* to = out.data() + (qb * Lq + t) * Lk;
-          for (std::size_t j = 0; j < Lk; ++j) to[j] += from[j] / T(H);
-        } else {
-          std::copy_n(from, Lk, out.data() + ((qb * H + h) * Lq + t) * Lk);
+      for (std::size_t t = 0; t < Lq; ++t)
+        for (std::size_t k = 0; k < K; ++k) {
+          const std::size_t kb = keys ? (*keys)[qb] : k;
+          const T* from = weights.data() + (((h * Bq + qb) * Lq + t) * Bk + kb) * Lk;
+          if (average) {
+            T* to = out.data() + ((qb * K + k) * Lq + t) * Lk;
+            for (std::size_t j = 0; j < Lk; ++j) to[j] += from[j] / T(H);
+          } else {
+            std::copy_n(from, Lk, out.data() + (((qb * K + k) * H + h) * Lq + t) * Lk);
+          }
         }
-      }
   return out;
 }
 
@@ -211,7 +196,11 @@ AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs_selected(const 
     if (key >= Bk)
       throw std::invalid_argument("MultiHeadCrossAttention.forward_all_pairs_selected: weight key " +
                                   std::to_string(key) + " is out of range: " + std::to_string(Bk) + " key elements");
-  return {attended.output, Tensor<T>(selected_pair_weights(*attended.weights, weight_keys, average_weights))};
+  Array<T> weights = pair_weights(*attended.weights, average_weights, &weight_keys);  // (Bq,1,[H,]Lq,Lk)
+  std::vector<std::size_t> dims(weights.shape().begin(), weights.shape().end());
+  dims.erase(dims.begin() + 1);  // each query element's one key element
+  weights.reshape(dims);
+  return {attended.output, Tensor<T>(std::move(weights))};
 }
 
 template <class T>
