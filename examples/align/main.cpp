@@ -112,11 +112,14 @@ int run_train(const CLI::App& cmd, TrainOptions options, const common::Distribut
               r.metrics.p_at_1, r.metrics.grounding, r.ms_per_step, r.seconds);
   // What the loop costs beside its steps: evaluations, saves, waiting for batches.
   const double steps_s = double(r.steps_taken) * r.median_step_ms / 1e3;
+  const std::string beside =
+      r.background_evaluations ? " (" + std::to_string(r.background_evaluations) + " evaluated beside the steps)" : "";
   std::printf(
-      "time: %.1f s = %zu steps x %.2f ms (median) = %.1f s, + %.1f s evaluating and saving, + %.1f s other; "
+      "time: %.1f s = %zu steps x %.2f ms (median) = %.1f s, + %.1f s evaluating and saving%s, + %.1f s other; "
       "%.1f s since start (%.2fx the steps)\ncheckpoint: %s/%s\n",
-      r.seconds, r.steps_taken, r.median_step_ms, steps_s, r.eval_seconds, r.seconds - steps_s - r.eval_seconds,
-      seconds_since_start(), seconds_since_start() / steps_s, options.out_dir.c_str(), kModelFile);
+      r.seconds, r.steps_taken, r.median_step_ms, steps_s, r.eval_seconds, beside.c_str(),
+      r.seconds - steps_s - r.eval_seconds, seconds_since_start(), seconds_since_start() / steps_s,
+      options.out_dir.c_str(), kModelFile);
   if (r.bytes_per_step > 0)
     std::printf(
         "ranks: %zu; collectives of %s a step (the gradients all-reduced, the image features gathered and their "

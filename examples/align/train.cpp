@@ -13,10 +13,12 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "background_eval.hpp"
 #include "checkpoint.hpp"
 #include "checkpoint_rules.hpp"
 #include "flags.hpp"
 #include "parallel.hpp"
+#include "progress.hpp"
 #include "run_dir.hpp"
 #include "sampler.hpp"
 #include "train_state.hpp"
@@ -57,52 +59,6 @@ xtgrad::Metadata settings_metadata(const TrainOptions& o) {
   return m;
 }
 
-std::string duration_text(double seconds) {
-  char text[32];
-  const long s = long(std::lround(seconds));
-  if (s >= 60)
-    std::snprintf(text, sizeof text, "%ldm%02lds", s / 60, s % 60);
-  else
-    std::snprintf(text, sizeof text, "%.1fs", seconds);
-  return text;
-}
-
-// A live bar on a terminal; otherwise a plain line every `every` steps.
-class Progress {
- public:
-  Progress(std::ostream& log, bool bar, std::size_t first, std::size_t last, std::size_t every)
-      : log_(log), bar_(bar), first_(first), last_(last), every_(every), start_(Clock::now()) {}
-
-  void update(std::size_t step, double loss) {
-    const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
-    const double rate = double(step - first_) / std::max(elapsed, 1e-9);
-    const double left = double(last_ - step) / std::max(rate, 1e-9);
-    char line[160];
-    if (bar_) {
-      if (step != last_ && std::chrono::duration<double>(Clock::now() - drawn_).count() < 0.1) return;
-      drawn_ = Clock::now();
-      const int width = 30, filled = int(width * double(step) / double(last_));
-      std::snprintf(line, sizeof line, "\r[%s%s] step %zu/%zu  loss %.4f  %.1f steps/s  %s left ",
-                    std::string(std::size_t(filled), '#').c_str(),
-                    std::string(std::size_t(width - filled), '.').c_str(), step, last_, loss, rate,
-                    duration_text(left).c_str());
-      log_ << line << std::flush;
-    } else if (step % every_ == 0 || step == last_) {
-      std::snprintf(line, sizeof line, "step %zu/%zu  loss %.4f  %.1f steps/s  %s left\n", step, last_, loss, rate,
-                    duration_text(left).c_str());
-      log_ << line << std::flush;
-    }
-  }
-  // A line of its own, not overwritten by the bar.
-  void note(const std::string& text) { log_ << (bar_ ? "\r\33[K" : "") << text << "\n" << std::flush; }
-
- private:
-  std::ostream& log_;
-  bool bar_;
-  std::size_t first_, last_, every_;
-  Clock::time_point start_, drawn_{};
-};
-
 }  // namespace
 
 double step_memory_bytes(const TrainOptions& o) {
@@ -136,34 +92,6 @@ void validate(const TrainOptions& o, bool check_out_dir) {
          "batch: it grows with batch^2 x dim), and " +
          common::bytes_text(available) + " is available: lower --batch (or --dim)");
   if (check_out_dir) common::check_writable_dir(o.out_dir);  // before any work is done
-}
-
-TrainOptions settings_from_metadata(const std::string& file, const xtgrad::Metadata& m, TrainOptions base,
-                                    bool for_resume) {
-  using common::metadata_count;
-  base.seed = metadata_count(file, m, "seed", 0, Limits::kMaxSeed);
-  base.test_size = metadata_count(file, m, "test_size", kBlock, Limits::kMaxTestSize);
-  if (base.test_size % kBlock != 0)
-    throw xtgrad::CheckpointError(file + ": metadata 'test_size' = \"" + m.at("test_size") +
-                                  "\" is not a multiple of 100");
-  if (!for_resume) return base;
-  base.batch = metadata_count(file, m, "batch", 2, Limits::kMaxBatch);
-  base.lr = common::metadata_number(file, m, "lr");
-  base.optimizer = common::metadata_text(file, m, "optimizer");
-  base.train_size = metadata_count(file, m, "train_size", base.batch, Limits::kMaxTrainSize);
-  base.eval_every = metadata_count(file, m, "eval_every", 1, Limits::kMaxSteps);
-  base.threads = int(metadata_count(file, m, "threads", 1, 1u << 20));
-  base.run_id = common::metadata_text(file, m, "run_id");
-  base.world_size = m.count("world_size") ? metadata_count(file, m, "world_size", 2, 1u << 20) : 1;
-  return base;
-}
-
-StoredRun stored_run(const std::string& dir, TrainOptions base) {
-  const LoadedModel loaded = load_model(dir);  // the model file holds the run's settings
-  const std::string file = (fs::path(checkpoint_dir(dir)) / kModelFile).string();
-  base = settings_from_metadata(file, loaded.metadata, base, /*for_resume=*/true);
-  base.model = loaded.config;
-  return {base, loaded.step};
 }
 
 namespace {
@@ -266,33 +194,111 @@ struct Window {
   }
 };
 
-// Evaluates on the test split (every rank) and, where metrics is given (rank 0), appends
-// the metrics line and saves a checkpoint (the line is taken back if the save fails, so
-// the record ends where the checkpoint does).
-TrainResult evaluate_and_save(const TrainOptions& options, Run& run, Trainer& trainer, const Window& window,
-                              Clock::time_point start, common::MetricsLog* metrics, Progress& progress,
-                              std::size_t saved_step, int evaluation_threads) {
-  check_finite_parameters(*run.model, run.step, kept_checkpoint(options, saved_step));
-  TrainResult result;
-  result.step = run.step;
-  result.last_loss = window.loss_sum / double(window.steps);
-  result.ms_per_step = window.train_ms / double(window.steps);
-  xtgrad::set_num_threads(evaluation_threads);
-  result.metrics = trainer.evaluate(run.test_data);
-  xtgrad::set_num_threads(options.threads);
-  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();  // evaluations included
-  if (!metrics) return result;
-  metrics->append(metrics_line(result), run.step);
-  progress.note(metrics_line(result));
-  try {
-    common::save_checkpoint(options.out_dir, {kProgram, options.run_id, run.step}, {*run.optimizer, run.sampler},
-                            [&] { save_model(options.out_dir, *run.model, run.step, settings_metadata(options)); });
-  } catch (...) {
-    metrics->take_back_after(saved_step);
-    throw;
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// A run's evaluations, every eval_every steps and at the last. Each evaluates on the test
+// split (every rank) and, where metrics is given (rank 0), appends the metrics line and
+// saves a checkpoint (the line is taken back if the save fails, so the record ends where
+// the checkpoint does). With `background` (one process whose steps leave a core free),
+// each evaluates a copy of the run on a thread of its own, beside the steps; the last,
+// with no steps left, is waited for.
+class Evaluations {
+ public:
+  Evaluations(const TrainOptions& options, Run& run, Trainer& trainer, common::MetricsLog* metrics, Progress& progress,
+              std::size_t saved_step, int evaluation_threads, bool background, Clock::time_point start)
+      : options_(options),
+        run_(run),
+        trainer_(trainer),
+        metrics_(metrics),
+        progress_(progress),
+        saved_step_(saved_step),
+        threads_(evaluation_threads),
+        start_(start) {
+    if (background) background_.emplace(run.model->config, options.optimizer);
   }
-  return result;
-}
+
+  // At an evaluation step: evaluates the run as it is now, or starts evaluating its copy.
+  void evaluate(const Window& window) {
+    collect(true);  // the record stays in step order
+    const auto begin = Clock::now();
+    check_finite_parameters(*run_.model, run_.step, kept_checkpoint(options_, saved_step_));
+    TrainResult result;
+    result.step = run_.step;
+    result.last_loss = window.loss_sum / double(window.steps);
+    result.ms_per_step = window.train_ms / double(window.steps);
+    const bool last = run_.step == options_.steps;
+    if (!background_ || last) xtgrad::set_num_threads(threads_);  // no steps to share the cores with
+    if (background_) {
+      background_->start(*run_.model, *run_.optimizer, run_.sampler, run_.step, run_.test_data);
+      started_ = result;
+      if (last)
+        record_background();
+      else
+        ++in_background_;
+    } else {
+      result.metrics = trainer_.evaluate(run_.test_data);
+      record(result, *run_.model, *run_.optimizer, run_.sampler);
+    }
+    xtgrad::set_num_threads(options_.threads);
+    seconds_ += seconds_since(begin);
+  }
+
+  // Records the evaluation running beside the steps once it has finished (with `wait`,
+  // waits for it).
+  void collect(bool wait) {
+    if (!background_ || !background_->running() || (!wait && !background_->finished())) return;
+    const auto begin = Clock::now();
+    record_background();
+    seconds_ += seconds_since(begin);
+  }
+
+  std::size_t saved_step() const { return saved_step_; }
+  // The last evaluation's result, with the seconds this thread spent evaluating.
+  TrainResult last() const {
+    TrainResult result = last_;
+    result.eval_seconds = seconds_;
+    result.background_evaluations = in_background_;
+    return result;
+  }
+
+ private:
+  void record_background() {
+    TrainResult result = started_;
+    result.metrics = background_->collect();
+    record(result, background_->model(), background_->optimizer(), background_->sampler());
+  }
+
+  void record(TrainResult result, const AlignModel<float>& model, xtgrad::Optimizer<float>& optimizer,
+              BatchSampler& sampler) {
+    result.seconds = seconds_since(start_);  // evaluations included
+    if (metrics_) {
+      metrics_->append(metrics_line(result), result.step);
+      progress_.note(metrics_line(result));
+      try {
+        common::save_checkpoint(options_.out_dir, {kProgram, options_.run_id, result.step}, {optimizer, sampler},
+                                [&] { save_model(options_.out_dir, model, result.step, settings_metadata(options_)); });
+      } catch (...) {
+        metrics_->take_back_after(saved_step_);
+        throw;
+      }
+    }
+    saved_step_ = result.step;
+    last_ = result;
+  }
+
+  const TrainOptions& options_;
+  Run& run_;
+  Trainer& trainer_;
+  common::MetricsLog* metrics_;
+  Progress& progress_;
+  std::size_t saved_step_;
+  int threads_;
+  Clock::time_point start_;
+  std::optional<BackgroundEvaluation> background_;
+  TrainResult started_, last_;
+  double seconds_ = 0;
+  std::size_t in_background_ = 0;
+};
 
 // Rank 0 (or the one process) before it writes: the metrics record and what an interrupted
 // save left behind.
@@ -331,37 +337,38 @@ TrainResult train(TrainOptions options, std::ostream& out, const common::Distrib
   const common::Doing training("training (--batch " + std::to_string(options.batch) + ", --dim " +
                                std::to_string(options.model.dim) + ")");
   const auto start = Clock::now();
-  TrainResult result;
+  // A core the steps leave free evaluates and renders the next batch; where they use every
+  // core, a thread of its own would stall them (the pool's threads wait for each other).
+  const bool free_core = options.threads < cores;
+  const bool background = free_core && options.threads == 1 && ranks.size == 1 && options.background_evaluation;
+  Evaluations evaluations(options, run, *trainer, metrics ? &*metrics : nullptr, progress, saved_step,
+                          evaluation_threads, background, start);
   Window window;
   std::vector<double> step_ms;  // every step of this invocation, for the median
-  double eval_seconds = 0;
-  // The next batch is rendered on a core the steps leave free; when they use every core, a
-  // thread of its own would stall them (the pool's threads wait for each other at each op).
-  BatchPrefetcher batches(run.train_data, run.sampler, ranks, options.threads < cores);
+  BatchPrefetcher batches(run.train_data, run.sampler, ranks, free_core);
   while (run.step < options.steps) {
     const RankBatch batch = batches.next(run.sampler);
     const auto step_start = Clock::now();
     const double loss = trainer->step(batch);
-    if (!std::isfinite(loss))
+    if (!std::isfinite(loss)) {
+      evaluations.collect(true);
       throw std::runtime_error("the loss became " + std::to_string(loss) + " at step " + std::to_string(run.step + 1) +
                                " (try a smaller --lr, or --detect-anomaly to find the op); " +
-                               kept_checkpoint(options, saved_step));
+                               kept_checkpoint(options, evaluations.saved_step()));
+    }
     ++run.step;
     step_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - step_start).count());
     window.add(loss, step_ms.back());
     progress.update(run.step, loss);
+    evaluations.collect(false);
     if (run.step % options.eval_every != 0 && run.step != options.steps) continue;
-    const auto eval_start = Clock::now();
-    result = evaluate_and_save(options, run, *trainer, window, start, metrics ? &*metrics : nullptr, progress,
-                               saved_step, evaluation_threads);
-    eval_seconds += std::chrono::duration<double>(Clock::now() - eval_start).count();
-    saved_step = run.step;
+    evaluations.evaluate(window);
     window = Window();
   }
+  TrainResult result = evaluations.last();
   result.steps_taken = step_ms.size();
   std::nth_element(step_ms.begin(), step_ms.begin() + long(step_ms.size() / 2), step_ms.end());
   result.median_step_ms = step_ms[step_ms.size() / 2];
-  result.eval_seconds = eval_seconds;
   result.communication_seconds = trainer->communication_seconds();
   result.bytes_per_step = trainer->bytes_per_step();
   return result;

@@ -49,6 +49,10 @@ struct TrainOptions {
   bool overwrite = false;       // --out may replace a run that is there
   bool progress_bar = false;    // a live bar (a terminal) or plain lines
   bool detect_anomaly = false;  // name the first op that makes a NaN or Inf (slow)
+  // Evaluate on the core the steps leave free, while they go on (one process, one step
+  // thread, more than one core); false: the steps wait for each evaluation. The metrics and
+  // checkpoints are the same either way (tests/test_align.cpp).
+  bool background_evaluation = true;
 };
 
 struct TrainResult {
@@ -61,7 +65,8 @@ struct TrainResult {
   // evaluating and saving (so that seconds - steps x median shows what the loop costs).
   double median_step_ms = 0;
   std::size_t steps_taken = 0;
-  double eval_seconds = 0;
+  double eval_seconds = 0;                 // on the training thread
+  std::size_t background_evaluations = 0;  // of them, evaluated beside the steps
   // A data-parallel run's steps: the seconds in collectives that wait for every rank (the
   // image all-gather, the loss sum, DistributedDataParallel's gradient wait; the
   // all-gather's backward runs inside backward() and is not counted), and the bytes each
