@@ -4,6 +4,8 @@
 #include <cstring>
 #include <filesystem>
 #include <sstream>
+#include <stdexcept>
+#include <thread>
 
 #include "align_test_helpers.hpp"
 #include "background_eval.hpp"
@@ -50,7 +52,12 @@ TEST_CASE("align training: a background evaluation evaluates the run as it was w
   const Metrics expected = evaluate(*model, test);
 
   BackgroundEvaluation background(model->config, "adam");
-  background.start(*model, *optimizer, sampler, 2, test);
+  std::thread::id finished_on;
+  Metrics finished_with{-1, -1};
+  background.start(*model, *optimizer, sampler, 2, test, [&](const Metrics& metrics) {
+    finished_on = std::this_thread::get_id();
+    finished_with = metrics;
+  });
   CHECK(background.running());
   CHECK_THROWS_AS(background.start(*model, *optimizer, sampler, 2, test), std::logic_error);
   for (int i = 0; i < 2; ++i) step();                       // the run goes on while its copy is evaluated
@@ -60,6 +67,9 @@ TEST_CASE("align training: a background evaluation evaluates the run as it was w
   CHECK(got.p_at_1 == expected.p_at_1);  // exactly: the same forward pass on the same bits
   CHECK(got.grounding == expected.grounding);
   CHECK(expected.p_at_1 > 0.0);
+  CHECK(finished_on != std::this_thread::get_id());  // the record is written beside the steps
+  CHECK(finished_with.p_at_1 == got.p_at_1);
+  CHECK(finished_with.grounding == got.grounding);
   // What the checkpoint is written from: the run at the start, bit for bit.
   CHECK(background.step() == 2);
   CHECK(same_bits(background.model().state_dict(), parameters));
@@ -67,6 +77,12 @@ TEST_CASE("align training: a background evaluation evaluates the run as it was w
   CHECK(background.sampler().state() == sampler_at_start.state());
   CHECK(background.sampler().order() == sampler_at_start.order());
   CHECK_THROWS_AS(background.collect(), std::logic_error);
+
+  // A record that cannot be written reaches the training thread at collect().
+  background.start(*model, *optimizer, sampler, 4, test,
+                   [](const Metrics&) { throw std::runtime_error("cannot write the checkpoint"); });
+  CHECK_THROWS_WITH_AS(background.collect(), "cannot write the checkpoint", std::runtime_error);
+  CHECK_FALSE(background.running());
 }
 
 TEST_CASE("align training: evaluating beside the steps writes what waiting for each evaluation writes") {

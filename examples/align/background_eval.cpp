@@ -18,13 +18,18 @@ BackgroundEvaluation::~BackgroundEvaluation() {
 }
 
 void BackgroundEvaluation::start(const AlignModel<float>& model, const xtgrad::Optimizer<float>& optimizer,
-                                 const BatchSampler& sampler, std::size_t step, const std::vector<Example>& test) {
+                                 const BatchSampler& sampler, std::size_t step, const std::vector<Example>& test,
+                                 Finish finish) {
   if (running()) throw std::logic_error("BackgroundEvaluation::start: the previous evaluation was not collected");
   model_->load_state_dict(model.state_dict());
   optimizer_->load_state_dict(optimizer.state_dict());
   sampler_ = sampler;
   step_ = step;
-  pending_ = std::async(std::launch::async, [this, &test] { return evaluate(*model_, test); });
+  pending_ = std::async(std::launch::async, [this, &test, finish = std::move(finish)] {
+    const Metrics metrics = evaluate(*model_, test);
+    if (finish) finish(metrics);
+    return metrics;
+  });
 }
 
 bool BackgroundEvaluation::finished() const {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -28,12 +29,16 @@ class BackgroundEvaluation {
   ~BackgroundEvaluation();  // waits for a running evaluation
 
   // Copies the model, optimizer and sampler at `step` and starts evaluating the copy on
-  // `test` (which must outlive the evaluation). The previous one must have been collected.
+  // `test` (which must outlive the evaluation); `finish`, when given, then runs on the same
+  // thread with the metrics (to write the step's record from the copies). The previous
+  // evaluation must have been collected.
+  using Finish = std::function<void(const Metrics&)>;
   void start(const AlignModel<float>& model, const xtgrad::Optimizer<float>& optimizer, const BatchSampler& sampler,
-             std::size_t step, const std::vector<Example>& test);
+             std::size_t step, const std::vector<Example>& test, Finish finish = {});
   bool running() const { return pending_.valid(); }  // started and not yet collected
   bool finished() const;                             // running, and collect() would not wait
-  // Waits for the metrics (rethrowing what the evaluation threw); running() is then false.
+  // Waits for the metrics (rethrowing what the evaluation or `finish` threw); running() is
+  // then false.
   Metrics collect();
 
   // The copies of the last start(): what its checkpoint is written from.

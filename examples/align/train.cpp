@@ -200,8 +200,8 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 // split (every rank) and, where metrics is given (rank 0), appends the metrics line and
 // saves a checkpoint (the line is taken back if the save fails, so the record ends where
 // the checkpoint does). With `background` (one process whose steps leave a core free),
-// each evaluates a copy of the run on a thread of its own, beside the steps; the last,
-// with no steps left, is waited for.
+// each evaluates a copy of the run and writes its record on a thread of its own, beside
+// the steps; the last, with no steps left, is waited for.
 class Evaluations {
  public:
   Evaluations(const TrainOptions& options, Run& run, Trainer& trainer, common::MetricsLog* metrics, Progress& progress,
@@ -229,26 +229,29 @@ class Evaluations {
     const bool last = run_.step == options_.steps;
     if (!background_ || last) xtgrad::set_num_threads(threads_);  // no steps to share the cores with
     if (background_) {
-      background_->start(*run_.model, *run_.optimizer, run_.sampler, run_.step, run_.test_data);
-      started_ = result;
+      started_ = result;  // completed by the evaluating thread
+      background_->start(
+          *run_.model, *run_.optimizer, run_.sampler, run_.step, run_.test_data, [this](const Metrics& metrics) {
+            write(started_, metrics, background_->model(), background_->optimizer(), background_->sampler());
+          });
       if (last)
-        record_background();
+        collect_background();
       else
         ++in_background_;
     } else {
-      result.metrics = trainer_.evaluate(run_.test_data);
-      record(result, *run_.model, *run_.optimizer, run_.sampler);
+      write(result, trainer_.evaluate(run_.test_data), *run_.model, *run_.optimizer, run_.sampler);
+      written(result);
     }
     xtgrad::set_num_threads(options_.threads);
     seconds_ += seconds_since(begin);
   }
 
-  // Records the evaluation running beside the steps once it has finished (with `wait`,
-  // waits for it).
+  // Takes in the evaluation running beside the steps once it has finished and written its
+  // record (with `wait`, waits for it).
   void collect(bool wait) {
     if (!background_ || !background_->running() || (!wait && !background_->finished())) return;
     const auto begin = Clock::now();
-    record_background();
+    collect_background();
     seconds_ += seconds_since(begin);
   }
 
@@ -262,26 +265,30 @@ class Evaluations {
   }
 
  private:
-  void record_background() {
-    TrainResult result = started_;
-    result.metrics = background_->collect();
-    record(result, background_->model(), background_->optimizer(), background_->sampler());
+  void collect_background() {
+    background_->collect();
+    written(started_);
   }
 
-  void record(TrainResult result, const AlignModel<float>& model, xtgrad::Optimizer<float>& optimizer,
-              BatchSampler& sampler) {
+  // The step's metrics line and checkpoint, on the thread that evaluated.
+  void write(TrainResult& result, const Metrics& metrics, const AlignModel<float>& model,
+             xtgrad::Optimizer<float>& optimizer, BatchSampler& sampler) {
+    result.metrics = metrics;
     result.seconds = seconds_since(start_);  // evaluations included
-    if (metrics_) {
-      metrics_->append(metrics_line(result), result.step);
-      progress_.note(metrics_line(result));
-      try {
-        common::save_checkpoint(options_.out_dir, {kProgram, options_.run_id, result.step}, {optimizer, sampler},
-                                [&] { save_model(options_.out_dir, model, result.step, settings_metadata(options_)); });
-      } catch (...) {
-        metrics_->take_back_after(saved_step_);
-        throw;
-      }
+    if (!metrics_) return;
+    metrics_->append(metrics_line(result), result.step);
+    try {
+      common::save_checkpoint(options_.out_dir, {kProgram, options_.run_id, result.step}, {optimizer, sampler},
+                              [&] { save_model(options_.out_dir, model, result.step, settings_metadata(options_)); });
+    } catch (...) {
+      metrics_->take_back_after(saved_step_);
+      throw;
     }
+  }
+
+  // Then, on the training thread: the line on the log.
+  void written(const TrainResult& result) {
+    if (metrics_) progress_.note(metrics_line(result));
     saved_step_ = result.step;
     last_ = result;
   }
@@ -299,6 +306,12 @@ class Evaluations {
   double seconds_ = 0;
   std::size_t in_background_ = 0;
 };
+
+// Whether evaluations run beside the steps: on a core they leave free, in one process.
+// --detect-anomaly evaluates in turn, so that it names the first op to meet a NaN or Inf.
+bool evaluate_beside_steps(const TrainOptions& o, int cores, const common::Ranks& ranks) {
+  return o.background_evaluation && o.threads == 1 && cores > 1 && ranks.size == 1 && !o.detect_anomaly;
+}
 
 // Rank 0 (or the one process) before it writes: the metrics record and what an interrupted
 // save left behind.
@@ -340,9 +353,8 @@ TrainResult train(TrainOptions options, std::ostream& out, const common::Distrib
   // A core the steps leave free evaluates and renders the next batch; where they use every
   // core, a thread of its own would stall them (the pool's threads wait for each other).
   const bool free_core = options.threads < cores;
-  const bool background = free_core && options.threads == 1 && ranks.size == 1 && options.background_evaluation;
   Evaluations evaluations(options, run, *trainer, metrics ? &*metrics : nullptr, progress, saved_step,
-                          evaluation_threads, background, start);
+                          evaluation_threads, evaluate_beside_steps(options, cores, ranks), start);
   Window window;
   std::vector<double> step_ms;  // every step of this invocation, for the median
   BatchPrefetcher batches(run.train_data, run.sampler, ranks, free_core);

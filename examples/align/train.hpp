@@ -50,8 +50,9 @@ struct TrainOptions {
   bool progress_bar = false;    // a live bar (a terminal) or plain lines
   bool detect_anomaly = false;  // name the first op that makes a NaN or Inf (slow)
   // Evaluate on the core the steps leave free, while they go on (one process, one step
-  // thread, more than one core); false: the steps wait for each evaluation. The metrics and
-  // checkpoints are the same either way (tests/test_align.cpp).
+  // thread, more than one core, no --detect-anomaly); false: the steps wait for each
+  // evaluation. The metrics and checkpoints are the same either way
+  // (tests/test_align_train_loop.cpp).
   bool background_evaluation = true;
 };
 
