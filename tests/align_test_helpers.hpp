@@ -14,6 +14,7 @@
 
 namespace align_test {
 
+using xtgrad::testing::file_text;
 using xtgrad::testing::read_file;
 using xtgrad::testing::TempDir;
 

@@ -138,6 +138,15 @@ inline std::string read_file(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+// The same for an assertion's message, which must not assert itself: doctest builds a
+// message while holding its reporter's lock (with -s, for passing assertions too), and
+// an assertion inside it deadlocks.
+inline std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in.good()) return "(cannot open " + path + ")";
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
 // Runs a built program with arguments through the shell; returns its exit code (-1 when it
 // did not exit normally) and its output (stdout and stderr together) in `output`.
 inline int run_program(const std::string& program, const std::string& args, std::string* output = nullptr) {

@@ -175,11 +175,11 @@ TEST_CASE("reliability: training killed with SIGKILL at any moment resumes from 
     }
     if (exited) {  // a resume that failed: the evidence is in its output
       FAIL_CHECK("life " << lives << " exited before its first checkpoint (status " << status
-                         << "): " << read_file(log));
+                         << "): " << file_text(log));
       resumable = false;
       break;
     }
-    REQUIRE_MESSAGE(seconds_since(life_start) <= 20, "no checkpoint after 20 s: " << read_file(log));
+    REQUIRE_MESSAGE(seconds_since(life_start) <= 20, "no checkpoint after 20 s: " << file_text(log));
 
     // Kill it at one of the moments.
     const Moment schedule[] = {kDelay, kFirstTemp, kDelay, kModelTemp, kDelay, kStateTemp, kDelay, kModelRenamed};
@@ -205,7 +205,7 @@ TEST_CASE("reliability: training killed with SIGKILL at any moment resumes from 
     REQUIRE(::waitpid(pid, &status, 0) == pid);
     child.pid = 0;
     CHECK_MESSAGE((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL),
-                  "life " << lives << " ended by itself (status " << status << "): " << read_file(log));
+                  "life " << lives << " ended by itself (status " << status << "): " << file_text(log));
     ++kills;
     killed_pids.insert(pid_text);
     (seen ? caught[moment] : missed_spins)++;
