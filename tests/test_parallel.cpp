@@ -10,8 +10,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -70,6 +73,35 @@ TEST_CASE("parallel: for_each runs every index exactly once, with 1, 2 and 3 thr
     });
     CHECK(std::count(covered.begin(), covered.end(), 1) == 1001);
   }
+}
+
+// A number for each thread, never reused (a new thread can get an old one's id).
+int thread_serial() {
+  static std::atomic<int> next{0};
+  thread_local const int serial = next++;
+  return serial;
+}
+
+TEST_CASE("parallel: setting the thread count it already has keeps the same worker threads") {
+  ThreadsGuard guard(2);
+  const auto workers = [caller = thread_serial()] {  // the threads other than this one that ran a task
+    std::mutex m;
+    std::set<int> serials;
+    for (int round = 0; round < 20; ++round)
+      parallel::for_each(2, [&](std::size_t) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // long enough for both to take one
+        std::lock_guard<std::mutex> lock(m);
+        if (thread_serial() != caller) serials.insert(thread_serial());
+      });
+    return serials;
+  };
+  const std::set<int> before = workers();
+  REQUIRE(before.size() == 1);
+  xtgrad::set_num_threads(2);
+  CHECK(workers() == before);
+  xtgrad::set_num_threads(1);
+  xtgrad::set_num_threads(2);
+  CHECK(workers() != before);  // a new count starts new threads
 }
 
 TEST_CASE("parallel: a loop inside a task runs serially, and two callers at once both finish") {

@@ -164,6 +164,7 @@ std::size_t threads() {
 }
 
 void set_threads(std::size_t n) {
+  if (threads() == n) return;  // keeps its pool: starting threads costs more than many ops
   std::shared_ptr<Pool> fresh = n > 1 ? std::make_shared<Pool>(n - 1) : nullptr;
   std::lock_guard<std::mutex> lock(pool_mutex);
   pool = std::move(fresh);  // the old pool stops when its last user lets go

@@ -4,13 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <iomanip>
-#include <iostream>
-#include <numeric>
 #include <optional>
-#include <sstream>
+#include <ostream>
 #include <stdexcept>
 
 #include "background_eval.hpp"
@@ -25,7 +20,6 @@
 
 namespace align {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 // ---- settings -------------------------------------------------------------------------

@@ -369,7 +369,8 @@ template <class T> Tensor<T> operator/(scalar_t<T> s, const Tensor<T>& a) { retu
 // before main). Until this is called, ops run on the calling thread.
 // n must be from 1 to max_num_threads(), else std::invalid_argument. When the threads
 // cannot be started (a memory or process limit), std::system_error: the ones already
-// started are stopped and the thread count stays as it was.
+// started are stopped and the thread count stays as it was. Asking for the count already
+// set keeps the threads running.
 void set_num_threads(int n);
 int num_threads();
 // The most threads set_num_threads accepts: 4 x std::thread::hardware_concurrency() (the
