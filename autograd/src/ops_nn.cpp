@@ -1,7 +1,7 @@
-// Neural-network functions: softmax, log_softmax, cross_entropy with target
-// probabilities (class indices: ops_loss.cpp), mse_loss, dropout, masked_fill, where
-// (layer_norm: ops_layer_norm.cpp). The row-wise ones loop over rows of the data
-// directly: in xtensor 0.24 last-axis reductions and column broadcasts are many times slower.
+// Neural-network functions: softmax, log_softmax, layer_norm, cross_entropy with target
+// probabilities (class indices: ops_loss.cpp), mse_loss,
+// dropout, masked_fill, where. The row-wise ones loop over rows of the data directly:
+// in xtensor 0.24 last-axis reductions and column broadcasts are many times slower.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -112,6 +112,77 @@ template <class T> Tensor<T> log_softmax(const Tensor<T>& x, int axis) {
                                                              rows.n);
                           add_grad(*in[0], scatter_rows(std::move(gx), rows, shape_of(y)));
                         });
+}
+
+namespace {
+// layer_norm's backward: dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),
+// dxhat = dy * w; the weight and bias gradients are sums over the rows (one banded sum
+// of 2d values: the weight's d, then the bias's d).
+template <class T>
+void layer_norm_backward(const std::vector<NodePtr<T>>& in, const Array<T>& g, std::size_t d, bool has_weight,
+                         bool has_bias, const std::vector<T>& means, const std::vector<T>& rstds) {
+  const std::size_t n_rows = means.size();
+  const T* x = in[0]->data().data();
+  const T* w = has_weight ? in[1]->data().data() : nullptr;
+  Node<T>* weight_node = has_weight ? in[1].get() : nullptr;
+  Node<T>* bias_node = has_bias ? in[has_weight ? 2 : 1].get() : nullptr;
+  const bool need_x = in[0]->requires_grad();
+  const bool need_w = weight_node && weight_node->requires_grad();
+  const bool need_b = bias_node && bias_node->requires_grad();
+  Array<T> gx = need_x ? Array<T>(in[0]->data().shape()) : Array<T>();
+  std::vector<T> sums(2 * d, T(0));
+  detail::banded_sum(n_rows, 2 * d, sums.data(), [&](std::size_t begin, std::size_t end, T* band_sums) {
+    kernels::layer_norm_rows_backward(x + begin * d, g.data() + begin * d, w, means.data() + begin,
+                                      rstds.data() + begin, need_x ? gx.data() + begin * d : nullptr,
+                                      need_w ? band_sums : nullptr, need_b ? band_sums + d : nullptr, end - begin, d);
+  });
+  if (need_x) add_grad(*in[0], std::move(gx));
+  const auto add_sum = [&](Node<T>* node, const T* sum) {
+    Array<T> grad(shape_of(node->data()));
+    std::copy(sum, sum + d, grad.data());
+    add_grad(*node, std::move(grad));
+  };
+  if (need_w) add_sum(weight_node, sums.data());
+  if (need_b) add_sum(bias_node, sums.data() + d);
+}
+}  // namespace
+
+// x (..., D1..Dk) normalised over the trailing normalized_shape (D1..Dk); weight and
+// bias (D1..Dk). Saves per-row mean and 1/std for layer_norm_backward.
+template <class T>
+Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
+                     const std::optional<Tensor<scalar_t<T>>>& weight, const std::optional<Tensor<scalar_t<T>>>& bias,
+                     double eps) {
+  detail::check_defined("layer_norm", x, normalized_shape, weight, bias);
+  const Shape shape = x.shape();
+  const std::size_t k = normalized_shape.size();
+  if (k == 0 || k > shape.size() || !std::equal(normalized_shape.begin(), normalized_shape.end(), shape.end() - k))
+    detail::fail("layer_norm", "normalized shape " + shape_str(normalized_shape) +
+                                   " does not match the trailing dimensions of input " + shape_str(shape));
+  for (const auto* p : {&weight, &bias})
+    if (p->has_value() && (*p)->shape() != normalized_shape)
+      detail::fail("layer_norm", std::string(p == &weight ? "weight" : "bias") + " has shape " +
+                                     shape_str((*p)->shape()) + ", expected " + shape_str(normalized_shape));
+  const std::size_t d = product(normalized_shape), n_rows = x.numel() / std::max<std::size_t>(d, 1);
+  const T* w = weight ? weight->data().data() : nullptr;
+  const T* bb = bias ? bias->data().data() : nullptr;
+
+  std::vector<T> means(n_rows), rstds(n_rows);
+  Array<T> out(x.data().shape());
+  parallel::for_ranges(n_rows, 256, [&](std::size_t begin, std::size_t end) {
+    kernels::layer_norm_rows(x.data().data() + begin * d, out.data() + begin * d, w, bb, means.data() + begin,
+                             rstds.data() + begin, end - begin, d, T(eps));
+  });
+
+  std::vector<Tensor<T>> inputs{x};
+  if (weight) inputs.push_back(*weight);
+  if (bias) inputs.push_back(*bias);
+  return make_result<T>(
+      "layer_norm", std::move(out), inputs,
+      [d, has_weight = weight.has_value(), has_bias = bias.has_value(), means = std::move(means),
+       rstds = std::move(rstds)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
+        layer_norm_backward(in, g, d, has_weight, has_bias, means, rstds);
+      });
 }
 
 // logits (N,C), target distributions (N,C) -> scalar, -mean_n sum_c t log_softmax(x)
@@ -226,6 +297,8 @@ template <class T> Tensor<T> where(const Mask& mask, const Tensor<T>& a, const T
 #define INSTANTIATE(T)                                                                                     \
   template Tensor<T> softmax(const Tensor<T>&, int);                                                       \
   template Tensor<T> log_softmax(const Tensor<T>&, int);                                                   \
+  template Tensor<T> layer_norm(const Tensor<T>&, const Shape&, const std::optional<Tensor<scalar_t<T>>>&, \
+                                const std::optional<Tensor<scalar_t<T>>>&, double);                        \
   template Tensor<T> cross_entropy(const Tensor<T>&, const Tensor<T>&);                                    \
   template Tensor<T> mse_loss(const Tensor<T>&, const Tensor<T>&);                                         \
   template Tensor<T> dropout(const Tensor<T>&, double, bool, Generator&);                                  \

@@ -102,9 +102,7 @@ ModelOutput<T> AlignModel<T>::score_pairs(const Tensor<T>& image,
   } else {
     attended = reshape(mean(image, {1}), {1, bk, 1, d});  // (1,Bk,1,d): the same for every token
   }
-  const Tensor<T> token_rows = reshape(tokens, {bq, 1, long(kCaptionLength), d});
-  // (Bq,Bk,4,d); with attention, in one pass (add_layer_norm)
-  const Tensor<T> h = attention ? norm->forward(attended, token_rows) : norm->forward(token_rows + attended);
+  const Tensor<T> h = norm->forward(reshape(tokens, {bq, 1, long(kCaptionLength), d}) + attended);  // (Bq,Bk,4,d)
   const Tensor<T> pooled = mean(h, {2});                                                            // (Bq,Bk,d)
   out.scores = reshape(score->forward(gelu(hidden->forward(pooled))), {bq, bk});                    // (Bq,Bk)
   return out;

@@ -101,10 +101,6 @@ template <class T> Tensor<T> LayerNorm<T>::forward(const Tensor<T>& x) {
   return layer_norm(x, normalized_shape, weight, bias, eps);
 }
 
-template <class T> Tensor<T> LayerNorm<T>::forward(const Tensor<T>& x, const Tensor<T>& residual) {
-  return add_layer_norm(x, residual, normalized_shape, weight, bias, eps);
-}
-
 template <class T> std::string LayerNorm<T>::extra_repr() const {
   return shape_str(normalized_shape) + ", eps=" + float_repr(eps) +
          ", elementwise_affine=" + (weight ? "true" : "false");

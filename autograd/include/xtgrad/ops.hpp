@@ -167,12 +167,6 @@ template <class T>
 Tensor<T> layer_norm(const Tensor<T>& x, const Shape& normalized_shape,
                      const std::optional<Tensor<scalar_t<T>>>& weight = std::nullopt,
                      const std::optional<Tensor<scalar_t<T>>>& bias = std::nullopt, double eps = 1e-5);
-// layer_norm(x + residual) without the sum ever stored: the same bits, fewer passes over
-// memory. The residual has the trailing normalized_shape and broadcasts over x's leading axes.
-template <class T>
-Tensor<T> add_layer_norm(const Tensor<T>& x, const Tensor<T>& residual, const Shape& normalized_shape,
-                         const std::optional<Tensor<scalar_t<T>>>& weight = std::nullopt,
-                         const std::optional<Tensor<scalar_t<T>>>& bias = std::nullopt, double eps = 1e-5);
 // F.cross_entropy with class indices: logits (N,C) with targets (N), or (N,C,d1,...) with
 // targets (N,d1,...) in row-major order -> the mean over the counted targets of
 //   -(1 - label_smoothing) log p[target] - label_smoothing / C sum_c log p[c].

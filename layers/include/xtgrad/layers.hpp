@@ -51,8 +51,6 @@ template <class T> class LayerNorm : public UnaryModule<T> {
   explicit LayerNorm(std::size_t normalized_size, double eps = 1e-5, bool elementwise_affine = true)
       : LayerNorm(Shape{normalized_size}, eps, elementwise_affine) {}
   Tensor<T> forward(const Tensor<T>& x) override;
-  // forward(x + residual) in one pass (add_layer_norm): the residual broadcasts over x's leading axes
-  Tensor<T> forward(const Tensor<T>& x, const Tensor<T>& residual);
   std::string extra_repr() const override;
 
   const Shape normalized_shape;
