@@ -337,15 +337,18 @@ int parse_positive(const std::string& flag, const std::string& value) {
   usage(flag + " needs a positive integer, got '" + value + "'");
 }
 
-// {"machine": ...}: the CPU, the BLAS kernels in use and who chose them, the peak.
+// {"machine": ...}: the CPU, the BLAS kernels in use and who chose them, the peak of one
+// thread and of two at once (about 2x on two cores, 1x on two hyperthreads of one), and
+// which logical CPUs share CPU 0's core.
 PeakResult print_machine() {
   const BackendInfo info = backend_info();
-  const PeakResult peak = fma_peak();
+  const PeakResult peak = fma_peak(), two = fma_peak(2);
   std::printf(
       "{\"machine\": {\"cpu\": \"%s\", \"blas\": \"%s\", \"blas_core\": \"%s\", \"core_chosen_by\": \"%s\", "
-      "\"narrow_gemm\": %s, \"fma_peak_gflops_1core\": %.1f, \"peak_isa\": \"%s\"}}\n",
+      "\"narrow_gemm\": %s, \"fma_peak_gflops_1core\": %.1f, \"fma_peak_gflops_2threads\": %.1f, \"peak_isa\": "
+      "\"%s\", \"cpu0_core_siblings\": \"%s\"}}\n",
       info.cpu.c_str(), info.blas.c_str(), info.blas_core.c_str(), info.core_chosen_by.c_str(),
-      info.narrow_gemm ? "true" : "false", peak.gflops, peak.isa);
+      info.narrow_gemm ? "true" : "false", peak.gflops, two.gflops, peak.isa, cpu0_core_siblings().c_str());
   std::fflush(stdout);
   return peak;
 }

@@ -266,7 +266,8 @@ def main():
     names = [args.case] if args.case else list(CASES)
 
     print(f"machine: {MACHINE['cpu']}, {args.threads} thread(s), one-core FMA peak "
-          f"{MACHINE['fma_peak_gflops_1core']:.0f} GFLOP/s ({MACHINE['peak_isa']})")
+          f"{MACHINE['fma_peak_gflops_1core']:.0f} GFLOP/s ({MACHINE['peak_isa']}), two threads "
+          f"{MACHINE['fma_peak_gflops_2threads']:.0f}, logical CPUs on CPU 0's core: {MACHINE['cpu0_core_siblings']}")
     print(f"xtgrad: OpenBLAS core {MACHINE['blas_core']} (chosen by {MACHINE['core_chosen_by']}), "
           f"own AVX-512 narrow gemm: {'yes' if MACHINE['narrow_gemm'] else 'no'}")
     torch.zeros(2, 2) @ torch.zeros(2, 2)  # loads torch's BLAS

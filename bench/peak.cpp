@@ -1,10 +1,13 @@
-// One core's float multiply-add peak, measured: independent chains of FMAs on the widest
+// The float multiply-add peak, measured: independent chains of FMAs on the widest
 // vectors the CPU has, long enough that each chain's latency is hidden by the others
 // (2 FMA units x 4 cycles of latency need 8 chains; we run 16 on AVX-512, 12 on AVX2,
 // leaving registers for the operands).
 #include "peak.hpp"
 
 #include <chrono>
+#include <fstream>
+#include <thread>
+#include <vector>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -43,21 +46,40 @@ __attribute__((target("avx2,fma"))) float chains_avx2(long rounds) {
 }
 #endif
 
-template <class Fn> double gflops(Fn chains, double flops_per_round) {
-  chains(kRounds / 20);  // warm up: the clock and the vector units
+template <class Fn> double gflops(Fn chains, double flops_per_round, int threads) {
+  const auto run = [&](long rounds) {
+    std::vector<std::thread> others;
+    for (int t = 1; t < threads; ++t)
+      others.emplace_back([&] {
+        volatile float sink = chains(rounds);
+        (void)sink;
+      });
+    volatile float sink = chains(rounds);
+    (void)sink;
+    for (auto& t : others) t.join();
+  };
+  run(kRounds / 20);  // warm up: the clock and the vector units
   const auto start = std::chrono::steady_clock::now();
-  volatile float sink = chains(kRounds);
-  (void)sink;
+  run(kRounds);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return flops_per_round * double(kRounds) / seconds / 1e9;
+  return threads * flops_per_round * double(kRounds) / seconds / 1e9;
 }
 }  // namespace
 
-PeakResult fma_peak() {
+PeakResult fma_peak(int threads) {
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return {gflops(chains_avx512, 16 * 16 * 2), "avx512"};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {gflops(chains_avx2, 12 * 8 * 2), "avx2"};
+  if (__builtin_cpu_supports("avx512f")) return {gflops(chains_avx512, 16 * 16 * 2, threads), "avx512"};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return {gflops(chains_avx2, 12 * 8 * 2, threads), "avx2"};
 #endif
+  (void)threads;
   return {0.0, "none"};
+}
+
+std::string cpu0_core_siblings() {
+  std::ifstream in("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list");
+  std::string list;
+  std::getline(in, list);
+  return list;
 }
