@@ -173,7 +173,7 @@ TEST_CASE("kernels: float softmax, layer norm and their backwards add rows in su
     return kernels::sum_of<float>(n, [x](std::size_t i) { return x[i]; });
   };
   for (std::size_t len : {3u, 8u, 16u, 19u, 64u}) {
-    const std::size_t rows = 7;
+    const std::size_t rows = 19;  // layer norm: two blocks of eight rows and three alone
     std::vector<float> x(rows * len), dp(rows * len);
     for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(4.0 * gen.normal()), dp[i] = float(gen.normal());
     std::vector<float> p = x;
@@ -274,15 +274,29 @@ TEST_CASE("kernels: float softmax and its backward on rows of 16 give the row-at
 // The float layer norm backward runs rows whose length is a multiple of 8 in one fused
 // pass (kernels.cpp); with a weight, and the weight and bias gradients adding on, it must
 // give the bits of the formula row by row with sum_of's order.
-TEST_CASE("kernels: float layer norm backward with weight and bias gradients, bit for bit") {
+TEST_CASE("kernels: float layer norm with weight and bias, forward and backward, bit for bit") {
   Generator gen(12);
   for (std::size_t d : {8u, 24u, 64u, 20u}) {
-    const std::size_t rows = 5;
-    std::vector<float> x(rows * d), g(rows * d), w(d), mean(rows), rstd(rows), y(rows * d);
+    const std::size_t rows = 13;  // forward: a block of eight rows and five alone
+    std::vector<float> x(rows * d), g(rows * d), w(d), bias(d), mean(rows), rstd(rows), y(rows * d);
     for (float& v : x) v = float(3.0 * gen.normal() + 1.0);
     for (float& v : g) v = float(gen.normal());
     for (float& v : w) v = float(gen.normal());
-    kernels::layer_norm_rows(x.data(), y.data(), w.data(), nullptr, mean.data(), rstd.data(), rows, d, 1e-5f);
+    for (float& v : bias) v = float(gen.normal());
+    kernels::layer_norm_rows(x.data(), y.data(), w.data(), bias.data(), mean.data(), rstd.data(), rows, d, 1e-5f);
+    for (std::size_t r = 0; r < rows; ++r) {  // the forward, row by row in sum_of's order
+      const float* xr = x.data() + r * d;
+      const float m = kernels::sum_of<float>(d, [&](std::size_t i) { return xr[i]; }) / float(d);
+      const float v = kernels::sum_of<float>(d, [&](std::size_t i) { return (xr[i] - m) * (xr[i] - m); });
+      const float s = 1.0f / std::sqrt(v / float(d) + 1e-5f);
+      REQUIRE((mean[r] == m && rstd[r] == s));
+      for (std::size_t i = 0; i < d; ++i) {
+        float want = (xr[i] - m) * s;
+        want *= w[i];
+        want += bias[i];
+        REQUIRE(y[r * d + i] == want);
+      }
+    }
     std::vector<float> gx(rows * d), gw(d, 0.5f), gb(d, -0.25f);
     std::vector<float> want_gx(rows * d), want_gw = gw, want_gb = gb;
     kernels::layer_norm_rows_backward(x.data(), g.data(), w.data(), mean.data(), rstd.data(), gx.data(), gw.data(),

@@ -1,12 +1,14 @@
-// Private to the kernels: sixteen floats as one vector value, their exponential, and the
-// attribute that compiles a float kernel for AVX-512, AVX2 and plain x86-64 (kernels.cpp,
-// kernels_softmax.cpp, kernels_transpose.cpp).
+// Private to the kernels: sixteen floats as one vector value, their exponential, row sums
+// in eight lanes, and the attribute that compiles a float kernel for AVX-512, AVX2 and plain
+// x86-64 (kernels.cpp, kernels_softmax.cpp, kernels_transpose.cpp, kernels_layer_norm.cpp).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+
+#include "kernels.hpp"
 
 namespace xtgrad::kernels {
 namespace {
@@ -48,6 +50,53 @@ template <bool kNonPositive = false> [[gnu::always_inline]] inline void exp_vect
   y = v < low ? Floats{} : y;
   if constexpr (!kNonPositive) y = v > high ? Floats{} + std::numeric_limits<float>::infinity() : y;
   v = v != v ? v : y;  // NaN in, NaN out
+}
+
+// Row sums of floats as eight-lane vectors, in sum_of's order (lane j takes x[j], x[j + 8],
+// ... in turn; then the lanes in pairs, then the tail), so they give sum_of's bits; the
+// double versions are sum_of itself (kernels.cpp's row maxima follow max_of the same way).
+using Floats8 = float __attribute__((vector_size(32)));
+
+[[gnu::always_inline]] inline Floats8& load8(Floats8& v, const float* p) {
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+[[gnu::always_inline]] inline void store8(float* p, const Floats8& v) { std::memcpy(p, &v, sizeof v); }
+[[gnu::always_inline]] inline float lanes_sum(const Floats8& p) {
+  return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
+// sum of x[i] for i < n, or of x[i] * y[i] when y is given
+[[gnu::always_inline]] inline float row_sum(const float* x, const float* y, std::size_t n) {
+  Floats8 acc{}, a, b;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) acc += y ? load8(a, x + i) * load8(b, y + i) : load8(a, x + i);
+  float total = lanes_sum(acc);
+  for (; i < n; ++i) total += y ? x[i] * y[i] : x[i];
+  return total;
+}
+[[gnu::always_inline]] inline double row_sum(const double* x, const double* y, std::size_t n) {
+  return y ? sum_of<double>(n, [x, y](std::size_t i) { return x[i] * y[i]; })
+           : sum_of<double>(n, [x](std::size_t i) { return x[i]; });
+}
+template <class T> [[gnu::always_inline]] inline T row_sum(const T* x, std::size_t n) {
+  return row_sum(x, static_cast<const T*>(nullptr), n);
+}
+
+// sum of (x[i] - m)^2 for i < n
+[[gnu::always_inline]] inline float row_sum_squares(const float* x, float m, std::size_t n) {
+  Floats8 acc{}, a;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    load8(a, x + i) -= m;
+    acc += a * a;
+  }
+  float total = lanes_sum(acc);
+  for (; i < n; ++i) total += (x[i] - m) * (x[i] - m);
+  return total;
+}
+[[gnu::always_inline]] inline double row_sum_squares(const double* x, double m, std::size_t n) {
+  return sum_of<double>(n, [x, m](std::size_t i) { return (x[i] - m) * (x[i] - m); });
 }
 
 }  // namespace
