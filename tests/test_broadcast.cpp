@@ -1,6 +1,7 @@
 // Broadcasting, exactly: detail::for_each_broadcast's visiting order and the broadcast
 // ops' values and gradients (add, sub, mul, div, sum, mean) against a naive index
-// computation over many shape pairs, compared with == (same arithmetic, same order).
+// computation over many shape pairs, compared with == (same arithmetic, same order); and
+// add handing its gradient on without a copy (take_output_grad).
 #include "helpers.hpp"
 
 #include <tuple>
@@ -223,4 +224,63 @@ TEST_CASE_TEMPLATE("sum and mean over axes: values and gradients exactly as the 
           CHECK(std::equal(gx.begin(), gx.end(), x.grad().begin()));
         }
   }
+}
+
+// ---- add passes its gradient on without a copy ----------------------------------------
+
+using testing::check_array;
+using testing::D;
+using testing::iota;
+using testing::make;
+
+namespace {
+// The identity, whose backward hands a fresh gradient to its input and notes where that
+// gradient's values live: the buffer add's backward then receives as its own gradient.
+const double* spied = nullptr;
+D spy(const D& x) {
+  return make_result<double>("spy", Array<double>(x.data()), {x},
+                             [](const std::vector<NodePtr<double>>& in, const Array<double>&, const Array<double>& g) {
+                               Array<double> copy = g;
+                               spied = copy.data();
+                               add_grad(*in[0], std::move(copy));
+                             });
+}
+}  // namespace
+
+TEST_CASE("add hands its gradient to an input of its shape instead of copying it, when nothing else reads it") {
+  const D c = make({2, 3}, {1, -2, 3, 0.5, 4, -1});
+  D x = iota({2, 3}, true), y = iota({1, 3}, true);
+  sum(spy(x + y) * c).backward();  // x takes the gradient (y is broadcast, summed first)
+  CHECK(x.grad().data() == spied);
+  check_array(x.grad(), {2, 3}, {1, -2, 3, 0.5, 4, -1});
+  check_array(y.grad(), {1, 3}, {1.5, 2, 2});
+  D a = iota({2, 3}, true), b = iota({2, 3}, true);
+  sum(spy(a + b) * c).backward();  // both of the output's shape: b takes it, a gets a copy
+  CHECK(b.grad().data() == spied);
+  CHECK(a.grad().data() != spied);
+  check_array(a.grad(), {2, 3}, {1, -2, 3, 0.5, 4, -1});
+  check_array(b.grad(), {2, 3}, {1, -2, 3, 0.5, 4, -1});
+}
+
+TEST_CASE("add keeps its gradient where something still reads it: retain_grad, anomaly mode, x + x, accumulation") {
+  const D c = make({2, 3}, {1, -2, 3, 0.5, 4, -1});
+  const std::vector<double> cv = {1, -2, 3, 0.5, 4, -1};
+  D x = iota({2, 3}, true), y = iota({1, 3}, true);
+  D s = x + y;
+  s.retain_grad();
+  sum(spy(s) * c).backward();
+  check_array(s.grad(), {2, 3}, cv);  // retained: still the add's own
+  check_array(x.grad(), {2, 3}, cv);
+  CHECK(x.grad().data() != s.grad().data());
+  {
+    AnomalyGuard anomaly;
+    D u = iota({2, 3}, true);
+    sum(spy(u + y) * c).backward();
+    check_array(u.grad(), {2, 3}, cv);
+  }
+  D t = iota({2, 3}, true);
+  sum(spy(t + t) * c).backward();  // one tensor twice: the gradient twice, nothing taken
+  check_array(t.grad(), {2, 3}, {2, -4, 6, 1, 8, -2});
+  sum(spy(t + y) * c).backward();  // t already has a gradient: it adds, nothing taken
+  check_array(t.grad(), {2, 3}, {3, -6, 9, 1.5, 12, -3});
 }

@@ -1,9 +1,11 @@
-// Creating tensors as PyTorch's factory functions do (torch.tensor, arange, linspace, eye,
-// the *_like family), and the two copies a Tensor makes of itself: clone() (in the graph)
-// and to<U>() (a leaf in another scalar type).
+// Creating tensors as PyTorch's factory functions do (nested lists, torch.tensor, zeros,
+// ones, full, arange, linspace, eye, the *_like family), and the two copies a Tensor makes
+// of itself: clone() (in the graph) and to<U>() (a leaf in another scalar type).
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -112,7 +114,71 @@ template <class T> template <class U> Tensor<U> Tensor<T>::to() const {
   }
 }
 
+namespace {
+// xtensor sizes an array from a nested list's first row at each depth and then copies
+// every value in sequence, so a ragged list is not refused: {{1, 2}, {3}} became
+// (1,2,3,garbage) and {{1}, {2, 3}} wrote past the end of its (2,1) buffer. These check
+// that every list at one depth has the length of the first one there.
+template <class V> void first_lengths(const V&, Shape&) {}  // a value: the innermost depth was reached
+template <class L> void first_lengths(std::initializer_list<L> list, Shape& lengths) {
+  lengths.push_back(list.size());
+  if (list.size() > 0) first_lengths(*list.begin(), lengths);
+}
+
+template <class V> void check_lengths(const V&, const Shape&, std::size_t, const std::string&) {}
+template <class L>
+void check_lengths(std::initializer_list<L> list, const Shape& lengths, std::size_t depth, const std::string& where) {
+  if (list.size() != lengths[depth]) {  // never at depth 0: lengths[0] is this list's own
+    std::string first;
+    for (std::size_t d = 0; d < depth; ++d) first += "[0]";
+    throw std::invalid_argument("Tensor: ragged nested initializer list: the list at " + where + " has length " +
+                                std::to_string(list.size()) + " but the one at " + first + " has length " +
+                                std::to_string(lengths[depth]) + " (every list at one depth needs the same length)");
+  }
+  for (std::size_t i = 0; i < list.size(); ++i)
+    check_lengths(list.begin()[i], lengths, depth + 1, where + "[" + std::to_string(i) + "]");
+}
+
+template <class T, class List> Array<T> rectangular_array(List list) {
+  Shape lengths;
+  first_lengths(list, lengths);
+  check_lengths(list, lengths, 0, "");
+  return Array<T>(list);
+}
+}  // namespace
+
+template <class T> Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 1> v, bool rg) : Tensor(Array<T>(v), rg) {}
+template <class T>
+Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 2> v, bool rg) : Tensor(rectangular_array<T>(v), rg) {}
+template <class T>
+Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 3> v, bool rg) : Tensor(rectangular_array<T>(v), rg) {}
+template <class T>
+Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 4> v, bool rg) : Tensor(rectangular_array<T>(v), rg) {}
+
+template <class T> Tensor<T> zeros(const Shape& shape, bool requires_grad) {
+  return Tensor<T>(xt::zeros<T>(shape), requires_grad);
+}
+template <class T> Tensor<T> ones(const Shape& shape, bool requires_grad) {
+  return Tensor<T>(xt::ones<T>(shape), requires_grad);
+}
+template <class T> Tensor<T> full(const Shape& shape, T value, bool requires_grad) {
+  Array<T> data(shape);
+  data.fill(value);
+  return Tensor<T>(std::move(data), requires_grad);
+}
+template <class T> Tensor<T> from_array(Array<T> data, bool requires_grad) {
+  return Tensor<T>(std::move(data), requires_grad);
+}
+
 #define INSTANTIATE(T)                                                                  \
+  template Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 1>, bool);                \
+  template Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 2>, bool);                \
+  template Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 3>, bool);                \
+  template Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 4>, bool);                \
+  template Tensor<T> zeros(const Shape&, bool);                                         \
+  template Tensor<T> ones(const Shape&, bool);                                          \
+  template Tensor<T> full(const Shape&, T, bool);                                       \
+  template Tensor<T> from_array(Array<T>, bool);                                        \
   template Tensor<T> tensor(std::vector<T>, const Shape&, bool);                        \
   template Tensor<T> arange(double);                                                    \
   template Tensor<T> arange(double, double, double);                                    \

@@ -40,10 +40,11 @@ template <class T, class F> void grad_to(Node<T>& node, F&& make_grad) {
 
 // A binary op on scalars, broadcast over a and b: out = forward(x, y); backward_a(x, y,
 // out, g) and backward_b(...) give each element's gradient contributions, summed into
-// each input's shape by the same walk.
+// each input's shape by the same walk. passes_grad: both contributions are g itself (add),
+// so an input of the output's shape may take g instead of a copy (take_output_grad).
 template <class T, class Fwd, class BackA, class BackB>
 Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd forward, BackA backward_a,
-                 BackB backward_b) {
+                 BackB backward_b, bool passes_grad = false) {
   detail::check_defined(op, a, b);
   const Shape sa = a.shape(), sb = b.shape(), so = detail::broadcast_shapes(sa, sb, op);
   Array<T> out(so);
@@ -56,7 +57,7 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
       op, std::move(out), {a, b},
       // The shapes are read again from the nodes (backward refuses inputs changed since)
       // rather than captured: a closure this small lives inside the std::function, unallocated.
-      [backward_a, backward_b](const std::vector<NodePtr<T>>& in, const Array<T>& out, const Array<T>& g) {
+      [backward_a, backward_b, passes_grad](const std::vector<NodePtr<T>>& in, const Array<T>& out, const Array<T>& g) {
         const Shape sa = shape_of(in[0]->data()), sb = shape_of(in[1]->data()), so = shape_of(out);
         const T* x = in[0]->data().data();
         const T* y = in[1]->data().data();
@@ -88,8 +89,13 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
           });
           add_grad(node, std::move(gin));
         };
-        gradient(*in[0], sa, backward_a, std::true_type{});
-        gradient(*in[1], sb, backward_b, std::false_type{});
+        // The input that may take g is written last, after the other has read g.
+        const bool b_takes = passes_grad && in[0] != in[1] && sb == so;
+        const bool a_takes = passes_grad && in[0] != in[1] && !b_takes && sa == so;
+        if (!a_takes) gradient(*in[0], sa, backward_a, std::true_type{});
+        if (!b_takes) gradient(*in[1], sb, backward_b, std::false_type{});
+        if (a_takes && !take_output_grad(*in[0])) gradient(*in[0], sa, backward_a, std::true_type{});
+        if (b_takes && !take_output_grad(*in[1])) gradient(*in[1], sb, backward_b, std::false_type{});
       });
 }
 
@@ -110,7 +116,7 @@ template <class T> Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
   return binary(
       "add", a, b, [](const auto& x, const auto& y) { return x + y; },
       [](const auto&, const auto&, const auto&, const auto& g) { return g; },
-      [](const auto&, const auto&, const auto&, const auto& g) { return g; });
+      [](const auto&, const auto&, const auto&, const auto& g) { return g; }, true);
 }
 
 template <class T> Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {

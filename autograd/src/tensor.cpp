@@ -1,10 +1,9 @@
-// The engine: Tensor, recording ops, backward, grad mode, creation.
+// The engine: Tensor, recording ops, backward, grad mode (creation: creation.cpp).
 #include "xtgrad/tensor.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -76,47 +75,6 @@ template <class T> Tensor<T>::Tensor() = default;
 template <class T> Tensor<T>::Tensor(Array<T> data, bool requires_grad) : node_(new_node(std::move(data))) {
   node_->requires_grad_ = requires_grad;
 }
-
-namespace {
-// xtensor sizes an array from a nested list's first row at each depth and then copies
-// every value in sequence, so a ragged list is not refused: {{1, 2}, {3}} became
-// (1,2,3,garbage) and {{1}, {2, 3}} wrote past the end of its (2,1) buffer. These check
-// that every list at one depth has the length of the first one there.
-template <class V> void first_lengths(const V&, Shape&) {}  // a value: the innermost depth was reached
-template <class L> void first_lengths(std::initializer_list<L> list, Shape& lengths) {
-  lengths.push_back(list.size());
-  if (list.size() > 0) first_lengths(*list.begin(), lengths);
-}
-
-template <class V> void check_lengths(const V&, const Shape&, std::size_t, const std::string&) {}
-template <class L>
-void check_lengths(std::initializer_list<L> list, const Shape& lengths, std::size_t depth, const std::string& where) {
-  if (list.size() != lengths[depth]) {  // never at depth 0: lengths[0] is this list's own
-    std::string first;
-    for (std::size_t d = 0; d < depth; ++d) first += "[0]";
-    throw std::invalid_argument("Tensor: ragged nested initializer list: the list at " + where + " has length " +
-                                std::to_string(list.size()) + " but the one at " + first + " has length " +
-                                std::to_string(lengths[depth]) + " (every list at one depth needs the same length)");
-  }
-  for (std::size_t i = 0; i < list.size(); ++i)
-    check_lengths(list.begin()[i], lengths, depth + 1, where + "[" + std::to_string(i) + "]");
-}
-
-template <class T, class List> Array<T> rectangular_array(List list) {
-  Shape lengths;
-  first_lengths(list, lengths);
-  check_lengths(list, lengths, 0, "");
-  return Array<T>(list);
-}
-}  // namespace
-
-template <class T> Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 1> v, bool rg) : Tensor(Array<T>(v), rg) {}
-template <class T>
-Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 2> v, bool rg) : Tensor(rectangular_array<T>(v), rg) {}
-template <class T>
-Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 3> v, bool rg) : Tensor(rectangular_array<T>(v), rg) {}
-template <class T>
-Tensor<T>::Tensor(xt::nested_initializer_list_t<T, 4> v, bool rg) : Tensor(rectangular_array<T>(v), rg) {}
 
 template <class T> Node<T>& Tensor<T>::node() const {
   if (!node_) throw std::logic_error("xtgrad: use of an undefined Tensor");
@@ -195,6 +153,19 @@ template <class T> void Tensor<T>::backward(bool retain_graph) {
 namespace {
 // The op whose backward is running on this thread, for add_grad's message.
 thread_local const char* t_running_op = "backward";
+// Its output's gradient, offered to it when nothing reads it afterwards (take_output_grad).
+template <class T> thread_local std::optional<Array<T>>* t_offered_grad = nullptr;
+// Both for the length of one op's backward, however it ends.
+template <class T> struct RunningOp {
+  RunningOp(const char* op, std::optional<Array<T>>* offered_grad) {
+    t_running_op = op;
+    t_offered_grad<T> = offered_grad;
+  }
+  ~RunningOp() {
+    t_running_op = "backward";
+    t_offered_grad<T> = nullptr;
+  }
+};
 
 // An op's backward reads its inputs and output as they were when it ran: refuse when one
 // was written since through mutable_data() (PyTorch's "modified by an inplace operation").
@@ -283,9 +254,10 @@ template <class T> void Tensor<T>::backward(const Array<T>& grad_output, bool re
     if (node->grad_) {
       try {
         check_versions(*node);
-        t_running_op = node->op_;
-        node->backward_(node->inputs_, node->data_, *node->grad_);
-        t_running_op = "backward";
+        {  // unless retained or checked for anomalies, nothing reads the gradient after this
+          const RunningOp<T> running(node->op_, node->retains_grad_ || t_detect_anomaly ? nullptr : &node->grad_);
+          node->backward_(node->inputs_, node->data_, *node->grad_);
+        }
         if (t_detect_anomaly && all_finite(*node->grad_))
           for (std::size_t i = 0; i < node->inputs_.size(); ++i)
             if (node->inputs_[i]->grad_)
@@ -293,7 +265,6 @@ template <class T> void Tensor<T>::backward(const Array<T>& grad_output, bool re
                            "the backward of op '" + std::string(node->op_) + "' (gradient of its input " +
                                std::to_string(i) + ")");
       } catch (...) {
-        t_running_op = "backward";
         drop_interior_grads(order);  // none half-summed left for a later backward to add to
         throw;
       }
@@ -371,30 +342,23 @@ template <class T> GradTarget<T> grad_target(Node<T>& input) {
   return {input.grad_->data(), T(0)};
 }
 
-// ---- creation -------------------------------------------------------------------------
-template <class T> Tensor<T> zeros(const Shape& shape, bool requires_grad) {
-  return Tensor<T>(xt::zeros<T>(shape), requires_grad);
-}
-template <class T> Tensor<T> ones(const Shape& shape, bool requires_grad) {
-  return Tensor<T>(xt::ones<T>(shape), requires_grad);
-}
-template <class T> Tensor<T> full(const Shape& shape, T value, bool requires_grad) {
-  Array<T> data(shape);
-  data.fill(value);
-  return Tensor<T>(std::move(data), requires_grad);
-}
-template <class T> Tensor<T> from_array(Array<T> data, bool requires_grad) {
-  return Tensor<T>(std::move(data), requires_grad);
+template <class T> bool take_output_grad(Node<T>& input) {
+  std::optional<Array<T>>*& offered = t_offered_grad<T>;
+  if (!input.requires_grad_ || input.grad_ || !offered || !*offered ||
+      !std::equal((*offered)->shape().begin(), (*offered)->shape().end(), input.data_.shape().begin(),
+                  input.data_.shape().end()))
+    return false;
+  input.grad_ = std::move(**offered);
+  offered->reset();
+  offered = nullptr;  // taken once
+  return true;
 }
 
 #define INSTANTIATE(T)                                                                                         \
   template Tensor<T> make_result(const char*, Array<T>&&, const std::vector<Tensor<T>>&, BackwardFn<T>, bool); \
   template void add_grad(Node<T>&, Array<T>&&);                                                                \
   template GradTarget<T> grad_target(Node<T>&);                                                                \
-  template Tensor<T> zeros(const Shape&, bool);                                                                \
-  template Tensor<T> ones(const Shape&, bool);                                                                 \
-  template Tensor<T> full(const Shape&, T, bool);                                                              \
-  template Tensor<T> from_array(Array<T>, bool);
+  template bool take_output_grad(Node<T>&);
 XTGRAD_INSTANTIATE(INSTANTIATE)
 
 }  // namespace xtgrad

@@ -95,7 +95,11 @@ Tensor<T> make_result(const char* op, Array<T>&& value, const std::vector<Tensor
 //                              write every element once before anything else writes to
 //                              this input's gradient.
 // Both skip (add_grad) or return an empty target (grad_target) for an input that needs no
-// gradient.
+// gradient. An op that passes its output's gradient on unchanged (add, as PyTorch's
+// AddBackward does) may first try take_output_grad(input): it moves that gradient into an
+// input of the output's shape that has none yet, when nothing reads it after this backward
+// (not retained, no anomaly check), and says whether it did; after true the op must not
+// read grad_output again, so it writes its other inputs' gradients first.
 template <class T> struct GradTarget {
   T* data = nullptr;  // null when the input needs no gradient
   T beta = T(0);      // 0: overwrite (the first write), 1: add
@@ -103,6 +107,7 @@ template <class T> struct GradTarget {
 };
 template <class T> void add_grad(Node<T>& input, Array<T>&& grad);
 template <class T> GradTarget<T> grad_target(Node<T>& input);
+template <class T> bool take_output_grad(Node<T>& input);
 
 // One value in the graph. Its fields are the engine's (Tensor, make_result and the two
 // gradient writers above); an op's backward reads its inputs through the const accessors
@@ -133,6 +138,7 @@ template <class T> class Node {
   friend Tensor<T> make_result<T>(const char*, Array<T>&&, const std::vector<Tensor<T>>&, BackwardFn<T>, bool);
   template <class U> friend void add_grad(Node<U>& input, Array<U>&& grad);
   template <class U> friend GradTarget<U> grad_target(Node<U>& input);
+  template <class U> friend bool take_output_grad(Node<U>& input);
 
   Array<T> data_;
   std::optional<Array<T>> grad_;  // none until the first write of a backward pass
