@@ -2,6 +2,7 @@
 """The xtgrad-bench cases in PyTorch, side by side with xtgrad, in one run.
 
     /usr/bin/python3 bench/compare_torch.py [--threads N] [--bench build/bin/xtgrad-bench] [--case NAME]
+                                            [--torch-default-malloc]
 
 Runs xtgrad-bench for each case, then the same computation in PyTorch (Debian's
 python3-torch, CPU) with the same thread count, shapes and repeats, and prints a table of
@@ -11,7 +12,11 @@ an Adam step (lr 1e-3) with loss = mean of the squared output, as in the bench.
 Both run on the same BLAS kernels: xtgrad-bench says which OpenBLAS core it ended up with
 (picked by OpenBLAS, by the user's OPENBLAS_CORETYPE, or by xtgrad when OpenBLAS fell back
 to a generic one), and this script sets OPENBLAS_CORETYPE to that core before torch loads
-OpenBLAS. The first lines say what each one ran.
+OpenBLAS. The first lines say what each one ran. Both also keep freed memory for reuse:
+xtgrad-bench calls xtgrad::reuse_freed_memory(), and this script makes the same two
+mallopt calls for torch (without them torch's 1 MiB tensors are mapped and faulted in at
+every step: align_step alone took 8.4-9.7 ms instead of 7.1-7.2). --torch-default-malloc
+leaves torch with glibc's defaults, as a PyTorch user gets it without tuning.
 """
 import argparse
 import json
@@ -27,6 +32,8 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--bench", default="build/bin/xtgrad-bench")
     parser.add_argument("--case")
+    parser.add_argument("--torch-default-malloc", action="store_true",
+                        help="leave torch's process with glibc's default malloc settings")
     return parser.parse_args()
 
 
@@ -37,6 +44,22 @@ os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(ARGS.th
 MACHINE = json.loads(subprocess.run([ARGS.bench, "--machine"], check=True, capture_output=True,
                                     text=True).stdout.splitlines()[0])["machine"]
 os.environ.setdefault("OPENBLAS_CORETYPE", MACHINE["blas_core"])  # the same kernels for torch
+
+
+def reuse_freed_memory(largest_reused_bytes=16 << 20):
+    """glibc's malloc as xtgrad::reuse_freed_memory() sets it: blocks up to 16 MiB from the
+    heap, and up to four times that kept free at its top. True when glibc took both."""
+    import ctypes
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return mallopt(M_MMAP_THRESHOLD, largest_reused_bytes) == 1 and \
+        mallopt(M_TRIM_THRESHOLD, 4 * largest_reused_bytes) == 1
+
+
+TORCH_REUSES_FREED_MEMORY = not ARGS.torch_default_malloc and reuse_freed_memory()
 
 import torch  # noqa: E402  (after the thread settings)
 import torch.nn as nn  # noqa: E402
@@ -271,7 +294,8 @@ def main():
     print(f"xtgrad: OpenBLAS core {MACHINE['blas_core']} (chosen by {MACHINE['core_chosen_by']}), "
           f"own AVX-512 narrow gemm: {'yes' if MACHINE['narrow_gemm'] else 'no'}")
     torch.zeros(2, 2) @ torch.zeros(2, 2)  # loads torch's BLAS
-    print(f"torch {torch.__version__}: OpenBLAS core {torch_blas_core()}")
+    print(f"torch {torch.__version__}: OpenBLAS core {torch_blas_core()}, freed memory kept for reuse: "
+          f"{'yes' if TORCH_REUSES_FREED_MEMORY else 'no'}")
     print(f"{'case':<20}{'xtgrad ms':>12}{'PyTorch ms':>12}{'ratio':>9}")
     for name in names:
         fn, repeats = CASES[name]
