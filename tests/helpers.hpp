@@ -131,20 +131,18 @@ class TempDir {
   std::filesystem::path path;
 };
 
-// A file's bytes; fails the test when it cannot be opened.
-inline std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE_MESSAGE(in.good(), "cannot open " << path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// The same for an assertion's message, which must not assert itself: doctest builds a
-// message while holding its reporter's lock (with -s, for passing assertions too), and
-// an assertion inside it deadlocks.
+// A file's bytes, or a note that it cannot be opened: for an assertion's message, which
+// must not assert itself (doctest builds a message while holding its reporter's lock, with
+// -s for passing assertions too, and an assertion inside it deadlocks).
 inline std::string file_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in.good()) return "(cannot open " + path + ")";
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+// A file's bytes; fails the test when it cannot be opened.
+inline std::string read_file(const std::string& path) {
+  REQUIRE_MESSAGE(std::ifstream(path).good(), "cannot open " << path);
+  return file_text(path);
 }
 
 // Runs a built program with arguments through the shell; returns its exit code (-1 when it

@@ -271,9 +271,10 @@ TEST_CASE("kernels: float softmax and its backward on rows of 16 give the row-at
   }
 }
 
-// The float layer norm backward runs rows whose length is a multiple of 8 in one fused
-// pass (kernels.cpp); with a weight, and the weight and bias gradients adding on, it must
-// give the bits of the formula row by row with sum_of's order.
+// Float layer norm on rows whose length is a multiple of 8 runs eight rows at a time
+// forward and in one fused pass a row backward (kernels_layer_norm.cpp); with a weight and
+// a bias, and the weight and bias gradients adding on, both must give the bits of the
+// formula row by row with sum_of's order.
 TEST_CASE("kernels: float layer norm with weight and bias, forward and backward, bit for bit") {
   Generator gen(12);
   for (std::size_t d : {8u, 24u, 64u, 20u}) {

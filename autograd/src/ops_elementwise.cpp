@@ -89,13 +89,16 @@ Tensor<T> binary(const char* op, const Tensor<T>& a, const Tensor<T>& b, Fwd for
           });
           add_grad(node, std::move(gin));
         };
-        // The input that may take g is written last, after the other has read g.
-        const bool b_takes = passes_grad && in[0] != in[1] && sb == so;
-        const bool a_takes = passes_grad && in[0] != in[1] && !b_takes && sa == so;
-        if (!a_takes) gradient(*in[0], sa, backward_a, std::true_type{});
-        if (!b_takes) gradient(*in[1], sb, backward_b, std::false_type{});
-        if (a_takes && !take_output_grad(*in[0])) gradient(*in[0], sa, backward_a, std::true_type{});
-        if (b_takes && !take_output_grad(*in[1])) gradient(*in[1], sb, backward_b, std::false_type{});
+        const auto write = [&](int i) {
+          i == 0 ? gradient(*in[0], sa, backward_a, std::true_type{})
+                 : gradient(*in[1], sb, backward_b, std::false_type{});
+        };
+        // add: an input of the output's shape may take g itself, written after the other has
+        // read g (for x + x the first write leaves nothing to take: take_output_grad says no)
+        const int taker = !passes_grad ? -1 : sb == so ? 1 : sa == so ? 0 : -1;
+        for (int i : {0, 1})
+          if (i != taker) write(i);
+        if (taker >= 0 && !take_output_grad(*in[taker])) write(taker);
       });
 }
 
