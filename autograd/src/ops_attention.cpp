@@ -9,7 +9,8 @@
 //   dS = P * (dP - rowsum(dP * P)), dQ = scale dS K, dK = scale dS^T Q.
 // Two pairings: `paired` (batch element b of q with b of k and v, as in
 // MultiHeadCrossAttention::forward) and `all pairs` (every b of q with every b of k and v,
-// forward_all_pairs), where the values come already multiplied by the output projection.
+// forward_all_pairs, in ops_attention_all_pairs.cpp), where the values come already
+// multiplied by the output projection (head_values_projected, here).
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -82,110 +83,6 @@ void paired_backward(const AttentionShape& a, const Saved<T>& saved, const std::
     if (dv)
       blas::gemm(head_block(dv.data, Lk, a, b, h), matrix(saved.mixed() + at, Lq, Lk).t(), dout_bh, T(1), dv.beta);
   });
-}
-
-// ---- all pairs ------------------------------------------------------------------------
-// Per head, the scores of all pairs are one product (Bq*Lq, dh) x (dh, Bk*Lk): rows over
-// (qb, t), columns over (kb, j). The values arrive projected (head_values_projected):
-// VW_h = V_h W_h^T (Bk*Lk, E), so a pair's output is sum_h P_h VW_h + bias, and every
-// product is E wide, never dh; the pairs' unprojected outputs never exist.
-
-// q (Bq,Lq,D), k (Bk,Lk,D), key_allowed (Bk,Lk) -> weights (H, Bq*Lq, Bk*Lk):
-// S_h = scale Q_h K_h^T, each segment of Lk (one query row against one key element) a softmax row
-template <class T>
-void all_pairs_weights_forward(const AttentionShape& a, const T* q, const T* k, const Mask* key_allowed, T* weights) {
-  const std::size_t rows = a.bq * a.lq, cols = a.bk * a.lk;
-  const std::vector<T> kt = transposed(matrix(k, cols, a.d));  // K^T (D, cols)
-  parallel::for_each(a.heads, [&](std::size_t h) {
-    T* s = weights + h * rows * cols;
-    blas::gemm(matrix(s, rows, cols), matrix(q + h * a.dh, rows, a.dh, a.d),
-               matrix(kt.data() + h * a.dh * cols, a.dh, cols), T(a.scale));
-    if (key_allowed)
-      for (std::size_t r = 0; r < rows; ++r) block_disallowed(s + r * cols, key_allowed->data(), cols);
-    kernels::softmax_rows(s, rows * a.bk, a.lk);
-  });
-}
-
-// Pd (H, rows, cols), vw (H, Bk*Lk, E), bias (E) -> out (Bq,Bk,Lq,E):
-// out[qb, kb] = sum_h Pd_h[qb, kb] VW_h[kb] + bias. Each thread takes a band of key
-// elements kb; the heads add into one block (rows, E) per kb, kept in cache, then
-// scattered into out.
-template <class T>
-void all_pairs_mix_forward(const AttentionShape& a, std::size_t E, const T* pd, const T* vw, const T* bias, T* out) {
-  const std::size_t rows = a.bq * a.lq, cols = a.bk * a.lk;
-  parallel::for_ranges(a.bk, 1, [&](std::size_t kb_begin, std::size_t kb_end) {
-    std::vector<T> block(rows * E);  // one key element's outputs, rows over (qb, t)
-    for (std::size_t kb = kb_begin; kb < kb_end; ++kb) {
-      for (std::size_t r = 0; r < rows; ++r) {  // the block starts as the bias; the heads add to it
-        if (bias)
-          std::copy_n(bias, E, block.data() + r * E);
-        else
-          std::fill_n(block.data() + r * E, E, T(0));
-      }
-      for (std::size_t h = 0; h < a.heads; ++h)  // (rows,E) += Pd_h[:, kb] (rows,Lk) VW_h[kb] (Lk,E)
-        blas::gemm(matrix(block.data(), rows, E), matrix(pd + h * rows * cols + kb * a.lk, rows, a.lk, cols),
-                   matrix(vw + (h * cols + kb * a.lk) * E, a.lk, E), T(1), T(1));
-      for (std::size_t qb = 0; qb < a.bq; ++qb)
-        std::copy_n(block.data() + qb * a.lq * E, a.lq * E, out + (qb * a.bk + kb) * a.lq * E);
-    }
-  });
-}
-
-// For one key element kb and its gathered output gradient dO_kb (rows, E): dS_h[:, kb]
-// into ds (H, rows, cols) and dVW_h[kb] into dvw, for every head.
-template <class T>
-void all_pairs_key_backward(const AttentionShape& a, std::size_t E, const Saved<T>& saved, const T* vw, std::size_t kb,
-                            const T* dout_kb, T* ds, GradTarget<T> dvw, std::vector<T>& vwt) {
-  const std::size_t rows = a.bq * a.lq, cols = a.bk * a.lk, Lk = a.lk;
-  for (std::size_t h = 0; h < a.heads; ++h) {
-    const std::size_t at = h * rows * cols + kb * Lk;    // Pd_h[:, kb]: rows of Lk, cols apart
-    const std::size_t vw_at = (h * cols + kb * Lk) * E;  // VW_h[kb] (Lk, E)
-    // in the forward pass this was O_kb += Pd_h[:, kb] VW_h[kb]:
-    // dPd_h[:, kb] (rows,Lk) = dO_kb (rows,E) VW_h[kb]^T (E,Lk), VW_h[kb]^T copied contiguous
-    // (its rows cols apart would share a few cache sets)
-    kernels::transpose(Lk, E, vw + vw_at, E, vwt.data(), Lk);
-    blas::gemm(matrix(ds + at, rows, Lk, cols), matrix(dout_kb, rows, E), matrix<const T>(vwt.data(), E, Lk));
-    // in the forward pass this was Pd = softmax(S) * dropout: dS over dPd, in place
-    if (saved.dropout) multiply_rows(ds + at, saved.dropout_scale.data() + at, rows, Lk, cols);
-    kernels::softmax_backward_rows(saved.weights->data() + at, ds + at, rows, Lk, cols, T(a.scale));
-    // the same forward line: dVW_h[kb] (Lk,E) = Pd_h[:, kb]^T (Lk,rows) dO_kb (rows,E)
-    if (dvw)
-      blas::gemm(matrix(dvw.data + vw_at, Lk, E), matrix(saved.mixed() + at, rows, Lk, cols).t(),
-                 matrix(dout_kb, rows, E), T(1), dvw.beta);
-  }
-}
-
-// dO (Bq,Bk,Lq,E) -> the gradients of q, k, vw and the bias; inputs q, k, vw (, bias).
-template <class T>
-void all_pairs_backward(const AttentionShape& a, std::size_t E, const Saved<T>& saved,
-                        const std::vector<NodePtr<T>>& in, const T* dout) {
-  const std::size_t rows = a.bq * a.lq, cols = a.bk * a.lk, dh = a.dh, D = a.d;
-  Array<T> ds(saved.weights->shape());  // per head (rows, cols)
-  const GradTarget<T> dvw = grad_target(*in[2]);
-  parallel::for_ranges(a.bk, 1, [&](std::size_t kb_begin, std::size_t kb_end) {  // bands as in the forward
-    std::vector<T> dout_kb(rows * E), vwt(E * a.lk);
-    for (std::size_t kb = kb_begin; kb < kb_end; ++kb) {
-      for (std::size_t qb = 0; qb < a.bq; ++qb)  // dO_kb (rows, E) gathered from dO
-        std::copy_n(dout + (qb * a.bk + kb) * a.lq * E, a.lq * E, dout_kb.data() + qb * a.lq * E);
-      all_pairs_key_backward(a, E, saved, in[2]->data().data(), kb, dout_kb.data(), ds.data(), dvw, vwt);
-    }
-  });
-  // in the forward pass this was O = ... + bias: db = column sums of dO
-  if (in.size() > 3) detail::write_column_sums(dout, rows * a.bk, E, grad_target(*in[3]));
-  // in the forward pass this was S_h = scale Q_h K_h^T (the scale is in dS):
-  // dQ_h (rows,dh) = dS_h (rows,cols) K_h (cols,dh), dK_h (cols,dh) = dS_h^T (cols,rows) Q_h (rows,dh)
-  const T* q = in[0]->data().data();
-  const T* k = in[1]->data().data();
-  if (const GradTarget<T> dq = grad_target(*in[0]))
-    parallel::for_each(a.heads, [&](std::size_t h) {
-      blas::gemm(matrix(dq.data + h * dh, rows, dh, D), matrix<const T>(ds.data() + h * rows * cols, rows, cols),
-                 matrix(k + h * dh, cols, dh, D), T(1), dq.beta);
-    });
-  if (const GradTarget<T> dk = grad_target(*in[1]))
-    parallel::for_each(a.heads, [&](std::size_t h) {
-      blas::gemm(matrix(dk.data + h * dh, cols, dh, D), matrix<const T>(ds.data() + h * rows * cols, rows, cols).t(),
-                 matrix(q + h * dh, rows, dh, D), T(1), dk.beta);
-    });
 }
 
 // ---- values through the output projection ---------------------------------------------
@@ -270,77 +167,10 @@ template <class T> Tensor<T> head_values_projected(const Tensor<T>& v, const Ten
                         });
 }
 
-// q (Bq,Lq,D), k (Bk,Lk,D), projected_values (H,Bk,Lk,E), out_bias (E), key_allowed (Bk,Lk)
-//   -> out (Bq,Bk,Lq,E), weights (H,Bq,Lq,Bk,Lk)
-template <class T>
-FusedAttention<T> attention_all_pairs_projected(const Tensor<T>& q, const Tensor<T>& k,
-                                                const Tensor<T>& projected_values,
-                                                const std::optional<Tensor<scalar_t<T>>>& out_bias,
-                                                const std::optional<Mask>& key_allowed, double dropout_p,
-                                                Generator* gen) {
-  const char* op = "attention_all_pairs_projected";
-  detail::check_defined(op, q, k, projected_values, out_bias);
-  const Shape pv = projected_values.shape();
-  if (pv.size() != 4) detail::fail(op, "projected values must be 4-D (H,Bk,Lk,E), got " + shape_str(pv));
-  const AttentionShape a = check_shapes(op, q.shape(), k.shape(), k.shape(), pv[0], true);
-  const std::size_t E = pv[3];
-  if (pv != Shape{a.heads, a.bk, a.lk, E})
-    detail::fail(op, "projected values " + shape_str(pv) + " do not match k " + shape_str(k.shape()));
-  if (out_bias && out_bias->shape() != Shape{E})
-    detail::fail(
-        op, "out_bias " + shape_str(out_bias->shape()) + " does not match the projected width " + std::to_string(E));
-  check_key_mask(op, key_allowed, a);
-  check_probability(op, "dropout", dropout_p);
-
-  auto weights = std::make_shared<Array<T>>(Shape{a.heads, a.bq, a.lq, a.bk, a.lk});
-  all_pairs_weights_forward(a, q.data().data(), k.data().data(), key_allowed ? &*key_allowed : nullptr,
-                            weights->data());
-  Saved<T> saved = save_weights<T>(weights, dropout_p, gen);
-  Array<T> out(Shape{a.bq, a.bk, a.lq, E});
-  all_pairs_mix_forward(a, E, saved.mixed(), projected_values.data().data(),
-                        out_bias ? out_bias->data().data() : nullptr, out.data());
-  std::vector<Tensor<T>> inputs{q, k, projected_values};
-  if (out_bias) inputs.push_back(*out_bias);
-  Tensor<T> output = make_result<T>(
-      op, std::move(out), inputs,
-      [a, E, saved = std::move(saved)](const std::vector<NodePtr<T>>& in, const Array<T>&, const Array<T>& g) {
-        all_pairs_backward(a, E, saved, in, g.data());
-      });
-  return {output, weights};
-}
-
-// q (Bq,Lq,D), k, v (Bk,Lk,D), out_weight (E,D), out_bias (E), key_allowed (Bk,Lk)
-//   -> out (Bq,Bk,Lq,E), weights (H,Bq,Lq,Bk,Lk): the two ops above
-template <class T>
-FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
-                                            std::size_t heads, const Tensor<T>& out_weight,
-                                            const std::optional<Tensor<scalar_t<T>>>& out_bias,
-                                            const std::optional<Mask>& key_allowed, double dropout_p, Generator* gen) {
-  const char* op = "attention_heads_all_pairs";
-  detail::check_defined(op, q, k, v, heads, out_weight, out_bias);
-  const AttentionShape a = check_shapes(op, q.shape(), k.shape(), v.shape(), heads, true);
-  if (out_weight.shape().size() != 2 || out_weight.shape()[1] != a.d)
-    detail::fail(op, "out_weight " + shape_str(out_weight.shape()) + " is not (E," + std::to_string(a.d) +
-                         ") for width " + std::to_string(a.d));
-  if (out_bias && out_bias->shape() != Shape{out_weight.shape()[0]})
-    detail::fail(
-        op, "out_bias " + shape_str(out_bias->shape()) + " does not match out_weight " + shape_str(out_weight.shape()));
-  check_key_mask(op, key_allowed, a);
-  check_probability(op, "dropout", dropout_p);
-  return attention_all_pairs_projected(q, k, head_values_projected(v, out_weight, heads), out_bias, key_allowed,
-                                       dropout_p, gen);
-}
-
-#define INSTANTIATE(T)                                                                                           \
-  template FusedAttention<T> attention_heads(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t,  \
-                                             const std::optional<Mask>&, double, Generator*, bool);              \
-  template Tensor<T> head_values_projected(const Tensor<T>&, const Tensor<T>&, std::size_t);                     \
-  template FusedAttention<T> attention_all_pairs_projected(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
-                                                           const std::optional<Tensor<scalar_t<T>>>&,            \
-                                                           const std::optional<Mask>&, double, Generator*);      \
-  template FusedAttention<T> attention_heads_all_pairs(                                                          \
-      const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t, const Tensor<T>&,                       \
-      const std::optional<Tensor<scalar_t<T>>>&, const std::optional<Mask>&, double, Generator*);
+#define INSTANTIATE(T)                                                                                          \
+  template FusedAttention<T> attention_heads(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, std::size_t, \
+                                             const std::optional<Mask>&, double, Generator*, bool);             \
+  template Tensor<T> head_values_projected(const Tensor<T>&, const Tensor<T>&, std::size_t);
 XTGRAD_INSTANTIATE(INSTANTIATE)
 
 }  // namespace xtgrad

@@ -90,21 +90,25 @@ ModelOutput<T> AlignModel<T>::score_pairs(const Tensor<T>& image,
   const Tensor<T> tokens =
       token_embed->forward(caption_ids, {std::size_t(bq), kCaptionLength}) + token_position;  // (Bq,4,d)
   ModelOutput<T> out;
-  Tensor<T> attended;  // (Bq,Bk,4,d), or broadcastable to it
-  if (attention) {
-    std::optional<typename MultiHeadCrossAttention<T>::AllPairsKeys> projected;  // unless given
-    if (!keys) keys = &projected.emplace(attention->project_all_pairs_keys(image, image));
-    AttentionResult<T> pairs = attention_images
-                                   ? attention->forward_all_pairs_selected(tokens, *keys, *attention_images)
-                                   : attention->forward_all_pairs(tokens, *keys, true, need_attention);
-    attended = pairs.output;
+  Tensor<T> pooled;  // (Bq,Bk,d): per pair, the mean over the 4 tokens of norm(token + attended)
+  std::optional<typename MultiHeadCrossAttention<T>::AllPairsKeys> projected;  // unless given
+  if (attention && !keys) keys = &projected.emplace(attention->project_all_pairs_keys(image, image));
+  if (attention && !attention_images) {  // one op: the (Bq,Bk,4,d) arrays never exist
+    AttentionResult<T> pairs = attention->forward_all_pairs_pooled(tokens, *keys, *norm, true, need_attention);
+    pooled = pairs.output;
     out.attention = pairs.weights;
   } else {
-    attended = reshape(mean(image, {1}), {1, bk, 1, d});  // (1,Bk,1,d): the same for every token
+    Tensor<T> attended;  // (Bq,Bk,4,d), or broadcastable to it
+    if (attention) {
+      AttentionResult<T> pairs = attention->forward_all_pairs_selected(tokens, *keys, *attention_images);
+      attended = pairs.output;
+      out.attention = pairs.weights;
+    } else {
+      attended = reshape(mean(image, {1}), {1, bk, 1, d});  // (1,Bk,1,d): the same for every token
+    }
+    pooled = mean(norm->forward(reshape(tokens, {bq, 1, long(kCaptionLength), d}) + attended), {2});
   }
-  const Tensor<T> h = norm->forward(reshape(tokens, {bq, 1, long(kCaptionLength), d}) + attended);  // (Bq,Bk,4,d)
-  const Tensor<T> pooled = mean(h, {2});                                                            // (Bq,Bk,d)
-  out.scores = reshape(score->forward(gelu(hidden->forward(pooled))), {bq, bk});                    // (Bq,Bk)
+  out.scores = reshape(score->forward(gelu(hidden->forward(pooled))), {bq, bk});  // (Bq,Bk)
   return out;
 }
 

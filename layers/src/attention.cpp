@@ -236,6 +236,32 @@ FusedAttention<T> MultiHeadCrossAttention<T>::all_pairs(const Tensor<T>& queries
   return {zero_dead_rows(attended.output, keys.dead), attended.weights};
 }
 
+template <class T>
+AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs_pooled(const Tensor<T>& queries,
+                                                                        const AllPairsKeys& keys, LayerNorm<T>& norm,
+                                                                        bool average_weights, bool need_weights) {
+  const std::string layer = "MultiHeadCrossAttention.forward_all_pairs_pooled";
+  const Shape qs = check_3d(layer.c_str(), "queries", queries.shape(), query_dim);
+  if (query_dim != out_dim)
+    throw std::invalid_argument(layer + ": the queries are the residual, so query_dim " + std::to_string(query_dim) +
+                                " must equal out_dim " + std::to_string(out_dim));
+  if (norm.normalized_shape != Shape{out_dim})
+    throw std::invalid_argument(layer + ": the norm normalises " + shape_str(norm.normalized_shape) + ", not (" +
+                                std::to_string(out_dim) + ")");
+  if (keys.dead) {  // pairs whose key element is all padding read zeros, which the fused op does not do
+    const AttentionResult<T> pairs = forward_all_pairs(queries, keys, average_weights, need_weights);
+    const Tensor<T> residual = reshape(queries, {long(qs[0]), 1L, long(qs[1]), long(out_dim)});
+    return {mean(norm.forward(residual + pairs.output), {2}), pairs.weights};
+  }
+  const bool dropping = dropout_p > 0 && this->is_training();
+  const FusedAttention<T> attended = attention_all_pairs_pooled(
+      q_proj->forward(queries), keys.keys, keys.values, out_proj->bias, queries, norm.weight, norm.bias, norm.eps,
+      keys.allowed, dropping ? dropout_p : 0.0, &dropout_gen_);  // (Bq,Bk,out_dim)
+  AttentionResult<T> result{attended.output, {}};
+  if (need_weights) result.weights = Tensor<T>(pair_weights(*attended.weights, average_weights));
+  return result;
+}
+
 template <class T> std::string MultiHeadCrossAttention<T>::extra_repr() const {
   return "query_dim=" + std::to_string(query_dim) + ", num_heads=" + std::to_string(num_heads) +
          ", key_dim=" + std::to_string(key_dim) + ", value_dim=" + std::to_string(value_dim) +

@@ -132,9 +132,8 @@ FusedAttention<T> attention_heads(const Tensor<T>& q, const Tensor<T>& k, const 
                                   Generator* gen = nullptr, bool causal = false);
 // Every query batch element against every key batch element, with the output projection
 // (out_weight (E,D), out_bias (E)) folded into the values: a pair's output is
-// sum_h P_h (V_h W_h^T) + out_bias, where W_h are the columns of out_weight that head h's
-// output meets; this equals concat_heads(attention) out_weight^T + out_bias, computed
-// without forming the unprojected pairs, and V_h W_h^T once per key element, not per pair.
+// sum_h P_h (V_h W_h^T) + out_bias, W_h the columns of out_weight that head h's output
+// meets: concat_heads(attention) out_weight^T + out_bias, V_h W_h^T once per key element.
 // Two ops, usable apart (MultiHeadCrossAttention::forward_all_pairs calls them in turn):
 // v (B,L,D), out_weight (E,D) -> (H,B,L,E): head h's values times W_h^T
 template <class T> Tensor<T> head_values_projected(const Tensor<T>& v, const Tensor<T>& out_weight, std::size_t heads);
@@ -154,6 +153,18 @@ FusedAttention<T> attention_heads_all_pairs(const Tensor<T>& q, const Tensor<T>&
                                             const std::optional<Tensor<scalar_t<T>>>& out_bias = std::nullopt,
                                             const std::optional<Mask>& key_allowed = std::nullopt,
                                             double dropout_p = 0.0, Generator* gen = nullptr);
+// The above finished as a post-norm block scored by its mean position, residual (Bq,Lq,E):
+// out[qb, kb] = mean_t layer_norm(residual[qb, t] + attention[qb, kb, t]) -> (Bq,Bk,E), each
+// key element's block finished in cache (the (Bq,Bk,Lq,E) arrays never exist). Bit for bit
+// the separate ops forward; the parameters' and residual's gradients sum in another order.
+template <class T>
+FusedAttention<T> attention_all_pairs_pooled(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& projected_values,
+                                             const std::optional<Tensor<scalar_t<T>>>& out_bias,
+                                             const Tensor<T>& residual,
+                                             const std::optional<Tensor<scalar_t<T>>>& norm_weight,
+                                             const std::optional<Tensor<scalar_t<T>>>& norm_bias, double eps = 1e-5,
+                                             const std::optional<Mask>& key_allowed = std::nullopt,
+                                             double dropout_p = 0.0, Generator* gen = nullptr);
 
 // ---- neural-network functions ---------------------------------------------------------
 // A row that is all -inf (fully masked): softmax gives zeros and a zero gradient, so that

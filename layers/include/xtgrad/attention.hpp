@@ -120,6 +120,15 @@ template <class T> class MultiHeadCrossAttention : public Module<T>, public Call
                                                 const std::vector<std::size_t>& weight_keys,
                                                 bool average_weights = true);
 
+  // forward_all_pairs finished as a post-norm block scored by its mean query position:
+  // output[qb, kb] = mean_t norm(queries[qb, t] + attention[qb, kb, t]) -> (Bq,Bk,out_dim),
+  // weights as forward_all_pairs'. The queries are the residual, so query_dim must equal
+  // out_dim, and norm normalises (out_dim). One op (attention_all_pairs_pooled): each key
+  // element's block is finished in cache, and the (Bq,Bk,Lq,out_dim) arrays of the separate
+  // calls never exist. Bit for bit their forward; the gradients sum in another order.
+  AttentionResult<T> forward_all_pairs_pooled(const Tensor<T>& queries, const AllPairsKeys& keys, LayerNorm<T>& norm,
+                                              bool average_weights = true, bool need_weights = true);
+
   std::string extra_repr() const override;
 
   const std::size_t query_dim, num_heads, key_dim, value_dim, out_dim, head_dim;
