@@ -75,13 +75,15 @@ format:
 # install; `make test` runs them, and they add nothing the sanitizers would see) and the
 # caption training test (36 s in Release, many minutes under ASan; its code paths run in the
 # caption CLI tests). No bench. Any report stops the process that made it (abort), so the
-# test fails. The build runs the test programs too (doctest's test discovery).
+# test fails. The build runs the test programs too (doctest's test discovery). The
+# libraries and examples compile as unity builds (XTGRAD_UNITY_BUILD): from clean, without
+# ccache, 779 s instead of 958 on the AMD EPYC Zen 4 VM.
 ASAN_DIR ?= build-asan
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 asan: deps
 	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DXTGRAD_SANITIZE=ON \
-	  -DXTGRAD_BUILD_BENCH=OFF
+	  -DXTGRAD_BUILD_BENCH=OFF -DXTGRAD_UNITY_BUILD=ON
 	$(ASAN_ENV) cmake --build $(ASAN_DIR) -j$(JOBS)
 	cd $(ASAN_DIR) && $(ASAN_ENV) ctest --output-on-failure -j$(JOBS) -E '^(install_|caption training:|vqa training:)'
 
