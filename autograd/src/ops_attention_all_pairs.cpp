@@ -185,27 +185,26 @@ void pooled_forward(const AttentionShape& a, std::size_t E, const T* pd, const T
 }
 
 // One key element's part of the pooled backward: from dOut (Bq,Bk,E), dx (rows, E), the
-// gradient of x = residual + attention; into sums: the norm weight's (E), its bias's (E),
-// the attention bias's (E) and the residual's (rows*E); and dS, dVW as in all_pairs_backward.
+// gradient of x = residual + attention; into sums: the norm weight's (E), its bias's (E)
+// and the residual's (rows*E); and dS, dVW as in all_pairs_backward.
 template <class T>
 void pooled_key_backward(const AttentionShape& a, std::size_t E, const Saved<T>& saved, const NormSaved<T>& norm,
                          const T* w, const T* vw, std::size_t kb, const T* dout, T* ds, GradTarget<T> dvw,
                          std::vector<T>& scratch, std::vector<T>& vwt, T* sums) {
   const std::size_t rows = a.bq * a.lq, n = rows * E;
-  T* dy = scratch.data();
-  T* dx = scratch.data() + n;
-  // in the forward pass this was out[qb, kb] = mean_t y[qb, t]: dy[qb, t] = dOut[qb, kb] / Lq
-  for (std::size_t qb = 0; qb < a.bq; ++qb)
-    for (std::size_t t = 0; t < a.lq; ++t)
-      for (std::size_t j = 0; j < E; ++j)
-        dy[(qb * a.lq + t) * E + j] = dout[(qb * a.bk + kb) * E + j] * (T(1) / T(a.lq));
-  // y = layer_norm(x): dx, and the sums of the norm's weight and bias gradients
-  kernels::layer_norm_rows_backward(norm.x.data() + kb * n, dy, w, norm.means.data() + kb * rows,
-                                    norm.rstds.data() + kb * rows, dx, sums, sums + E, rows, E);
-  // x = residual + (bias + attention): dx is the gradient of each term
-  for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t j = 0; j < E; ++j) sums[2 * E + j] += dx[r * E + j];
-  for (std::size_t i = 0; i < n; ++i) sums[3 * E + i] += dx[i];
+  T* dy = scratch.data();  // one row: the Lq rows of a qb share it
+  T* dx = scratch.data() + E;
+  for (std::size_t qb = 0; qb < a.bq; ++qb) {
+    // in the forward pass this was out[qb, kb] = mean_t y[qb, t]: dy[qb, t] = dOut[qb, kb] / Lq
+    for (std::size_t j = 0; j < E; ++j) dy[j] = dout[(qb * a.bk + kb) * E + j] * (T(1) / T(a.lq));
+    // y = layer_norm(x): dx, and the sums of the norm's weight and bias gradients
+    for (std::size_t r = qb * a.lq; r < (qb + 1) * a.lq; ++r)
+      kernels::layer_norm_rows_backward(norm.x.data() + kb * n + r * E, dy, w, norm.means.data() + kb * rows + r,
+                                        norm.rstds.data() + kb * rows + r, dx + r * E, sums, sums + E, 1, E);
+  }
+  // x = residual + (bias + attention): dx is the gradient of each term (the bias's is the
+  // column sums of the residual's, taken once at the end)
+  for (std::size_t i = 0; i < n; ++i) sums[2 * E + i] += dx[i];
   all_pairs_key_backward(a, E, saved, vw, kb, dx, ds, dvw, vwt);
 }
 
@@ -216,13 +215,13 @@ template <class T>
 void pooled_backward(const AttentionShape& a, std::size_t E, const Saved<T>& saved, const NormSaved<T>& norm,
                      const PooledInputs& at, const std::vector<NodePtr<T>>& in, const T* dout) {
   constexpr std::size_t kBandKeys = 4;
-  const std::size_t rows = a.bq * a.lq, width = 3 * E + rows * E, bands = (a.bk + kBandKeys - 1) / kBandKeys;
+  const std::size_t rows = a.bq * a.lq, width = 2 * E + rows * E, bands = (a.bk + kBandKeys - 1) / kBandKeys;
   const T* w = at.norm_weight != PooledInputs::none ? in[at.norm_weight]->data().data() : nullptr;
   Array<T> ds(saved.weights->shape());  // per head (rows, cols)
   const GradTarget<T> dvw = grad_target(*in[2]);
   std::vector<std::vector<T>> partial(bands);
   parallel::for_each(bands, [&](std::size_t band) {
-    std::vector<T> sums(width, T(0)), scratch(2 * rows * E), vwt(E * a.lk);
+    std::vector<T> sums(width, T(0)), scratch(E + rows * E), vwt(E * a.lk);
     for (std::size_t kb = band * kBandKeys; kb < std::min(a.bk, (band + 1) * kBandKeys); ++kb)
       pooled_key_backward(a, E, saved, norm, w, in[2]->data().data(), kb, dout, ds.data(), dvw, scratch, vwt,
                           sums.data());
@@ -236,10 +235,14 @@ void pooled_backward(const AttentionShape& a, std::size_t E, const Saved<T>& sav
     if (const GradTarget<T> target = grad_target(*in[input]))
       for (std::size_t i = 0; i < count; ++i) detail::write_grad(target, i, values[i]);
   };
+  const T* residual_grad = total.data() + 2 * E;
+  std::vector<T> bias_grad(E, T(0));  // the column sums of the residual's
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t j = 0; j < E; ++j) bias_grad[j] += residual_grad[r * E + j];
   write(at.norm_weight, total.data(), E);
   write(at.norm_bias, total.data() + E, E);
-  write(at.out_bias, total.data() + 2 * E, E);
-  write(3, total.data() + 3 * E, rows * E);
+  write(at.out_bias, bias_grad.data(), E);
+  write(3, residual_grad, rows * E);
   all_pairs_query_key_backward(a, ds.data(), in);
 }
 
