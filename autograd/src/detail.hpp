@@ -182,15 +182,15 @@ void for_each_broadcast_parallel(const Shape& written, const Shape& out, const S
 
 // The one ordered sum over rows: add_band(begin, end, sums) adds rows [begin, end) of
 // whatever is summed into sums (`width` values, zeroed, allocated by the thread that
-// fills it). The bands are blocks of 256 rows, spread over the threads and added into
-// total in band order: the same sums in the same order at any thread count.
-template <class T, class F> void banded_sum(std::size_t rows, std::size_t width, T* total, F&& add_band) {
-  constexpr std::size_t kBandRows = 256;
-  const std::size_t bands = std::max<std::size_t>(1, (rows + kBandRows - 1) / kBandRows);
+// fills it). The bands are blocks of band_rows rows, spread over the threads and added
+// into total in band order: the same sums in the same order at any thread count.
+template <class T, class F>
+void banded_sum(std::size_t rows, std::size_t width, T* total, F&& add_band, std::size_t band_rows = 256) {
+  const std::size_t bands = std::max<std::size_t>(1, (rows + band_rows - 1) / band_rows);
   std::vector<std::vector<T>> partial(bands);
   parallel::for_each(bands, [&](std::size_t band) {
     std::vector<T> sums(width, T(0));
-    add_band(band * kBandRows, std::min(rows, (band + 1) * kBandRows), sums.data());
+    add_band(band * band_rows, std::min(rows, (band + 1) * band_rows), sums.data());
     partial[band] = std::move(sums);
   });
   for (const auto& sums : partial)

@@ -151,7 +151,7 @@ template <class T> struct NormSaved {
   std::vector<T> means, rstds;  // (Bk * rows): layer norm's, per row of x
 };
 
-// The pooled op's inputs after q, k, vw (0-2) and the residual (3); npos when absent.
+// The pooled op's inputs after q, k, vw (0-2) and the residual (3); `none` when absent.
 struct PooledInputs {
   static constexpr std::size_t none = std::size_t(-1);
   std::size_t out_bias = none, norm_weight = none, norm_bias = none;
@@ -209,39 +209,35 @@ void pooled_key_backward(const AttentionShape& a, std::size_t E, const Saved<T>&
 }
 
 // dOut (Bq,Bk,E) -> the gradients of every input. The parameters' and the residual's are
-// summed per band of kBandKeys key elements, then band by band in order, so that their
-// bits do not depend on the thread count.
+// banded sums over bands of kBandKeys key elements (32 key elements: eight bands for the
+// threads), so that their bits do not depend on the thread count.
 template <class T>
 void pooled_backward(const AttentionShape& a, std::size_t E, const Saved<T>& saved, const NormSaved<T>& norm,
                      const PooledInputs& at, const std::vector<NodePtr<T>>& in, const T* dout) {
   constexpr std::size_t kBandKeys = 4;
-  const std::size_t rows = a.bq * a.lq, width = 2 * E + rows * E, bands = (a.bk + kBandKeys - 1) / kBandKeys;
+  const std::size_t rows = a.bq * a.lq, width = 2 * E + rows * E;
   const T* w = at.norm_weight != PooledInputs::none ? in[at.norm_weight]->data().data() : nullptr;
   Array<T> ds(saved.weights->shape());  // per head (rows, cols)
   const GradTarget<T> dvw = grad_target(*in[2]);
-  std::vector<std::vector<T>> partial(bands);
-  parallel::for_each(bands, [&](std::size_t band) {
-    std::vector<T> sums(width, T(0)), scratch(E + rows * E), vwt(E * a.lk);
-    for (std::size_t kb = band * kBandKeys; kb < std::min(a.bk, (band + 1) * kBandKeys); ++kb)
-      pooled_key_backward(a, E, saved, norm, w, in[2]->data().data(), kb, dout, ds.data(), dvw, scratch, vwt,
-                          sums.data());
-    partial[band] = std::move(sums);
-  });
   std::vector<T> total(width, T(0));
-  for (const auto& sums : partial)
-    for (std::size_t j = 0; j < width; ++j) total[j] += sums[j];
+  detail::banded_sum(
+      a.bk, width, total.data(),
+      [&](std::size_t kb_begin, std::size_t kb_end, T* sums) {
+        std::vector<T> scratch(E + rows * E), vwt(E * a.lk);
+        for (std::size_t kb = kb_begin; kb < kb_end; ++kb)
+          pooled_key_backward(a, E, saved, norm, w, in[2]->data().data(), kb, dout, ds.data(), dvw, scratch, vwt, sums);
+      },
+      kBandKeys);
   const auto write = [&](std::size_t input, const T* values, std::size_t count) {
     if (input == PooledInputs::none) return;
     if (const GradTarget<T> target = grad_target(*in[input]))
       for (std::size_t i = 0; i < count; ++i) detail::write_grad(target, i, values[i]);
   };
   const T* residual_grad = total.data() + 2 * E;
-  std::vector<T> bias_grad(E, T(0));  // the column sums of the residual's
-  for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t j = 0; j < E; ++j) bias_grad[j] += residual_grad[r * E + j];
   write(at.norm_weight, total.data(), E);
   write(at.norm_bias, total.data() + E, E);
-  write(at.out_bias, bias_grad.data(), E);
+  if (at.out_bias != PooledInputs::none)  // the column sums of the residual's
+    detail::write_column_sums(residual_grad, rows, E, grad_target(*in[at.out_bias]));
   write(3, residual_grad, rows * E);
   all_pairs_query_key_backward(a, ds.data(), in);
 }

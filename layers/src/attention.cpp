@@ -140,10 +140,9 @@ AttentionResult<T> MultiHeadCrossAttention<T>::forward(const Tensor<T>& query, c
     allowed = combine_masks(layer, qs[0], qs[1], ks[1], key_padding_mask, attn_mask);
     dead_rows = rows_allowing_nothing(*allowed);
   }
-  const bool dropping = dropout_p > 0 && this->is_training();
   const FusedAttention<T> attended =
       attention_heads(q_proj->forward(query), k_proj->forward(key), v_proj->forward(value), num_heads, allowed,
-                      dropping ? dropout_p : 0.0, &dropout_gen_);                                // (B,Lq,D)
+                      active_dropout(), &dropout_gen_);                                          // (B,Lq,D)
   AttentionResult<T> result{zero_dead_rows(out_proj->forward(attended.output), dead_rows), {}};  // (B,Lq,out_dim)
   if (need_weights) {  // weights (B,H,Lq,Lk), averaged over H on request
     const Array<T>& w = *attended.weights;
@@ -229,10 +228,9 @@ typename MultiHeadCrossAttention<T>::AllPairsKeys MultiHeadCrossAttention<T>::pr
 template <class T>
 FusedAttention<T> MultiHeadCrossAttention<T>::all_pairs(const Tensor<T>& queries, const AllPairsKeys& keys) {
   check_3d("MultiHeadCrossAttention.forward_all_pairs", "queries", queries.shape(), query_dim);
-  const bool dropping = dropout_p > 0 && this->is_training();
   const FusedAttention<T> attended =
       attention_all_pairs_projected(q_proj->forward(queries), keys.keys, keys.values, out_proj->bias, keys.allowed,
-                                    dropping ? dropout_p : 0.0, &dropout_gen_);  // (Bq,Bk,Lq,out_dim)
+                                    active_dropout(), &dropout_gen_);  // (Bq,Bk,Lq,out_dim)
   return {zero_dead_rows(attended.output, keys.dead), attended.weights};
 }
 
@@ -253,10 +251,9 @@ AttentionResult<T> MultiHeadCrossAttention<T>::forward_all_pairs_pooled(const Te
     const Tensor<T> residual = reshape(queries, {long(qs[0]), 1L, long(qs[1]), long(out_dim)});
     return {mean(norm.forward(residual + pairs.output), {2}), pairs.weights};
   }
-  const bool dropping = dropout_p > 0 && this->is_training();
   const FusedAttention<T> attended = attention_all_pairs_pooled(
       q_proj->forward(queries), keys.keys, keys.values, out_proj->bias, queries, norm.weight, norm.bias, norm.eps,
-      keys.allowed, dropping ? dropout_p : 0.0, &dropout_gen_);  // (Bq,Bk,out_dim)
+      keys.allowed, active_dropout(), &dropout_gen_);  // (Bq,Bk,out_dim)
   AttentionResult<T> result{attended.output, {}};
   if (need_weights) result.weights = Tensor<T>(pair_weights(*attended.weights, average_weights));
   return result;

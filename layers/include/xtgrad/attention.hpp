@@ -140,6 +140,8 @@ template <class T> class MultiHeadCrossAttention : public Module<T>, public Call
   // Every all-pairs forward: output (Bq,Bk,Lq,out_dim), its pairs with only padding keys
   // zeroed, and the raw weights (H,Bq,Lq,Bk,Lk).
   FusedAttention<T> all_pairs(const Tensor<T>& queries, const AllPairsKeys& keys);
+  // dropout_p while training, 0 in eval mode: what the fused ops are given.
+  double active_dropout() const { return this->is_training() ? dropout_p : 0.0; }
 
   Generator dropout_gen_;
 };
