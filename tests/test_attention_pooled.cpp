@@ -70,6 +70,21 @@ TEST_CASE("attention_all_pairs_pooled: the separate ops' bits forward, their gra
   }
 }
 
+// The float fast paths on 16 keys, the softmax and its backward sixteen rows at a time
+// (20 rows: a block and four alone), against the same op in double, whose loops are plain.
+TEST_CASE("attention_all_pairs_pooled: float on 16 keys agrees with double") {
+  const std::vector<Tensor<float>> in = pooled_inputs<float>(5, 4, 3, 16, 8, 2, 16, 21);
+  std::vector<Tensor<double>> in_double;
+  for (const Tensor<float>& t : in) in_double.emplace_back(xt::cast<double>(t.data()), true);
+  const Tensor<float> out = pooled_fused(in, std::nullopt);
+  const Tensor<double> want = pooled_fused(in_double, std::nullopt);
+  CHECK(xt::allclose(xt::cast<double>(out.data()), want.data(), 1e-4, 1e-5));
+  const std::vector<Array<float>> got = gradients(out, in);
+  const std::vector<Array<double>> expected = gradients(want, in_double);
+  for (std::size_t i = 0; i < in.size(); ++i)
+    CHECK_MESSAGE(xt::allclose(xt::cast<double>(got[i]), expected[i], 1e-4, 1e-5), "input " << i);
+}
+
 TEST_CASE("gradcheck: attention_all_pairs_pooled, every input, with a dead key element and with dropout") {
   const std::vector<D> in = pooled_inputs<double>(2, 3, 5, 4, 4, 2, 5, 11);
   grad(

@@ -136,10 +136,15 @@ XTGRAD_CLONES
 void layer_norm_rows_backward(const float* x, const float* g, const float* w, const float* means, const float* rstds,
                               float* gx, float* gw, float* gb, std::size_t rows, std::size_t d) {
   if (d % 8 != 0) return layer_norm_backward_impl(x, g, w, means, rstds, gx, gw, gb, rows, d);
-  std::vector<float> scratch(2 * d);  // one row's xhat and dxhat, reused
+  // one row's xhat and dxhat, reused; on the stack for rows up to kStackWidth, because
+  // callers such as the pooled attention's backward pass one row at a time
+  constexpr std::size_t kStackWidth = 256;
+  float stack[2 * kStackWidth];
+  std::vector<float> heap(d > kStackWidth ? 2 * d : 0);
+  float* scratch = d > kStackWidth ? heap.data() : stack;
   for (std::size_t r = 0; r < rows; ++r)
-    layer_norm_backward_row8(x + r * d, g + r * d, w, means[r], rstds[r], gx ? gx + r * d : nullptr, gw, gb, d,
-                             scratch.data(), scratch.data() + d);
+    layer_norm_backward_row8(x + r * d, g + r * d, w, means[r], rstds[r], gx ? gx + r * d : nullptr, gw, gb, d, scratch,
+                             scratch + d);
 }
 void layer_norm_rows_backward(const double* x, const double* g, const double* w, const double* means,
                               const double* rstds, double* gx, double* gw, double* gb, std::size_t rows,
