@@ -193,5 +193,6 @@ template <class T> Tensor<T> from_array(Array<T> data, bool requires_grad) {
   template Tensor<float> Tensor<T>::to<float>() const;                                  \
   template Tensor<double> Tensor<T>::to<double>() const;
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace xtgrad

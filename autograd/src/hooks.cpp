@@ -45,5 +45,6 @@ template <class T> void Tensor<T>::drop_interior_grads(const std::vector<NodePtr
   template void Tensor<T>::run_post_accumulate_grad_hooks(const NodePtr<T>&, const std::vector<NodePtr<T>>&); \
   template void Tensor<T>::drop_interior_grads(const std::vector<NodePtr<T>>&);
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace xtgrad

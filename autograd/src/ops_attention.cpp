@@ -172,5 +172,6 @@ template <class T> Tensor<T> head_values_projected(const Tensor<T>& v, const Ten
                                              const std::optional<Mask>&, double, Generator*, bool);             \
   template Tensor<T> head_values_projected(const Tensor<T>&, const Tensor<T>&, std::size_t);
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace xtgrad

@@ -374,5 +374,6 @@ FusedAttention<T> attention_all_pairs_pooled(const Tensor<T>& q, const Tensor<T>
       const Tensor<T>&, const std::optional<Tensor<scalar_t<T>>>&, const std::optional<Tensor<scalar_t<T>>>&, double, \
       const std::optional<Mask>&, double, Generator*);
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace xtgrad

@@ -344,5 +344,6 @@ template <class T> Tensor<T> clamp(const Tensor<T>& x, scalar_t<T> min, scalar_t
   template Tensor<T> gelu(const Tensor<T>&, GeluApproximation); \
   template Tensor<T> clamp(const Tensor<T>&, scalar_t<T>, scalar_t<T>);
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace xtgrad

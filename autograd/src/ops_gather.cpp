@@ -199,5 +199,6 @@ template <class T> Tensor<T> bmm(const Tensor<T>& a, const Tensor<T>& b) {
   template Tensor<T> scatter_add(const Tensor<T>&, int, const Indices&, const Tensor<T>&);       \
   template Tensor<T> bmm(const Tensor<T>&, const Tensor<T>&);
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace xtgrad

@@ -305,5 +305,6 @@ template <class T> Tensor<T> where(const Mask& mask, const Tensor<T>& a, const T
   template Tensor<T> masked_fill(const Tensor<T>&, const Mask&, scalar_t<T>);                              \
   template Tensor<T> detail::where(const Mask&, const Tensor<T>&, const Tensor<T>&);
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace xtgrad

@@ -169,5 +169,6 @@ template <class T> Tensor<T> max(const Tensor<T>& x, const Axes& axes, bool keep
   template Tensor<T> var(const Tensor<T>&, const Axes&, bool, bool); \
   template Tensor<T> max(const Tensor<T>&, const Axes&, bool);
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace xtgrad

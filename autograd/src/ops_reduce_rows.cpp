@@ -150,5 +150,6 @@ template <class T> Tensor<T> cumsum(const Tensor<T>& x, int axis) {
   template Tensor<T> logsumexp(const Tensor<T>&, const Axes&, bool); \
   template Tensor<T> cumsum(const Tensor<T>&, int);
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace xtgrad

@@ -73,6 +73,7 @@ Mask tril_mask(std::size_t rows, std::size_t cols, long diagonal) {
   template Indices argmax(const Tensor<T>&, int); \
   template TopK<T> topk(const Tensor<T>&, std::size_t);
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 AttendMask attend_mask(Mask allowed) { return AttendMask(std::move(allowed)); }
 AttendMask padding_mask(const Mask& ignored) { return AttendMask(Mask(!ignored)); }

@@ -278,5 +278,6 @@ template <class T> Tensor<T> index_select(const Tensor<T>& x, int axis, const st
   template Tensor<T> slice(const Tensor<T>&, int, std::size_t, std::size_t);  \
   template Tensor<T> index_select(const Tensor<T>&, int, const std::vector<std::size_t>&);
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace xtgrad

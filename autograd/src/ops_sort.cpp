@@ -176,5 +176,6 @@ Indices multinomial(const Tensor<T>& probs, std::size_t num_samples, bool replac
   template Mask ge(const Tensor<T>&, T);                 \
   template Indices multinomial(const Tensor<T>&, std::size_t, bool, Generator&);
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace xtgrad

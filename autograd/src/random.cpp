@@ -82,5 +82,6 @@ template <class T> Tensor<T> rand(const Shape& shape, Generator& gen, T low, T h
   template Tensor<T> randn(const Shape&, Generator&, T, T, bool); \
   template Tensor<T> rand(const Shape&, Generator&, T, T, bool);
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace xtgrad

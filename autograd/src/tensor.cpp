@@ -360,5 +360,6 @@ template <class T> bool take_output_grad(Node<T>& input) {
   template GradTarget<T> grad_target(Node<T>&);                                                                \
   template bool take_output_grad(Node<T>&);
 XTGRAD_INSTANTIATE(INSTANTIATE)
+#undef INSTANTIATE
 
 }  // namespace xtgrad

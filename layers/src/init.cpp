@@ -161,5 +161,6 @@ Tensor<T>& kaiming_normal_(Tensor<T>& tensor, double a, FanMode mode, Nonlineari
   template Tensor<T>& kaiming_normal_(Tensor<T>&, double, FanMode, Nonlinearity, Generator&);
 INSTANTIATE(float)
 INSTANTIATE(double)
+#undef INSTANTIATE
 
 }  // namespace xtgrad::init

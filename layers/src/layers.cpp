@@ -140,5 +140,6 @@ template <class T> Tensor<T> FeedForward<T>::forward(const Tensor<T>& x) { retur
   template class FeedForward<T>;
 INSTANTIATE(float)
 INSTANTIATE(double)
+#undef INSTANTIATE
 
 }  // namespace xtgrad
