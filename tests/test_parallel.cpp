@@ -87,12 +87,18 @@ TEST_CASE("parallel: setting the thread count it already has keeps the same work
   const auto workers = [caller = thread_serial()] {  // the threads other than this one that ran a task
     std::mutex m;
     std::set<int> serials;
-    for (int round = 0; round < 20; ++round)
+    for (int round = 0; round < 5; ++round) {
+      // Each task waits for the other to start (5 s at most), so the worker takes one even
+      // when a busy machine wakes it late: a 1 ms sleep instead failed under make asan.
+      std::atomic<int> started{0};
       parallel::for_each(2, [&](std::size_t) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // long enough for both to take one
+        started.fetch_add(1);
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (started.load() < 2 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
         std::lock_guard<std::mutex> lock(m);
         if (thread_serial() != caller) serials.insert(thread_serial());
       });
+    }
     return serials;
   };
   const std::set<int> before = workers();
