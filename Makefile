@@ -76,8 +76,9 @@ format:
 # caption training test (36 s in Release, many minutes under ASan; its code paths run in the
 # caption CLI tests). No bench. Any report stops the process that made it (abort), so the
 # test fails. The build runs the test programs too (doctest's test discovery). The
-# libraries and examples compile as unity builds (XTGRAD_UNITY_BUILD): from clean, without
-# ccache, 779 s instead of 958 on the AMD EPYC Zen 4 VM.
+# libraries and examples compile as unity builds (XTGRAD_UNITY_BUILD), the test programs' own
+# files at -O0 (tests/CMakeLists.txt): from clean, without ccache, the whole target took
+# 787 s instead of 980 on the AMD EPYC Zen 4 VM.
 ASAN_DIR ?= build-asan
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
