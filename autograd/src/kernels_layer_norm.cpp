@@ -90,29 +90,32 @@ constexpr std::size_t kNormRows = 8;
     }
 }
 
-// One float row of layer_norm_backward_impl for d a multiple of 8, its loops fused into
-// one pass of eight-lane vectors: the same arithmetic, and the sums in row_sum's order.
+// One float row of layer_norm_backward_impl for d a multiple of 8, in eight-lane vectors:
+// the same arithmetic, and the sums in row_sum's order. The second pass recomputes xhat and
+// dxhat from x and g (the same operations, so the same bits) instead of keeping them.
 [[gnu::always_inline]] inline void layer_norm_backward_row8(const float* xr, const float* gr, const float* w, float m,
-                                                            float rstd, float* gxr, float* gw, float* gb, std::size_t d,
-                                                            float* xhat, float* dxhat) {
+                                                            float rstd, float* gxr, float* gw, float* gb,
+                                                            std::size_t d) {
   Floats8 sum_dxhat{}, sum_dxhat_xhat{}, x8, g8, w8, acc;
-  for (std::size_t i = 0; i < d; i += 8) {
+  const auto terms = [&](std::size_t i, Floats8& xh, Floats8& dxh) {  // xhat and dxhat at i
     load8(x8, xr + i);
     load8(g8, gr + i);
-    const Floats8 xh = (x8 - m) * rstd;
-    const Floats8 dxh = w ? g8 * load8(w8, w + i) : g8;
+    xh = (x8 - m) * rstd;
+    dxh = w ? g8 * load8(w8, w + i) : g8;
+  };
+  Floats8 xh, dxh;
+  for (std::size_t i = 0; i < d; i += 8) {
+    terms(i, xh, dxh);
     if (gw) store8(gw + i, load8(acc, gw + i) + g8 * xh);
     if (gb) store8(gb + i, load8(acc, gb + i) + g8);
     sum_dxhat += dxh;
     sum_dxhat_xhat += dxh * xh;
-    store8(xhat + i, xh);
-    store8(dxhat + i, dxh);
   }
   if (!gxr) return;
   const float mean_dxhat = lanes_sum(sum_dxhat) / float(d), mean_dxhat_xhat = lanes_sum(sum_dxhat_xhat) / float(d);
   for (std::size_t i = 0; i < d; i += 8) {
-    Floats8 xh, dxh;
-    store8(gxr + i, rstd * (load8(dxh, dxhat + i) - mean_dxhat - load8(xh, xhat + i) * mean_dxhat_xhat));
+    terms(i, xh, dxh);
+    store8(gxr + i, rstd * (dxh - mean_dxhat - xh * mean_dxhat_xhat));
   }
 }
 
@@ -136,15 +139,8 @@ XTGRAD_CLONES
 void layer_norm_rows_backward(const float* x, const float* g, const float* w, const float* means, const float* rstds,
                               float* gx, float* gw, float* gb, std::size_t rows, std::size_t d) {
   if (d % 8 != 0) return layer_norm_backward_impl(x, g, w, means, rstds, gx, gw, gb, rows, d);
-  // one row's xhat and dxhat, reused; on the stack for rows up to kStackWidth, because
-  // callers such as the pooled attention's backward pass one row at a time
-  constexpr std::size_t kStackWidth = 256;
-  float stack[2 * kStackWidth];
-  std::vector<float> heap(d > kStackWidth ? 2 * d : 0);
-  float* scratch = d > kStackWidth ? heap.data() : stack;
   for (std::size_t r = 0; r < rows; ++r)
-    layer_norm_backward_row8(x + r * d, g + r * d, w, means[r], rstds[r], gx ? gx + r * d : nullptr, gw, gb, d, scratch,
-                             scratch + d);
+    layer_norm_backward_row8(x + r * d, g + r * d, w, means[r], rstds[r], gx ? gx + r * d : nullptr, gw, gb, d);
 }
 void layer_norm_rows_backward(const double* x, const double* g, const double* w, const double* means,
                               const double* rstds, double* gx, double* gw, double* gb, std::size_t rows,
